@@ -1,0 +1,45 @@
+# cifarkit: every target bootstraps .venv from requirements.lock the first time it is needed.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cifarkit-installed
+PROFILE ?= cpu
+KERNEL := cifarkit
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast lint book chapter demo recover mlflow-ui clean-book
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-input -r requirements.lock
+	$(PY) -m pip install --quiet --no-input --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cifarkit)" >/dev/null
+	@touch $@
+
+venv: $(STAMP)  ## create .venv from requirements.lock (done automatically by every target)
+
+test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
+	$(PY) -m pytest -m "not slow and not data and not browser"
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check cifarkit tests
+
+book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _build/html
+	$(PY) -m cifarkit.bookbuild --profile $(PROFILE)
+
+chapter: $(STAMP)  ## re-execute one chapter: make chapter NAME=data PARAMS="seeds=5"
+	$(PY) -m cifarkit.bookbuild --profile $(PROFILE) --chapter "$(NAME)" --params "$(PARAMS)"
+
+mlflow-ui: $(STAMP)  ## serve the MLflow UI on the local store
+	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/artifacts/mlflow.db}" --port 5000
+
+clean-book:  ## remove the built site (executed-notebook cache is kept)
+	rm -rf _build

@@ -1,0 +1,291 @@
+"""Experiment configuration: YAML files validated by pydantic, merged with a profile, hashed.
+
+An *experiment* (``configs/<name>.yaml``) states a recipe; a *profile*
+(``configs/profiles/<profile>.yaml``: ``smoke``, ``cpu``, ``full``) scales it to a budget
+(epochs, data subset, seeds) and is deep-merged over it. The merged mapping is validated
+by :class:`ExperimentConfig`: unknown keys are forbidden, types and ranges are checked,
+and contradictory options are rejected. Every failure becomes one :class:`ConfigError`
+line naming the file, the key path, the bad value and what is allowed.
+
+The content hash (:meth:`ExperimentConfig.content_hash`) is a SHA-256 of a canonical JSON
+dump (sorted keys), so it is the same in every process and for any key order in the YAML.
+Fields that do not change what a run computes (``description``, ``seeds``,
+``data.source``: where the data lives, which the run key covers by the data's content
+hash instead) are left out of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cifarkit.errors import ConfigError
+from cifarkit.paths import configs_dir
+
+ModelName = Literal[
+    "baseline_cnn",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet50",
+    "efficientnetb0",
+    "mobilenetv2",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which data, and how the 50,000 training images are split."""
+
+    source: str | None = Field(
+        None, description="Path to the data; falls back to $CIFARKIT_DATA, then Keras' download."
+    )
+    val_per_class: int = Field(1000, ge=1, le=2500, description="Validation images per class.")
+    split_seed: int = Field(0, ge=0, description="Seed of the stratified train/val split.")
+    train_per_class: int | None = Field(
+        None, ge=1, le=4999, description="Subsample the training split (smoke runs); None = all."
+    )
+    test_limit: int | None = Field(
+        None, ge=10, le=10000, description="Evaluate on the first N test images (stratified)."
+    )
+
+
+class ModelConfig(_Strict):
+    name: ModelName
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
+    weights: Literal["none", "imagenet"] = Field(
+        "none", description="Backbone weights for keras.applications models."
+    )
+    weights_path: str | None = Field(None, description="Local file with the backbone weights.")
+    input_size: int = Field(32, ge=32, le=512, description="Resize inputs to this size.")
+
+    @model_validator(mode="after")
+    def _weights_only_for_backbones(self) -> ModelConfig:
+        cifar_native = self.name == "baseline_cnn" or self.name.startswith("resnet") and self.name != "resnet50"
+        if cifar_native and self.weights != "none":
+            raise ValueError(f"weights={self.weights!r} needs a keras.applications backbone, not {self.name!r}")
+        return self
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, le=10.0, description="Peak learning rate.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0.0, lt=1.0)
+    backbone_lr_multiplier: float = Field(
+        1.0, gt=0.0, le=1.0, description="Differential LR: backbone layers get lr times this."
+    )
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup length (cosine).")
+    step_epochs: tuple[int, ...] = Field((), description="Epochs at which a step schedule decays.")
+    step_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    final_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="End LR / peak LR.")
+
+    @model_validator(mode="after")
+    def _step_needs_milestones(self) -> ScheduleConfig:
+        if self.name == "step" and not self.step_epochs:
+            raise ValueError("schedule 'step' needs step_epochs, e.g. [15, 25]")
+        if self.name != "step" and self.step_epochs:
+            raise ValueError(f"step_epochs is only used by schedule 'step', not {self.name!r}")
+        return self
+
+
+class LossConfig(_Strict):
+    name: Literal["crossentropy", "focal"] = "crossentropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
+    class_weighted: bool = Field(False, description="Weight classes by inverse frequency.")
+
+
+class AugmentConfig(_Strict):
+    enabled: bool = True
+    crop_padding: int = Field(4, ge=0, le=16, description="Pad-and-random-crop margin in px.")
+    flip: bool = True
+    cutout: int = Field(0, ge=0, le=32, description="Cutout square side in px; 0 = off.")
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, ge=1, le=1000)
+    batch_size: int = Field(128, ge=1, le=8192)
+    grad_accum_steps: int = Field(1, ge=1, le=256, description="Effective batch = batch x this.")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
+    snapshot_epochs: tuple[int, ...] = Field((), description="Also save the model after these epochs.")
+    deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
+    mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs={self.schedule.warmup_epochs} must be below epochs={self.epochs}"
+            )
+        late = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
+        if late:
+            raise ValueError(f"snapshot_epochs {late} fall outside 1..epochs={self.epochs}")
+        beyond = [e for e in self.schedule.step_epochs if not 1 <= e < self.epochs]
+        if beyond:
+            raise ValueError(f"schedule.step_epochs {beyond} fall outside 1..epochs-1={self.epochs - 1}")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """A fully resolved experiment: experiment file + profile, validated."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    profile: str = "none"
+    seeds: int = Field(3, ge=1, le=100, description="How many seeds headline numbers use.")
+    data: DataConfig = DataConfig()
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what a run computes (the hash's input)."""
+        dumped = self.model_dump(mode="json")
+        for key in ("description", "seeds", "profile", "name"):
+            dumped.pop(key)
+        dumped["data"].pop("source")
+        return dumped
+
+    def content_hash(self) -> str:
+        """SHA-256 hex digest of the canonical JSON of :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def available(kind: Literal["experiments", "profiles"]) -> list[str]:
+    folder = configs_dir() if kind == "experiments" else configs_dir() / "profiles"
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _locate(name_or_path: str | Path, kind: Literal["experiments", "profiles"]) -> Path:
+    text = str(name_or_path)
+    as_path = Path(text).expanduser()
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        if not as_path.is_file():
+            raise ConfigError(f"{text}: config file not found; pass an existing YAML file or one of: "
+                              f"{', '.join(available(kind))}")
+        return as_path
+    folder = configs_dir() if kind == "experiments" else configs_dir() / "profiles"
+    candidate = folder / f"{text}.yaml"
+    if not candidate.is_file():
+        label = "experiment" if kind == "experiments" else "profile"
+        raise ConfigError(f"unknown {label} {text!r}; choose one of: {', '.join(available(kind)) or '(none)'}"
+                          f" (files in {folder}) or pass a path to a YAML file")
+    return candidate
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc}); check the file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in; nested mappings merge, the rest replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _has_path(mapping: Any, path: tuple[Any, ...]) -> bool:
+    for key in path:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return False
+        mapping = mapping[key]
+    return True
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = ExperimentConfig
+    for key in loc[:-1]:
+        field = model.model_fields.get(str(key))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error: dict[str, Any], files: list[tuple[Path, dict[str, Any]]]) -> str:
+    loc = tuple(error["loc"])
+    key_path = ".".join(str(p) for p in loc) or "(top level)"
+    # Name the file that set the bad key: the last one (profile) wins, as in the merge.
+    source = files[0][0]
+    for path, raw in files:
+        if loc and _has_path(raw, loc):
+            source = path
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc))
+        return f"{source}: {key_path}: unknown key; allowed keys here: {allowed}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{source}: {key_path}: required key is missing; add it"
+    value = error.get("input")
+    if isinstance(value, dict):
+        return f"{source}: {key_path}: {message}"
+    return f"{source}: {key_path} = {value!r}: {message}"
+
+
+def load_config(experiment: str | Path, profile: str | Path | None = "cpu") -> ExperimentConfig:
+    """Load an experiment (name under ``configs/`` or a YAML path), merge a profile, validate."""
+    exp_path = _locate(experiment, "experiments")
+    raw_exp = read_yaml(exp_path)
+    files = [(exp_path, raw_exp)]
+    merged = {"name": exp_path.stem, **raw_exp}
+    if profile not in (None, "none"):
+        prof_path = _locate(profile, "profiles")
+        raw_prof = read_yaml(prof_path)
+        if "name" in raw_prof:
+            raise ConfigError(f"{prof_path}: name: a profile cannot rename the experiment; remove the key")
+        files.append((prof_path, raw_prof))
+        merged = deep_merge(merged, raw_prof)
+        merged["profile"] = prof_path.stem
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0], files)
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise ConfigError(first + more) from None

@@ -1,0 +1,83 @@
+"""Seeds, determinism and the environment record every run stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import logging
+import os
+import platform
+import random
+import subprocess
+from typing import Any
+
+import numpy as np
+
+from cifarkit.paths import project_root
+
+log = logging.getLogger(__name__)
+
+RECORDED_PACKAGES = (
+    "cifarkit", "tensorflow", "keras", "numpy", "pillow", "pydantic", "scikit-learn", "scipy",
+    "mlflow", "matplotlib", "seaborn", "tf-keras-vis", "jupyter-book", "papermill",
+)
+
+
+def set_seeds(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TF and Keras from one number; optionally make TF ops deterministic.
+
+    With ``deterministic`` TF raises on ops that have no deterministic kernel instead of
+    silently varying between runs.
+    """
+    import keras
+    import tensorflow as tf
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # seeds python, numpy and the TF/Keras global generators
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment_record() -> dict[str, Any]:
+    """Package versions, git commit and dirty flag, Python, platform and CPU, as plain JSON."""
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain")
+    return {
+        "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else None,
+    }
