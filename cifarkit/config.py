@@ -82,15 +82,15 @@ class OptimizerConfig(_Strict):
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Peak learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0.0, lt=1.0)
-    backbone_lr_multiplier: float = Field(
-        1.0, gt=0.0, le=1.0, description="Differential LR: backbone layers get lr times this."
+    weight_decay: float = Field(
+        5e-4, ge=0.0, lt=1.0,
+        description="SGD: coupled L2 (gradient += wd * w, as in the papers); AdamW: decoupled.",
     )
 
 
 class ScheduleConfig(_Strict):
     name: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup length (cosine).")
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup before cosine decay.")
     step_epochs: tuple[int, ...] = Field((), description="Epochs at which a step schedule decays.")
     step_factor: float = Field(0.1, gt=0.0, lt=1.0)
     final_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="End LR / peak LR.")
@@ -101,6 +101,9 @@ class ScheduleConfig(_Strict):
             raise ValueError("schedule 'step' needs step_epochs, e.g. [15, 25]")
         if self.name != "step" and self.step_epochs:
             raise ValueError(f"step_epochs is only used by schedule 'step', not {self.name!r}")
+        if self.name != "cosine" and self.warmup_epochs:
+            raise ValueError(f"warmup_epochs is only used by schedule 'cosine', not {self.name!r}"
+                             " (onecycle has its own warm-up phase)")
         return self
 
 

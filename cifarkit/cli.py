@@ -1,0 +1,198 @@
+"""The ``cifarkit`` command: a thin layer that parses, calls the package and prints.
+
+Errors a user can fix (:class:`~cifarkit.errors.CifarkitError`) are printed as one line on
+stderr with exit code 2; ``--debug`` shows the traceback. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from cifarkit.errors import CifarkitError
+
+log = logging.getLogger("cifarkit")
+
+
+def setup_logging(verbosity: int) -> None:
+    """Configure stdlib logging once: -q warnings only, default info, -v debug."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    if level > logging.DEBUG:
+        # TensorFlow's C++ and absl chatter would drown the progress lines.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from cifarkit.config import load_config
+
+    cfg = load_config(args.experiment, args.profile)
+    print(f"# experiment: {cfg.name}   profile: {cfg.profile}")
+    print(f"# content hash: {cfg.content_hash()}")
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from cifarkit.config import load_config
+    from cifarkit.data import load_cifar10, make_splits, resolve_source
+
+    data_cfg = load_config(args.experiment, args.profile).data
+    source = resolve_source(args.source or data_cfg.source)
+    started = time.perf_counter()
+    data = load_cifar10(source)
+    splits = make_splits(data, val_per_class=data_cfg.val_per_class, seed=data_cfg.split_seed,
+                         train_per_class=data_cfg.train_per_class, test_limit=data_cfg.test_limit)
+    elapsed = time.perf_counter() - started
+    counts = splits.counts()
+    print(f"source:      {data.source}")
+    print(f"format:      {data.source_format}")
+    print(f"source hash: {data.source_hash}")
+    print(f"cache:       {data.cache_path or '(not cached)'}")
+    print(f"split:       seed {data_cfg.split_seed}, {data_cfg.val_per_class} val per class"
+          f" (profile {args.profile})")
+    width = max(len(n) for n in data.class_names)
+    print(f"\n{'class':<{width}}  {'train':>7} {'val':>7} {'test':>7}")
+    for i, name in enumerate(data.class_names):
+        print(f"{name:<{width}}  {counts['train'][i]:>7,} {counts['val'][i]:>7,} {counts['test'][i]:>7,}")
+    print(f"{'total':<{width}}  {counts['train'].sum():>7,} {counts['val'].sum():>7,} {counts['test'].sum():>7,}")
+    print(f"\nloaded in {elapsed:.2f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cifarkit.config import load_config
+    from cifarkit.runs import get_or_train
+
+    cfg = load_config(args.experiment, args.profile)
+    seeds = args.seed if args.seed else list(range(cfg.seeds))
+    started = time.perf_counter()
+    runs = []
+    for i, seed in enumerate(seeds, start=1):
+        label = f"[run {i}/{len(seeds)}] " if len(seeds) > 1 else ""
+        if i > 1:
+            per_run = (time.perf_counter() - started) / (i - 1)
+            log.info("%soverall ETA %s", label, _eta(per_run * (len(seeds) - i + 1)))
+        runs.append(get_or_train(cfg, seed, wait=not args.no_wait, register=not args.no_register, label=label))
+    for run in runs:
+        record = run.status_record()
+        print(f"{run.path.name}  seed {record.get('seed')}  {record.get('status')}  "
+              f"test_accuracy {record.get('test_accuracy', float('nan')):.4f}  {run.path}")
+    return 0
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def cmd_runs_ls(args: argparse.Namespace) -> int:
+    from cifarkit.runs import list_runs
+
+    rows = list_runs()
+    if args.experiment:
+        rows = [r for r in rows if r["experiment"] == args.experiment]
+    if not rows:
+        print("no runs yet; train one with `cifarkit train resnet20 --profile smoke --seed 0`")
+        return 0
+    print(f"{'experiment':<22} {'hash':<12} {'profile':<7} {'seed':>4} {'status':<9} {'test_acc':>8} {'wall_s':>8}")
+    for r in rows:
+        acc = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-"
+        wall = f"{r['train_seconds']:.0f}" if r["train_seconds"] is not None else "-"
+        print(f"{r['experiment']:<22} {r['hash']:<12} {r['profile'] or '-':<7} {r['seed'] if r['seed'] is not None else '-':>4} "
+              f"{r['status']:<9} {acc:>8} {wall:>8}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cifarkit", description=__doc__.splitlines()[0])
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
+                       help="debug logging")
+    noise.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                       help="warnings and errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(group: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
+            help_text: str) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def experiment_args(p: argparse.ArgumentParser, default_experiment: str | None = None) -> None:
+        if default_experiment is None:
+            p.add_argument("experiment", help="a name under configs/ or a path to a YAML file")
+        else:
+            p.add_argument("experiment", nargs="?", default=default_experiment,
+                           help=f"a name under configs/ or a path to a YAML file (default {default_experiment})")
+        p.add_argument("--profile", "-p", default="cpu",
+                       help="smoke | cpu | full | none | path to a profile YAML (default cpu)")
+
+    config = sub.add_parser("config", help="inspect configurations").add_subparsers(
+        dest="config_command", required=True, metavar="ACTION")
+    experiment_args(add(config, "show", cmd_config_show, "print the resolved config and its content hash"))
+
+    data = sub.add_parser("data", help="inspect the data").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION")
+    p = add(data, "info", cmd_data_info, "per-split, per-class counts, source, cache and source hash")
+    experiment_args(p, default_experiment="resnet20")
+    p.add_argument("--source", help="data path (overrides data.source and $CIFARKIT_DATA)")
+
+    p = add(sub, "train", cmd_train, "train (or resume, or return from cache) one run per seed")
+    experiment_args(p)
+    p.add_argument("--seed", type=_seed, nargs="+", help="seed(s); default: 0..seeds-1 of the profile")
+    p.add_argument("--no-wait", action="store_true",
+                   help="exit with an error instead of waiting when another process trains the same run")
+    p.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
+
+    runs = sub.add_parser("runs", help="the run store").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    p = add(runs, "ls", cmd_runs_ls, "list runs: experiment, hash, seed, status, test accuracy, wall time")
+    p.add_argument("experiment", nargs="?", help="only this experiment")
+
+    return parser
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"seed must be in 0..2147483647, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbosity)
+    try:
+        return args.func(args)
+    except CifarkitError as exc:
+        if args.debug:
+            raise
+        print(f"cifarkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cifarkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Config validation, profile merging and the stability of the content hash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifarkit.config import ExperimentConfig, available, deep_merge, load_config
+from cifarkit.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_shipped_experiments_validate_under_every_profile():
+    for experiment in available("experiments"):
+        for profile in [*available("profiles"), None]:
+            cfg = load_config(experiment, profile)
+            assert cfg.name == experiment
+            assert len(cfg.content_hash()) == 64
+
+
+def test_profile_merges_over_experiment():
+    full = load_config("resnet20", None)
+    smoke = load_config("resnet20", "smoke")
+    assert smoke.train.epochs < full.train.epochs
+    assert smoke.train.optimizer == full.train.optimizer  # untouched nested keys survive the merge
+    assert smoke.data.train_per_class is not None
+    assert smoke.profile == "smoke"
+
+
+def test_deep_merge_nested_and_replace():
+    base = {"a": {"b": 1, "c": 2}, "d": [1, 2]}
+    merged = deep_merge(base, {"a": {"c": 3}, "d": [9]})
+    assert merged == {"a": {"b": 1, "c": 3}, "d": [9]}
+    assert base == {"a": {"b": 1, "c": 2}, "d": [1, 2]}
+
+
+def test_hash_ignores_key_order_and_non_identity_fields(tmp_path):
+    one = write(tmp_path / "one.yaml", "model: {name: resnet20}\ntrain: {epochs: 5, batch_size: 64}\n"
+                "description: first\nseeds: 2\ndata: {source: /somewhere}\n")
+    two = write(tmp_path / "two.yaml", "train: {batch_size: 64, epochs: 5}\nmodel: {name: resnet20}\n"
+                "description: second\n")
+    assert load_config(one, None).content_hash() == load_config(two, None).content_hash()
+    three = write(tmp_path / "three.yaml", "train: {batch_size: 64, epochs: 6}\nmodel: {name: resnet20}\n")
+    assert load_config(three, None).content_hash() != load_config(two, None).content_hash()
+
+
+def test_hash_is_stable_across_processes(tmp_path):
+    code = "from cifarkit.config import load_config; print(load_config('resnet20', 'smoke').content_hash())"
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env={"PYTHONHASHSEED": seed}).stdout.strip()
+               for seed in ("1", "2")}
+    assert outputs == {load_config("resnet20", "smoke").content_hash()}
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("model: {name: resnet20}\ntrian: {epochs: 3}\n", "trian: unknown key; allowed keys here: name"),
+        ("model: {name: resnet20}\ntrain: {epochs: many}\n", "train.epochs = 'many'"),
+        ("model: {name: resnet20}\ntrain: {optimizer: {lr: -0.1}}\n", "train.optimizer.lr = -0.1: Input should be greater than 0"),
+        ("model: {name: resnet21}\n", "model.name = 'resnet21': Input should be 'baseline_cnn'"),
+        ("model: {name: resnet20}\ntrain: {optimizer: {name: rmsprop}}\n", "'sgd' or 'adamw'"),
+        ("train: {epochs: 3}\n", "model: required key is missing"),
+        ("model: {name: resnet20}\ntrain: {epochs: 2, schedule: {warmup_epochs: 5}}\n", "warmup_epochs=5.0 must be below epochs=2"),
+        ("model: {name: resnet20}\ntrain: {schedule: {name: step}}\n", "schedule 'step' needs step_epochs"),
+        ("model: {name: resnet20, weights: imagenet}\n", "needs a keras.applications backbone"),
+        ("model: {name: resnet20}\ntrain: {epochs: 3, snapshot_epochs: [9]}\n", "snapshot_epochs [9] fall outside"),
+        ("model: [resnet20\n", "malformed YAML at line"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_configs_give_one_line_naming_file_key_and_value(tmp_path, yaml_text, expected):
+    path = write(tmp_path / "bad.yaml", yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, None)
+    message = str(info.value)
+    assert expected in message
+    assert str(path) in message
+    assert "\n" not in message
+
+
+def test_profile_key_errors_name_the_profile_file(tmp_path):
+    profile = write(tmp_path / "tiny.yaml", "train: {epohcs: 1}\n")
+    with pytest.raises(ConfigError, match=rf"^{profile}: train.epohcs: unknown key"):
+        load_config("resnet20", profile)
+
+
+def test_unknown_experiment_and_profile_list_choices():
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'.*resnet20"):
+        load_config("nope", None)
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke"):
+        load_config("resnet20", "gpu")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("missing/file.yaml", None)
+
+
+def test_config_is_immutable():
+    cfg = load_config("resnet20", "smoke")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
+        cfg.train.epochs = 99  # type: ignore[misc]
+    assert isinstance(cfg, ExperimentConfig)
