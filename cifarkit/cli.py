@@ -115,6 +115,44 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cifarkit.config import load_config
+    from cifarkit.lrfind import lr_find
+
+    cfg = load_config(args.experiment, args.profile)
+    result = lr_find(cfg, args.seed, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
+    figure_path = Path(result.folder) / "lr_find.png"
+    if not figure_path.exists():
+        from cifarkit.atomic import atomic_path
+        from cifarkit.plots import lr_finder_figure
+
+        with atomic_path(figure_path, suffix=".png") as tmp:
+            lr_finder_figure(result).savefig(tmp, dpi=120, format="png")
+    print(f"swept {len(result.lrs)} steps, LR {result.lrs[0]:.2g} .. {result.lrs[-1]:.2g}"
+          f"{' (stopped early: loss diverged)' if result.stopped_early else ''}")
+    print(f"plot: {figure_path}")
+    print(f"suggested LR (steepest descent): {result.suggested_lr:.3g}   (minimum/10: {result.min_loss_lr_over_10:.3g})")
+    return 0
+
+
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    import json
+
+    from cifarkit.bench import throughput
+
+    result = throughput(args.model, args.profile, batch_size=args.batch_size, steps=args.steps)
+    if args.json:
+        from cifarkit.atomic import write_json
+
+        write_json(args.json, result.as_dict())
+    print(json.dumps(result.as_dict(), indent=2))
+    print(f"{result.model} batch {result.batch_size}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
+          f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -164,6 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
         dest="runs_command", required=True, metavar="ACTION")
     p = add(runs, "ls", cmd_runs_ls, "list runs: experiment, hash, seed, status, test accuracy, wall time")
     p.add_argument("experiment", nargs="?", help="only this experiment")
+
+    p = add(sub, "lr-find", cmd_lr_find, "learning-rate range test: loss vs LR plot and a suggested LR")
+    experiment_args(p)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps in the sweep (default 200)")
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--max-lr", type=float, default=10.0)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(
+        dest="bench_command", required=True, metavar="ACTION")
+    p = add(bench, "throughput", cmd_bench_throughput,
+            "img/s of the model alone vs with the real input pipeline")
+    p.add_argument("--model", default="resnet20", help="experiment name (default resnet20)")
+    p.add_argument("--profile", "-p", default="cpu")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--json", help="also write the figures to this JSON file")
 
     return parser
 

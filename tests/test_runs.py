@@ -1,0 +1,145 @@
+"""The training engine end to end on a tiny dataset: run store, cache, lock, resume, MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from cifarkit.config import load_config
+from cifarkit.errors import CifarkitError
+from train_fixtures import tiny_experiment, tiny_image_tree
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """Isolated artifacts, cache and MLflow store, plus a tiny data tree."""
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    data = tiny_image_tree(tmp_path / "data")
+    return tmp_path, data
+
+
+def test_train_completes_writes_contract_and_caches(store, monkeypatch):
+    from cifarkit import runs, tracking
+
+    tmp_path, data = store
+    cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1, 2]\n"), None)
+    run = runs.get_or_train(cfg, seed=0)
+    assert run.complete
+    for name in ("config.yaml", "env.json", "history.csv", "history.json", "model.keras",
+                 "predictions.npz", "metrics.json", "status.json"):
+        assert (run.path / name).is_file(), name
+    assert not (run.path / "checkpoint").exists()
+    metrics = run.metrics()
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    logits, labels = run.predictions()
+    assert logits.shape == (60, 10) and labels.shape == (60,)
+    assert metrics["test_accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
+    history = run.history()
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert "val_acc_cat" in history[0] and "val_accuracy" in history[0]
+    assert sorted(run.snapshots()) == [1, 2]
+    model = run.load_model(snapshot_epoch=1)
+    assert model.output_shape == (None, 10)
+    env = json.loads((run.path / "env.json").read_text())
+    assert env["packages"]["tensorflow"] and "python" in env
+
+    # MLflow: the run exists with per-epoch metrics, and a model version is registered.
+    record = run.status_record()
+    client = tracking._client()
+    mlflow_run = client.get_run(record["mlflow_run_id"])
+    assert mlflow_run.info.status == "FINISHED"
+    assert len(client.get_metric_history(record["mlflow_run_id"], "val_accuracy")) == 2
+    assert [v["version"] for v in tracking.model_versions(cfg.name)] == [record["model_version"]]
+
+    # Second call: straight from the cache, no training.
+    monkeypatch.setattr("cifarkit.runs._train_into", lambda *a, **k: pytest.fail("trained twice"))
+    started = time.perf_counter()
+    assert runs.get_or_train(cfg, seed=0).path == run.path
+    assert time.perf_counter() - started < 5
+    assert [r["status"] for r in runs.list_runs()] == ["complete"]
+
+
+def test_same_seed_twice_gives_identical_results(store, monkeypatch, tmp_path):
+    from cifarkit import runs
+
+    _, data = store
+    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
+    first = runs.get_or_train(cfg, seed=3, register=False)
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "second"))
+    second = runs.get_or_train(cfg, seed=3, register=False)
+    assert first.path != second.path
+    np.testing.assert_array_equal(first.predictions()[0], second.predictions()[0])
+    other = runs.get_or_train(cfg, seed=4, register=False)
+    assert not np.array_equal(first.predictions()[0], other.predictions()[0])
+
+
+def test_lock_contention_exits_cleanly(store, tmp_path):
+    from cifarkit import runs
+    from cifarkit.data.identity import data_hash_for
+
+    _, data = store
+    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
+    run = runs.locate(cfg, 0, data_hash_for(cfg.data))
+    run.path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(run.lock_path), pytest.raises(CifarkitError, match="another process is training"):
+        runs.get_or_train(cfg, seed=0, wait=False)
+    assert not run.complete
+
+
+def _train_cmd(config: Path, seed: int = 0) -> list[str]:
+    return [sys.executable, "-m", "cifarkit.cli", "-q", "train", str(config), "--profile", "none",
+            "--seed", str(seed), "--no-register"]
+
+
+def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
+    """Kill -9 during epoch 3 of 4, run the same command again: same result as uninterrupted."""
+    _, data = store
+    # Enough images that an epoch takes a few seconds, so the kill lands mid-epoch.
+    big = tiny_image_tree(tmp_path / "bigdata", train_per_class=150, test_per_class=10)
+    config = tiny_experiment(tmp_path, big, epochs=4)
+    env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "killed")}
+    proc = subprocess.Popen(_train_cmd(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runs_dir = tmp_path / "killed" / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        pointers = list(runs_dir.glob("*/checkpoint/latest.json"))
+        if pointers and json.loads(pointers[0].read_text())["epoch"] >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"trainer exited early: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    else:
+        pytest.fail("no checkpoint after epoch 2 within the deadline")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = pointers[0].parent.parent
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "running"
+    subprocess.run(_train_cmd(config), env=env, check=True, capture_output=True)
+    resumed = json.loads((run_dir / "status.json").read_text())
+    assert resumed["status"] == "complete" and resumed["resumed_from_epoch"] >= 2
+
+    reference_env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "reference")}
+    subprocess.run(_train_cmd(config), env=reference_env, check=True, capture_output=True)
+    reference_dir = tmp_path / "reference" / "runs" / run_dir.name
+    assert json.loads((reference_dir / "status.json").read_text())["resumed_from_epoch"] == 0
+    with np.load(run_dir / "predictions.npz") as a, np.load(reference_dir / "predictions.npz") as b:
+        np.testing.assert_array_equal(a["logits"], b["logits"])
+    drop = ("train_seconds",)
+    got = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop}
+    want = {k: v for k, v in json.loads((reference_dir / "metrics.json").read_text()).items() if k not in drop}
+    assert got == want
