@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cifarkit.config import DataConfig
 
 
 def data_hash_for(data_cfg: DataConfig) -> str:
-    """Content hash of the configured source: cheap for local sources (stat index), equal to
-    ``load_cifar10(...).source_hash``; a Keras download has to be loaded to be hashed."""
-    from cifarkit.data.sources import _hash_source, load_cifar10, resolve_source
+    """Content hash of the configured source, equal to ``load_cifar10(...).source_hash``.
 
-    source = resolve_source(data_cfg.source)
-    if source is None:
-        return load_cifar10(None).source_hash
-    return _hash_source(Path(source), use_index=True)
+    Cheap for local sources (a stat index avoids re-reading unchanged files); a Keras
+    download has to be loaded to be hashed.
+    """
+    from cifarkit.data import data_source_hash
+
+    return data_source_hash(data_cfg.source)

@@ -1,0 +1,148 @@
+"""Seeded, stratified train/validation split of the training images, and the test subset.
+
+For class ``c`` the images of that class (in file order) are permuted by
+``np.random.default_rng([seed, c])``; the first ``val_per_class`` go to validation, the
+next ``train_per_class`` (default: all the rest) to training. Each class has its own
+generator, so the split of one class never depends on another, the validation set does
+not change when ``train_per_class`` does, and smaller training subsets are nested in
+larger ones. The result depends only on the labels and the seed: the same in every process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cifarkit.data.sources import Cifar10, load_cifar10, resolve_source
+from cifarkit.errors import DataError
+
+if TYPE_CHECKING:
+    from cifarkit.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Train/val/test arrays plus the indices they were taken at."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_idx: np.ndarray  # into Cifar10.x_train, ascending
+    val_idx: np.ndarray  # into Cifar10.x_train, ascending
+    test_idx: np.ndarray  # into Cifar10.x_test, ascending
+    class_names: tuple[str, ...]
+    source_hash: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self) -> dict[str, np.ndarray]:
+        """Images per class in each split: ``{"train": ..., "val": ..., "test": ...}``."""
+        k = self.num_classes
+        return {
+            "train": np.bincount(self.y_train, minlength=k),
+            "val": np.bincount(self.y_val, minlength=k),
+            "test": np.bincount(self.y_test, minlength=k),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Splits(train={len(self.y_train)}, val={len(self.y_val)}, test={len(self.y_test)}, "
+            f"classes={self.num_classes}, source_hash={self.source_hash[:12]})"
+        )
+
+
+def _check_args(val_per_class: int, seed: int, train_per_class: int | None, test_limit: int | None,
+                num_classes: int) -> None:
+    if val_per_class < 0:
+        raise DataError(f"val_per_class={val_per_class} must be >= 0")
+    if seed < 0:
+        raise DataError(f"split seed={seed} must be >= 0")
+    if train_per_class is not None and train_per_class < 1:
+        raise DataError(f"train_per_class={train_per_class} must be >= 1 (or None for all)")
+    if test_limit is not None and test_limit < num_classes:
+        raise DataError(
+            f"test_limit={test_limit} is smaller than the number of classes ({num_classes}); "
+            f"use at least {num_classes} or None for the whole test set"
+        )
+
+
+def _class_split(
+    members: np.ndarray, cls: int, name: str, val_per_class: int, seed: int, train_per_class: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of one class whose images are at ``members``."""
+    available = len(members)
+    wanted_train = available - val_per_class if train_per_class is None else train_per_class
+    if val_per_class + max(wanted_train, 1) > available:
+        train_text = f" + train_per_class={train_per_class}" if train_per_class is not None else " + at least 1 train image"
+        raise DataError(
+            f"val_per_class={val_per_class}{train_text} exceeds the {available} training images of "
+            f"class {cls} ({name}); lower data.val_per_class or data.train_per_class"
+        )
+    order = members[np.random.default_rng([seed, cls]).permutation(available)]
+    val = order[:val_per_class]
+    train = order[val_per_class:val_per_class + wanted_train]
+    return train, val
+
+
+def _test_indices(y_test: np.ndarray, class_names: tuple[str, ...], test_limit: int | None) -> np.ndarray:
+    if test_limit is None:
+        return np.arange(len(y_test))
+    per_class = test_limit // len(class_names)
+    chosen = []
+    for cls, name in enumerate(class_names):
+        members = np.flatnonzero(y_test == cls)
+        if len(members) < per_class:
+            raise DataError(
+                f"test_limit={test_limit} needs {per_class} test images per class but class {cls} "
+                f"({name}) has {len(members)}; lower data.test_limit"
+            )
+        chosen.append(members[:per_class])
+    return np.sort(np.concatenate(chosen))
+
+
+def make_splits(
+    data: Cifar10, *, val_per_class: int = 1000, seed: int = 0,
+    train_per_class: int | None = None, test_limit: int | None = None,
+) -> Splits:
+    """Stratified, seeded train/val split of ``data.x_train``; optionally a stratified test subset."""
+    class_names = tuple(data.class_names)
+    _check_args(val_per_class, seed, train_per_class, test_limit, len(class_names))
+    train_parts, val_parts = [], []
+    for cls, name in enumerate(class_names):
+        members = np.flatnonzero(data.y_train == cls)
+        train, val = _class_split(members, cls, name, val_per_class, seed, train_per_class)
+        train_parts.append(train)
+        val_parts.append(val)
+    train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
+    val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
+    test_idx = _test_indices(data.y_test, class_names, test_limit).astype(np.int64)
+    log.info("split %s: %d train, %d val, %d test", data.source, len(train_idx), len(val_idx), len(test_idx))
+    return Splits(
+        x_train=data.x_train[train_idx], y_train=data.y_train[train_idx],
+        x_val=data.x_train[val_idx], y_val=data.y_train[val_idx],
+        x_test=data.x_test[test_idx], y_test=data.y_test[test_idx],
+        train_idx=train_idx, val_idx=val_idx, test_idx=test_idx,
+        class_names=class_names, source_hash=data.source_hash,
+    )
+
+
+def splits_from_config(data_cfg: DataConfig) -> Splits:
+    """Resolve ``data_cfg.source``, load (cached) and split with the config's fields."""
+    data = load_cifar10(resolve_source(data_cfg.source))
+    return make_splits(
+        data,
+        val_per_class=data_cfg.val_per_class,
+        seed=data_cfg.split_seed,
+        train_per_class=data_cfg.train_per_class,
+        test_limit=data_cfg.test_limit,
+    )

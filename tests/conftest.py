@@ -1,0 +1,49 @@
+"""Shared fixtures. Every test runs with its own cache and artifacts folders and no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from data_fixtures import write_image_tree, write_official_batches
+
+from cifarkit.data import sources
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point CIFARKIT_CACHE and CIFARKIT_ARTIFACTS at fresh tmp folders (never real artifacts)."""
+    root = tmp_path_factory.mktemp("cifarkit-home")
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(root / "artifacts"))
+    monkeypatch.setenv("CIFARKIT_CACHE", str(root / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never download: a Keras CIFAR-10 download fails like an offline machine's."""
+
+    def offline() -> Any:
+        raise RuntimeError("network access is disabled in the tests")
+
+    monkeypatch.setattr(sources, "_keras_load_data", offline)
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset CIFARKIT_DATA for tests of the fallback order."""
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A PNG image-folder tree (3 classes x 4 train / 2 test) and its expected arrays."""
+    root = tmp_path / "images"
+    return root, write_image_tree(root)
+
+
+@pytest.fixture
+def official_dir(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """An extracted ``cifar-10-batches-py/`` folder (10 classes, 20 images a batch)."""
+    folder = tmp_path / "cifar-10-batches-py"
+    return folder, write_official_batches(folder)
