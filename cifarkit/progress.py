@@ -6,7 +6,7 @@ import logging
 import time
 
 import keras
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 log = logging.getLogger("cifarkit.train")
 

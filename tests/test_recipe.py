@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from cifarkit.config import TrainConfig
-from cifarkit.recipe import class_weights, coupled_l2, make_loss, make_metrics, make_optimizer, make_schedule
+from cifarkit.recipe import (
+    class_weights,
+    coupled_l2,
+    make_loss,
+    make_metrics,
+    make_optimizer,
+    make_schedule,
+)
 
 
 def lr_at(schedule, step: int) -> float:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from filelock import FileLock
+from train_fixtures import tiny_experiment, tiny_image_tree
 
 from cifarkit.config import load_config
 from cifarkit.errors import CifarkitError
-from train_fixtures import tiny_experiment, tiny_image_tree
 
 pytestmark = pytest.mark.slow
 

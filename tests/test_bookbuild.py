@@ -1,0 +1,582 @@
+"""cifarkit.bookbuild: toc parsing, parameters, cache keys and reasons, the executed-notebook
+store, failures, the build lock, and (marked) real papermill / jupyter-book runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from cifarkit import bookbuild as bb
+from cifarkit.errors import CifarkitError
+from cifarkit.paths import project_root
+
+ROOT = project_root()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def write_nb(path: Path, *cells, parameters: str | None = 'profile = "cpu"') -> Path:
+    items = []
+    if parameters is not None:
+        cell = new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        items.append(cell)
+    for cell in cells:
+        items.append(new_code_cell(cell) if isinstance(cell, str) else cell)
+    nb = new_notebook(cells=items, metadata={"kernelspec": {
+        "name": "cifarkit", "display_name": "Python (cifarkit)", "language": "python"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def make_book(root: Path, chapters: dict[str, list], toc_extra: str = "") -> Path:
+    """A tiny book: intro.md plus one notebook per chapter under book/."""
+    (root / "book").mkdir(parents=True, exist_ok=True)
+    (root / "book" / "intro.md").write_text("# Intro\n\nHello.\n")
+    (root / "_config.yml").write_text('title: test\nexecute:\n  execute_notebooks: "off"\n'
+                                      "only_build_toc_files: true\n")
+    lines = ["format: jb-book", "root: book/intro", "chapters:"]
+    for name, cells in chapters.items():
+        write_nb(root / "book" / f"{name}.ipynb", *cells)
+        lines.append(f"  - file: book/{name}")
+    (root / "_toc.yml").write_text("\n".join(lines) + "\n" + toc_extra)
+    return root
+
+
+def components(**over):
+    base = {"notebook": "n1", "cifarkit": "c1", "parameters": {"profile": "smoke"},
+            "configs": {"resnet20": "h1"}, "data": "d1", "lock": "l1"}
+    base.update(over)
+    return base
+
+
+def kernel_available() -> bool:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return bb.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
+
+
+needs_kernel = pytest.mark.skipif(not kernel_available(),
+                                  reason="the 'cifarkit' Jupyter kernel is not installed (make venv)")
+
+
+# --------------------------------------------------------------------------- toc
+
+
+def test_toc_files_order_and_nesting():
+    toc = {"format": "jb-book", "root": "book/intro",
+           "parts": [{"caption": "A", "chapters": [
+               {"file": "book/data", "sections": [{"file": "book/data_more"}]},
+               {"url": "https://example.org", "title": "x"}]},
+               {"caption": "B", "chapters": [{"file": "book/api"}]}]}
+    assert bb.toc_files(toc) == ["book/intro", "book/data", "book/data_more", "book/api"]
+
+
+def test_toc_glob_and_missing_root_are_errors():
+    with pytest.raises(CifarkitError, match="glob"):
+        bb.toc_files({"root": "a", "chapters": [{"glob": "book/*"}]})
+    with pytest.raises(CifarkitError, match="root"):
+        bb.toc_files({"chapters": [{"file": "a"}]})
+
+
+def test_read_toc_of_this_repo_finds_the_data_chapter():
+    pages = bb.read_toc(ROOT)
+    assert pages[0].docname == "book/intro" and pages[0].kind == "markdown"
+    chapters = bb.chapters_of(pages)
+    assert "data" in [p.name for p in chapters]
+    assert all(p.source.suffix == ".ipynb" for p in chapters)
+
+
+def test_read_toc_kinds_and_suffixes(tmp_path):
+    make_book(tmp_path, {"one": ["1"], "two": ["2"]})
+    pages = bb.read_toc(tmp_path)
+    assert [(p.docname, p.kind) for p in pages] == [
+        ("book/intro", "markdown"), ("book/one", "notebook"), ("book/two", "notebook")]
+    assert pages[1].relpath == "book/one.ipynb" and pages[1].name == "one"
+
+
+def test_read_toc_errors(tmp_path):
+    make_book(tmp_path, {"one": ["1"]})
+    (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n  - file: book/ghost\n")
+    with pytest.raises(CifarkitError, match="book/ghost"):
+        bb.read_toc(tmp_path)
+    (tmp_path / "book" / "one.md").write_text("# one\n")
+    (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n  - file: book/one\n")
+    with pytest.raises(CifarkitError, match="ambiguous"):
+        bb.read_toc(tmp_path)
+    (tmp_path / "_toc.yml").write_text("root: [unclosed\n")
+    with pytest.raises(CifarkitError, match="malformed YAML"):
+        bb.read_toc(tmp_path)
+
+
+def test_find_chapter(tmp_path):
+    make_book(tmp_path, {"one": ["1"], "two": ["2"]})
+    pages = bb.read_toc(tmp_path)
+    assert bb.find_chapter(pages, "two").docname == "book/two"
+    assert bb.find_chapter(pages, "book/two.ipynb").docname == "book/two"
+    with pytest.raises(CifarkitError, match=r"unknown chapter 'intro'; chapters are: one, two"):
+        bb.find_chapter(pages, "intro")  # markdown pages are not chapters
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def test_parse_params_yaml_values():
+    assert bb.parse_params("seeds=5 epochs=30 lr=0.1 flag=true name='a b' xs=[1,2] empty=") == {
+        "seeds": 5, "epochs": 30, "lr": 0.1, "flag": True, "name": "a b", "xs": [1, 2],
+        "empty": ""}
+    assert bb.parse_params("") == {} and bb.parse_params(None) == {} and bb.parse_params("  ") == {}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("seeds", "not name=value"),
+    ("5=seeds", "not name=value"),
+    ("a=1 a=2", "given twice"),
+    ("xs=[1,", "cannot read the value"),
+    ("name='open", "k=v pairs"),
+])
+def test_parse_params_errors(text, match):
+    with pytest.raises(CifarkitError, match=match):
+        bb.parse_params(text)
+
+
+def test_notebook_parameters_and_validation(tmp_path):
+    nb = write_nb(tmp_path / "c.ipynb", "x = 1", parameters='profile = "cpu"\nseeds = 3\n')
+    accepted = bb.notebook_parameters(nb)
+    assert accepted == {"profile": '"cpu"', "seeds": "3"}
+    page = bb.Page("book/c", nb, "notebook")
+    bb.validate_params(page, {"seeds": 5}, accepted)
+    with pytest.raises(CifarkitError) as err:
+        bb.validate_params(page, {"seeds": 5, "epochs": 30}, accepted)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "epochs" in message and "accepts: profile, seeds" in message
+
+
+def test_validation_without_parameters_cell(tmp_path):
+    nb = write_nb(tmp_path / "c.ipynb", "x = 1", parameters=None)
+    accepted = bb.notebook_parameters(nb)
+    assert accepted == {}
+    with pytest.raises(CifarkitError, match="no parameters cell"):
+        bb.validate_params(bb.Page("book/c", nb, "notebook"), {"a": 1}, accepted)
+
+
+def test_resolved_parameters_only_pass_profile_when_accepted():
+    assert bb.resolved_parameters("smoke", {"seeds": 5}, ["profile", "seeds"]) == {
+        "profile": "smoke", "seeds": 5}
+    assert bb.resolved_parameters("smoke", {}, ["seeds"]) == {}
+
+
+# --------------------------------------------------------------------------- cache key and reasons
+
+
+def test_notebook_hash_ignores_outputs_and_counts_but_not_source_or_tags(tmp_path):
+    path = write_nb(tmp_path / "a.ipynb", "x = 1", new_markdown_cell("# Title"))
+    h0 = bb.notebook_source_hash(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[1].execution_count = 7
+    nb.metadata["papermill"] = {"duration": 1.0}
+    nbformat.write(nb, path)
+    assert bb.notebook_source_hash(path) == h0
+    nb.cells[2].source = "# Another title"  # markdown counts
+    nbformat.write(nb, path)
+    h1 = bb.notebook_source_hash(path)
+    assert h1 != h0
+    nb.cells[1].metadata["tags"] = ["remove-input"]
+    nbformat.write(nb, path)
+    assert bb.notebook_source_hash(path) != h1
+
+
+def test_package_source_hash_tracks_py_files(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("A = 1\n")
+    (pkg / "sub" / "b.py").write_text("B = 1\n")
+    h0 = bb.package_source_hash(pkg)
+    (pkg / "notes.txt").write_text("ignored")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.py").write_text("ignored")
+    assert bb.package_source_hash(pkg) == h0
+    (pkg / "sub" / "b.py").write_text("B = 2\n")
+    assert bb.package_source_hash(pkg) != h0
+    (pkg / "sub" / "b.py").write_text("B = 1\n")
+    (pkg / "sub" / "b.py").rename(pkg / "sub" / "c.py")  # a rename changes it too
+    assert bb.package_source_hash(pkg) != h0
+
+
+def test_configs_fingerprint_differs_by_profile_and_covers_every_experiment():
+    from cifarkit.config import available
+
+    smoke, cpu = bb.configs_fingerprint("smoke"), bb.configs_fingerprint("cpu")
+    assert set(smoke) == set(available("experiments")) and smoke
+    assert smoke != cpu
+    assert bb.configs_fingerprint("smoke") == smoke  # deterministic
+
+
+def test_cache_key_is_canonical():
+    a = components()
+    b = dict(reversed(list(components().items())))
+    assert bb.cache_key(a) == bb.cache_key(b)
+    assert bb.cache_key(a) != bb.cache_key(components(data="d2"))
+
+
+def test_stale_reasons():
+    now = components()
+    record = {"key": bb.cache_key(now), "components": now}
+    assert bb.stale_reasons(record, now) == []
+    assert bb.stale_reasons(None, now) == ["never executed"]
+    assert bb.stale_reasons({"components": None}, now) == ["never executed"]
+    assert bb.stale_reasons(record, components(notebook="n2")) == ["notebook source changed"]
+    assert bb.stale_reasons(record, components(cifarkit="c2")) == ["cifarkit source changed"]
+    assert bb.stale_reasons(record, components(parameters={"profile": "smoke", "seeds": 5})) == [
+        "parameters changed"]
+    assert bb.stale_reasons(record, components(configs={"resnet20": "h2"})) == ["configs changed"]
+    assert bb.stale_reasons(record, components(data="d2")) == ["data changed"]
+    assert bb.stale_reasons(record, components(lock="l2")) == ["lock file changed"]
+    assert bb.stale_reasons(record, components(lock="l2", notebook="n2")) == [
+        "notebook source changed", "lock file changed"]
+    assert bb.stale_reasons({"key": "old-format", "components": now}, now) == [
+        "cache format changed"]
+
+
+# --------------------------------------------------------------------------- store and execution
+
+
+def _fake_papermill(monkeypatch, behaviour):
+    import papermill
+
+    calls = []
+
+    def fake(input_path, output_path, **kwargs):
+        calls.append(kwargs)
+        return behaviour(Path(input_path), Path(output_path), kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return calls
+
+
+def _copy_through(src: Path, dst: Path, kwargs):
+    nb = nbformat.read(src, as_version=4)
+    nb.metadata["executed_with"] = kwargs["parameters"]
+    nbformat.write(nb, dst)
+
+
+def test_execute_chapter_writes_notebook_then_key(tmp_path, monkeypatch):
+    make_book(tmp_path / "src", {"one": ["x = 1"]})
+    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
+    store = bb.Store(tmp_path / "art", "smoke")
+    calls = _fake_papermill(monkeypatch, _copy_through)
+    comps = components()
+    record = {"key": bb.cache_key(comps), "components": comps}
+
+    assert bb.status_of(store, page, comps) == (False, ["never executed"])
+    out = bb.execute_chapter(page, {"profile": "smoke"}, store, record_extra=record, progress=False)
+    assert out == store.notebook(page) == tmp_path / "art/executed/smoke/book/one.ipynb"
+    assert calls[0]["kernel_name"] == "cifarkit" and calls[0]["cwd"] == str(page.source.parent)
+    assert calls[0]["parameters"] == {"profile": "smoke"} and calls[0]["log_output"] is False
+    saved = json.loads(store.key_file(page).read_text())
+    assert saved["key"] == record["key"] and saved["components"] == comps
+    assert saved["notebook_sha256"] == bb.file_hash(out)
+    assert bb.status_of(store, page, comps) == (True, [])
+    assert bb.status_of(store, page, components(data="d2")) == (False, ["data changed"])
+    assert not list(store.executed_dir.rglob("*.tmp.ipynb"))  # no temp file left
+
+    out.write_text(out.read_text() + " ")  # someone edits the executed copy
+    assert bb.status_of(store, page, comps) == (False, ["executed notebook modified"])
+    out.unlink()
+    assert bb.status_of(store, page, comps) == (False, ["executed notebook missing"])
+
+
+def test_interrupted_execution_is_never_fresh(tmp_path, monkeypatch):
+    make_book(tmp_path / "src", {"one": ["x = 1"]})
+    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
+    store = bb.Store(tmp_path / "art", "smoke")
+    old = components()
+    _fake_papermill(monkeypatch, _copy_through)
+    bb.execute_chapter(page, {}, store, record_extra={"key": bb.cache_key(old), "components": old},
+                       progress=False)
+    before = store.notebook(page).read_bytes()
+
+    def killed(src, dst, kwargs):
+        dst.write_text('{"cells": [')  # half-written, then the user hits Ctrl-C
+        raise KeyboardInterrupt
+
+    _fake_papermill(monkeypatch, killed)
+    new = components(notebook="n2")
+    with pytest.raises(KeyboardInterrupt):
+        bb.execute_chapter(page, {}, store,
+                           record_extra={"key": bb.cache_key(new), "components": new}, progress=False)
+    assert store.notebook(page).read_bytes() == before  # old execution untouched
+    leftover = store.executed_dir / "book" / ".one.abc123.tmp.ipynb"  # as after a SIGKILL
+    leftover.write_text("{")
+    assert bb.remove_stale_temps(store) == 1 and not leftover.exists()
+    assert bb.status_of(store, page, new) == (False, ["notebook source changed"])
+    assert bb.status_of(store, page, old) == (True, [])  # and still valid for its own key
+    assert not list(store.executed_dir.rglob("*.tmp.ipynb"))
+
+
+def test_kill_between_rename_and_key_leaves_chapter_stale(tmp_path, monkeypatch):
+    """The old key goes before the new notebook arrives: no key ever vouches for another run."""
+    make_book(tmp_path / "src", {"one": ["x = 1"]})
+    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
+    store = bb.Store(tmp_path / "art", "smoke")
+    _fake_papermill(monkeypatch, _copy_through)
+    old = components()
+    bb.execute_chapter(page, {}, store, record_extra={"key": bb.cache_key(old), "components": old},
+                       progress=False)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies while writing the new key
+
+    monkeypatch.setattr(bb, "write_json", crash)
+    new = components(notebook="n2")
+    with pytest.raises(KeyboardInterrupt):
+        bb.execute_chapter(page, {}, store,
+                           record_extra={"key": bb.cache_key(new), "components": new}, progress=False)
+    assert store.notebook(page).is_file() and not store.key_file(page).exists()
+    assert bb.status_of(store, page, old)[0] is False
+    assert bb.status_of(store, page, new) == (False, ["never executed"])
+
+
+def test_presentable_notebook_hides_parameter_cells():
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "a = 1"},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "a = 2"},
+        {"cell_type": "code", "metadata": {}, "source": "a"}]}
+    out = json.loads(bb.presentable_notebook(json.dumps(nb).encode()))
+    assert [c["metadata"]["tags"] for c in out["cells"]] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "hide-input"], []]
+
+
+def test_assemble_site_source_mirrors_and_prunes(tmp_path, monkeypatch):
+    root = make_book(tmp_path / "src", {"one": ["x = 1"]})
+    (root / "book" / "figure.svg").write_text("<svg/>")
+    (root / "book" / ".ipynb_checkpoints").mkdir()
+    (root / "book" / ".ipynb_checkpoints" / "one-checkpoint.ipynb").write_text("{}")
+    pages = bb.read_toc(root)
+    store = bb.Store(tmp_path / "art", "smoke")
+    _fake_papermill(monkeypatch, _copy_through)
+    bb.execute_chapter(pages[1], {}, store, record_extra={}, progress=False)
+    (store.site_src / "book").mkdir(parents=True)
+    (store.site_src / "book" / "stale.md").write_text("old page")
+
+    staging = bb.assemble_site_source(root, pages, store)
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    assert files == ["_config.yml", "_toc.yml", "book/figure.svg", "book/intro.md", "book/one.ipynb"]
+    staged = json.loads((staging / "book/one.ipynb").read_text())
+    assert "executed_with" in staged["metadata"]  # the executed copy, not the source
+    mtime = (staging / "book/intro.md").stat().st_mtime_ns
+    time.sleep(0.01)
+    bb.assemble_site_source(root, pages, store)
+    assert (staging / "book/intro.md").stat().st_mtime_ns == mtime  # unchanged files untouched
+
+
+def test_summary_table():
+    text = bb.format_summary([bb.ChapterResult("data", "cached", 0.0, "up to date"),
+                              bb.ChapterResult("training", "executed", 12.34, "data changed")])
+    lines = text.splitlines()
+    assert lines[0].split() == ["chapter", "status", "time", "reason"]
+    assert "training  executed  12.3 s  data changed" in lines[3]
+
+
+def test_build_lock_waits_for_the_holder(tmp_path, caplog):
+    from filelock import FileLock
+
+    lock_path = tmp_path / "book" / ".lock"
+    lock_path.parent.mkdir()
+    holder = FileLock(str(lock_path))
+    holder.acquire()
+    got = threading.Event()
+
+    def second_build():
+        with bb.build_lock(lock_path):
+            got.set()
+
+    with caplog.at_level(logging.INFO, logger="cifarkit.bookbuild"):
+        thread = threading.Thread(target=second_build)
+        thread.start()
+        time.sleep(0.5)
+        assert not got.is_set()
+        holder.release()
+        thread.join(timeout=10)
+    assert got.is_set()
+    assert any("waiting" in r.getMessage() for r in caplog.records)
+
+
+def test_preflight_names_each_missing_item(monkeypatch, tmp_path):
+    from jupyter_client import kernelspec
+
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    monkeypatch.setattr(bb, "_network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(bb, "_keras_cifar_cached", lambda: False)
+    monkeypatch.setattr(kernelspec.KernelSpecManager, "find_kernel_specs", lambda self: {"python3": "/x"})
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
+    source, problems = bb.preflight(min_free_bytes=1 << 62)
+    assert source is None
+    assert len(problems) == 3
+    assert problems[0].startswith("data:") and "CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz" in problems[0]
+    assert problems[1].startswith("kernel:") and "make venv" in problems[1]
+    assert problems[2].startswith("disk:")
+    assert all("\n" not in p for p in problems)
+
+
+def test_preflight_bad_data_path(monkeypatch):
+    monkeypatch.setenv("CIFARKIT_DATA", "/nonexistent/cifar.tgz")
+    _, problems = bb.preflight()
+    assert any(p.startswith("data:") and "/nonexistent/cifar.tgz" in p for p in problems)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--chapter", "nope"], "unknown chapter 'nope'; chapters are: one"),
+    (["--chapter", "one", "--params", "seeds=5 epochs=30"],
+     "chapter one has no parameter(s) seeds, epochs; it accepts: profile"),
+    (["--chapter", "one", "--params", "profile=cpu"], "set the profile with --profile"),
+    (["--params", "seeds=5"], "--params needs --chapter"),
+    (["--profile", "nope"], "unknown profile 'nope'"),
+])
+def test_cli_user_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    make_book(tmp_path, {"one": ["x = 1"]})
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
+    assert bb.main(["--profile", "smoke", "--root", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert "Traceback" not in err
+
+
+def test_cli_subprocess_no_traceback_unless_debug(tmp_path):
+    make_book(tmp_path, {"one": ["x = 1"]})
+    env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "art")}
+    base = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(tmp_path),
+            "--chapter", "nope"]
+    result = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown chapter 'nope'; chapters are: one"
+    debug = subprocess.run([*base, "--debug"], capture_output=True, text=True, env=env, timeout=120)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+# --------------------------------------------------------------------------- real papermill
+
+
+@needs_kernel
+def test_failing_chapter_names_chapter_cell_and_exception(tmp_path, monkeypatch):
+    """A 2-cell notebook on the real kernel: the error line names chapter, cell, ename: evalue."""
+    root = make_book(tmp_path / "src", {"broken": ["x = 1", 'raise ValueError("boom: bad value")']})
+    page = bb.chapters_of(bb.read_toc(root))[0]
+    store = bb.Store(tmp_path / "art", "smoke")
+    started = time.perf_counter()
+    with pytest.raises(bb.ChapterFailed) as err:
+        bb.execute_chapter(page, {"profile": "smoke"}, store, record_extra={}, progress=False)
+    message = str(err.value)
+    assert message.startswith("chapter broken (book/broken.ipynb) failed in cell 2: "
+                              "ValueError: boom: bad value")
+    assert "\n" not in message
+    assert err.value.failed_notebook == store.failed(page) and store.failed(page).is_file()
+    failed = nbformat.read(store.failed(page), as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in failed.cells for o in c.get("outputs", []))
+    assert not store.notebook(page).exists() and not store.key_file(page).exists()
+    assert not list(store.executed_dir.rglob("*.ipynb"))
+    assert time.perf_counter() - started < 60
+
+
+@needs_kernel
+@pytest.mark.slow
+def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, capsys):
+    root = make_book(tmp_path / "src", {"fine": ["y = 2"], "broken": ["1 / 0"], "later": ["z = 3"]})
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
+    monkeypatch.setattr(bb, "preflight", lambda: (None, []))
+    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    site = []
+    monkeypatch.setattr(bb, "build_site", lambda *a, **k: site.append(a))
+    opts = bb.Options(profile="smoke", root=root, output=tmp_path / "out")
+    with pytest.raises(bb.ChapterFailed, match=r"chapter broken .* cell 1: ZeroDivisionError"):
+        bb.run(opts)
+    assert site == []
+    out = capsys.readouterr().out
+    assert "fine     executed" in out and "broken   failed" in out and "later    not run" in out
+
+    # Fix the chapter: the good one is cached, the fixed one runs; --chapter forces one.
+    write_nb(root / "book" / "broken.ipynb", "1 / 1")
+    results = {r.name: r for r in bb.run(opts)}
+    assert results["fine"].status == "cached"
+    assert results["broken"].status == "executed"
+    assert results["broken"].reason == "never executed"  # a failed run leaves no key
+    assert results["later"].status == "executed" and results["later"].reason == "never executed"
+    assert len(site) == 1
+    results = {r.name: r for r in bb.run(bb.Options(profile="smoke", root=root,
+                                                     output=tmp_path / "out", chapter="fine"))}
+    assert [r.status for r in results.values()] == ["executed", "cached", "cached"]
+    assert results["fine"].reason == "requested with --chapter"
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _data_or_skip() -> str:
+    data = os.environ.get("CIFARKIT_DATA")
+    if not data:
+        if os.environ.get("CIFARKIT_REQUIRE_DATA") == "1":
+            pytest.fail("CIFARKIT_REQUIRE_DATA=1 but CIFARKIT_DATA is unset")
+        pytest.skip("set CIFARKIT_DATA to run the real book build")
+    return data
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_real_book_build_smoke(tmp_path):
+    """`make book PROFILE=smoke` in a private artifacts/output folder: site + data page."""
+    data = _data_or_skip()
+    if not kernel_available():
+        pytest.fail("the cifarkit kernel is not installed; run make venv")
+    art = tmp_path / "artifacts"
+    real_cache = ROOT / "artifacts" / "cache"
+    env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
+    if real_cache.is_dir() and "CIFARKIT_CACHE" not in os.environ:
+        env["CIFARKIT_CACHE"] = str(real_cache)  # reuse the decoded-data cache (read-mostly)
+    command = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke",
+               "--output", str(tmp_path / "out")]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    assert first.returncode == 0, first.stderr[-3000:]
+    html = tmp_path / "out" / "_build" / "html"
+    assert (html / "index.html").is_file()
+    data_page = (html / "book" / "data.html").read_text()
+    key = json.loads((art / "book" / "executed" / "smoke" / "book" / "data.key.json").read_text())
+    assert key["components"]["data"][:12] in data_page  # captions name the data hash
+    assert data_page.count("<img") >= 3  # the figures rendered
+    assert "executed" in first.stdout
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    lines = [line for line in second.stdout.splitlines() if line.strip()]
+    rows = [line.split() for line in lines[2:]]  # after the header and the dashes
+    assert rows and all(row[1] == "cached" for row in rows), second.stdout
+    shutil.rmtree(art / "book" / "site-src", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_site_build_fails_on_warnings(tmp_path):
+    """jupyter-book runs with -W --keep-going: a broken cross-reference fails the build."""
+    root = tmp_path / "site"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (root / "book" / "intro.md").write_text("# Intro\n\nSee {doc}`missing-page`.\n")
+    with pytest.raises(bb.SiteBuildFailed, match="jupyter-book build failed"):
+        bb.build_site(root, tmp_path / "out")
+    (root / "book" / "intro.md").write_text("# Intro\n\nFine.\n")
+    index = bb.build_site(root, tmp_path / "out")
+    assert index.is_file()
