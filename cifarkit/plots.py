@@ -199,6 +199,62 @@ def channel_histograms(histograms: Mapping[str, np.ndarray], title: str | None =
     return fig
 
 
+# --------------------------------------------------------------------------- training figures
+
+
+@_styled
+def lr_finder_figure(result: Any, title: str | None = None) -> Figure:
+    """Loss against learning rate (log axis) from :func:`cifarkit.lrfind.lr_find`, with the suggestions."""
+    fig, ax = _figure(width=6.4, height=4.0)
+    lrs = np.asarray(result.lrs)
+    ax.plot(lrs, result.losses, alpha=0.3, label="per-batch loss")
+    ax.plot(lrs, result.smoothed, label="smoothed loss")
+    ax.axvline(result.suggested_lr, color=palette()[2], linestyle="--",
+               label=f"steepest descent: {result.suggested_lr:.2g}")
+    ax.axvline(result.min_loss_lr_over_10, color=palette()[3], linestyle=":",
+               label=f"minimum / 10: {result.min_loss_lr_over_10:.2g}")
+    ax.set_xscale("log")
+    smoothed = np.asarray(result.smoothed)
+    ax.set_ylim(smoothed.min() - 0.1 * abs(smoothed.min()), min(smoothed.max(), 2.5 * smoothed[0]))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.set_title(title or "Learning-rate range test")
+    return fig
+
+
+@_styled
+def training_curves(history: Sequence[Mapping[str, float]], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training against validation."""
+    fig, axes = _figure(width=9.0, height=3.6, ncols=2)
+    epochs = [row["epoch"] for row in history]
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, [row.get(metric, np.nan) for row in history], marker="o", label="train")
+        ax.plot(epochs, [row.get(f"val_{metric}", np.nan) for row in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+    axes[1].legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@_styled
+def per_class_curves(history: Sequence[Mapping[str, float]], class_names: Sequence[str],
+                     title: str | None = None) -> Figure:
+    """Validation accuracy of each class per epoch (from the ``val_acc_<class>`` history columns)."""
+    fig, ax = _figure(width=7.0, height=4.2)
+    epochs = [row["epoch"] for row in history]
+    colours = palette(len(class_names))
+    for colour, name in zip(colours, class_names, strict=True):
+        ax.plot(epochs, [row.get(f"val_acc_{name}", np.nan) for row in history], color=colour, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(ncols=2, fontsize="small")
+    ax.set_title(title or "Per-class validation accuracy")
+    return fig
+
+
 # --------------------------------------------------------------------------- helpers
 
 
