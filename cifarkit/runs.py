@@ -1,9 +1,9 @@
 """The run store: one content-addressed folder per (resolved config, seed, data, version).
 
 ``artifacts/runs/<experiment>-<hash12>/`` holds ``config.yaml``, ``env.json``,
-``history.csv``/``history.json``, ``model.keras``, ``predictions.npz`` (``logits``,
-``labels``, test-set order), ``metrics.json`` and ``status.json``. A run is complete only
-when ``status.json`` says so, and that file is written last; anything else is a cache miss
+``history.csv``/``history.json``, ``model.keras``, ``predictions.npz`` (``logits`` and
+``labels`` in test-set order, ``val_logits``/``val_labels`` in validation-split order),
+``metrics.json`` and ``status.json``. A run is complete only when ``status.json`` says so, and that file is written last; anything else is a cache miss
 that resumes from the run's checkpoint. :func:`get_or_train` is the one way every command,
 chapter and the demo gets a run. An ``fcntl`` lock (released by the kernel if the holder
 dies) stops two processes from training the same run.
@@ -121,11 +121,16 @@ class Run:
         self._require_complete()
         return json.loads(self.history_json_path.read_text())
 
-    def predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """Test-set ``(logits, labels)`` in test-set order."""
+    def predictions(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, labels)`` of the test set (test-set order) or, with ``split="val"``, the
+        validation set (split order; for calibration fitted on validation only)."""
         self._require_complete()
+        prefix = {"test": "", "val": "val_"}[split]
         with np.load(self.predictions_path, allow_pickle=False) as stored:
-            return stored["logits"], stored["labels"]
+            if f"{prefix}logits" not in stored:
+                raise CifarkitError(f"{self.predictions_path} has no {split} logits (written by an older "
+                                    f"cifarkit); delete {self.path} and train it again")
+            return stored[f"{prefix}logits"], stored[f"{prefix}labels"]
 
     def load_model(self, snapshot_epoch: int | None = None):
         """The final model (or an epoch snapshot), loaded with ``safe_mode=True``."""
@@ -223,7 +228,8 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
         write_json(run.history_json_path, history)
         write_text(run.path / "history.csv", _history_csv(history))
         with atomic_path(run.predictions_path, suffix=".npz") as tmp:
-            np.savez(tmp, logits=outcome.test_logits, labels=outcome.test_labels.astype(np.int64))
+            np.savez(tmp, logits=outcome.test_logits, labels=outcome.test_labels.astype(np.int64),
+                     val_logits=outcome.val_logits, val_labels=outcome.val_labels.astype(np.int64))
         with atomic_path(run.model_path, suffix=".keras") as tmp:
             outcome.model.save(tmp)
         write_json(run.metrics_path, outcome.metrics)

@@ -38,6 +38,8 @@ class TrainOutcome:
     history: list[dict[str, float]]
     test_logits: np.ndarray
     test_labels: np.ndarray
+    val_logits: np.ndarray
+    val_labels: np.ndarray
     metrics: dict[str, Any]
     resumed_from_epoch: int
 
@@ -119,9 +121,10 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
                   validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
 
     logits = predict_logits(model, splits.x_test)
+    val_logits = predict_logits(model, splits.x_val)  # for calibration fitted on validation only
     final_state = manager.latest() or state
     metrics = summarise(history, logits, splits, final_state.get("train_seconds", 0.0))
-    return TrainOutcome(model, history, logits, splits.y_test, metrics, start_epoch)
+    return TrainOutcome(model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch)
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -47,6 +47,8 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     logits, labels = run.predictions()
     assert logits.shape == (60, 10) and labels.shape == (60,)
+    val_logits, val_labels = run.predictions("val")
+    assert val_logits.shape == (40, 10) and val_labels.shape == (40,)
     assert metrics["test_accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
     history = run.history()
     assert [row["epoch"] for row in history] == [1, 2]
