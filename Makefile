@@ -8,7 +8,7 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint book chapter demo recover mlflow-ui clean-book
+.PHONY: help venv test test-fast lint book chapter recover backup mlflow-ui clean-book
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _buil
 
 chapter: $(STAMP)  ## re-execute one chapter: make chapter NAME=data PARAMS="seeds=5"
 	$(PY) -m cifarkit.bookbuild --profile $(PROFILE) --chapter "$(NAME)" --params "$(PARAMS)"
+
+recover: $(STAMP)  ## restore artifacts/ from a backup: make recover FILE=backup.tar
+	@test -n "$(FILE)" || { echo "error: pass the backup: make recover FILE=path/to/backup.tar" >&2; exit 2; }
+	$(VENV)/bin/cifarkit artifacts recover "$(FILE)"
+
+backup: $(STAMP)  ## pack artifacts/ with a sha256 manifest: make backup FILE=backup.tar
+	@test -n "$(FILE)" || { echo "error: pass the target: make backup FILE=path/to/backup.tar" >&2; exit 2; }
+	$(VENV)/bin/cifarkit artifacts backup "$(FILE)"
 
 mlflow-ui: $(STAMP)  ## serve the MLflow UI on the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/artifacts/mlflow.db}" --port 5000

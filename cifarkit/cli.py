@@ -153,6 +153,24 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_artifacts_backup(args: argparse.Namespace) -> int:
+    from cifarkit.artifacts import backup
+
+    path, count = backup(args.file, include_cache=args.include_cache)
+    print(f"wrote {path} ({count} files, {path.stat().st_size / 1e6:.1f} MB) with a sha256 manifest")
+    return 0
+
+
+def cmd_artifacts_recover(args: argparse.Namespace) -> int:
+    from cifarkit.artifacts import recover
+
+    root, count, previous = recover(args.file)
+    print(f"restored {count} files into {root}; every file matched its sha256")
+    if previous:
+        print(f"the previous artifacts folder was kept at {previous}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -219,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--json", help="also write the figures to this JSON file")
+
+    arts = sub.add_parser("artifacts", help="back up and recover artifacts/").add_subparsers(
+        dest="artifacts_command", required=True, metavar="ACTION")
+    p = add(arts, "backup", cmd_artifacts_backup, "write a tar of artifacts/ with a sha256 manifest")
+    p.add_argument("file", help="the tar to write (.tar, or .tgz/.tar.gz to compress)")
+    p.add_argument("--include-cache", action="store_true",
+                   help="also pack the decoded-data cache (rebuilt from the data source otherwise)")
+    p = add(arts, "recover", cmd_artifacts_recover,
+            "restore a backup after verifying every file; the old artifacts/ is kept beside it")
+    p.add_argument("file", help="a tar written by `cifarkit artifacts backup`")
 
     return parser
 
