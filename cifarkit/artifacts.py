@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from cifarkit.atomic import atomic_path
+from cifarkit.data.cache import hash_file
 from cifarkit.errors import CifarkitError
 from cifarkit.paths import artifacts_dir, cache_dir
 
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.sha256"
 _CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _skipped(rel: PurePosixPath) -> bool:
@@ -66,7 +59,7 @@ def backup(target: str | os.PathLike, include_cache: bool = False) -> tuple[Path
     if target.is_relative_to(root):
         raise CifarkitError(f"{target} is inside {root}; write the backup somewhere else")
     files = list(backup_files(root, include_cache))
-    manifest = "".join(f"{_sha256(path)}  {rel}\n" for rel, path in files).encode()
+    manifest = "".join(f"{hash_file(path)}  {rel}\n" for rel, path in files).encode()
     mode = "w:gz" if target.name.endswith((".tgz", ".tar.gz")) else "w"
     with atomic_path(target, suffix=".tar") as tmp, tarfile.open(tmp, mode) as tar:
         info = tarfile.TarInfo(MANIFEST)

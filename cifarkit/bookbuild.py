@@ -55,7 +55,7 @@ from typing import Any
 
 import yaml
 
-from cifarkit.atomic import write_json
+from cifarkit.atomic import fsync_dir, write_json
 from cifarkit.errors import CifarkitError, ConfigError
 from cifarkit.paths import PACKAGE_DIR, artifacts_dir, project_root
 
@@ -537,7 +537,7 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
     # leaves a notebook without a key (re-run), never a key vouching for the wrong notebook.
     store.key_file(page).unlink(missing_ok=True)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     write_json(store.key_file(page), {
         **(record_extra or {}),
         "notebook_sha256": file_hash(final),
@@ -570,14 +570,6 @@ def _keep_failed(tmp: Path, target: Path) -> Path | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, target)
     return target
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- preflight

@@ -1,0 +1,84 @@
+"""SIGKILL during the decoded-data cache write and during a book build.
+
+The next command must rebuild only what was incomplete: a partial cache file or a
+half-executed notebook is never used or published as fresh.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_bookbuild import make_book, needs_kernel, write_nb
+from train_fixtures import tiny_experiment, tiny_image_tree
+
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path: Path, data: Path) -> dict[str, str]:
+    return {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "artifacts"),
+            "CIFARKIT_CACHE": str(tmp_path / "artifacts" / "cache"), "CIFARKIT_DATA": str(data)}
+
+
+def _cache_files_all_valid(cache: Path) -> list[Path]:
+    files = sorted((cache / "data").glob("*.npz")) if (cache / "data").exists() else []
+    for path in files:
+        with np.load(path, allow_pickle=False) as stored:
+            assert stored["x_train"].dtype == np.uint8 and stored["x_train"].shape[1:] == (32, 32, 3)
+    return files
+
+
+def test_kill_during_data_decode_and_cache_write(tmp_path):
+    data = tiny_image_tree(tmp_path / "data", train_per_class=300, test_per_class=60)
+    env = _env(tmp_path, data)
+    cache = tmp_path / "artifacts" / "cache"
+    config = tiny_experiment(tmp_path, data)
+    cmd = [sys.executable, "-m", "cifarkit.cli", "-q", "data", "info", str(config), "--profile", "none"]
+    rng = random.Random(7)
+    for _ in range(6):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.8, 4.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _cache_files_all_valid(cache)  # never a truncated file under the final name
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "total" in done.stdout and "600" in done.stdout  # 60 test images x 10 classes
+    assert len(_cache_files_all_valid(cache)) == 1
+
+
+@needs_kernel
+def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
+    data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
+    root = make_book(tmp_path / "src", {"quick": ["x = 1"], "slow": ["import time\ntime.sleep(60)"]})
+    env = _env(tmp_path, data)
+    cmd = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(root),
+           "--output", str(tmp_path / "out"), "--no-strict"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    executed = tmp_path / "artifacts" / "book" / "executed" / "smoke"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (executed / "book" / "quick.key.json").exists():
+        time.sleep(0.2)
+    time.sleep(8)  # well inside the slow chapter's sleep
+    os.killpg(proc.pid, signal.SIGKILL)  # the build and its kernel, as a crash would
+    proc.wait()
+    assert (executed / "book" / "quick.key.json").exists()
+    assert not (executed / "book" / "slow.key.json").exists()
+    assert not (tmp_path / "out" / "_build" / "html" / "book" / "slow.html").exists()
+
+    write_nb(root / "book" / "slow.ipynb", "y = 2")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout + done.stderr
+    assert "quick" in summary and "cached" in summary
+    assert "slow" in summary and "never executed" in summary
+    assert (tmp_path / "out" / "_build" / "html" / "book" / "slow.html").exists()
