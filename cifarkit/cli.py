@@ -171,6 +171,19 @@ def cmd_artifacts_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cifarkit.report import build_report, format_report, write_report
+
+    report = build_report(args.experiment, args.profile, args.seeds, tta=args.tta or bool(args.tta_shift),
+                          tta_shift=args.tta_shift)
+    json_path, figures = write_report(report, args.out)
+    print(format_report(report))
+    print(f"\nwrote {len(figures)} figures and {json_path.name} to {json_path.parent}/")
+    for path in figures:
+        print(f"  {path.name}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -247,6 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(arts, "recover", cmd_artifacts_recover,
             "restore a backup after verifying every file; the old artifacts/ is kept beside it")
     p.add_argument("file", help="a tar written by `cifarkit artifacts backup`")
+
+    p = add(sub, "report", cmd_report,
+            "summarise an experiment's complete runs over seeds (mean ± CI per metric) and write "
+            "figures; never trains")
+    experiment_args(p)
+    p.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: the profile's seeds)")
+    p.add_argument("--out", help="output folder (default artifacts/reports/<experiment>-<profile>/)")
+    p.add_argument("--tta", action="store_true",
+                   help="also test-time augmentation (horizontal flip) from each run's model")
+    p.add_argument("--tta-shift", type=int, default=0, metavar="PX",
+                   help="with --tta, also average over ±PX-pixel shifts (e.g. 2)")
 
     return parser
 

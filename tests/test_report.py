@@ -1,0 +1,164 @@
+"""`cifarkit report` on fake complete runs: the printed table against an independent computation."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from train_fixtures import tiny_experiment, tiny_image_tree
+
+from cifarkit import report as report_mod
+from cifarkit.atomic import write_json, write_text
+from cifarkit.cli import main
+from cifarkit.config import load_config
+from cifarkit.data import splits_from_config
+from cifarkit.data.identity import data_hash_for
+from cifarkit.runs import locate
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=6)
+    path = tiny_experiment(tmp_path, data, epochs=3)
+    cfg = load_config(path, "none")
+    return path, cfg, splits_from_config(cfg.data)
+
+
+def _logits(labels, rng, strength):
+    logits = rng.normal(0, 1, (len(labels), 10))
+    logits[np.arange(len(labels)), labels] += strength
+    return (logits * 2).astype(np.float32)  # over-confident, so temperature scaling has work to do
+
+
+def write_fake_run(cfg, splits, seed, *, with_val=True):
+    """A complete run folder laid out like runs._train_into writes it."""
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    run.path.mkdir(parents=True)
+    rng = np.random.default_rng(100 + seed)
+    arrays = {"logits": _logits(splits.y_test, rng, 1.0 + 0.3 * seed), "labels": splits.y_test.astype(np.int64)}
+    if with_val:
+        arrays.update(val_logits=_logits(splits.y_val, rng, 1.0 + 0.3 * seed), val_labels=splits.y_val.astype(np.int64))
+    np.savez(run.predictions_path, **arrays)
+    history = [{"epoch": e, "loss": 2.3 / e + 0.01 * seed, "accuracy": 0.2 * e, "val_loss": 2.4 / e,
+                "val_accuracy": 0.15 * e + 0.01 * seed,
+                **{f"val_acc_{c}": 0.1 * e + 0.01 * k for k, c in enumerate(splits.class_names)}}
+               for e in (1, 2, 3)]
+    write_json(run.history_json_path, history)
+    write_json(run.metrics_path, {"test_accuracy": float(np.mean(arrays["logits"].argmax(1) == splits.y_test))})
+    write_text(run.config_path, cfg.to_yaml())
+    write_json(run.status_path, {"status": "complete", "experiment": cfg.name, "profile": cfg.profile, "seed": seed})
+    return arrays
+
+
+def _independent(arrays_by_seed):
+    """Accuracy, macro-F1, NLL and 15-bin ECE by plain numpy, then mean and t interval."""
+    per_metric = {"accuracy": [], "macro_f1": [], "nll": [], "ece": []}
+    for arrays in arrays_by_seed:
+        z = arrays["logits"].astype(np.float64)
+        y = arrays["labels"]
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        pred = p.argmax(1)
+        per_metric["accuracy"].append(np.mean(pred == y))
+        f1s = []
+        for k in range(10):
+            tp = np.sum((pred == k) & (y == k))
+            prec = tp / max(np.sum(pred == k), 1)
+            rec = tp / max(np.sum(y == k), 1)
+            f1s.append(0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec))
+        per_metric["macro_f1"].append(np.mean(f1s))
+        per_metric["nll"].append(-np.mean(np.log(p[np.arange(len(y)), y])))
+        conf = p.max(1)
+        ece = 0.0
+        for b in range(15):
+            inside = (conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
+            if inside.any():
+                ece += inside.mean() * abs(conf[inside].mean() - np.mean(pred[inside] == y[inside]))
+        per_metric["ece"].append(ece)
+    out = {}
+    for name, values in per_metric.items():
+        v = np.array(values)
+        half = sps.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+        out[name] = (v.mean(), half, v.mean() - half, v.mean() + half, len(v))
+    return out
+
+
+def _parse(out, label):
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|\b\d+\b", line[len(label):])]
+    return numbers  # mean, half-width, low, high, std, n
+
+
+def test_report_table_matches_an_independent_computation(experiment, tmp_path, capsys):
+    path, cfg, splits = experiment
+    arrays = [write_fake_run(cfg, splits, seed) for seed in range(3)]
+    out_dir = tmp_path / "out"
+    assert main(["report", str(path), "--profile", "none", "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    expected = _independent(arrays)
+    for label, key, scale, digits in (("accuracy (%)", "accuracy", 100, 2), ("macro-F1 (%)", "macro_f1", 100, 2),
+                                      ("NLL (nats)", "nll", 1, 4), ("ECE (%), 15 bins", "ece", 100, 2)):
+        mean, half, low, high, _std, n = _parse(out, label)
+        e_mean, e_half, e_low, e_high, e_n = expected[key]
+        tol = 0.6 * 10 ** -digits
+        assert mean == pytest.approx(e_mean * scale, abs=tol), label
+        assert half == pytest.approx(e_half * scale, abs=tol), label
+        assert (low, high) == pytest.approx((e_low * scale, e_high * scale), abs=tol), label
+        assert n == e_n == 3
+    assert "3 of 3 requested seeds" in out and "missing" not in out
+    assert "ECE after temp. scaling (%)" in out and "top-5 accuracy (%)" in out
+
+    saved = json.loads((out_dir / "report.json").read_text())
+    assert saved["summary"]["accuracy"]["mean"] == pytest.approx(expected["accuracy"][0])
+    assert saved["seeds"] == [0, 1, 2]
+    for name in saved["figures"]:
+        assert (out_dir / name).read_bytes()[:4] == b"\x89PNG"
+    assert {"curves.png", "per_class_accuracy.png", "reliability.png", "confusion.png",
+            "mistakes_overall.png", "mistakes_per_class.png"} <= set(saved["figures"])
+    # Temperature scaling was fitted on validation logits and helps these over-confident runs.
+    assert saved["summary"]["nll_ts"]["mean"] < saved["summary"]["nll"]["mean"]
+    assert str(out_dir) in out
+
+
+def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(experiment, tmp_path, capsys,
+                                                                        monkeypatch):
+    path, cfg, splits = experiment
+    write_fake_run(cfg, splits, 0)
+    write_fake_run(cfg, splits, 2, with_val=False)  # an older run: validation logits not stored
+    calls = []
+
+    def fake_predict(run):
+        calls.append(run.path.name)
+        return lambda images: np.random.default_rng(0).normal(0, 1, (len(images), 10))
+
+    monkeypatch.setattr(report_mod, "_model_predict", fake_predict)
+    monkeypatch.setattr(report_mod, "report_figures", lambda report: {})  # figures: tested above
+    assert main(["report", str(path), "--profile", "none", "--seeds", "3", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 requested seeds complete" in out
+    assert "seed 1 (missing)" in out
+    assert f"cifarkit train {path} --profile none --seed 1" in out
+    assert _parse(out, "accuracy (%)")[-1] == 2
+    assert len(calls) == 1 and "recomputed from model.keras" in out
+
+
+def test_one_seed_reports_without_interval(experiment, tmp_path, capsys):
+    path, cfg, splits = experiment
+    arrays = write_fake_run(cfg, splits, 0)
+    assert main(["report", str(path), "--profile", "none", "--seeds", "1", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("accuracy (%)"))
+    assert "no CI: n=1" in line
+    assert f"{np.mean(arrays['logits'].argmax(1) == arrays['labels']) * 100:.2f}" in line
+
+
+def test_no_runs_is_a_one_line_error_with_the_command(experiment, capsys):
+    path, _, _ = experiment
+    assert main(["report", str(path), "--profile", "none", "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"cifarkit train {path} --profile none --seed 0 1" in err
