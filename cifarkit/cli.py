@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from cifarkit.errors import CifarkitError
 
@@ -27,6 +28,7 @@ def setup_logging(verbosity: int) -> None:
     if level > logging.DEBUG:
         # TensorFlow's C++ and absl chatter would drown the progress lines.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
         for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -187,8 +189,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other user error; --help shows usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cifarkit", description=__doc__.splitlines()[0])
+    parser = _OneLineErrors(prog="cifarkit", description=__doc__.splitlines()[0])
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
                        help="debug logging")

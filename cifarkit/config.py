@@ -76,6 +76,11 @@ class ModelConfig(_Strict):
             raise ValueError(f"weights={self.weights!r} needs a keras.applications backbone, not {self.name!r}")
         return self
 
+    @property
+    def cifar_native(self) -> bool:
+        """A model built for 32x32 CIFAR inputs (not a keras.applications backbone)."""
+        return self.name == "baseline_cnn" or self.name.startswith("resnet") and self.name != "resnet50"
+
 
 class OptimizerConfig(_Strict):
     name: Literal["sgd", "adamw"] = "sgd"
@@ -201,19 +206,57 @@ def _locate(name_or_path: str | Path, kind: Literal["experiments", "profiles"]) 
     return candidate
 
 
+def _duplicate_key(node: yaml.Node | None) -> tuple[str, yaml.Node, yaml.Node] | None:
+    """The first key that a mapping in ``node`` repeats: (dotted path, first, repeat)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(node, "")] if node is not None else []
+    while stack:
+        current, prefix = stack.pop()
+        if id(current) in seen_nodes:  # aliases may share (or nest) nodes
+            continue
+        seen_nodes.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key, value in current.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                dotted = f"{prefix}{key.value}"
+                if key.value in first:
+                    return dotted, first[key.value], key
+                first[key.value] = key
+                stack.append((value, dotted + "."))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, prefix) for item in current.value)
+    return None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
+    """Parse a YAML mapping with ``yaml.safe_load`` (never the unsafe loader).
+
+    Python tags (``!!python/object/apply:...``) are refused by ``safe_load`` and reported
+    as such; a key given twice in one mapping (which YAML loaders resolve silently, the
+    last one winning) is an error too.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc}); check the file") from None
     try:
+        # compose() only builds the node graph (no objects), so it is safe for any input.
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{path}: YAML tag not allowed{where}: {problem}; configs hold plain "
+                              "data only (read with yaml.safe_load), remove the tag") from None
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}; fix the syntax") from None
+    if duplicate is not None:
+        dotted, first, again = duplicate
+        raise ConfigError(f"{path}: key {dotted} appears twice (lines {first.start_mark.line + 1} and "
+                          f"{again.start_mark.line + 1}); keep one of them")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -275,6 +318,9 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu") -> E
     """Load an experiment (name under ``configs/`` or a YAML path), merge a profile, validate."""
     exp_path = _locate(experiment, "experiments")
     raw_exp = read_yaml(exp_path)
+    if not raw_exp:
+        raise ConfigError(f"{exp_path}: the experiment file is empty; it needs at least "
+                          "`model: {name: ...}` (see configs/resnet20.yaml)")
     files = [(exp_path, raw_exp)]
     merged = {"name": exp_path.stem, **raw_exp}
     if profile not in (None, "none"):
@@ -286,9 +332,28 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu") -> E
         merged = deep_merge(merged, raw_prof)
         merged["profile"] = prof_path.stem
     try:
-        return ExperimentConfig.model_validate(merged)
+        cfg = ExperimentConfig.model_validate(merged)
     except ValidationError as exc:
         errors = exc.errors()
         first = _describe(errors[0], files)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(first + more) from None
+    _check_model_options(cfg, files)
+    return cfg
+
+
+def _check_model_options(cfg: ExperimentConfig, files: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Backbone-only model options on a CIFAR-native model fail here, not at training time.
+
+    (:class:`ModelConfig` itself stays constructible with them, so that
+    :func:`cifarkit.models.build_model` can be tested on such configs.)
+    """
+    model = cfg.model
+    if not model.cifar_native:
+        return
+    for key, bad in (("weights_path", model.weights_path is not None), ("input_size", model.input_size != 32)):
+        if bad:
+            source = next((path for path, raw in reversed(files) if _has_path(raw, ("model", key))), files[0][0])
+            raise ConfigError(f"{source}: model.{key} = {getattr(model, key)!r}: only keras.applications "
+                              f"backbones use it; {model.name!r} trains from scratch on 32x32 images, "
+                              "remove the key")

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -126,11 +127,17 @@ class Run:
         validation set (split order; for calibration fitted on validation only)."""
         self._require_complete()
         prefix = {"test": "", "val": "val_"}[split]
-        with np.load(self.predictions_path, allow_pickle=False) as stored:
-            if f"{prefix}logits" not in stored:
-                raise CifarkitError(f"{self.predictions_path} has no {split} logits (written by an older "
-                                    f"cifarkit); delete {self.path} and train it again")
-            return stored[f"{prefix}logits"], stored[f"{prefix}labels"]
+        try:
+            with np.load(self.predictions_path, allow_pickle=False) as stored:
+                if f"{prefix}logits" not in stored:
+                    raise CifarkitError(f"{self.predictions_path} has no {split} logits (written by an older "
+                                        f"cifarkit); delete {self.path} and train it again")
+                return stored[f"{prefix}logits"], stored[f"{prefix}labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            # allow_pickle=False: a pickled (object) array is refused here, never unpickled.
+            raise CifarkitError(f"{self.predictions_path} is unreadable ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}); delete {self.path} and train it "
+                                "again") from exc
 
     def load_model(self, snapshot_epoch: int | None = None):
         """The final model (or an epoch snapshot), loaded with ``safe_mode=True``."""
@@ -142,7 +149,16 @@ class Run:
         path = self.model_path if snapshot_epoch is None else self.snapshots_dir / f"epoch-{snapshot_epoch:03d}.keras"
         if not path.exists():
             raise CifarkitError(f"{path} does not exist; available snapshots: {sorted(self.snapshots())}")
-        return keras.models.load_model(path, safe_mode=True, compile=False)
+        try:
+            return keras.models.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:  # noqa: BLE001 - a file that does not load is not one cifarkit wrote
+            detail = " ".join(str(exc).split())
+            if "safe_mode" in detail or "unsafe_deserialization" in detail:
+                problem = ("holds Python code (e.g. a Lambda layer) that cifarkit never writes and "
+                           "refuses to deserialise (safe_mode=True)")
+            else:
+                problem = f"cannot be loaded ({type(exc).__name__}: {detail[:200]})"
+            raise CifarkitError(f"{path} {problem}; delete {self.path} and train the run again") from exc
 
     def snapshots(self) -> dict[int, Path]:
         return {int(p.stem.split("-")[1]): p for p in sorted(self.snapshots_dir.glob("epoch-*.keras"))}
@@ -210,9 +226,12 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
 
 def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str) -> None:
     from cifarkit import tracking
+    from cifarkit.checkpoint import CheckpointManager, disk_full
     from cifarkit.repro import environment_record
     from cifarkit.train import train_run
 
+    # An unreadable or truncated checkpoint fails here, before anything is written.
+    CheckpointManager(run.path / "checkpoint").latest()
     run.path.mkdir(parents=True, exist_ok=True)
     resuming = (run.path / "checkpoint" / "latest.json").exists()
     log.info("%s%s %s (seed %d) -> %s", label, "resuming" if resuming else "training", cfg.name, seed, run.path)
@@ -238,8 +257,19 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
                     train_seconds=outcome.metrics["train_seconds"], model_version=version,
                     resumed_from_epoch=outcome.resumed_from_epoch)
     except BaseException as exc:
-        _set_status(run, FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
+        try:
+            _set_status(run, FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
+        except OSError as status_exc:  # e.g. the disk is full: keep the original error
+            log.warning("could not mark %s failed (%s)", run.path.name, status_exc)
         tracker.fail()
+        full = disk_full(exc) if isinstance(exc, Exception) and not isinstance(exc, CifarkitError) else None
+        if full is not None:
+            where = f" ({full.filename})" if full.filename else ""
+            raise CifarkitError(
+                f"disk full while training {run.path.name}{where}: {full.strerror or full}; free space "
+                f"under {run.path.parent} and run the same command again to resume from the last "
+                "finished epoch"
+            ) from exc
         raise
     _remove_checkpoints(run)
     log.info("%sdone: %s  test accuracy %.4f  (%.0f s training)", label, run.path.name,

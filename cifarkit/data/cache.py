@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,19 +138,34 @@ def _remember(key: str, path: Path, digest: str) -> None:
         log.warning("could not update the data cache index %s: %s", index_path, exc)
 
 
-def source_hash(path: Path, *, use_index: bool = True) -> str:
-    """The content hash of ``path``, reused from the index when its fingerprint is unchanged."""
+def _nothing_to_remember() -> None:
+    return None
+
+
+def lookup_source_hash(path: Path, *, use_index: bool = True) -> tuple[str, Callable[[], None]]:
+    """``(content hash, remember)``: the hash of ``path`` and a callable that records it in
+    the index (a no-op when it came from the index or ``use_index`` is False).
+
+    Callers that go on to decode the source call ``remember()`` only once it decoded, so a
+    source that turns out to be broken leaves the cache folder exactly as it was.
+    """
     path = path.resolve()
     if not use_index:
-        return content_hash(path)
+        return content_hash(path), _nothing_to_remember
     key = fingerprint(path)
     entry = _read_index().get(key)
     if isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64:
         log.debug("source hash of %s from the index", path)
-        return entry["sha256"]
+        return entry["sha256"], _nothing_to_remember
     log.info("hashing %s", path)
     digest = content_hash(path)
-    _remember(key, path, digest)
+    return digest, lambda: _remember(key, path, digest)
+
+
+def source_hash(path: Path, *, use_index: bool = True) -> str:
+    """The content hash of ``path``, reused from the index when its fingerprint is unchanged."""
+    digest, remember = lookup_source_hash(path, use_index=use_index)
+    remember()
     return digest
 
 

@@ -2,8 +2,9 @@
 
 The official release ships Python-2 pickles. ``pickle.load`` on an untrusted file runs
 arbitrary code, so :class:`CifarUnpickler` resolves only the few globals a CIFAR batch
-references (NumPy's array reconstruction, and ``_codecs.encode`` restricted to latin-1,
-which Python 3 writes for ``bytes`` at protocol 2). Everything else is refused with a
+references (NumPy's array reconstruction: ``_reconstruct``, or ``_frombuffer`` at protocol 5;
+and ``_codecs.encode`` restricted to latin-1, which Python 3 writes for ``bytes`` at
+protocol 2). Everything else is refused with a
 :class:`~cifarkit.errors.DataError` *before* it can be called.
 """
 
@@ -31,10 +32,14 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
 
     allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = _reconstruct
+    # Protocol-5 pickles rebuild arrays with _frombuffer (frombuffer + reshape, nothing more).
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(module, "_frombuffer")] = _frombuffer
     return allowed
 
 

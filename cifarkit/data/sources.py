@@ -166,8 +166,9 @@ def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
         with tarfile.open(path, "r:*") as tar:
             yield tar
     except _ARCHIVE_ERRORS as exc:
+        detail = " ".join(str(exc).split())  # tarfile's ReadError lists one line per method
         raise DataError(
-            f"truncated or corrupt archive {path}: {type(exc).__name__}: {exc}; re-download or re-create it"
+            f"truncated or corrupt archive {path}: {type(exc).__name__}: {detail}; re-download or re-create it"
         ) from None
 
 
@@ -544,9 +545,10 @@ def decode_source(path: Path, source_format: str) -> dict[str, Any]:
     return arrays
 
 
-def _hash_source(path: Path, use_index: bool) -> str:
+def _hash_source(path: Path, use_index: bool) -> tuple[str, Any]:
+    """``(content hash, remember)``; call ``remember()`` once the source proved readable."""
     try:
-        return cache.source_hash(path, use_index=use_index)
+        return cache.lookup_source_hash(path, use_index=use_index)
     except OSError as exc:
         raise DataError(f"cannot read data source {path} ({_one_line(exc)}); check its permissions") from None
 
@@ -558,6 +560,8 @@ def _decode_cached(path: Path, source_format: str, digest: str) -> tuple[dict[st
     if arrays is not None:
         log.info("loaded %s from the cache %s", path, target)
         return arrays, target
+    lock_file = Path(f"{target}.lock")
+    lock_existed = lock_file.exists()
     try:
         lock = cache.lock_for(target)
         lock.acquire()
@@ -567,7 +571,15 @@ def _decode_cached(path: Path, source_format: str, digest: str) -> tuple[dict[st
     try:
         arrays = cache.read_arrays(target)  # another process may have built it while we waited
         if arrays is None:
-            arrays = decode_source(path, source_format)
+            try:
+                arrays = decode_source(path, source_format)
+            except DataError:
+                # A broken source leaves the cache folder as it was: drop the lock file we
+                # created. (A process waiting on it may then decode at the same time as a
+                # newcomer; both fail the same way or write identical arrays atomically.)
+                if not lock_existed:
+                    lock_file.unlink(missing_ok=True)
+                raise
             try:
                 cache.write_arrays(target, arrays)
             except OSError as exc:
@@ -595,7 +607,9 @@ def data_source_hash(source: str | os.PathLike[str] | None = None) -> str:
     resolved = resolve_source(None if source is None else os.fspath(source))
     if resolved is None:
         return arrays_hash(read_keras_download())
-    return _hash_source(Path(resolved), use_index=True)
+    digest, remember = _hash_source(Path(resolved), use_index=True)
+    remember()
+    return digest
 
 
 def load_cifar10(source: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> Cifar10:
@@ -606,9 +620,10 @@ def load_cifar10(source: str | os.PathLike[str] | None = None, *, use_cache: boo
         return _build(arrays, "keras.datasets.cifar10 (download)", arrays_hash(arrays), None)
     path = Path(resolved)
     source_format = detect_format(path)
-    digest = _hash_source(path, use_index=use_cache)
+    digest, remember = _hash_source(path, use_index=use_cache)
     if use_cache:
         arrays, cache_path = _decode_cached(path, source_format, digest)
     else:
         arrays, cache_path = decode_source(path, source_format), None
+    remember()  # only a source that decoded gets an index entry
     return _build(arrays, f"{path} ({FORMAT_LABELS[arrays['source_format']]})", digest, cache_path)
