@@ -106,6 +106,17 @@ def _styled(func):
     return wrapper
 
 
+def _bare_image_axes(ax: Any, title: str | None) -> None:
+    """Mosaic axes: row labels only, no x ticks, grid or frame."""
+    ax.set_xticks([])
+    ax.tick_params(axis="y", length=0)
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+
+
 # --------------------------------------------------------------------------- data figures
 
 
@@ -159,13 +170,7 @@ def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | Non
     ax.imshow(mosaic, interpolation="nearest", vmin=0, vmax=255)
     ax.set_yticks([r * (h + gap) + (h - 1) / 2 for r in range(n_rows)],
                   [str(name) for name in class_names])
-    ax.set_xticks([])
-    ax.tick_params(axis="y", length=0)
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title)
+    _bare_image_axes(ax, title)
     return fig
 
 
@@ -465,13 +470,7 @@ def mistake_gallery(rows: Mapping[str, tuple[np.ndarray, pd.DataFrame]], class_n
         if not items:
             ax.text(0, r * (h + gap_y) + h / 2, "no mistakes", va="center", fontsize=7, color="0.4")
     ax.set_yticks([r * (h + gap_y) + (h - 1) / 2 for r in range(len(cells))], [label for label, _ in cells])
-    ax.set_xticks([])
-    ax.tick_params(axis="y", length=0)
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title)
+    _bare_image_axes(ax, title)
     return fig
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifarkit.atomic import atomic_path
 from cifarkit.checkpoint import CheckpointManager, EpochReseed
 from cifarkit.config import ExperimentConfig
 from cifarkit.data import Splits
@@ -76,8 +77,6 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
         row["epoch_seconds"] = time.perf_counter() - self.epoch_started
         self.history.append(row)
         if finished in self.snapshot_epochs:
-            from cifarkit.atomic import atomic_path
-
             with atomic_path(self.snapshot_dir / f"epoch-{finished:03d}.keras", suffix=".keras") as tmp:
                 self.model.save(tmp)
         elapsed = self.elapsed_before + time.perf_counter() - self.started
