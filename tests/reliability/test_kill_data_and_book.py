@@ -82,3 +82,23 @@ def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
     assert "quick" in summary and "cached" in summary
     assert "slow" in summary and "never executed" in summary
     assert (tmp_path / "out" / "_build" / "html" / "book" / "slow.html").exists()
+
+
+@needs_kernel
+def test_two_book_builds_at_once_take_turns_on_the_cache(tmp_path):
+    data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
+    root = make_book(tmp_path / "src", {"one": ["import time\ntime.sleep(3)\nx = 1"], "two": ["y = 2"]})
+    env = _env(tmp_path, data)
+    cmd = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(root),
+           "--output", str(tmp_path / "out"), "--no-strict"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    both = "".join(outputs)
+    assert "waiting" in both  # the second build waited for the first's lock
+    # Each chapter was executed exactly once; the waiting build found them cached.
+    assert both.count("one      executed") == 1 and both.count("one      cached") == 1, both[-3000:]
+    executed = tmp_path / "artifacts" / "book" / "executed" / "smoke" / "book"
+    assert sorted(p.name for p in executed.iterdir() if not p.name.startswith(".")) == [
+        "one.ipynb", "one.key.json", "two.ipynb", "two.key.json"]
