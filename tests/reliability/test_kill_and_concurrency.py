@@ -112,7 +112,7 @@ def test_two_trainers_same_run_one_trains_other_waits(tmp_path):
     (run_dir,) = _run_dirs(artifacts)
     # Exactly one of them trained: the other waited and found the run finished (or cached).
     both = (err1 + err2).decode()
-    assert both.count("training tiny_baseline_cnn") == 1, both[-3000:]
+    assert both.count("cifarkit.runs: training tiny_baseline_cnn") == 1, both[-3000:]
     assert both.count("cached:") == 1  # "cached: ... (finished by another process)" or plain cached
     history = json.loads((run_dir / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
