@@ -45,11 +45,6 @@ def _cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return image * tf.cast(~inside, image.dtype)[:, :, None]
 
 
-def epoch_seed(seed: int, epoch: int) -> tf.Tensor:
-    """The stateless seed pair of one epoch."""
-    return tf.constant([seed, epoch], dtype=tf.int64)
-
-
 def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size: int,
                   seed: int, start_epoch: int, epochs: int, aug: AugmentConfig,
                   sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
