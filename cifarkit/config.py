@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,8 +315,33 @@ def _describe(error: dict[str, Any], files: list[tuple[Path, dict[str, Any]]]) -
     return f"{source}: {key_path} = {value!r}: {message}"
 
 
-def load_config(experiment: str | Path, profile: str | Path | None = "cpu") -> ExperimentConfig:
-    """Load an experiment (name under ``configs/`` or a YAML path), merge a profile, validate."""
+def dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"train.epochs": 3, "data.train_per_class": 100}`` into a nested mapping."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        keys = str(dotted).split(".")
+        if not all(keys):
+            raise ConfigError(f"override {dotted!r}: empty key segment; write keys like train.epochs")
+        node = nested
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {dotted!r} conflicts with override {key!r} given as a value")
+            node = child
+        if isinstance(node.get(keys[-1]), dict) and not isinstance(value, dict):
+            raise ConfigError(f"override {dotted!r} conflicts with a more specific override below it")
+        node[keys[-1]] = value
+    return nested
+
+
+def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
+                overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Load an experiment (name under ``configs/`` or a YAML path), merge a profile, validate.
+
+    ``overrides`` (dotted keys, e.g. ``{"train.augment.enabled": False}``) are merged last,
+    so chapters and ablations can derive variants of an experiment; a bad override fails
+    like a bad file, naming the key.
+    """
     exp_path = _locate(experiment, "experiments")
     raw_exp = read_yaml(exp_path)
     if not raw_exp:
@@ -331,6 +357,12 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu") -> E
         files.append((prof_path, raw_prof))
         merged = deep_merge(merged, raw_prof)
         merged["profile"] = prof_path.stem
+    if overrides:
+        raw_over = dotted_overrides(overrides)
+        if "name" in raw_over or "profile" in raw_over:
+            raise ConfigError("overrides cannot set name or profile; pass them as arguments")
+        files.append((Path("<overrides>"), raw_over))
+        merged = deep_merge(merged, raw_over)
     try:
         cfg = ExperimentConfig.model_validate(merged)
     except ValidationError as exc:

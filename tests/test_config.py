@@ -106,3 +106,24 @@ def test_config_is_immutable():
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
         cfg.train.epochs = 99  # type: ignore[misc]
     assert isinstance(cfg, ExperimentConfig)
+
+
+def test_overrides_derive_a_variant_with_its_own_hash():
+    base = load_config("resnet20", "smoke")
+    variant = load_config("resnet20", "smoke", overrides={"train.augment.enabled": False, "train.epochs": 4})
+    assert variant.train.augment.enabled is False and variant.train.epochs == 4
+    assert variant.train.augment.flip == base.train.augment.flip  # siblings survive the merge
+    assert variant.content_hash() != base.content_hash()
+    assert load_config("resnet20", "smoke", overrides={}).content_hash() == base.content_hash()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"train.epochs": 0}, "<overrides>: train.epochs = 0"),
+    ({"train.nope": 1}, "train.nope: unknown key"),
+    ({"name": "x"}, "cannot set name"),
+    ({"train..epochs": 1}, "empty key segment"),
+])
+def test_bad_overrides_are_one_line_errors(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config("resnet20", "smoke", overrides=overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
