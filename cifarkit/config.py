@@ -38,7 +38,21 @@ ModelName = Literal[
     "resnet50",
     "efficientnetb0",
     "mobilenetv2",
+    "airbench",
 ]
+
+# Fields added after runs were stored: left out of the content hash while they hold their
+# default, so every config written before them keeps its hash (and its runs).
+_HASH_OMIT_AT_DEFAULT: tuple[tuple[str, ...], ...] = (
+    ("model", "airbench"),
+    ("train", "schedule", "triangle_start"),
+    ("train", "schedule", "triangle_peak"),
+    ("train", "augment", "mode"),
+    ("train", "augment", "alternating_flip"),
+    ("train", "ema"),
+    ("data", "classes"),
+    ("transfer",),
+)
 
 
 class _Strict(BaseModel):
@@ -59,10 +73,35 @@ class DataConfig(_Strict):
     test_limit: int | None = Field(
         None, ge=10, le=10000, description="Evaluate on the first N test images (stratified)."
     )
+    classes: tuple[str, ...] | None = Field(
+        None, min_length=2,
+        description="Keep only these classes (names), relabelled 0..k-1 in this order; None = all.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_classes(self) -> DataConfig:
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"data.classes {list(self.classes)} names a class twice; list each once")
+        return self
+
+
+class AirbenchConfig(_Strict):
+    """The airbench94-style network's switches (Jordan 2024); see :mod:`cifarkit.fast`."""
+
+    widths: tuple[int, int, int] = Field((64, 256, 256), description="Channels of the three conv groups.")
+    whiten: bool = Field(True, description="Frozen 2x2 whitening conv initialised from training patches.")
+    whiten_images: int = Field(5000, ge=10, le=50000, description="Training images the whitening uses.")
+    dirac: bool = Field(True, description="Identity (dirac) init of each conv's first in-channels filters.")
+    activation: Literal["gelu", "relu"] = "gelu"
+    bn_bias_lr: float = Field(64.0, ge=1.0, le=4096.0,
+                              description="Learning-rate multiplier of the BN biases (1 = plain).")
+    bn_momentum: float = Field(0.6, gt=0.0, lt=1.0, description="PyTorch convention: weight of the new batch.")
+    logit_scale: float = Field(1 / 9, gt=0.0, le=1.0, description="Multiply the logits by this.")
 
 
 class ModelConfig(_Strict):
     name: ModelName
+    airbench: AirbenchConfig | None = Field(None, description="Switches of model 'airbench' only.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
     weights: Literal["none", "imagenet"] = Field(
         "none", description="Backbone weights for keras.applications models."
@@ -70,17 +109,26 @@ class ModelConfig(_Strict):
     weights_path: str | None = Field(None, description="Local file with the backbone weights.")
     input_size: int = Field(32, ge=32, le=512, description="Resize inputs to this size.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _airbench_defaults(cls, data: Any) -> Any:
+        # One canonical form (and hash) whether or not the YAML spells out the defaults.
+        if isinstance(data, dict) and data.get("name") == "airbench" and data.get("airbench") is None:
+            return {**data, "airbench": {}}
+        return data
+
     @model_validator(mode="after")
     def _weights_only_for_backbones(self) -> ModelConfig:
-        cifar_native = self.name == "baseline_cnn" or self.name.startswith("resnet") and self.name != "resnet50"
-        if cifar_native and self.weights != "none":
+        if self.airbench is not None and self.name != "airbench":
+            raise ValueError(f"the airbench options apply to model 'airbench' only, not {self.name!r}")
+        if self.cifar_native and self.weights != "none":
             raise ValueError(f"weights={self.weights!r} needs a keras.applications backbone, not {self.name!r}")
         return self
 
     @property
     def cifar_native(self) -> bool:
         """A model built for 32x32 CIFAR inputs (not a keras.applications backbone)."""
-        return self.name == "baseline_cnn" or self.name.startswith("resnet") and self.name != "resnet50"
+        return self.name in ("baseline_cnn", "airbench") or self.name.startswith("resnet") and self.name != "resnet50"
 
 
 class OptimizerConfig(_Strict):
@@ -95,14 +143,18 @@ class OptimizerConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    name: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
+    name: Literal["constant", "step", "cosine", "onecycle", "triangular"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warmup before cosine decay.")
     step_epochs: tuple[int, ...] = Field((), description="Epochs at which a step schedule decays.")
     step_factor: float = Field(0.1, gt=0.0, lt=1.0)
     final_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="End LR / peak LR.")
+    triangle_start: float = Field(0.2, ge=0.0, le=1.0, description="triangular: start LR / peak LR.")
+    triangle_peak: float = Field(0.23, gt=0.0, lt=1.0, description="triangular: fraction of training at the peak.")
 
     @model_validator(mode="after")
     def _step_needs_milestones(self) -> ScheduleConfig:
+        if self.name != "triangular" and (self.triangle_start, self.triangle_peak) != (0.2, 0.23):
+            raise ValueError(f"triangle_start/triangle_peak are only used by schedule 'triangular', not {self.name!r}")
         if self.name == "step" and not self.step_epochs:
             raise ValueError("schedule 'step' needs step_epochs, e.g. [15, 25]")
         if self.name != "step" and self.step_epochs:
@@ -125,6 +177,26 @@ class AugmentConfig(_Strict):
     crop_padding: int = Field(4, ge=0, le=16, description="Pad-and-random-crop margin in px.")
     flip: bool = True
     cutout: int = Field(0, ge=0, le=32, description="Cutout square side in px; 0 = off.")
+    mode: Literal["per_image", "batch"] = Field(
+        "per_image", description="per_image: tf.data map per image; batch: vectorised over each batch.")
+    alternating_flip: bool = Field(
+        False, description="batch mode: odd epochs flip exactly the images even epochs did not (airbench).")
+
+    @model_validator(mode="after")
+    def _batch_mode_options(self) -> AugmentConfig:
+        if self.mode == "batch" and self.cutout:
+            raise ValueError("cutout is only implemented per image; set mode: per_image or cutout: 0")
+        if self.alternating_flip and (self.mode != "batch" or not self.flip):
+            raise ValueError("alternating_flip needs mode: batch and flip: true")
+        return self
+
+
+class EmaConfig(_Strict):
+    """Keras' optimizer-level weight EMA (``use_ema``); overwriting every few steps is lookahead."""
+
+    momentum: float = Field(0.99, ge=0.0, lt=1.0)
+    overwrite_every: int | None = Field(
+        None, ge=1, description="Copy the average into the weights every N steps (None: at the end only).")
 
 
 class TrainConfig(_Strict):
@@ -135,6 +207,7 @@ class TrainConfig(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    ema: EmaConfig | None = Field(None, description="Weight EMA / lookahead (None = off).")
     snapshot_epochs: tuple[int, ...] = Field((), description="Also save the model after these epochs.")
     deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
     mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
@@ -154,6 +227,30 @@ class TrainConfig(_Strict):
         return self
 
 
+class TransferConfig(_Strict):
+    """Initialise from another run (or the backbone's ImageNet weights); freeze/unfreeze layer groups.
+
+    Layer groups run from the input to the head (CIFAR ResNets: stage 1 with the stem,
+    stage 2, stage 3; keras.applications backbones: four resolution stages; see
+    :func:`cifarkit.finetune.layer_groups`); the new ``logits`` layer always trains.
+    """
+
+    source_run: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+-[0-9a-f]{12}$",
+        description="Run folder (<experiment>-<hash12>) whose weights initialise every layer but the "
+                    "head; None = the model's own initialisation (e.g. its ImageNet weights).",
+    )
+    freeze_through: int = Field(0, ge=0, le=8, description="Freeze layer groups 1..k at the start; 0 = none.")
+    unfreeze_every: int = Field(
+        0, ge=0, le=1000,
+        description="Progressive unfreezing: one more group (from the top) every N epochs; 0 = never.",
+    )
+    lr_group_decay: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description="Differential LR: a group d groups below the head trains at lr * decay**d (SGD only).",
+    )
+
+
 class ExperimentConfig(_Strict):
     """A fully resolved experiment: experiment file + profile, validated."""
 
@@ -164,6 +261,19 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+    transfer: TransferConfig | None = Field(None, description="Transfer learning (None = train from scratch).")
+
+    @model_validator(mode="after")
+    def _transfer_consistent(self) -> ExperimentConfig:
+        t = self.transfer
+        if t is not None and t.lr_group_decay != 1.0 and self.train.optimizer.name != "sgd":
+            # Differential LR scales gradients per group: exactly a per-group LR for SGD, but
+            # Adam-type updates are invariant to a gradient's scale, so it would do nothing.
+            raise ValueError(f"transfer.lr_group_decay={t.lr_group_decay} needs optimizer sgd (Adam-type "
+                             f"updates ignore gradient scale), not {self.train.optimizer.name!r}")
+        if t is not None and t.unfreeze_every and not t.freeze_through:
+            raise ValueError("transfer.unfreeze_every needs transfer.freeze_through >= 1 (groups to unfreeze)")
+        return self
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (the hash's input)."""
@@ -171,6 +281,12 @@ class ExperimentConfig(_Strict):
         for key in ("description", "seeds", "profile", "name"):
             dumped.pop(key)
         dumped["data"].pop("source")
+        for path in _HASH_OMIT_AT_DEFAULT:
+            node, owner = dumped, ExperimentConfig
+            for key in path[:-1]:
+                node, owner = node[key], owner.model_fields[key].annotation
+            if node.get(path[-1]) == owner.model_fields[path[-1]].default:
+                node.pop(path[-1], None)
         return dumped
 
     def content_hash(self) -> str:
@@ -332,6 +448,22 @@ def dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"override {dotted!r} conflicts with a more specific override below it")
         node[keys[-1]] = value
     return nested
+
+
+def overrides_between(base: ExperimentConfig, variant: ExperimentConfig) -> dict[str, Any]:
+    """The dotted overrides that turn ``base`` into ``variant`` (leaf values that differ)."""
+
+    def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                out.update(flatten(value, f"{prefix}{key}."))
+            return out
+        return {prefix[:-1]: node}
+
+    skip = {"name", "profile", "description", "seeds"}
+    a, b = flatten(base.model_dump(mode="json")), flatten(variant.model_dump(mode="json"))
+    return {k: v for k, v in b.items() if k.split(".")[0] not in skip and a.get(k, object()) != v}
 
 
 def load_config(experiment: str | Path, profile: str | Path | None = "cpu",

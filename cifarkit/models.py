@@ -397,13 +397,29 @@ def build_model(cfg: ModelConfig, num_classes: int = 10, l2: float = 0.0) -> ker
                             f"choose one of: {', '.join(BACKBONES)}")
     if name == "baseline_cnn":
         return baseline_cnn(num_classes=num_classes, dropout=cfg.dropout, l2=l2)
+    if name == "airbench":
+        from cifarkit.fast import airbench_net  # fast builds on this module's helpers
+
+        return airbench_net(cfg.airbench, num_classes=num_classes, dropout=cfg.dropout, l2=l2)
     match = re.fullmatch(r"resnet(\d+)", name)
     if match:
         return cifar_resnet(int(match[1]), num_classes=num_classes, dropout=cfg.dropout, l2=l2)
     raise CifarkitError(f"unknown model {name!r}; choose one of: baseline_cnn, resnet20, resnet32, "
-                        f"resnet44, resnet56, {', '.join(BACKBONES)}")
+                        f"resnet44, resnet56, airbench, {', '.join(BACKBONES)}")
+
+
+def init_from_data(model: keras.Model, cfg: ModelConfig, images: Any) -> bool:
+    """Data-dependent initialisation before training (airbench's whitening conv from training
+    patches); a no-op returning False for models without such layers."""
+    from cifarkit.fast import init_from_data as fast_init
+
+    return fast_init(model, cfg, images)
 
 
 def count_params(model: keras.Model) -> int:
     """All weights of the model (trainable + batch-norm statistics), independent of freezing."""
     return int(model.count_params())
+
+
+# Registers the airbench layers (cifarkit.fast imports this module's helpers, so it comes last).
+import cifarkit.fast  # noqa: E402, F401

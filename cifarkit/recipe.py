@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from cifarkit.config import LossConfig, TrainConfig
+from cifarkit.errors import CifarkitError
 
 
 def coupled_l2(cfg: TrainConfig) -> float:
@@ -42,6 +43,10 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=opt.lr / 100, decay_steps=total - warmup, alpha=sched.final_lr_fraction,
             warmup_target=opt.lr, warmup_steps=warmup)
+    if sched.name == "triangular":
+        from cifarkit.fast import triangular_schedule
+
+        return triangular_schedule(opt.lr, total, sched)
     # onecycle (Smith & Topin 2019), cosine-annealed variant: 30% linear rise from lr/25 to
     # lr, then cosine down; expressed with the built-in CosineDecay's warmup. No momentum cycling.
     warmup = max(1, round(0.3 * total))
@@ -51,15 +56,28 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
         warmup_target=opt.lr, warmup_steps=warmup)
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
+                   lr_factors: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
+    """``lr_factors`` (layer name -> LR factor; transfer learning's differential LR) needs SGD."""
     opt = cfg.optimizer
     lr = make_schedule(cfg, steps_per_epoch)
     accumulate = cfg.grad_accum_steps if cfg.grad_accum_steps > 1 else None
+    from cifarkit.fast import ema_options
+
+    ema = ema_options(cfg.ema)  # Keras' own weight EMA / lookahead; {} when off
+    if lr_factors and opt.name != "sgd":
+        raise CifarkitError(f"per-group learning rates need optimizer sgd, not {opt.name!r} (Adam-type "
+                            "updates ignore a gradient's scale); set train.optimizer.name: sgd")
+    if opt.name == "sgd" and lr_factors and any(f != 1.0 for f in lr_factors.values()):
+        from cifarkit.finetune import GroupLRSGD
+
+        return GroupLRSGD(lr_factors=lr_factors, learning_rate=lr, momentum=opt.momentum,
+                          nesterov=opt.nesterov, gradient_accumulation_steps=accumulate, **ema)
     if opt.name == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                    gradient_accumulation_steps=accumulate)
+                                    gradient_accumulation_steps=accumulate, **ema)
     optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=opt.weight_decay,
-                                       gradient_accumulation_steps=accumulate)
+                                       gradient_accumulation_steps=accumulate, **ema)
     # Decay kernels only, as with the coupled L2 of the SGD path.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
@@ -91,6 +109,6 @@ def make_metrics(class_names: tuple[str, ...]) -> list[keras.metrics.Metric]:
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int,
-                  class_names: tuple[str, ...]) -> None:
-    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=make_loss(cfg.loss),
+                  class_names: tuple[str, ...], lr_factors: dict[str, float] | None = None) -> None:
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, lr_factors), loss=make_loss(cfg.loss),
                   metrics=make_metrics(class_names), jit_compile=False)

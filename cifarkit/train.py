@@ -18,12 +18,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifarkit import finetune
 from cifarkit.atomic import atomic_path
 from cifarkit.checkpoint import CheckpointManager, EpochReseed
 from cifarkit.config import ExperimentConfig
 from cifarkit.data import Splits
 from cifarkit.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
-from cifarkit.models import build_model
+from cifarkit.models import build_model, init_from_data
 from cifarkit.progress import EpochProgress
 from cifarkit.recipe import class_weights, compile_model, coupled_l2, per_class_metric_name
 from cifarkit.repro import set_seeds
@@ -86,8 +87,13 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
 
 
 def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
-              epoch_hooks: list[EpochHook] | None = None) -> TrainOutcome:
-    """Fit ``cfg`` with ``seed`` on ``splits``, checkpointing into ``run_dir/checkpoint``."""
+              epoch_hooks: list[EpochHook] | None = None,
+              callbacks: list[keras.callbacks.Callback] | None = None) -> TrainOutcome:
+    """Fit ``cfg`` with ``seed`` on ``splits``, checkpointing into ``run_dir/checkpoint``.
+
+    ``callbacks`` are extra Keras callbacks (e.g. the time-to-accuracy clock of
+    :mod:`cifarkit.bench`), run before the checkpoint callback.
+    """
     train_cfg = cfg.train
     num_classes = len(splits.class_names)
     set_seeds(seed, deterministic=train_cfg.deterministic)
@@ -95,11 +101,18 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
 
     steps = steps_per_epoch(len(splits.x_train), train_cfg.batch_size)
     model = build_model(cfg.model, num_classes=num_classes, l2=coupled_l2(train_cfg))
-    compile_model(model, train_cfg, steps, splits.class_names)
+    # Transfer: source weights into all but the head; per-group LR factors (cifarkit.finetune).
+    plan = finetune.prepare(cfg.transfer, model)
+    compile_model(model, train_cfg, steps, splits.class_names, lr_factors=plan and plan.lr_factors)
 
     manager = CheckpointManager(run_dir / "checkpoint")
-    state = manager.restore(model) or {"epoch": 0, "history": [], "train_seconds": 0.0}
+    state = manager.restore(model)
+    if state is None:  # a fresh run: data-dependent init (airbench's whitening) before fit
+        init_from_data(model, cfg.model, splits.x_train)
+        state = {"epoch": 0, "history": [], "train_seconds": 0.0}
     start_epoch, history = state["epoch"], state["history"]
+    # Freezing is a function of the epoch, applied after the restore: resumes see the same layers frozen.
+    transfer_callbacks = [plan.start(model, start_epoch)] if plan is not None else []
 
     weights = None
     if cfg.train.loss.class_weighted:
@@ -110,14 +123,16 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
     val_ds = eval_dataset(splits.x_val, splits.y_val, num_classes=num_classes)
 
     if start_epoch < train_cfg.epochs:
-        callbacks = [
+        fit_callbacks = [
             EpochReseed(seed),
+            *transfer_callbacks,
             EpochProgress(total_epochs=train_cfg.epochs, steps_per_epoch=steps),
+            *(callbacks or []),
             _CheckpointEachEpoch(manager, history, train_cfg.snapshot_epochs, run_dir / "snapshots",
                                  epoch_hooks or [], state["train_seconds"]),
         ]
         model.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
-                  validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
+                  validation_data=val_ds, callbacks=fit_callbacks, verbose=0, shuffle=False)
 
     logits = predict_logits(model, splits.x_test)
     val_logits = predict_logits(model, splits.x_val)  # for calibration fitted on validation only

@@ -36,13 +36,44 @@ def _augment_one(image: tf.Tensor, seed: tf.Tensor, aug: AugmentConfig) -> tf.Te
 def _cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     """Zero a size x size square centred uniformly at random (DeVries & Taylor 2017)."""
     height, width = image.shape[0], image.shape[1]
-    centre = tf.random.stateless_uniform([2], seed, minval=0, maxval=[height, width], dtype=tf.int32)
+    # Integer stateless_uniform takes a scalar maxval only: draw in [0, 1) and scale per axis.
+    unit = tf.random.stateless_uniform([2], seed, dtype=tf.float32)
+    centre = tf.cast(tf.floor(unit * tf.constant([height, width], tf.float32)), tf.int32)
     rows = tf.range(height)[:, None]
     cols = tf.range(width)[None, :]
     half = size // 2
     inside = ((rows >= centre[0] - half) & (rows < centre[0] - half + size)
               & (cols >= centre[1] - half) & (cols < centre[1] - half + size))
     return image * tf.cast(~inside, image.dtype)[:, :, None]
+
+
+def _augment_batch(images: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor, epoch: tf.Tensor,
+                   flip_bits: tf.Tensor, aug: AugmentConfig) -> tf.Tensor:
+    """Translate + flip a whole uint8 batch ``(B, H, W, C)`` at once (no per-image map).
+
+    Translation: reflect-pad by ``crop_padding`` and cut each image's window at a random
+    offset with two batched gathers. Flip: random per image or, with ``alternating_flip``
+    (airbench), ``flip_bits[index]`` XOR (epoch odd), so every image is seen mirrored in
+    exactly one of each pair of epochs. Written by hand because Keras' ``RandomTranslation``
+    / ``RandomFlip`` layers keep RNG state (resume would not be exact) and interpolate in float.
+    """
+    batch = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    if aug.crop_padding:
+        p = aug.crop_padding
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        offsets = tf.random.stateless_uniform([batch, 2], seeds[0], minval=0, maxval=2 * p + 1, dtype=tf.int32)
+        rows = offsets[:, :1] + tf.range(height)[None, :]
+        cols = offsets[:, 1:] + tf.range(width)[None, :]
+        images = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if aug.flip:
+        if aug.alternating_flip:
+            flip = tf.not_equal(tf.gather(flip_bits, indices), tf.cast(epoch % 2, tf.bool))
+        else:
+            flip = tf.random.stateless_uniform([batch], seeds[1]) < 0.5
+        images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return images
 
 
 def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size: int,
@@ -52,7 +83,8 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size:
 
     Yields ``(images float32 (B,32,32,3) 0..255, one-hot labels[, sample weights])``;
     every epoch has ``steps_per_epoch(len(x), batch_size)`` batches (the last one smaller),
-    so Keras' ``steps_per_epoch`` lines up with epoch boundaries.
+    so Keras' ``steps_per_epoch`` lines up with epoch boundaries. ``aug.mode == "batch"``
+    augments each gathered batch at once (:func:`_augment_batch`), seeded by (seed, epoch, step).
     """
     images = tf.constant(x)
     labels = tf.one_hot(tf.constant(y, tf.int32), num_classes)
@@ -74,7 +106,26 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size:
 
         return positions.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)
 
-    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    def one_epoch_batched(epoch: tf.Tensor) -> tf.data.Dataset:
+        base = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=base)
+        # alternating flip: one random bit per image for each pair of epochs (2k, 2k+1)
+        pair_seed = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + 7, epoch // 2])
+        flip_bits = tf.random.stateless_uniform([n], pair_seed) < 0.5
+
+        def load(step: tf.Tensor, index: tf.Tensor):
+            image = tf.gather(images, index)
+            if aug.enabled:
+                image = _augment_batch(image, index, tf.stack([base[0] * 1_000_003 + epoch, step]), epoch,
+                                       flip_bits, aug)
+            out = (image, tf.gather(labels, index))
+            return out if weights is None else (*out, tf.gather(weights, index))
+
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        return batches.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    per_epoch = one_epoch_batched if aug.mode == "batch" else one_epoch
+    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(per_epoch)
     return ds.map(_to_float, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 

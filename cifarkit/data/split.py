@@ -11,6 +11,7 @@ larger ones. The result depends only on the labels and the seed: the same in eve
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,12 +95,15 @@ def _class_split(
     return train, val
 
 
-def _test_indices(y_test: np.ndarray, class_names: tuple[str, ...], test_limit: int | None) -> np.ndarray:
+def _test_indices(y_test: np.ndarray, class_names: tuple[str, ...], test_limit: int | None,
+                  selected: list[int] | None = None) -> np.ndarray:
+    selected = list(range(len(class_names))) if selected is None else selected
     if test_limit is None:
-        return np.arange(len(y_test))
-    per_class = test_limit // len(class_names)
+        return np.flatnonzero(np.isin(y_test, selected))
+    per_class = test_limit // len(selected)
     chosen = []
-    for cls, name in enumerate(class_names):
+    for cls in selected:
+        name = class_names[cls]
         members = np.flatnonzero(y_test == cls)
         if len(members) < per_class:
             raise DataError(
@@ -110,27 +114,50 @@ def _test_indices(y_test: np.ndarray, class_names: tuple[str, ...], test_limit: 
     return np.sort(np.concatenate(chosen))
 
 
+def _class_indices(all_names: tuple[str, ...], classes: Sequence[str] | None) -> list[int]:
+    """Indices of ``classes`` among ``all_names`` (all of them for None)."""
+    if classes is None:
+        return list(range(len(all_names)))
+    unknown = [name for name in classes if name not in all_names]
+    if unknown:
+        raise DataError(f"data.classes names unknown class(es) {', '.join(map(repr, unknown))}; "
+                        f"choose from: {', '.join(all_names)}")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise DataError(f"data.classes {list(classes)} must name at least 2 distinct classes")
+    return [all_names.index(name) for name in classes]
+
+
 def make_splits(
     data: Cifar10, *, val_per_class: int = 1000, seed: int = 0,
     train_per_class: int | None = None, test_limit: int | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Splits:
-    """Stratified, seeded train/val split of ``data.x_train``; optionally a stratified test subset."""
-    class_names = tuple(data.class_names)
+    """Stratified, seeded train/val split of ``data.x_train``; optionally a stratified test subset.
+
+    ``classes`` keeps only those classes, relabelled 0..k-1 in the given order. Each kept
+    class is split exactly as in the full split (its generator is seeded by its original
+    index), so a class has the same validation images in every subset that holds it.
+    """
+    all_names = tuple(data.class_names)
+    selected = _class_indices(all_names, classes)
+    class_names = tuple(all_names[c] for c in selected)
     _check_args(val_per_class, seed, train_per_class, test_limit, len(class_names))
     train_parts, val_parts = [], []
-    for cls, name in enumerate(class_names):
+    for cls in selected:
         members = np.flatnonzero(data.y_train == cls)
-        train, val = _class_split(members, cls, name, val_per_class, seed, train_per_class)
+        train, val = _class_split(members, cls, all_names[cls], val_per_class, seed, train_per_class)
         train_parts.append(train)
         val_parts.append(val)
     train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
     val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
-    test_idx = _test_indices(data.y_test, class_names, test_limit).astype(np.int64)
+    test_idx = _test_indices(data.y_test, all_names, test_limit, selected).astype(np.int64)
+    relabel = np.full(len(all_names), -1, dtype=data.y_train.dtype)
+    relabel[selected] = np.arange(len(selected))
     log.info("split %s: %d train, %d val, %d test", data.source, len(train_idx), len(val_idx), len(test_idx))
     return Splits(
-        x_train=data.x_train[train_idx], y_train=data.y_train[train_idx],
-        x_val=data.x_train[val_idx], y_val=data.y_train[val_idx],
-        x_test=data.x_test[test_idx], y_test=data.y_test[test_idx],
+        x_train=data.x_train[train_idx], y_train=relabel[data.y_train[train_idx]],
+        x_val=data.x_train[val_idx], y_val=relabel[data.y_train[val_idx]],
+        x_test=data.x_test[test_idx], y_test=relabel[data.y_test[test_idx]],
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx,
         class_names=class_names, source_hash=data.source_hash,
     )
@@ -145,4 +172,5 @@ def splits_from_config(data_cfg: DataConfig) -> Splits:
         seed=data_cfg.split_seed,
         train_per_class=data_cfg.train_per_class,
         test_limit=data_cfg.test_limit,
+        classes=data_cfg.classes,
     )

@@ -135,7 +135,7 @@ CASES: tuple[Case, ...] = (
     _cfg("python-tag", "`!!python/object/apply:os.system` tag", "python_tag.yaml",
          "YAML tag not allowed", marker="pwned-by-yaml"),
     Case("unknown-experiment", "config", "experiment name with no file", ("config", "show", "nope"),
-         "unknown experiment 'nope'; choose one of: baseline_cnn, resnet20"),
+         "unknown experiment 'nope'; choose one of: airbench, baseline_cnn, resnet20"),
     Case("unknown-profile", "config", "profile name with no file",
          ("config", "show", "resnet20", "--profile", "gpu"), "unknown profile 'gpu'; choose one of: cpu"),
     Case("profile-bad-key", "config", "profile file with a misspelt key",

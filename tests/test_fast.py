@@ -1,0 +1,280 @@
+"""The fast recipe (cifarkit.fast), the batch augmentation path and the time-to-accuracy bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from train_fixtures import tiny_image_tree
+
+from cifarkit import fast
+from cifarkit.config import AirbenchConfig, AugmentConfig, load_config
+from cifarkit.errors import CifarkitError, ConfigError
+
+TINY = AirbenchConfig(widths=(8, 16, 16), whiten_images=50)
+
+
+def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "") -> Path:
+    path = folder / "tiny_airbench.yaml"
+    path.write_text(
+        "model:\n  name: airbench\n  airbench: {widths: [8, 16, 16], whiten_images: 50}\n"
+        f"data: {{source: {data_root}, val_per_class: 4}}\n"
+        f"train:\n  epochs: {epochs}\n  batch_size: 64\n"
+        "  optimizer: {name: sgd, lr: 0.5, momentum: 0.85, nesterov: true, weight_decay: 1.0e-3}\n"
+        "  schedule: {name: triangular, final_lr_fraction: 0.07}\n"
+        "  loss: {name: crossentropy, label_smoothing: 0.2}\n"
+        "  augment: {crop_padding: 2, flip: true, mode: batch, alternating_flip: true}\n"
+        "  ema: {momentum: 0.9, overwrite_every: 2}\n"
+        f"{extra}")
+    return path
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_new_fields_at_default_leave_existing_hashes_alone() -> None:
+    for experiment, profile in (("resnet20", "cpu"), ("baseline_cnn", "smoke")):
+        plain = load_config(experiment, profile)
+        spelled = load_config(experiment, profile, {
+            "train.augment.mode": "per_image", "train.augment.alternating_flip": False, "train.ema": None,
+            "train.schedule.triangle_start": 0.2, "train.schedule.triangle_peak": 0.23})
+        assert spelled.content_hash() == plain.content_hash()
+        assert "ema" not in plain.identity()["train"] and "airbench" not in plain.identity()["model"]
+        changed = load_config(experiment, profile, {"train.augment.mode": "batch"})
+        assert changed.content_hash() != plain.content_hash()
+
+
+def test_airbench_config_is_canonical_and_checked() -> None:
+    cfg = load_config("airbench", "cpu")
+    assert cfg.model.airbench == AirbenchConfig() and cfg.model.cifar_native
+    bare = load_config("airbench", "cpu", {"model": {"name": "airbench"}})
+    assert bare.model.airbench == AirbenchConfig()
+    with pytest.raises(ConfigError, match="airbench options apply to model 'airbench' only"):
+        load_config("resnet20", "cpu", {"model.airbench": {"dirac": False}})
+    with pytest.raises(ConfigError, match="alternating_flip needs mode: batch"):
+        load_config("resnet20", "cpu", {"train.augment.alternating_flip": True})
+    with pytest.raises(ConfigError, match="cutout is only implemented per image"):
+        load_config("airbench", "cpu", {"train.augment.cutout": 8})
+    with pytest.raises(ConfigError, match="only used by schedule 'triangular'"):
+        load_config("resnet20", "cpu", {"train.schedule.triangle_peak": 0.5})
+
+
+def test_ablation_ladder_configs_all_validate_and_differ() -> None:
+    steps = fast.ablation_overrides()
+    hashes = {load_config("airbench", "smoke", over).content_hash() for _, over in steps}
+    assert len(hashes) == len(steps) == len(fast.ABLATION_LADDER)
+    assert load_config("airbench", "smoke", steps[-1][1]).train.augment.alternating_flip
+
+
+# --------------------------------------------------------------------------- network and tricks
+
+
+def test_airbench_net_shapes_names_and_frozen_whitening() -> None:
+    model = fast.airbench_net(TINY, num_classes=10, l2=1e-4)
+    out = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert out.shape == (2, 10)
+    assert model.layers[-1].name == "logits"
+    assert fast.airbench_groups(model) == ["group1_out", "group2_out", "group3_out"]
+    whiten = model.get_layer("whiten")
+    assert whiten.kernel.shape == (2, 2, 3, 24)
+    assert not whiten.kernel.trainable and whiten.bias.trainable
+    assert all(w.name != "gamma" for w in model.trainable_weights)  # BN scale frozen at 1
+    with pytest.raises(CifarkitError, match="no groupN_out"):
+        fast.airbench_groups(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
+def test_whitening_kernel_whitens_training_patches() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 32, 32, 3)).astype(np.float32)
+    images = base + 0.8 * np.roll(base, 1, axis=2) + 0.5 * base[..., :1]  # correlated pixels/channels
+    kernel = fast.whitening_kernel(images, eps=1e-8)
+    assert kernel.shape == (2, 2, 3, 24)
+    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
+    out = tf.nn.conv2d(images, kernel[..., :12], strides=1, padding="VALID").numpy().reshape(-1, 12)
+    np.testing.assert_allclose(out.T @ out / len(out), np.eye(12), atol=1e-3)
+    with pytest.raises(CifarkitError, match="NHWC images"):
+        fast.whitening_kernel(np.zeros((3, 32, 32)))
+
+
+def test_init_from_data_sets_whitening_and_survives_save(tmp_path: Path) -> None:
+    from cifarkit.models import build_model, init_from_data
+
+    cfg = load_config("airbench", "smoke", {"model.airbench": TINY.model_dump()}).model
+    model = build_model(cfg, 10, l2=1e-4)
+    images = np.random.default_rng(1).integers(0, 256, (60, 32, 32, 3)).astype(np.uint8)
+    assert init_from_data(model, cfg, images)
+    assert float(np.abs(model.get_layer("whiten").kernel.numpy()).sum()) > 0
+    assert not init_from_data(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), cfg, images)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.models.load_model(path, safe_mode=True, compile=False)
+    x = images[:4].astype(np.float32)
+    np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_partial_dirac_is_identity_on_first_channels() -> None:
+    kernel = np.asarray(fast.PartialDirac(seed=0)((3, 3, 4, 6)))
+    x = np.random.default_rng(2).normal(size=(1, 5, 5, 4)).astype(np.float32)
+    y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME").numpy()
+    np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
+    assert np.abs(kernel[..., 4:]).max() <= 1 / np.sqrt(9 * 4) + 1e-6
+    assert np.abs(kernel[..., 4:]).max() > 0
+
+
+def test_scaled_bias_multiplies_the_learning_rate() -> None:
+    layer = fast.ScaledBias(scale=8.0)
+    x = tf.zeros((1, 3))
+    layer(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x))  # d loss / d bias = 1
+    grads = tape.gradient(loss, layer.trainable_weights)
+    keras.optimizers.SGD(learning_rate=0.01).apply_gradients(zip(grads, layer.trainable_weights, strict=True))
+    np.testing.assert_allclose(layer(x).numpy(), -0.01 * 64 * np.ones((1, 3)), rtol=1e-5)
+
+
+def test_triangular_schedule_shape() -> None:
+    sched = fast.Triangular(1.5, total_steps=100, start=0.2, peak_at=0.25, end=0.07)
+    values = [float(sched(step)) for step in (0, 25, 100, 200)]
+    np.testing.assert_allclose(values, [0.3, 1.5, 1.5 * 0.07, 1.5 * 0.07], rtol=1e-5)
+    assert float(sched(10)) > float(sched(0)) and float(sched(60)) < float(sched(25))
+    assert keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched)).get_config() \
+        == sched.get_config()
+
+
+def test_ema_options() -> None:
+    assert fast.ema_options(None) == {}
+    cfg = load_config("airbench", "smoke").train
+    assert fast.ema_options(cfg.ema) == {"use_ema": True, "ema_momentum": 0.95, "ema_overwrite_frequency": 5}
+
+
+# --------------------------------------------------------------------------- batch augmentation
+
+
+def _epoch_batches(aug: AugmentConfig, epoch: int, x: np.ndarray, seed: int = 3) -> np.ndarray:
+    from cifarkit.data.pipeline import train_dataset
+
+    y = np.arange(len(x)) % 10
+    ds = train_dataset(x, y, num_classes=10, batch_size=16, seed=seed, start_epoch=epoch, epochs=epoch + 1, aug=aug)
+    return np.concatenate([b[0].numpy() for b in ds])
+
+
+def test_batch_augmentation_is_seeded_and_translates_by_window() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+    aug = AugmentConfig(crop_padding=2, flip=False, mode="batch")
+    a, b = _epoch_batches(aug, 1, x), _epoch_batches(aug, 1, x)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _epoch_batches(aug, 2, x))
+    # every output image is one 32x32 window of its reflect-padded source (some source)
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect").astype(np.float32)
+    windows = {(i, dy, dx): padded[i, dy:dy + 32, dx:dx + 32] for i in range(len(x)) for dy in range(5) for dx in range(5)}
+    for image in a[:8]:
+        assert any(np.array_equal(image, w) for w in windows.values())
+    shifted = sum(not any(np.array_equal(image, x[i].astype(np.float32)) for i in range(len(x))) for image in a)
+    assert shifted > len(a) // 2
+
+
+def test_alternating_flip_flips_each_image_in_exactly_one_of_two_epochs() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (48, 32, 32, 3)).astype(np.uint8)
+    aug = AugmentConfig(crop_padding=0, flip=True, mode="batch", alternating_flip=True)
+    source = {img.tobytes(): i for i, img in enumerate(x.astype(np.float32))}
+    flipped_source = {img[:, ::-1].tobytes(): i for i, img in enumerate(x.astype(np.float32))}
+
+    def flipped_ids(epoch: int) -> set[int]:
+        out = set()
+        for image in _epoch_batches(aug, epoch, x):
+            if image.tobytes() in flipped_source:
+                out.add(flipped_source[image.tobytes()])
+            else:
+                assert image.tobytes() in source
+        return out
+
+    e0, e1 = flipped_ids(0), flipped_ids(1)
+    assert e0.isdisjoint(e1) and e0 | e1 == set(range(len(x)))
+    assert 0 < len(e0) < len(x)
+
+
+# --------------------------------------------------------------------------- training and the benchmark
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_image_tree(tmp_path_factory.mktemp("tree"), train_per_class=20, test_per_class=4)
+
+
+@pytest.mark.slow
+def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path) -> None:
+    from cifarkit.data import splits_from_config
+    from cifarkit.train import train_run
+
+    cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2), None)
+    splits = splits_from_config(cfg.data)
+    straight = train_run(cfg, 0, tmp_path / "straight", splits)
+    assert np.isfinite(straight.test_logits).all() and len(straight.history) == 2
+    assert float(np.abs(straight.model.get_layer("whiten").kernel.numpy()).sum()) > 0
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(epoch: int, row: dict) -> None:
+        if epoch == 1:
+            raise Crash  # after the epoch-1 checkpoint is written, like a kill
+
+    with pytest.raises(Crash):
+        train_run(cfg, 0, tmp_path / "resumed", splits, epoch_hooks=[crash_after_first])
+    resumed = train_run(cfg, 0, tmp_path / "resumed", splits)
+    assert resumed.resumed_from_epoch == 1
+    np.testing.assert_allclose(resumed.test_logits, straight.test_logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from cifarkit.cli import main
+
+    yaml_path = _tiny_yaml(tmp_path, tiny_tree, epochs=3)
+    out = tmp_path / "tta.json"
+    code = main(["bench", "time-to-accuracy", str(yaml_path), "--profile", "none", "--target", "5",
+                 "--seeds", "1", "--epochs", "2", "--tta-shift", "0", "--json", str(out)])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("tiny_airbench (none, 1 seed): test ") and "reached by 1/1 seeds" in lines[-1]
+    data = json.loads(out.read_text())
+    assert data["target"] == pytest.approx(0.05) and data["tta_views"] == ["identity", "flip"]
+    (seed,) = data["seeds"]
+    assert seed["seed"] == 0 and seed["epochs"] == 2 and 0 < seed["train_seconds"] < seed["total_seconds"]
+    assert seed["epoch_to_target"] == 1 and seed["time_to_target"] <= seed["train_seconds"]
+    assert [row["epoch"] for row in seed["val_curve"]] == [1, 2]
+    assert 0 <= seed["test_accuracy_tta"] <= 1
+    assert data["summary"]["reached"] == 1
+    assert not list((out.parent).glob(".scratch-*"))
+
+
+def test_headline_reports_mean_spread_and_reached_seeds() -> None:
+    from cifarkit.bench_tta import SeedResult, TimeToAccuracy, headline
+
+    def seed(i: int, tta: float, minutes: float, reached: float | None) -> SeedResult:
+        return SeedResult(i, 10, minutes * 60, minutes * 60 + 30, reached, 9 if reached else None, tta - 0.01, tta)
+
+    result = TimeToAccuracy("airbench", "cpu", "h", 0.907, ["identity"], [
+        seed(0, 0.90, 35, 31 * 60), seed(1, 0.91, 36, 33 * 60), seed(2, 0.92, 37, None)], {})
+    assert headline(result) == ("airbench (cpu, 3 seeds): test 91.0 ± 1.0% (TTA), 90.0 ± 1.0% plain, "
+                                "in 36.0 ± 1.0 min training (10 epochs); val target 90.7% reached by 2/3 "
+                                "seeds at 32.0 ± 1.4 min")
+    assert result.summary()["reached"] == 2 and result.summary()["time_to_target"]["n"] == 2
+
+
+def test_time_to_accuracy_rejects_bad_input(tmp_path: Path, tiny_tree: Path) -> None:
+    from cifarkit.bench_tta import time_to_accuracy
+    from cifarkit.cli import main
+
+    with pytest.raises(CifarkitError, match="not an accuracy"):
+        time_to_accuracy(str(_tiny_yaml(tmp_path, tiny_tree)), None, target=1.5)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "time-to-accuracy", "airbench", "--target", "abc"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,33 @@
+"""The per-image tf.data augmentation: cutout blanks one square per image, reproducibly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cifarkit.config import AugmentConfig
+from cifarkit.data.pipeline import train_dataset
+
+
+def _one_epoch(aug: AugmentConfig, seed: int = 0) -> np.ndarray:
+    x = np.full((16, 32, 32, 3), 200, np.uint8)
+    y = np.arange(16) % 10
+    ds = train_dataset(x, y, num_classes=10, batch_size=16, seed=seed, start_epoch=0, epochs=1, aug=aug)
+    images, _ = next(iter(ds))
+    return images.numpy()
+
+
+def test_cutout_blanks_one_square_of_at_most_size_squared_pixels():
+    images = _one_epoch(AugmentConfig(enabled=True, crop_padding=0, flip=False, cutout=8))
+    blank = (images == 0).all(axis=-1)
+    for mask in blank:
+        rows, cols = np.nonzero(mask)
+        assert 0 < mask.sum() <= 64
+        # one axis-aligned rectangle (clipped at the border), fully blank
+        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert not np.array_equal(blank[0], blank[1])  # each image its own square
+
+
+def test_augmentation_is_a_function_of_the_seed():
+    aug = AugmentConfig(enabled=True, crop_padding=4, flip=True, cutout=8)
+    assert np.array_equal(_one_epoch(aug, 3), _one_epoch(aug, 3))
+    assert not np.array_equal(_one_epoch(aug, 3), _one_epoch(aug, 4))
