@@ -74,6 +74,7 @@ COMPONENTS: dict[str, str] = {
     "configs": "configs changed",
     "data": "data changed",
     "lock": "lock file changed",
+    "runs": "the run store changed",
 }
 NEVER_EXECUTED = "never executed"
 
@@ -354,9 +355,52 @@ def shared_components(profile: str, data_source: str | None) -> dict[str, Any]:
     return comps
 
 
+def _cifarkit_metadata(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    found = meta.get("cifarkit") or {}
+    return found if isinstance(found, dict) else {}
+
+
+def lists_runs(path: Path) -> bool:
+    """A chapter that lists the run store (the reproducibility appendix) says so in its
+    notebook metadata, ``{"cifarkit": {"lists_runs": true}}``; its cache key then covers
+    the run store, so a new run re-executes it."""
+    return bool(_cifarkit_metadata(path).get("lists_runs"))
+
+
+def execution_order(chapters: Sequence[Page]) -> list[Page]:
+    """Toc order, except that chapters which read the other chapters' runs (notebook
+    metadata ``{"cifarkit": {"execute_last": true}}``, e.g. the introduction's findings,
+    or ``lists_runs``) execute after all the others."""
+    def last(page: Page) -> bool:
+        meta = _cifarkit_metadata(page.source)
+        return bool(meta.get("execute_last") or meta.get("lists_runs"))
+
+    return sorted(chapters, key=last)  # stable: toc order within each group
+
+
+def runs_index_hash() -> str:
+    """SHA-256 of the complete runs' folder names and status files: changes when any run
+    is added, finished or removed."""
+    from cifarkit.runs import runs_root
+
+    entries = []
+    root = runs_root()
+    if root.is_dir():
+        for status in sorted(root.glob("*/status.json")):
+            try:
+                entries.append([status.parent.name, _sha256(status.read_bytes())])
+            except OSError:
+                continue
+    return _sha256(canonical_json(entries).encode())
+
+
 def chapter_components(page: Page, parameters: Mapping[str, Any],
                        shared: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    components = {
         "notebook": notebook_source_hash(page.source),
         "cifarkit": shared["cifarkit"],
         "parameters": dict(parameters),
@@ -364,6 +408,9 @@ def chapter_components(page: Page, parameters: Mapping[str, Any],
         "data": shared["data"],
         "lock": shared["lock"],
     }
+    if lists_runs(page.source):
+        components["runs"] = runs_index_hash()
+    return components
 
 
 def cache_key(components: Mapping[str, Any]) -> str:
@@ -791,6 +838,7 @@ class Options:
     root: Path = dataclasses.field(default_factory=project_root)
     output: Path = dataclasses.field(default_factory=project_root)
     strict: bool = True
+    expect_cached: bool = False
 
 
 @contextlib.contextmanager
@@ -855,7 +903,8 @@ def run(opts: Options) -> list[ChapterResult]:
                  ", ".join(p.name for p in chapters) or "(none)")
         log.info("hashing sources, configs and data for the cache keys ...")
         shared = shared_components(opts.profile, source)
-        for i, page in enumerate(chapters):
+        ordered = execution_order(chapters)
+        for i, page in enumerate(ordered):
             params = opts.params if page is target else {}
             parameters = resolved_parameters(opts.profile, params, accepted[page.docname])
             components = chapter_components(page, parameters, shared)
@@ -863,6 +912,9 @@ def run(opts: Options) -> list[ChapterResult]:
             if page is target:
                 reasons = ["requested with --chapter"] + ([] if fresh else reasons)
                 fresh = False
+            if not fresh and opts.expect_cached:
+                raise BuildError(f"chapter {page.name} is not cached ({'; '.join(reasons)}); "
+                                 "run the build without --expect-cached to execute it")
             if fresh:
                 log.info("[%d/%d] %s: cached", i + 1, len(chapters), page.name)
                 results.append(ChapterResult(page.name, "cached", 0.0, "up to date"))
@@ -878,7 +930,7 @@ def run(opts: Options) -> list[ChapterResult]:
             except ChapterFailed:
                 results.append(ChapterResult(page.name, "failed", time.perf_counter() - started,
                                              reason))
-                results += [ChapterResult(p.name, "not run") for p in chapters[i + 1:]]
+                results += [ChapterResult(p.name, "not run") for p in ordered[i + 1:]]
                 _emit_summary(results)
                 raise
             seconds = time.perf_counter() - started
@@ -931,6 +983,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder that receives _build/html (default: the checkout)")
     p.add_argument("--no-strict", dest="strict", action="store_false",
                    help="do not turn Sphinx warnings into errors")
+    p.add_argument("--expect-cached", action="store_true",
+                   help="fail (exit 2) instead of executing when a chapter is not cached (checks a warm cache)")
     p.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     return p
 
@@ -949,7 +1003,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = parse_params(args.params)
         opts = Options(profile=args.profile, chapter=args.chapter, params=params,
                        root=(args.root or project_root()).resolve(),
-                       output=(args.output or project_root()).resolve(), strict=args.strict)
+                       output=(args.output or project_root()).resolve(), strict=args.strict,
+                       expect_cached=args.expect_cached)
         run(opts)
     except CifarkitError as exc:
         if args.debug:

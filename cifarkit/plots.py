@@ -477,6 +477,74 @@ def mistake_gallery(rows: Mapping[str, tuple[np.ndarray, pd.DataFrame]], class_n
 # --------------------------------------------------------------------------- helpers
 
 
+# --------------------------------------------------------------------------- comparisons
+
+
+@_styled
+def comparison_forest(rows: pd.DataFrame, title: str | None = None, scale: float = 100.0,
+                      unit: str = "points of test accuracy") -> Figure:
+    """Differences to each group's reference with their 95% CI, one line per variant.
+
+    ``rows`` has columns ``group``, ``variant``, ``mean_diff``, ``low``, ``high`` and
+    ``per_seed`` (a sequence of per-seed differences, drawn as dots). Groups are drawn top
+    to bottom in order; a line at zero marks "no difference".
+    """
+    n = len(rows)
+    fig, ax = _figure(width=8.5, height=0.9 + 0.42 * max(n, 1))
+    colours = palette()
+    groups = list(dict.fromkeys(rows["group"]))
+    y_labels = []
+    for i, row in enumerate(rows.itertuples()):
+        y = n - 1 - i
+        colour = colours[groups.index(row.group) % len(colours)]
+        if pd.notna(row.low):
+            ax.errorbar(row.mean_diff * scale, y, xerr=[[(row.mean_diff - row.low) * scale],
+                                                        [(row.high - row.mean_diff) * scale]],
+                        fmt="o", color=colour, ecolor=colour, capsize=4, markersize=6)
+        else:
+            ax.plot(row.mean_diff * scale, y, "o", color=colour, markersize=6)
+        seeds = np.asarray(list(row.per_seed), float) * scale
+        ax.plot(seeds, np.full(len(seeds), y - 0.18), "|", color=colour, markersize=7, alpha=0.8)
+        y_labels.append(f"{row.group}: {row.variant}")
+    ax.axvline(0, color="0.3", linewidth=1, linestyle="--")
+    ax.set_yticks(np.arange(n)[::-1], y_labels)
+    ax.set_ylim(-0.8, n - 0.4)
+    ax.set_xlabel(f"difference to the group's reference ({unit}); bars: 95% CI, ticks: seeds")
+    ax.grid(axis="y", visible=False)
+    fig.suptitle(title or "Ablations: change against the reference recipe")
+    return fig
+
+
+@_styled
+def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
+    """Per-class test accuracy of several models side by side, mean over seeds with 95% CI.
+
+    ``summaries`` maps a model label to :func:`cifarkit.stats.per_class_summary` output.
+    """
+    labels = list(summaries)
+    classes = [str(c) for c in next(iter(summaries.values())).index]
+    x = np.arange(len(classes))
+    width = 0.8 / max(len(labels), 1)
+    fig, ax = _figure(width=9.0, height=3.8)
+    for i, (label, colour) in enumerate(zip(labels, palette(len(labels)), strict=True)):
+        summary = summaries[label].loc[classes]
+        mean = summary["mean"].to_numpy()
+        pos = x + (i - (len(labels) - 1) / 2) * width
+        ax.bar(pos, mean, width * 0.95, color=colour, label=label)
+        has_ci = summary["low"].notna().to_numpy()
+        if has_ci.any():
+            yerr = np.vstack([mean - summary["low"].to_numpy(), summary["high"].to_numpy() - mean])
+            ax.errorbar(pos[has_ci], mean[has_ci], yerr=yerr[:, has_ci], fmt="none", ecolor="0.15",
+                        elinewidth=1, capsize=2)
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("test accuracy")
+    ax.grid(axis="x", visible=False)
+    ax.legend(ncols=len(labels), loc="upper center", bbox_to_anchor=(0.5, 1.13))
+    fig.suptitle(title or "Per-class test accuracy (mean over seeds, 95% CI)")
+    return fig
+
+
 def to_png_bytes(fig: Figure, dpi: int | None = None) -> bytes:
     """Render a figure to PNG bytes with the Agg canvas (for tests and the CLI)."""
     import io

@@ -11,9 +11,10 @@ Chapters call the same functions.
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ import pandas as pd
 import cifarkit
 from cifarkit import evaluate as ev
 from cifarkit import stats
-from cifarkit.config import ExperimentConfig, load_config
-from cifarkit.errors import CifarkitError
+from cifarkit.config import ExperimentConfig, load_config, overrides_between
+from cifarkit.errors import CifarkitError, ConfigError
 from cifarkit.paths import artifacts_dir
 from cifarkit.runs import Run, locate
 
@@ -90,7 +91,7 @@ class Report:
     def train_command(self) -> str | None:
         if not self.missing:
             return None
-        return train_command(self.experiment_arg, self.config.profile, sorted(self.missing))
+        return train_command(self.experiment_arg, self.config.profile, sorted(self.missing), self.config)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,9 +133,18 @@ def _json_float(x: Any) -> Any:
 # --------------------------------------------------------------------------- finding runs
 
 
-def train_command(experiment: str, profile: str, seeds: Sequence[int]) -> str:
-    """The exact command that trains the given seeds."""
-    return (f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))} "
+def train_command(experiment: str, profile: str, seeds: Sequence[int],
+                  cfg: ExperimentConfig | None = None) -> str:
+    """The exact command that trains the given seeds (with ``--set`` for a variant ``cfg``)."""
+    sets = ""
+    if cfg is not None and Path(str(experiment)).suffix not in (".yaml", ".yml"):
+        try:
+            base = load_config(experiment, profile)
+        except ConfigError:  # a profile given as a path is known by its stem only
+            base = load_config(experiment, None)
+        sets = "".join(f" --set {shlex.quote(f'{k}={json.dumps(v)}')}"
+                       for k, v in overrides_between(base, cfg).items())
+    return (f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))}{sets} "
             f"--seed {' '.join(str(s) for s in seeds)}")
 
 
@@ -203,10 +213,12 @@ def evaluate_run(run: Run, splits: Any, *, tta: bool = False, tta_shift: int = 0
 # --------------------------------------------------------------------------- the report
 
 
-def build_report(experiment: str, profile: str | None = "cpu", seeds: int | Sequence[int] | None = None, *,
-                 tta: bool = False, tta_shift: int = 0) -> Report:
-    """Evaluate the complete runs of ``experiment`` + ``profile`` for ``seeds`` (a count meaning
-    0..N-1, a list, or None for the profile's ``seeds``) and summarise them over seeds.
+def build_report(experiment: str | ExperimentConfig, profile: str | None = "cpu",
+                 seeds: int | Sequence[int] | None = None, *, tta: bool = False, tta_shift: int = 0,
+                 overrides: Mapping[str, Any] | None = None) -> Report:
+    """Evaluate the complete runs of ``experiment`` + ``profile`` (+ ``overrides``) for ``seeds``
+    (a count meaning 0..N-1, a list, or None for the profile's ``seeds``) and summarise them
+    over seeds. ``experiment`` may also be a resolved config (then ``profile`` is ignored).
 
     Raises :class:`CifarkitError` (with the training command) when none is complete.
     """
@@ -214,7 +226,10 @@ def build_report(experiment: str, profile: str | None = "cpu", seeds: int | Sequ
 
     if not 0 <= tta_shift <= 8:
         raise CifarkitError(f"--tta-shift must be between 0 and 8 pixels, got {tta_shift}")
-    cfg = load_config(experiment, profile)
+    if isinstance(experiment, ExperimentConfig):
+        cfg, experiment = experiment, experiment.name
+    else:
+        cfg = load_config(experiment, profile, overrides=overrides)
     if seeds is None:
         seeds = cfg.seeds
     requested = list(range(seeds)) if isinstance(seeds, int) else sorted(set(int(s) for s in seeds))
@@ -224,7 +239,7 @@ def build_report(experiment: str, profile: str | None = "cpu", seeds: int | Sequ
     if not found:
         raise CifarkitError(f"no complete run of {cfg.name} (profile {cfg.profile}) for seeds "
                             f"{', '.join(map(str, requested))}; train them with: "
-                            f"{train_command(experiment, cfg.profile, requested)}")
+                            f"{train_command(experiment, cfg.profile, requested, cfg)}")
     splits = splits_from_config(cfg.data)
     results = {}
     for seed, run in found.items():

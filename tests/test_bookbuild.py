@@ -94,7 +94,7 @@ def test_toc_glob_and_missing_root_are_errors():
 
 def test_read_toc_of_this_repo_finds_the_data_chapter():
     pages = bb.read_toc(ROOT)
-    assert pages[0].docname == "book/intro" and pages[0].kind == "markdown"
+    assert pages[0].docname == "book/intro" and pages[0].kind == "notebook"
     chapters = bb.chapters_of(pages)
     assert "data" in [p.name for p in chapters]
     assert all(p.source.suffix == ".ipynb" for p in chapters)
@@ -538,17 +538,24 @@ def _data_or_skip() -> str:
 @pytest.mark.data
 @pytest.mark.slow
 def test_real_book_build_smoke(tmp_path):
-    """`make book PROFILE=smoke` in a private artifacts/output folder: site + data page."""
+    """The real build (papermill + jupyter-book) of the real data chapter on the real data, in
+    a private artifacts/output folder; a second build finds it cached. (CI builds the whole
+    smoke book with `make book PROFILE=smoke` and checks it in a browser.)"""
     data = _data_or_skip()
     if not kernel_available():
         pytest.fail("the cifarkit kernel is not installed; run make venv")
+    root = tmp_path / "out"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    shutil.copy(ROOT / "book" / "data.ipynb", root / "book" / "data.ipynb")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/data\n")
     art = tmp_path / "artifacts"
     real_cache = ROOT / "artifacts" / "cache"
     env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
     if real_cache.is_dir() and "CIFARKIT_CACHE" not in os.environ:
         env["CIFARKIT_CACHE"] = str(real_cache)  # reuse the decoded-data cache (read-mostly)
     command = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke",
-               "--output", str(tmp_path / "out")]
+               "--root", str(root), "--output", str(root)]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     html = tmp_path / "out" / "_build" / "html"
@@ -559,7 +566,7 @@ def test_real_book_build_smoke(tmp_path):
     assert data_page.count("<img") >= 3  # the figures rendered
     assert "executed" in first.stdout
 
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    second = subprocess.run(command + ["--expect-cached"], capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     lines = [line for line in second.stdout.splitlines() if line.strip()]
     rows = [line.split() for line in lines[2:]]  # after the header and the dashes
@@ -580,3 +587,33 @@ def test_site_build_fails_on_warnings(tmp_path):
     (root / "book" / "intro.md").write_text("# Intro\n\nFine.\n")
     index = bb.build_site(root, tmp_path / "out")
     assert index.is_file()
+
+
+def _with_metadata(path: Path, **flags) -> Path:
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["cifarkit"] = flags
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execution_order_puts_summaries_and_run_lists_last(tmp_path):
+    pages = [bb.Page(docname=f"book/{name}", source=write_nb(tmp_path / f"{name}.ipynb"), kind="notebook")
+             for name in ("intro", "data", "appendix", "baseline")]
+    _with_metadata(pages[0].source, execute_last=True)
+    _with_metadata(pages[2].source, lists_runs=True)
+    assert [p.name for p in bb.execution_order(pages)] == ["data", "baseline", "intro", "appendix"]
+
+
+def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch):
+    plain = bb.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook")
+    listing = bb.Page("book/b", _with_metadata(write_nb(tmp_path / "b.ipynb"), lists_runs=True), "notebook")
+    shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
+    assert "runs" not in bb.chapter_components(plain, {}, shared)
+    before = bb.chapter_components(listing, {}, shared)
+    run_dir = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "runs" / "resnet20-0123456789ab"
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text('{"status": "complete"}')
+    after = bb.chapter_components(listing, {}, shared)
+    assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
+        "the run store changed"]
+    assert bb.chapter_components(plain, {}, shared) == bb.chapter_components(plain, {}, shared)

@@ -8,15 +8,12 @@ import re
 import numpy as np
 import pytest
 from scipy import stats as sps
-from train_fixtures import tiny_experiment, tiny_image_tree
+from train_fixtures import tiny_experiment, tiny_image_tree, write_fake_run
 
 from cifarkit import report as report_mod
-from cifarkit.atomic import write_json, write_text
 from cifarkit.cli import main
 from cifarkit.config import load_config
 from cifarkit.data import splits_from_config
-from cifarkit.data.identity import data_hash_for
-from cifarkit.runs import locate
 
 
 @pytest.fixture
@@ -26,32 +23,6 @@ def experiment(tmp_path, monkeypatch):
     path = tiny_experiment(tmp_path, data, epochs=3)
     cfg = load_config(path, "none")
     return path, cfg, splits_from_config(cfg.data)
-
-
-def _logits(labels, rng, strength):
-    logits = rng.normal(0, 1, (len(labels), 10))
-    logits[np.arange(len(labels)), labels] += strength
-    return (logits * 2).astype(np.float32)  # over-confident, so temperature scaling has work to do
-
-
-def write_fake_run(cfg, splits, seed, *, with_val=True):
-    """A complete run folder laid out like runs._train_into writes it."""
-    run = locate(cfg, seed, data_hash_for(cfg.data))
-    run.path.mkdir(parents=True)
-    rng = np.random.default_rng(100 + seed)
-    arrays = {"logits": _logits(splits.y_test, rng, 1.0 + 0.3 * seed), "labels": splits.y_test.astype(np.int64)}
-    if with_val:
-        arrays.update(val_logits=_logits(splits.y_val, rng, 1.0 + 0.3 * seed), val_labels=splits.y_val.astype(np.int64))
-    np.savez(run.predictions_path, **arrays)
-    history = [{"epoch": e, "loss": 2.3 / e + 0.01 * seed, "accuracy": 0.2 * e, "val_loss": 2.4 / e,
-                "val_accuracy": 0.15 * e + 0.01 * seed,
-                **{f"val_acc_{c}": 0.1 * e + 0.01 * k for k, c in enumerate(splits.class_names)}}
-               for e in (1, 2, 3)]
-    write_json(run.history_json_path, history)
-    write_json(run.metrics_path, {"test_accuracy": float(np.mean(arrays["logits"].argmax(1) == splits.y_test))})
-    write_text(run.config_path, cfg.to_yaml())
-    write_json(run.status_path, {"status": "complete", "experiment": cfg.name, "profile": cfg.profile, "seed": seed})
-    return arrays
 
 
 def _independent(arrays_by_seed):

@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cifarkit.atomic import write_json, write_text
+from cifarkit.data.identity import data_hash_for
+from cifarkit.runs import locate
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -38,3 +42,34 @@ def tiny_experiment(folder: Path, data_root: Path, model: str = "baseline_cnn", 
         f"{extra}"
     )
     return path
+
+
+def _logits(labels: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    logits = rng.normal(0, 1, (len(labels), 10))
+    logits[np.arange(len(labels)), labels] += strength
+    return (logits * 2).astype(np.float32)  # over-confident, so temperature scaling has work to do
+
+
+def write_fake_run(cfg, splits, seed, *, with_val=True):
+    """A complete run folder laid out like runs._train_into writes it."""
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    run.path.mkdir(parents=True)
+    rng = np.random.default_rng(100 + seed)
+    arrays = {"logits": _logits(splits.y_test, rng, 1.0 + 0.3 * seed), "labels": splits.y_test.astype(np.int64)}
+    if with_val:
+        arrays.update(val_logits=_logits(splits.y_val, rng, 1.0 + 0.3 * seed), val_labels=splits.y_val.astype(np.int64))
+    np.savez(run.predictions_path, **arrays)
+    history = [{"epoch": e, "loss": 2.3 / e + 0.01 * seed, "accuracy": 0.2 * e, "val_loss": 2.4 / e,
+                "val_accuracy": 0.15 * e + 0.01 * seed,
+                **{f"val_acc_{c}": 0.1 * e + 0.01 * k for k, c in enumerate(splits.class_names)}}
+               for e in (1, 2, 3)]
+    write_json(run.history_json_path, history)
+    correct = arrays["logits"].argmax(1) == splits.y_test
+    per_class = {c: float(correct[splits.y_test == k].mean()) for k, c in enumerate(splits.class_names)}
+    write_json(run.metrics_path, {"test_accuracy": float(correct.mean()), "test_accuracy_per_class": per_class,
+                                  "train_seconds": 60.0 + seed})
+    write_text(run.config_path, cfg.to_yaml())
+    write_json(run.status_path, {"status": "complete", "experiment": cfg.name, "profile": cfg.profile, "seed": seed,
+                                 "test_accuracy": float(correct.mean()), "train_seconds": 60.0 + seed,
+                                 "config_hash": cfg.content_hash(), "mlflow_run_id": f"fake{seed}"})
+    return arrays

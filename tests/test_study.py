@@ -1,0 +1,156 @@
+"""Studies, ablations, findings, provenance and the demo, on fake complete runs (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from train_fixtures import tiny_image_tree, write_fake_run
+
+from cifarkit import ablations, findings, plots, provenance, study
+from cifarkit.cli import main
+from cifarkit.config import load_config, overrides_between
+from cifarkit.data import splits_from_config
+from cifarkit.errors import CifarkitError
+
+
+@pytest.fixture
+def tiny_profile(tmp_path, monkeypatch):
+    """A profile over a tiny image tree, so the repo's experiments resolve on fake data."""
+    data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=6)
+    monkeypatch.setenv("CIFARKIT_DATA", str(data))
+    path = tmp_path / "tiny.yaml"
+    path.write_text("seeds: 3\ndata: {val_per_class: 2}\ntrain: {epochs: 4}\n")
+    return str(path)
+
+
+def test_overrides_between_round_trips(tiny_profile):
+    base = load_config("resnet20", tiny_profile)
+    variant = load_config("resnet20", tiny_profile, overrides={"train.augment.enabled": False,
+                                                                  "train.schedule.name": "constant",
+                                                                  "train.schedule.warmup_epochs": 0})
+    diff = overrides_between(base, variant)
+    assert diff == {"train.augment.enabled": False, "train.schedule.name": "constant",
+                    "train.schedule.warmup_epochs": 0.0}
+    assert load_config("resnet20", tiny_profile, overrides=diff).content_hash() == variant.content_hash()
+
+
+def test_compare_matches_an_independent_computation(tiny_profile):
+    cnn, r20 = load_config("baseline_cnn", tiny_profile), load_config("resnet20", tiny_profile)
+    splits = splits_from_config(cnn.data)
+    acc = {}
+    for label, cfg in (("cnn", cnn), ("r20", r20)):
+        acc[label] = [float(np.mean(write_fake_run(cfg, splits, s)["logits"].argmax(1) == splits.y_test))
+                      for s in range(3)]
+    comparison = study.compare({"cnn": cnn, "r20": r20}, 3, reference="cnn", train=False)
+    assert comparison.summary.loc["r20", "mean"] == pytest.approx(np.mean(acc["r20"]))
+    diff = np.subtract(acc["r20"], acc["cnn"])
+    paired = comparison.paired["r20"]
+    assert paired.mean_diff == pytest.approx(diff.mean())
+    half = sps.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    assert (paired.low, paired.high) == pytest.approx((diff.mean() - half, diff.mean() + half))
+    table = comparison.table()
+    assert list(table.index) == ["cnn", "r20"] and table.loc["cnn", "Δ vs cnn"] == "reference"
+    assert comparison.train_minutes["cnn"] == pytest.approx((60 + 61 + 62) / 3 / 60)
+    caption = comparison.caption()
+    for run in comparison.runs["r20"].values():
+        assert run.path.name in caption
+    assert "seeds 0–2" in caption and r20.content_hash()[:12] in caption
+
+
+def test_missing_run_names_the_command_with_overrides(tiny_profile):
+    variant = load_config("resnet20", tiny_profile, overrides={"train.augment.enabled": False})
+    with pytest.raises(CifarkitError) as err:
+        study.gather_runs({"no aug": variant}, [4], train=False)
+    message = str(err.value)
+    assert "missing" in message and "--set train.augment.enabled=false --seed 4" in message
+    assert "\n" not in message
+
+
+def test_compare_rejects_an_unknown_reference(tiny_profile):
+    with pytest.raises(CifarkitError, match="reference 'x' is not one of the variants"):
+        study.compare({"a": load_config("resnet20", tiny_profile)}, 1, reference="x", train=False)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "full"])
+def test_every_ablation_variant_is_a_valid_distinct_config(profile, monkeypatch):
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    plan = ablations.default_plan(profile)
+    seen = set()
+    for group in plan.groups:
+        variants, reference = ablations.group_variants(group, plan.base, plan.architectures)
+        configs = {label: v.config(profile, plan.common) for label, v in variants.items()}
+        hashes = {c.content_hash() for c in configs.values()}
+        assert len(hashes) == len(configs), f"{group}: two variants resolve to the same run"
+        ref = configs[reference]
+        assert ref.content_hash() == load_config(ref.name, profile, overrides=dict(plan.common)).content_hash()
+        seen |= hashes
+    assert plan.describe().startswith(f"Profile {profile}:")
+
+
+def test_step_decay_milestones_follow_the_epochs(tiny_profile):
+    for epochs, milestones in ((3, (2,)), (10, (5, 8)), (30, (15, 22))):
+        cfg = study.Variant("s", "resnet20", ablations._step_decay).config(tiny_profile, {"train.epochs": epochs})
+        assert cfg.train.schedule.name == "step" and cfg.train.schedule.step_epochs == milestones
+
+
+def test_plan_changes_and_errors():
+    plan = ablations.default_plan("smoke", seeds=5, groups=["loss"])
+    assert plan.seeds == 5 and plan.groups == ("loss",)
+    assert ablations.default_plan("smoke", seeds=None).seeds == ablations.default_plan("smoke").seeds
+    with pytest.raises(CifarkitError, match="unknown ablation group"):
+        ablations.default_plan("smoke", groups=["lossy"])
+
+
+def _fake_comparison(diffs: dict[str, list[float]]) -> study.Comparison:
+    base = [0.80, 0.81, 0.79]
+    per_seed = pd.DataFrame({"ref": base, **{k: np.add(base, v) for k, v in diffs.items()}})
+    from cifarkit import stats
+
+    return study.Comparison(
+        "test_accuracy", "ref", {}, {}, per_seed, stats.summarise_table(per_seed),
+        {k: stats.paired_comparison(per_seed["ref"].to_dict(), per_seed[k].to_dict()) for k in diffs},
+        {k: 1.0 for k in per_seed})
+
+
+def test_findings_claim_only_what_the_intervals_support():
+    clear = _fake_comparison({"big": [0.05, 0.051, 0.049]})
+    noisy = _fake_comparison({"noise": [0.03, -0.03, 0.001]})
+    assert "big beats ref by 5.0 points" in findings.largest_ablation_effect({"g": clear, "h": noisy})
+    assert findings.largest_ablation_effect({"h": noisy}).startswith("None of the 1 ablation variants")
+    assert "ranges from 79.0% to 81.0%" in findings.seed_spread(clear, "ref")
+    assert findings.headline(clear, "big", "ref").startswith("big reaches 85.0% (95% CI [")
+
+
+def test_comparison_figures_render():
+    rows = ablations.forest_rows({"g": _fake_comparison({"a": [0.01, 0.02, 0.0], "b": [-0.1, -0.12, -0.09]})},
+                                 ["baseline_cnn"])
+    assert list(rows["variant"]) == ["a", "b"]
+    assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
+    summary = pd.DataFrame({"mean": [0.5, 0.6], "low": [0.4, 0.5], "high": [0.6, 0.7], "n": [3, 3]},
+                           index=["cat", "dog"])
+    assert plots.to_png_bytes(plots.per_class_comparison_bars({"A": summary, "B": summary}))[:4] == b"\x89PNG"
+
+
+def test_run_table_lists_complete_runs_of_the_profile(tiny_profile):
+    cfg = load_config("resnet20", tiny_profile)
+    splits = splits_from_config(cfg.data)
+    for seed in (0, 1):
+        write_fake_run(cfg, splits, seed)
+    table = provenance.run_table("tiny")
+    assert len(table) == 2 and set(table["MLflow run id"]) == {"fake0", "fake1"}
+    assert provenance.run_table("other").empty
+
+
+def test_demo_shows_cached_runs_and_names_the_command_for_missing_ones(tiny_profile, capsys):
+    splits = splits_from_config(load_config("resnet20", tiny_profile).data)
+    for name in ("baseline_cnn", "resnet20"):
+        for seed in range(3):
+            write_fake_run(load_config(name, tiny_profile), splits, seed)
+    code = main(["demo", "--profile", tiny_profile, "--section", "data", "baseline", "ablations"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[data] done" in out and "[baseline] done" in out and "[ablations] MISSING ARTIFACTS" in out
+    assert "make it with: cifarkit train baseline_cnn" in out and "--set data.train_per_class=1000" in out, out
+    assert "demo: 2 of 3 sections" in out
