@@ -93,7 +93,6 @@ def default_plan(profile: str, **changes: Any) -> Plan:
     ``smoke``: the profile's tiny data and two seeds; numbers exercise the code only.
     """
     plans = {
-        # Two seeds keep CI's smoke book short (the t interval needs at least two).
         "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20")),
         "cpu": Plan("cpu", seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
                     common={"data.train_per_class": 1000}),
