@@ -8,7 +8,7 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint book chapter recover backup mlflow-ui clean-book
+.PHONY: help venv test test-fast lint book chapter demo site-check recover backup mlflow-ui clean-book
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _buil
 
 chapter: $(STAMP)  ## re-execute one chapter: make chapter NAME=data PARAMS="seeds=5"
 	$(PY) -m cifarkit.bookbuild --profile $(PROFILE) --chapter "$(NAME)" --params "$(PARAMS)"
+
+site-check: $(STAMP)  ## open every page of the built site (_build/html) in headless Chromium; run make book first
+	CIFARKIT_REQUIRE_BROWSER=1 $(PY) -m pytest -s -m browser tests/browser
+
+demo: $(STAMP)  ## presentation demo from cached artifacts (PROFILE=smoke|cpu): data, baseline, ablations, interpretability
+	$(VENV)/bin/cifarkit demo --profile $(PROFILE)
 
 recover: $(STAMP)  ## restore artifacts/ from a backup: make recover FILE=backup.tar
 	@test -n "$(FILE)" || { echo "error: pass the backup: make recover FILE=path/to/backup.tar" >&2; exit 2; }

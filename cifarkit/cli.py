@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cifarkit.errors import CifarkitError
 
@@ -37,9 +37,8 @@ def setup_logging(verbosity: int) -> None:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from cifarkit.config import load_config
 
-    cfg = load_config(args.experiment, args.profile)
+    cfg = _config(args)
     print(f"# experiment: {cfg.name}   profile: {cfg.profile}")
     print(f"# content hash: {cfg.content_hash()}")
     print(cfg.to_yaml(), end="")
@@ -47,10 +46,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from cifarkit.config import load_config
     from cifarkit.data import load_cifar10, make_splits, resolve_source
 
-    data_cfg = load_config(args.experiment, args.profile).data
+    data_cfg = _config(args).data
     source = resolve_source(args.source or data_cfg.source)
     started = time.perf_counter()
     data = load_cifar10(source)
@@ -74,10 +72,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cifarkit.config import load_config
     from cifarkit.runs import get_or_train
 
-    cfg = load_config(args.experiment, args.profile)
+    cfg = _config(args)
     seeds = args.seed if args.seed else list(range(cfg.seeds))
     started = time.perf_counter()
     runs = []
@@ -92,6 +89,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{run.path.name}  seed {record.get('seed')}  {record.get('status')}  "
               f"test_accuracy {record.get('test_accuracy', float('nan')):.4f}  {run.path}")
     return 0
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``train.epochs=5`` → ``("train.epochs", 5)``; the value is parsed as YAML (safe)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE, e.g. train.epochs=5")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
+
+
+def _config(args: argparse.Namespace):
+    from cifarkit.config import load_config
+
+    return load_config(args.experiment, args.profile, overrides=dict(getattr(args, "overrides", [])))
 
 
 def _eta(seconds: float) -> str:
@@ -120,10 +136,9 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cifarkit.config import load_config
     from cifarkit.lrfind import lr_find
 
-    cfg = load_config(args.experiment, args.profile)
+    cfg = _config(args)
     result = lr_find(cfg, args.seed, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
     figure_path = Path(result.folder) / "lr_find.png"
     if not figure_path.exists():
@@ -144,14 +159,71 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
 
     from cifarkit.bench import throughput
 
-    result = throughput(args.model, args.profile, batch_size=args.batch_size, steps=args.steps)
+    overrides = {"train.augment.mode": args.augment_mode} if args.augment_mode else None
+    result = throughput(args.model, args.profile, batch_size=args.batch_size, steps=args.steps,
+                        overrides=overrides)
     if args.json:
         from cifarkit.atomic import write_json
 
         write_json(args.json, result.as_dict())
     print(json.dumps(result.as_dict(), indent=2))
     print(f"{result.model} batch {result.batch_size}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
-          f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}")
+          f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}; "
+          f"{result.augment_mode} input pipeline alone {result.input_only_img_s:.0f} img/s")
+    return 0
+
+
+def _accuracy_fraction(text: str) -> float:
+    """``90.7`` or ``0.907`` -> 0.907."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"target must be an accuracy like 90.7 or 0.907, got {text!r}") from None
+    value = value / 100 if value > 1 else value
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"target must be in (0, 100) percent, got {text!r}")
+    return value
+
+
+def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> int:
+    from cifarkit.bench_tta import headline, time_to_accuracy
+
+    overrides: dict = {}
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.train_per_class is not None:
+        overrides["data.train_per_class"] = args.train_per_class
+    if args.test_limit is not None:
+        overrides["data.test_limit"] = args.test_limit
+    result, path = time_to_accuracy(args.experiment, args.profile, target=args.target, seeds=args.seeds,
+                                    overrides=overrides or None, tta_shift=args.tta_shift, out=args.json)
+    print(f"{'seed':>4} {'epochs':>6} {'train_s':>8} {'total_s':>8} {'to_target_s':>11} {'test':>6} {'test_tta':>8}")
+    for r in result.seeds:
+        to_target = f"{r.time_to_target:.0f}" if r.time_to_target is not None else "-"
+        print(f"{r.seed:>4} {r.epochs:>6} {r.train_seconds:>8.0f} {r.total_seconds:>8.0f} {to_target:>11} "
+              f"{100 * r.test_accuracy:>6.2f} {100 * r.test_accuracy_tta:>8.2f}")
+    print(f"wrote {path}")
+    print(headline(result))
+    return 0
+
+
+def cmd_bench_gradcam(args: argparse.Namespace) -> int:
+    import json
+
+    from cifarkit.atomic import write_json
+    from cifarkit.bench import gradcam_speed
+    from cifarkit.paths import artifacts_dir
+
+    result = gradcam_speed(args.run_experiment, args.profile, seed=args.seed, n=args.n,
+                           batch_size=args.batch_size, layer=args.layer)
+    label = result.source.replace(" ", "-")
+    path = artifacts_dir() / "bench" / f"gradcam-{label}-{args.profile if args.run_experiment else 'random'}.json"
+    write_json(path, {**result.as_dict(), "profile": args.profile if args.run_experiment else None,
+                      "seed": args.seed, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    print(json.dumps(result.as_dict(), indent=2))
+    print(f"Grad-CAM on {result.images} images ({result.source}, layer {result.layer}, batches of "
+          f"{result.batch_size}): {result.img_s:.0f} img/s; wrote {path}")
+    print(f"{result.seconds:.2f}")
     return 0
 
 
@@ -176,7 +248,7 @@ def cmd_artifacts_recover(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cifarkit.report import build_report, format_report, write_report
 
-    report = build_report(args.experiment, args.profile, args.seeds, tta=args.tta or bool(args.tta_shift),
+    report = build_report(args.experiment, args.profile, args.seeds, overrides=dict(args.overrides), tta=args.tta or bool(args.tta_shift),
                           tta_shift=args.tta_shift)
     json_path, figures = write_report(report, args.out)
     print(format_report(report))
@@ -184,6 +256,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in figures:
         print(f"  {path.name}")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cifarkit.demo import SECTIONS, run_demo
+
+    started = time.perf_counter()
+    results = run_demo(args.profile, tuple(args.section or SECTIONS))
+    missing = [r.name for r in results if not r.ok]
+    print(f"\ndemo: {len(results) - len(missing)} of {len(results)} sections in "
+          f"{time.perf_counter() - started:.1f} s" + (f"; missing artifacts: {', '.join(missing)}" if missing else ""))
+    return 1 if missing else 0
 
 
 # --------------------------------------------------------------------------- parser
@@ -220,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"a name under configs/ or a path to a YAML file (default {default_experiment})")
         p.add_argument("--profile", "-p", default="cpu",
                        help="smoke | cpu | full | none | path to a profile YAML (default cpu)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       type=_override, help="override a config value, e.g. --set train.epochs=5 (repeatable)")
 
     config = sub.add_parser("config", help="inspect configurations").add_subparsers(
         dest="config_command", required=True, metavar="ACTION")
@@ -259,6 +344,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--augment-mode", choices=("per_image", "batch"),
+                   help="override train.augment.mode (compare the per-image and vectorised pipelines)")
+
+    p = add(bench, "time-to-accuracy", cmd_bench_time_to_accuracy,
+            "train fresh runs (no cache) and time training until validation accuracy reaches a target; "
+            "headline on the last line")
+    experiment_args(p)
+    p.add_argument("--target", type=_accuracy_fraction, required=True,
+                   help="validation accuracy to reach, e.g. 90.7 (percent) or 0.907")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--train-per-class", type=int, help="override data.train_per_class (subsample)")
+    p.add_argument("--test-limit", type=int, help="override data.test_limit")
+    p.add_argument("--tta-shift", type=int, default=1,
+                   help="TTA views: flip and, if > 0, +/-PX shifts (default 1: 10 views)")
+    p.add_argument("--json", help="output file (default artifacts/bench/time-to-accuracy-<exp>-<profile>-<hash>.json)")
+
+    p = add(bench, "gradcam", cmd_bench_gradcam,
+            "seconds for Grad-CAM maps of N images (last line of the output)")
+    p.add_argument("--run-experiment", metavar="EXPERIMENT",
+                   help="time the stored run of this experiment (never trains); default: a fresh ResNet20 "
+                        "on random images")
+    p.add_argument("--profile", "-p", default="cpu", help="profile of --run-experiment (default cpu)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--n", type=int, default=1000, help="images (default 1000)")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--layer", help="layer name or label (stage1..3, block1..3); default the last stage")
 
     arts = sub.add_parser("artifacts", help="back up and recover artifacts/").add_subparsers(
         dest="artifacts_command", required=True, metavar="ACTION")
@@ -269,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(arts, "recover", cmd_artifacts_recover,
             "restore a backup after verifying every file; the old artifacts/ is kept beside it")
     p.add_argument("file", help="a tar written by `cifarkit artifacts backup`")
+
+    p = add(sub, "demo", cmd_demo, "presentation demo from cached artifacts: data, baseline, ablations, "
+            "interpretability; never trains")
+    p.add_argument("--profile", "-p", default="cpu", help="whose runs to show (default cpu)")
+    p.add_argument("--section", nargs="+", choices=("data", "baseline", "ablations", "interpretability"),
+                   help="only these sections")
 
     p = add(sub, "report", cmd_report,
             "summarise an experiment's complete runs over seeds (mean ± CI per metric) and write "

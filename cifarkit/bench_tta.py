@@ -1,0 +1,178 @@
+"""Time-to-accuracy benchmark: wall time of *training* until held-out accuracy reaches a target.
+
+Each seed trains fresh (never from the run store: a cached run would time nothing) into a
+scratch folder that is deleted afterwards, through the same :func:`cifarkit.train.train_run`
+every run uses. A Keras callback clocks each epoch from its first batch to the start of
+its validation pass, so the validation evaluation and the checkpoint write at the end of
+each epoch are excluded from the timed training; the total wall time (everything, data
+loading and evaluation included) is reported beside it. The target is checked on the
+validation split after each epoch (plain, no TTA); the test split is used once at the end,
+with and without test-time augmentation (:func:`cifarkit.evaluate.tta_evaluate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cifarkit.errors import CifarkitError
+
+log = logging.getLogger(__name__)
+
+
+class TrainClock(keras.callbacks.Callback):
+    """Cumulative training seconds per epoch, excluding the validation pass and what follows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_seconds = 0.0
+        self.per_epoch: list[tuple[float, float | None]] = []  # (cumulative train s, val accuracy)
+        self._started: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._started is not None:  # first validation pass of this epoch
+            self.train_seconds += time.perf_counter() - self._started
+            self._started = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.on_test_begin()  # no validation data: the epoch ends here
+        val = (logs or {}).get("val_accuracy")
+        self.per_epoch.append((self.train_seconds, None if val is None else float(val)))
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    epochs: int
+    train_seconds: float                 # timed training only
+    total_seconds: float                 # everything for this seed
+    time_to_target: float | None         # training seconds at the first epoch with val acc >= target
+    epoch_to_target: int | None
+    test_accuracy: float
+    test_accuracy_tta: float
+    val_curve: list[dict[str, float | None]] = field(default_factory=list)
+
+
+@dataclass
+class TimeToAccuracy:
+    experiment: str
+    profile: str
+    config_hash: str
+    target: float
+    tta_views: list[str]
+    seeds: list[SeedResult]
+    environment: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        from cifarkit.stats import summarise
+
+        def s(values: list[float]) -> dict[str, Any]:
+            return summarise(values).as_dict()
+
+        reached = [r.time_to_target for r in self.seeds if r.time_to_target is not None]
+        return {
+            "test_accuracy": s([r.test_accuracy for r in self.seeds]),
+            "test_accuracy_tta": s([r.test_accuracy_tta for r in self.seeds]),
+            "train_seconds": s([r.train_seconds for r in self.seeds]),
+            "total_seconds": s([r.total_seconds for r in self.seeds]),
+            "time_to_target": s(reached),
+            "reached": len(reached),
+            "n": len(self.seeds),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "summary": self.summary()}
+
+
+def _spread(values: list[float], scale: float, digits: int) -> str:
+    """``mean ± std`` (sample std over seeds) or just the mean for one seed."""
+    x = np.asarray(values, np.float64) * scale
+    if len(x) < 2:
+        return f"{x.mean():.{digits}f}"
+    return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f}"
+
+
+def headline(result: TimeToAccuracy) -> str:
+    """One line: accuracy with TTA and without, training minutes, who reached the target and when."""
+    runs = result.seeds
+    reached = [r.time_to_target for r in runs if r.time_to_target is not None]
+    when = f" at {_spread(reached, 1 / 60, 1)} min" if reached else ""
+    return (f"{result.experiment} ({result.profile}, {len(runs)} seed{'s' if len(runs) > 1 else ''}): "
+            f"test {_spread([r.test_accuracy_tta for r in runs], 100, 1)}% (TTA), "
+            f"{_spread([r.test_accuracy for r in runs], 100, 1)}% plain, "
+            f"in {_spread([r.train_seconds for r in runs], 1 / 60, 1)} min training "
+            f"({runs[0].epochs} epochs); val target {result.target:.1%} reached by "
+            f"{len(reached)}/{len(runs)} seeds{when}")
+
+
+def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Path) -> tuple[SeedResult, list[str]]:
+    """Train ``cfg`` with ``seed`` from scratch into ``scratch`` and measure it."""
+    from cifarkit.evaluate import tta_evaluate
+    from cifarkit.train import predict_logits, train_run
+
+    started = time.perf_counter()
+    clock = TrainClock()
+    try:
+        outcome = train_run(cfg, seed, scratch, splits, callbacks=[clock])
+        tta = tta_evaluate(lambda x: predict_logits(outcome.model, x), splits.x_test, splits.y_test,
+                           flip=True, shift=tta_shift)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    curve = [{"epoch": i + 1, "train_seconds": t, "val_accuracy": v} for i, (t, v) in enumerate(clock.per_epoch)]
+    hit = next((row for row in curve if row["val_accuracy"] is not None and row["val_accuracy"] >= target), None)
+    result = SeedResult(
+        seed=seed, epochs=len(curve), train_seconds=clock.train_seconds,
+        total_seconds=time.perf_counter() - started,
+        time_to_target=None if hit is None else hit["train_seconds"],
+        epoch_to_target=None if hit is None else hit["epoch"],
+        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve)
+    log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training, target %s", seed, 100 * result.test_accuracy,
+             100 * result.test_accuracy_tta, result.train_seconds,
+             "not reached" if hit is None else f"reached after epoch {hit['epoch']}")
+    return result, list(tta.views)
+
+
+def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, seeds: int = 3,
+                     overrides: dict[str, Any] | None = None, tta_shift: int = 1,
+                     out: str | Path | None = None) -> tuple[TimeToAccuracy, Path]:
+    """Train ``seeds`` fresh runs (seeds 0..N-1) and write the measurements as JSON.
+
+    ``out`` defaults to ``artifacts/bench/time-to-accuracy-<experiment>-<profile>-<hash12>.json``.
+    """
+    from cifarkit.atomic import write_json
+    from cifarkit.config import load_config
+    from cifarkit.data import splits_from_config
+    from cifarkit.paths import artifacts_dir
+    from cifarkit.repro import environment_record
+
+    if not 0.0 < target < 1.0:
+        raise CifarkitError(f"target={target} is not an accuracy; pass a fraction in (0, 1), e.g. 0.907")
+    if seeds < 1:
+        raise CifarkitError(f"seeds={seeds}; pass at least 1")
+    if tta_shift < 0:
+        raise CifarkitError(f"tta_shift={tta_shift} is negative; pass 0 (flip only) or a shift in pixels")
+    cfg = load_config(experiment, profile, overrides)
+    splits = splits_from_config(cfg.data)
+    bench_dir = artifacts_dir() / "bench"
+    results, views = [], []
+    for seed in range(seeds):
+        log.info("[seed %d/%d] training %s (%s) from scratch", seed + 1, seeds, cfg.name, cfg.profile)
+        scratch = bench_dir / f".scratch-{cfg.name}-{seed}-{uuid.uuid4().hex[:8]}"
+        result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
+        results.append(result)
+    report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
+                            environment_record())
+    path = Path(out) if out else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
+    write_json(path, report.as_dict())
+    return report, path
