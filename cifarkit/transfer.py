@@ -286,6 +286,25 @@ def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
             "transfers": bool(helps)}
 
 
+def probe_verdict(check: dict[str, Any]) -> str:
+    """The linear probe's conclusion in words, claiming only what its interval supports."""
+    if not check.get("ran"):
+        return "the linear probe did not run in this build"
+    if check["transfers"] and check["gain"].has_ci:
+        return "A's features clearly beat random features"
+    if check["transfers"]:
+        return "A's features beat random features, but with one seed this is not yet established"
+    return "A's features do not beat random features here"
+
+
+def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
+    """:func:`gains_over_scratch` for display: points with their 95% interval, indexed by size and strategy."""
+    ci = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" if lo is not None and lo == lo else "n/a"
+          for lo, hi in zip(gains["low"], gains["high"], strict=True)]
+    shown = gains.assign(**{"gain (points)": (gains["mean_diff"] * 100).round(1), "95% CI": ci})
+    return shown[["group", "variant", "gain (points)", "95% CI", "n"]].set_index(["group", "variant"])
+
+
 def grid_cells_note(plan: StudyPlan) -> str:
     """Which cells of the full grid this profile ran (for the chapter's prose)."""
     full = study_plan("full")
