@@ -5,7 +5,7 @@ Methods (:data:`METHODS`):
 * class-activation maps at a named layer: ``gradcam`` (Grad-CAM), ``gradcam++``,
   ``layercam`` and ``scorecam`` (Faster Score-CAM: only the ``max_n`` channels with the
   largest spatial variance are scored);
-* pixel-gradient maps: ``saliency`` (vanilla gradient, max |grad| over colour channels)
+* pixel-gradient maps: ``saliency`` (vanilla gradient, the largest absolute gradient over the colour channels)
   and ``smoothgrad`` (the same averaged over noisy copies);
 * ``guided_backprop``, kept **only as a negative control**: Adebayo et al. (2018) showed it
   barely changes when the model's weights are randomised, so it recovers edges, not evidence.
