@@ -723,8 +723,9 @@ _SKIP_DIRS = {"_build", ".ipynb_checkpoints", "__pycache__", ".jupyter_cache"}
 def staging_plan(root: Path, pages: Sequence[Page], store: Store) -> dict[str, Path]:
     """``{relative path in the staging tree: file to copy}`` for the site build.
 
-    ``_config.yml``, ``_toc.yml``, every markdown page, the executed notebook of every
-    chapter, and the other files (images, ``.bib``...) in the folders holding pages.
+    ``_config.yml``, ``_toc.yml``, ``_static/`` (custom CSS), every markdown page, the
+    executed notebook of every chapter, and the other files (images, ``.bib``...) in the
+    folders holding pages.
     Source notebooks are never copied: only their executed versions.
     """
     plan: dict[str, Path] = {"_config.yml": root / "_config.yml", "_toc.yml": root / "_toc.yml"}
@@ -741,6 +742,11 @@ def staging_plan(root: Path, pages: Sequence[Page], store: Store) -> dict[str, P
             plan[page.relpath] = store.notebook(page)
     for bib in root.glob("*.bib"):
         plan.setdefault(bib.name, bib)
+    static = root / "_static"  # custom CSS, which jupyter-book includes from the book root
+    if static.is_dir():
+        for path in sorted(static.rglob("*")):
+            if path.is_file():
+                plan.setdefault(path.relative_to(root).as_posix(), path)
     return plan
 
 

@@ -311,6 +311,11 @@ def _p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def _sentence(text: str) -> str:
+    """Capitalise the first letter (labels such as "baseline CNN" may start a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def describe_comparison(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", *,
                         metric: str = "accuracy", scale: float = 100.0, unit: str = "points",
                         higher_is_better: bool = True, digits: int = 1) -> str:
@@ -330,7 +335,7 @@ def describe_comparison(comparison: PairedComparison, name_a: str = "A", name_b:
     d = comparison.mean_diff * scale
     if n < 2:
         diff = "no difference measured" if n == 0 else f"{name_b} − {name_a} = {'+' if d >= 0 else ''}{_num(d, digits)} {what}"
-        return (f"{name_a} and {name_b} cannot be compared at {conf} with {seeds}: {diff}, and a "
+        return _sentence(f"{name_a} and {name_b} cannot be compared at {conf} with {seeds}: {diff}, and a "
                 f"confidence interval needs at least 2 matched seeds.")
     low, high = comparison.low * scale, comparison.high * scale
     if comparison.distinguishable:
@@ -339,10 +344,10 @@ def describe_comparison(comparison: PairedComparison, name_a: str = "A", name_b:
         # The winner's improvement (in the metric's good direction) and its interval.
         g = (1 if higher_is_better else -1) * (1 if b_better else -1)
         lo, hi = sorted((g * low, g * high))
-        return (f"{winner} beats {loser} by {_num(g * d, digits)} {what}, {conf} CI "
+        return _sentence(f"{winner} beats {loser} by {_num(g * d, digits)} {what}, {conf} CI "
                 f"[{_num(lo, digits)}, {_num(hi, digits)}] (paired t-test over {seeds}, "
                 f"{_p(comparison.p_value)}).")
-    return (f"{name_a} and {name_b} are not distinguishable at {conf} with {seeds}: "
+    return _sentence(f"{name_a} and {name_b} are not distinguishable at {conf} with {seeds}: "
             f"{name_b} − {name_a} = {'+' if d >= 0 else ''}{_num(d, digits)} {what}, {conf} CI "
             f"[{_num(low, digits)}, {_num(high, digits)}] ({_p(comparison.p_value)}).")
 
@@ -355,6 +360,6 @@ def describe_mcnemar(result: McNemarResult, name_a: str = "A", name_b: str = "B"
     if result.p_value < alpha:
         winner = name_b if result.b_only > result.a_only else name_a
         loser = name_a if winner == name_b else name_b
-        return f"{winner} errs less often than {loser} (McNemar, {result.method}, {_p(result.p_value)}): {counts}."
-    return (f"{name_a} and {name_b} are not distinguishable by McNemar's test at {1 - alpha:.0%} "
+        return _sentence(f"{winner} errs less often than {loser} (McNemar, {result.method}, {_p(result.p_value)}): {counts}.")
+    return _sentence(f"{name_a} and {name_b} are not distinguishable by McNemar's test at {1 - alpha:.0%} "
             f"({result.method}, {_p(result.p_value)}): {counts}.")

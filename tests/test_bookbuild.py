@@ -617,3 +617,12 @@ def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch
     assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
         "the run store changed"]
     assert bb.chapter_components(plain, {}, shared) == bb.chapter_components(plain, {}, shared)
+
+
+def test_staging_copies_the_book_roots_static_css(tmp_path):
+    root = make_book(tmp_path / "src", {"data": ['x = 1']})
+    (root / "_static").mkdir()
+    (root / "_static" / "site.css").write_text("span.pasted-text { font-weight: inherit; }\n")
+    store = bb.Store(tmp_path / "store", "smoke")
+    plan = bb.staging_plan(root, bb.read_toc(root), store)
+    assert plan["_static/site.css"] == root / "_static" / "site.css"

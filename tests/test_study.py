@@ -117,7 +117,7 @@ def _fake_comparison(diffs: dict[str, list[float]]) -> study.Comparison:
 def test_findings_claim_only_what_the_intervals_support():
     clear = _fake_comparison({"big": [0.05, 0.051, 0.049]})
     noisy = _fake_comparison({"noise": [0.03, -0.03, 0.001]})
-    assert "big beats ref by 5.0 points" in findings.largest_ablation_effect({"g": clear, "h": noisy})
+    assert "Big beats ref by 5.0 points" in findings.largest_ablation_effect({"g": clear, "h": noisy})
     assert findings.largest_ablation_effect({"h": noisy}).startswith("None of the 1 ablation variants")
     assert "ranges from 79.0% to 81.0%" in findings.seed_spread(clear, "ref")
     assert findings.headline(clear, "big", "ref").startswith("big reaches 85.0% (95% CI [")
