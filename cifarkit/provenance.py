@@ -38,23 +38,22 @@ def resolved_configs(profile: str) -> dict[str, dict[str, Any]]:
 
 def run_table(profile: str | None = None) -> pd.DataFrame:
     """Complete runs in the store (of ``profile`` if given): key, seed, result, MLflow ids."""
-    from cifarkit.runs import COMPLETE, Run, list_runs, runs_root
+    from cifarkit.runs import COMPLETE, list_runs
 
     rows = []
     for row in list_runs():
         if row["status"] != COMPLETE or (profile is not None and row["profile"] != profile):
             continue
-        record = Run(runs_root() / row["run"]).status_record()
         rows.append({
             "run": row["run"],
             "experiment": row["experiment"],
             "seed": row["seed"],
-            "config hash": str(record.get("config_hash", ""))[:12],
+            "config hash": str(row["config_hash"] or "")[:12],
             "test accuracy (%)": round(100 * float(row["test_accuracy"]), 2)
             if row["test_accuracy"] is not None else None,
             "train min": round(float(row["train_seconds"]) / 60, 1) if row["train_seconds"] is not None else None,
             "MLflow run id": row["mlflow_run_id"],
-            "model version": record.get("model_version"),
+            "model version": row["model_version"],
         })
     columns = ["run", "experiment", "seed", "config hash", "test accuracy (%)", "train min",
                "MLflow run id", "model version"]

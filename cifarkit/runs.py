@@ -283,7 +283,8 @@ def _remove_checkpoints(run: Run) -> None:
 
 
 def list_runs() -> list[dict[str, Any]]:
-    """One row per run folder: experiment, hash, seed, status, test accuracy, wall time."""
+    """One row per run folder: experiment, hash, seed, status, test accuracy, wall time, MLflow run id,
+    config hash and registered model version (all from status.json)."""
     rows = []
     if not runs_root().exists():
         return rows
@@ -299,5 +300,7 @@ def list_runs() -> list[dict[str, Any]]:
             "test_accuracy": record.get("test_accuracy"),
             "train_seconds": record.get("train_seconds"),
             "mlflow_run_id": record.get("mlflow_run_id"),
+            "config_hash": record.get("config_hash"),
+            "model_version": record.get("model_version"),
         })
     return rows

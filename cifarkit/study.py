@@ -11,7 +11,6 @@ matched seeds. :func:`provenance` is the caption text that names the runs behind
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,18 +74,14 @@ def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[i
     seeds = seed_list(seeds)
     jobs = [(label, cfg, seed) for label, cfg in configs.items() for seed in seeds]
     out: dict[str, dict[int, Run]] = {label: {} for label in configs}
-    started, trained = time.perf_counter(), 0
     for i, (label, cfg, seed) in enumerate(jobs, start=1):
+        if train:  # get_or_train returns a complete run at once and trains only what is missing
+            out[label][seed] = get_or_train(cfg, seed, label=f"[{i}/{len(jobs)}] {label}: ")
+            continue
         run = locate(cfg, seed, data_hash_for(cfg.data))
         if not run.complete:
-            if not train:
-                raise CifarkitError(f"run {run.path.name} ({label}, seed {seed}) is {run.status}; "
-                                    f"make it with: {train_command(cfg, [seed])}")
-            if trained:
-                per_run = (time.perf_counter() - started) / trained
-                log.info("[%d/%d] about %.0f s per trained run so far", i, len(jobs), per_run)
-            run = get_or_train(cfg, seed, label=f"[{i}/{len(jobs)}] {label}: ")
-            trained += 1
+            raise CifarkitError(f"run {run.path.name} ({label}, seed {seed}) is {run.status}; "
+                                f"make it with: {train_command(cfg, [seed])}")
         out[label][seed] = run
     return out
 
