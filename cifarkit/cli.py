@@ -188,7 +188,7 @@ def _accuracy_fraction(text: str) -> float:
 def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> int:
     from cifarkit.bench_tta import headline, time_to_accuracy
 
-    overrides: dict = {}
+    overrides: dict = dict(args.overrides)
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     if args.train_per_class is not None:

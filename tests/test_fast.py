@@ -240,12 +240,16 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     yaml_path = _tiny_yaml(tmp_path, tiny_tree, epochs=3)
     out = tmp_path / "tta.json"
     code = main(["bench", "time-to-accuracy", str(yaml_path), "--profile", "none", "--target", "5",
-                 "--seeds", "1", "--epochs", "2", "--tta-shift", "0", "--json", str(out)])
+                 "--seeds", "1", "--epochs", "2", "--tta-shift", "0", "--json", str(out),
+                 "--set", "train.batch_size=16"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("tiny_airbench (none, 1 seed): test ") and "reached by 1/1 seeds" in lines[-1]
     data = json.loads(out.read_text())
     assert data["target"] == pytest.approx(0.05) and data["tta_views"] == ["identity", "flip"]
+    from cifarkit.config import load_config  # --set reaches the trained config (its hash says so)
+    assert data["config_hash"] == load_config(str(yaml_path), None, {
+        "train.epochs": 2, "train.batch_size": 16}).content_hash()
     (seed,) = data["seeds"]
     assert seed["seed"] == 0 and seed["epochs"] == 2 and 0 < seed["train_seconds"] < seed["total_seconds"]
     assert seed["epoch_to_target"] == 1 and seed["time_to_target"] <= seed["train_seconds"]
