@@ -16,7 +16,7 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class TimeToAccuracy:
     tta_views: list[str]
     seeds: list[SeedResult]
     environment: dict[str, Any]
+    tta_shift: int = 1
 
     def summary(self) -> dict[str, Any]:
         from cifarkit.stats import summarise
@@ -116,6 +117,14 @@ def headline(result: TimeToAccuracy) -> str:
             f"{len(reached)}/{len(runs)} seeds{when}")
 
 
+def with_target(result: SeedResult, target: float) -> SeedResult:
+    """``result`` with the time and epoch of its first validation accuracy >= ``target``."""
+    hit = next((row for row in result.val_curve
+                if row["val_accuracy"] is not None and row["val_accuracy"] >= target), None)
+    return replace(result, time_to_target=None if hit is None else hit["train_seconds"],
+                   epoch_to_target=None if hit is None else int(hit["epoch"]))
+
+
 def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Path) -> tuple[SeedResult, list[str]]:
     """Train ``cfg`` with ``seed`` from scratch into ``scratch`` and measure it."""
     from cifarkit.evaluate import tta_evaluate
@@ -130,13 +139,11 @@ def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Pat
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     curve = [{"epoch": i + 1, "train_seconds": t, "val_accuracy": v} for i, (t, v) in enumerate(clock.per_epoch)]
-    hit = next((row for row in curve if row["val_accuracy"] is not None and row["val_accuracy"] >= target), None)
-    result = SeedResult(
+    result = with_target(SeedResult(
         seed=seed, epochs=len(curve), train_seconds=clock.train_seconds,
-        total_seconds=time.perf_counter() - started,
-        time_to_target=None if hit is None else hit["train_seconds"],
-        epoch_to_target=None if hit is None else hit["epoch"],
-        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve)
+        total_seconds=time.perf_counter() - started, time_to_target=None, epoch_to_target=None,
+        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve), target)
+    hit = None if result.epoch_to_target is None else {"epoch": result.epoch_to_target}
     log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training, target %s", seed, 100 * result.test_accuracy,
              100 * result.test_accuracy_tta, result.train_seconds,
              "not reached" if hit is None else f"reached after epoch {hit['epoch']}")
@@ -145,13 +152,18 @@ def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Pat
 
 def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, seeds: int = 3,
                      overrides: dict[str, Any] | None = None, tta_shift: int = 1,
-                     out: str | Path | None = None) -> tuple[TimeToAccuracy, Path]:
+                     out: str | Path | None = None, resume: bool = True) -> tuple[TimeToAccuracy, Path]:
     """Train ``seeds`` fresh runs (seeds 0..N-1) and write the measurements as JSON.
+
+    The JSON is rewritten after each seed. With ``resume`` a seed already in that file for the
+    same config hash and TTA is kept rather than trained again, so ``--seeds 3`` can be
+    completed across sessions; each kept seed was itself one uninterrupted training.
 
     ``out`` defaults to ``artifacts/bench/time-to-accuracy-<experiment>-<profile>-<hash12>.json``.
     """
     from cifarkit.atomic import write_json
     from cifarkit.config import load_config
+    from cifarkit.evaluate import tta_views
     from cifarkit.data import splits_from_config
     from cifarkit.paths import artifacts_dir
     from cifarkit.repro import environment_record
@@ -165,14 +177,46 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     cfg = load_config(experiment, profile, overrides)
     splits = splits_from_config(cfg.data)
     bench_dir = artifacts_dir() / "bench"
-    results, views = [], []
+    path = Path(out) if out else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
+    done = finished_seeds(path, cfg.content_hash(), tta_shift) if resume else {}
+    results: list[SeedResult] = []
+    views = list(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
+    environment = environment_record()
     for seed in range(seeds):
+        if seed in done:
+            log.info("[seed %d/%d] kept from %s (--fresh measures it again)", seed + 1, seeds, path)
+            results.append(with_target(done[seed], target))
+            continue
         log.info("[seed %d/%d] training %s (%s) from scratch", seed + 1, seeds, cfg.name, cfg.profile)
         scratch = bench_dir / f".scratch-{cfg.name}-{seed}-{uuid.uuid4().hex[:8]}"
         result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
         results.append(result)
+        # Written after every seed: a session that ends mid-benchmark keeps the seeds it finished.
+        report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
+                                environment, tta_shift)
+        write_json(path, report.as_dict())
     report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                            environment_record())
-    path = Path(out) if out else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
+                            environment, tta_shift)
     write_json(path, report.as_dict())
     return report, path
+
+
+def finished_seeds(path: Path, config_hash: str, tta_shift: int) -> dict[int, SeedResult]:
+    """Seeds already measured in ``path`` for this exact config and TTA; {} when none match.
+
+    The target is not part of the match: a seed's validation curve answers any target, so the
+    time to a new target is recomputed from it.
+    """
+    import json
+
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if data.get("config_hash") != config_hash or data.get("tta_shift", 1) != tta_shift:
+            log.warning("%s measured another config or TTA; measuring every seed again", path)
+            return {}
+        return {row["seed"]: SeedResult(**row) for row in data.get("seeds", [])}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CifarkitError(f"{path} is not a time-to-accuracy result ({exc}); "
+                            "delete it or pass --fresh to measure again") from exc

@@ -196,7 +196,8 @@ def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> int:
     if args.test_limit is not None:
         overrides["data.test_limit"] = args.test_limit
     result, path = time_to_accuracy(args.experiment, args.profile, target=args.target, seeds=args.seeds,
-                                    overrides=overrides or None, tta_shift=args.tta_shift, out=args.json)
+                                    overrides=overrides or None, tta_shift=args.tta_shift, out=args.json,
+                                    resume=not args.fresh)
     print(f"{'seed':>4} {'epochs':>6} {'train_s':>8} {'total_s':>8} {'to_target_s':>11} {'test':>6} {'test_tta':>8}")
     for r in result.seeds:
         to_target = f"{r.time_to_target:.0f}" if r.time_to_target is not None else "-"
@@ -360,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-shift", type=int, default=1,
                    help="TTA views: flip and, if > 0, +/-PX shifts (default 1: 10 views)")
     p.add_argument("--json", help="output file (default artifacts/bench/time-to-accuracy-<exp>-<profile>-<hash>.json)")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure every seed again (default: keep seeds that file already holds for this config)")
 
     p = add(bench, "gradcam", cmd_bench_gradcam,
             "seconds for Grad-CAM maps of N images (last line of the output)")

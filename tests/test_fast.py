@@ -258,6 +258,12 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert data["summary"]["reached"] == 1
     assert not list((out.parent).glob(".scratch-*"))
 
+    # A second call with more seeds keeps seed 0 (no retraining) and recomputes its target.
+    from cifarkit.bench_tta import time_to_accuracy
+    result, _ = time_to_accuracy(str(yaml_path), None, target=0.999, seeds=1, tta_shift=0, out=out,
+                                 overrides={"train.epochs": 2, "train.batch_size": 16})
+    assert result.seeds[0].train_seconds == seed["train_seconds"] and result.seeds[0].time_to_target is None
+
 
 def test_headline_reports_mean_spread_and_reached_seeds() -> None:
     from cifarkit.bench_tta import SeedResult, TimeToAccuracy, headline
