@@ -516,6 +516,41 @@ def comparison_forest(rows: pd.DataFrame, title: str | None = None, scale: float
 
 
 @_styled
+def ladder_figure(steps: Sequence[str], summary: pd.DataFrame, per_seed: pd.DataFrame,
+                  minutes: Mapping[str, float], title: str | None = None, scale: float = 100.0) -> Figure:
+    """The ablation ladder: test accuracy per step (mean, 95% CI, seeds as ticks) beside the
+    training minutes per run; steps without runs are listed and left empty."""
+    n = len(steps)
+    fig, (acc_ax, time_ax) = _figure(width=9.5, height=1.0 + 0.42 * max(n, 1), ncols=2, sharey=True,
+                                     gridspec_kw={"width_ratios": [3, 1]})
+    colour = palette()[0]
+    for i, step in enumerate(steps):
+        y = n - 1 - i
+        if step not in summary.index:
+            acc_ax.text(0.01, y, "not run", transform=acc_ax.get_yaxis_transform(), va="center",
+                        color="0.45", fontsize=9)
+            continue
+        s = summary.loc[step]
+        if pd.notna(s["low"]):
+            acc_ax.errorbar(s["mean"] * scale, y, xerr=[[(s["mean"] - s["low"]) * scale],
+                                                        [(s["high"] - s["mean"]) * scale]],
+                            fmt="o", color=colour, capsize=4, markersize=6)
+        else:
+            acc_ax.plot(s["mean"] * scale, y, "o", color=colour, markersize=6)
+        seeds = per_seed[step].dropna().to_numpy(float) * scale
+        acc_ax.plot(seeds, np.full(len(seeds), y - 0.18), "|", color=colour, markersize=7, alpha=0.8)
+        time_ax.barh(y, minutes[step], color=palette()[1], height=0.5)
+    acc_ax.set_yticks(np.arange(n)[::-1], list(steps))
+    acc_ax.set_ylim(-0.8, n - 0.4)
+    acc_ax.set_xlabel("test accuracy (%); bars: 95% CI, ticks: seeds")
+    time_ax.set_xlabel("training min / run")
+    for ax in (acc_ax, time_ax):
+        ax.grid(axis="y", visible=False)
+    fig.suptitle(title or "Fast recipe: each trick added to the ones above")
+    return fig
+
+
+@_styled
 def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
     """Per-class test accuracy of several models side by side, mean over seeds with 95% CI.
 

@@ -86,6 +86,26 @@ def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[i
     return out
 
 
+def available_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int]
+                   ) -> tuple[dict[str, dict[int, Run]], dict[str, str]]:
+    """Never trains: the variants whose runs are complete for every seed, and for each other
+    variant the command that makes its missing seeds."""
+    from cifarkit.data.identity import data_hash_for
+    from cifarkit.runs import locate
+
+    seeds = seed_list(seeds)
+    complete: dict[str, dict[int, Run]] = {}
+    missing: dict[str, str] = {}
+    for label, cfg in configs.items():
+        found = {seed: locate(cfg, seed, data_hash_for(cfg.data)) for seed in seeds}
+        absent = [seed for seed, run in found.items() if not run.complete]
+        if absent:
+            missing[label] = train_command(cfg, absent)
+        else:
+            complete[label] = found
+    return complete, missing
+
+
 def train_command(cfg: ExperimentConfig, seeds: Sequence[int]) -> str:
     """The ``cifarkit train`` command (with ``--set`` for overrides) that makes these runs."""
     from cifarkit.report import train_command as command
@@ -142,7 +162,16 @@ def compare(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int],
     """Gather (training if needed) and compare ``configs`` over ``seeds`` on ``metric``."""
     if reference not in configs:
         raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
-    runs = gather_runs(configs, seeds, train=train)
+    return compare_runs(configs, gather_runs(configs, seeds, train=train), reference=reference, metric=metric)
+
+
+def compare_runs(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]], *,
+                 reference: str, metric: str = "test_accuracy") -> Comparison:
+    """:func:`compare` on runs already gathered (e.g. by :func:`available_runs`)."""
+    configs = {label: configs[label] for label in runs}
+    if reference not in configs:
+        raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
+    runs = {label: dict(by_seed) for label, by_seed in runs.items()}
     per_seed = pd.DataFrame({label: {seed: float(run.metrics()[metric]) for seed, run in by_seed.items()}
                              for label, by_seed in runs.items()})
     per_seed.index.name = "seed"

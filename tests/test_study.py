@@ -154,3 +154,42 @@ def test_demo_shows_cached_runs_and_names_the_command_for_missing_ones(tiny_prof
     assert "[data] done" in out and "[baseline] done" in out and "[ablations] MISSING ARTIFACTS" in out
     assert "make it with: cifarkit train baseline_cnn" in out and "--set data.train_per_class=1000" in out, out
     assert "demo: 2 of 3 sections" in out
+
+
+def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_rest(tiny_profile, capsys):
+    from cifarkit import ladder
+
+    configs = ladder.ladder_configs(tiny_profile)
+    steps = list(configs)
+    assert len({cfg.content_hash() for cfg in configs.values()}) == len(steps)  # every step differs
+    splits = splits_from_config(configs[steps[0]].data)
+    for step in (steps[0], steps[1], steps[3]):  # step 2 missing: step 3 has no predecessor
+        for seed in (0, 1):
+            write_fake_run(configs[step], splits, seed)
+    result = ladder.run_ladder(tiny_profile, 2, train=False)
+    assert set(result.missing) == set(steps) - {steps[0], steps[1], steps[3]}
+    assert result.missing[steps[2]].startswith("cifarkit train airbench") and result.missing[steps[2]].endswith(
+        "--seed 0 1")
+    table = result.table()
+    assert list(table.index) == steps
+    assert table.loc[steps[0], "Δ vs previous step"] == "start"
+    assert table.loc[steps[2], "test acc (%)"] == "not run"
+    assert table.loc[steps[3], "Δ vs previous step"] == "n/a (previous step not run)"
+    pair = result.step_pairs()[steps[1]]
+    per_seed = result.comparison.per_seed
+    assert pair.mean_diff == pytest.approx((per_seed[steps[1]] - per_seed[steps[0]]).mean())
+    assert set(result.step_pairs()) == {steps[1]} and len(result.sentences()) == 1
+    assert len(result.figure().axes) == 2 and len(ladder.Ladder(steps, None, {}).figure().axes) == 2
+    # the command: exit 1 while steps are missing, the table printed, each missing command listed
+    assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not run: ") == len(steps) - 3 and steps[1] in out
+
+
+def test_available_runs_never_trains(tiny_profile):
+    cfg = load_config("resnet20", tiny_profile)
+    write_fake_run(cfg, splits_from_config(cfg.data), 0)
+    complete, missing = study.available_runs({"a": cfg, "b": load_config("baseline_cnn", tiny_profile)}, [0])
+    assert list(complete) == ["a"] and list(missing) == ["b"] and "cifarkit train baseline_cnn" in missing["b"]
+    complete, missing = study.available_runs({"a": cfg}, [0, 1])
+    assert not complete and "--seed 1" in missing["a"] and "--seed 0" not in missing["a"]

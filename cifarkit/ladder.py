@@ -1,0 +1,110 @@
+"""The fast recipe's ablation ladder: accuracy and time as each trick is added.
+
+The airbench ablation design: start from the plain net (one-cycle LR, flip + translate, no
+other trick) and add the tricks of :data:`cifarkit.fast.ABLATION_LADDER` one at a time,
+each step keeping all before it. Every step is an ordinary run of ``configs/airbench.yaml``
+with overrides, so it is cached, resumable and tracked like any other run, and the ladder
+can be filled in over several sessions (``cifarkit bench ladder``). Each step is compared
+with the step before it on matched seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from cifarkit import stats
+from cifarkit.config import ExperimentConfig
+from cifarkit.fast import ablation_overrides
+from cifarkit.study import Comparison, Variant, available_runs, compare_runs, gather_runs, seed_list
+
+EXPERIMENT = "airbench"
+
+
+def ladder_variants(experiment: str = EXPERIMENT) -> dict[str, Variant]:
+    """One variant per ladder step, in order; each holds the cumulative overrides."""
+    return {label: Variant(label, experiment, overrides) for label, overrides in ablation_overrides()}
+
+
+def ladder_configs(profile: str, common: Mapping[str, Any] | None = None,
+                   experiment: str = EXPERIMENT) -> dict[str, ExperimentConfig]:
+    return {label: v.config(profile, common) for label, v in ladder_variants(experiment).items()}
+
+
+@dataclass
+class Ladder:
+    """The steps that have runs (compared), and the command for each step that has not."""
+
+    steps: list[str]                      # every step, in ladder order
+    comparison: Comparison | None         # over the steps with runs for every seed
+    missing: dict[str, str]               # step → command that makes its runs
+
+    def step_pairs(self) -> dict[str, stats.PairedComparison]:
+        """Step → (step − previous step) on matched seeds, where both have runs."""
+        if self.comparison is None:
+            return {}
+        per_seed, out = self.comparison.per_seed, {}
+        for before, after in zip(self.steps, self.steps[1:], strict=False):
+            if before in per_seed and after in per_seed:
+                out[after] = stats.paired_comparison(per_seed[before].to_dict(), per_seed[after].to_dict())
+        return out
+
+    def table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
+        """One row per step: test accuracy mean and 95% CI, gain over the previous step with its
+        CI, training minutes per run; a step without runs says so."""
+        pairs, rows = self.step_pairs(), []
+        summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
+        for i, step in enumerate(self.steps):
+            if step not in summary.index:
+                rows.append({"step": step, "test acc (%)": "not run", "95% CI": "", "seeds": 0,
+                             "Δ vs previous step": "", "Δ 95% CI": "", "train min/run": ""})
+                continue
+            s, pair = summary.loc[step], pairs.get(step)
+            ci = (f"[{s['low'] * scale:.{digits}f}, {s['high'] * scale:.{digits}f}]"
+                  if pd.notna(s["low"]) else "n/a (1 seed)")
+            if i == 0:
+                diff, diff_ci = "start", ""
+            elif pair is None:
+                diff, diff_ci = "n/a (previous step not run)", ""
+            else:
+                diff = f"{pair.mean_diff * scale:+.{digits}f}"
+                diff_ci = (f"[{pair.low * scale:+.{digits}f}, {pair.high * scale:+.{digits}f}]"
+                           if pair.low is not None else "n/a (1 seed)")
+            rows.append({"step": step, "test acc (%)": f"{s['mean'] * scale:.{digits}f}", "95% CI": ci,
+                         "seeds": int(s["n"]), "Δ vs previous step": diff, "Δ 95% CI": diff_ci,
+                         "train min/run": f"{self.comparison.train_minutes[step]:.1f}"})
+        return pd.DataFrame(rows).set_index("step")
+
+    def sentences(self) -> list[str]:
+        """For each step with a measured predecessor, a sentence that claims only what its CI shows."""
+        previous = dict(zip(self.steps[1:], self.steps, strict=False))
+        return [stats.describe_comparison(pair, previous[step], step, metric="test accuracy")
+                for step, pair in self.step_pairs().items()]
+
+    def figure(self):
+        """Accuracy per step with CIs beside training minutes (:func:`cifarkit.plots.ladder_figure`)."""
+        from cifarkit.plots import ladder_figure
+
+        if self.comparison is None:
+            return ladder_figure(self.steps, pd.DataFrame(columns=["mean", "low", "high"]), pd.DataFrame(), {})
+        c = self.comparison
+        return ladder_figure(self.steps, c.summary, c.per_seed, c.train_minutes)
+
+    def caption(self) -> str:
+        return self.comparison.caption() if self.comparison is not None else "No ladder step has runs yet."
+
+
+def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool,
+               common: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT) -> Ladder:
+    """Gather the ladder's runs (training the missing ones when ``train``) and compare them."""
+    configs = ladder_configs(profile, common, experiment)
+    steps = list(configs)
+    if train:
+        runs, missing = gather_runs(configs, seed_list(seeds), train=True), {}
+    else:
+        runs, missing = available_runs(configs, seeds)
+    comparison = compare_runs(configs, runs, reference=next(iter(runs))) if runs else None
+    return Ladder(steps, comparison, missing)
