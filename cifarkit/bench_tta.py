@@ -22,10 +22,13 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 
 from cifarkit.errors import CifarkitError
 
 log = logging.getLogger(__name__)
+
+RESULT_GLOB = "time-to-accuracy-*.json"
 
 
 class TrainClock(keras.callbacks.Callback):
@@ -74,6 +77,7 @@ class TimeToAccuracy:
     seeds: list[SeedResult]
     environment: dict[str, Any]
     tta_shift: int = 1
+    train_size: int = 0                  # training images per epoch
 
     def summary(self) -> dict[str, Any]:
         from cifarkit.stats import summarise
@@ -163,8 +167,8 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     """
     from cifarkit.atomic import write_json
     from cifarkit.config import load_config
-    from cifarkit.evaluate import tta_views
     from cifarkit.data import splits_from_config
+    from cifarkit.evaluate import tta_views
     from cifarkit.paths import artifacts_dir
     from cifarkit.repro import environment_record
 
@@ -193,10 +197,10 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
         results.append(result)
         # Written after every seed: a session that ends mid-benchmark keeps the seeds it finished.
         report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                                environment, tta_shift)
+                                environment, tta_shift, len(splits.y_train))
         write_json(path, report.as_dict())
     report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                            environment, tta_shift)
+                            environment, tta_shift, len(splits.y_train))
     write_json(path, report.as_dict())
     return report, path
 
@@ -220,3 +224,47 @@ def finished_seeds(path: Path, config_hash: str, tta_shift: int) -> dict[int, Se
     except (ValueError, TypeError, KeyError) as exc:
         raise CifarkitError(f"{path} is not a time-to-accuracy result ({exc}); "
                             "delete it or pass --fresh to measure again") from exc
+
+
+def load_results(profile: str | None = None, folder: Path | None = None) -> list[TimeToAccuracy]:
+    """The time-to-accuracy results under ``artifacts/bench`` (of one profile if given), newest
+    measurement last; files that are not results are skipped with a warning."""
+    import json
+
+    from cifarkit.paths import artifacts_dir
+
+    folder = folder or artifacts_dir() / "bench"
+    found = []
+    for path in sorted(folder.glob(RESULT_GLOB), key=lambda p: p.stat().st_mtime):
+        try:
+            data = json.loads(path.read_text())
+            data.pop("summary", None)
+            data["seeds"] = [SeedResult(**row) for row in data["seeds"]]
+            result = TimeToAccuracy(**data)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("skipping %s: not a time-to-accuracy result (%s)", path, exc)
+            continue
+        if profile is None or result.profile == profile:
+            found.append(result)
+    return found
+
+
+def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
+    """One row per result: experiment, config, seeds, test accuracy with and without TTA
+    (mean ± std over seeds), training and total minutes, who reached the target and when."""
+    rows = []
+    for r in results:
+        reached = [s.time_to_target for s in r.seeds if s.time_to_target is not None]
+        rows.append({
+            "experiment": r.experiment, "config": r.config_hash[:12], "seeds": len(r.seeds),
+            "train images": f"{r.train_size:,}" if r.train_size else "?",
+            "epochs": r.seeds[0].epochs if r.seeds else 0,
+            "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
+            "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),
+            "train min": _spread([s.train_seconds for s in r.seeds], 1 / 60, 1),
+            "total min": _spread([s.total_seconds for s in r.seeds], 1 / 60, 1),
+            "val target": f"{r.target:.1%}",
+            "reached": f"{len(reached)}/{len(r.seeds)}"
+                       + (f" at {_spread(reached, 1 / 60, 1)} min" if reached else ""),
+        })
+    return pd.DataFrame(rows)

@@ -75,6 +75,7 @@ COMPONENTS: dict[str, str] = {
     "data": "data changed",
     "lock": "lock file changed",
     "runs": "the run store changed",
+    "benchmarks": "benchmark results changed",
 }
 NEVER_EXECUTED = "never executed"
 
@@ -371,6 +372,26 @@ def lists_runs(path: Path) -> bool:
     return bool(_cifarkit_metadata(path).get("lists_runs"))
 
 
+def reads_benchmarks(path: Path) -> bool:
+    """A chapter that shows benchmark results (``{"cifarkit": {"reads_benchmarks": true}}``)
+    gets the time-to-accuracy JSON files in its cache key, so a new measurement re-executes it."""
+    return bool(_cifarkit_metadata(path).get("reads_benchmarks"))
+
+
+def benchmarks_hash() -> str:
+    """SHA-256 over the time-to-accuracy results' names and contents."""
+    from cifarkit.bench_tta import RESULT_GLOB
+    from cifarkit.paths import artifacts_dir
+
+    entries = []
+    for path in sorted((artifacts_dir() / "bench").glob(RESULT_GLOB)):
+        try:
+            entries.append([path.name, _sha256(path.read_bytes())])
+        except OSError:
+            continue
+    return _sha256(canonical_json(entries).encode())
+
+
 def execution_order(chapters: Sequence[Page]) -> list[Page]:
     """Toc order, except that chapters which read the other chapters' runs (notebook
     metadata ``{"cifarkit": {"execute_last": true}}``, e.g. the introduction's findings,
@@ -410,6 +431,8 @@ def chapter_components(page: Page, parameters: Mapping[str, Any],
     }
     if lists_runs(page.source):
         components["runs"] = runs_index_hash()
+    if reads_benchmarks(page.source):
+        components["benchmarks"] = benchmarks_hash()
     return components
 
 

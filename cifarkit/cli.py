@@ -208,6 +208,25 @@ def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ladder(args: argparse.Namespace) -> int:
+    from cifarkit.ladder import run_ladder
+
+    ladder = run_ladder(args.profile, args.seeds, train=not args.dry_run, common=dict(args.overrides))
+    with pd_display():
+        print(ladder.table().to_string())
+    for step, command in ladder.missing.items():
+        print(f"not run: {step}: {command}")
+    for sentence in ladder.sentences():
+        print(sentence)
+    return 1 if ladder.missing else 0
+
+
+def pd_display():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_colwidth", 60)
+
+
 def cmd_bench_gradcam(args: argparse.Namespace) -> int:
     import json
 
@@ -363,6 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="output file (default artifacts/bench/time-to-accuracy-<exp>-<profile>-<hash>.json)")
     p.add_argument("--fresh", action="store_true",
                    help="measure every seed again (default: keep seeds that file already holds for this config)")
+
+    p = add(bench, "ladder", cmd_bench_ladder,
+            "the fast recipe's ablation ladder (configs/airbench.yaml, one trick added per step): train the "
+            "missing steps through the run store (cached, resumable) and print accuracy and time per step")
+    p.add_argument("--profile", "-p", default="cpu",
+                   help="smoke | cpu | full | none | path to a profile YAML (default cpu)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per step (default 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   type=_override, help="override a config value for every step (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="train nothing: show the steps that have runs and the command for each that has not")
 
     p = add(bench, "gradcam", cmd_bench_gradcam,
             "seconds for Grad-CAM maps of N images (last line of the output)")

@@ -619,6 +619,22 @@ def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch
     assert bb.chapter_components(plain, {}, shared) == bb.chapter_components(plain, {}, shared)
 
 
+def test_benchmark_reading_chapters_depend_on_the_benchmark_results(tmp_path):
+    page = bb.Page("book/f", _with_metadata(write_nb(tmp_path / "f.ipynb"), reads_benchmarks=True), "notebook")
+    shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
+    before = bb.chapter_components(page, {}, shared)
+    bench = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    (bench / "gradcam-x.json").write_text("{}")  # not a time-to-accuracy result: no change
+    assert bb.chapter_components(page, {}, shared) == before
+    (bench / "time-to-accuracy-airbench-cpu-0123.json").write_text("{}")
+    after = bb.chapter_components(page, {}, shared)
+    assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
+        "benchmark results changed"]
+    assert "benchmarks" not in bb.chapter_components(bb.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"),
+                                                      {}, shared)
+
+
 def test_staging_copies_the_book_roots_static_css(tmp_path):
     root = make_book(tmp_path / "src", {"data": ['x = 1']})
     (root / "_static").mkdir()

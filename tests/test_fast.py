@@ -288,3 +288,42 @@ def test_time_to_accuracy_rejects_bad_input(tmp_path: Path, tiny_tree: Path) -> 
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "time-to-accuracy", "airbench", "--target", "abc"])
     assert exit_info.value.code == 2
+
+
+def _result_json(path: Path, config_hash: str = "abc", seeds: int = 2, **extra: object) -> None:
+    from cifarkit.bench_tta import SeedResult, TimeToAccuracy
+
+    rows = [SeedResult(i, 10, 600.0 + i, 660.0 + i, None, None, 0.9, 0.91,
+                       [{"epoch": 1, "train_seconds": 300.0, "val_accuracy": 0.8},
+                        {"epoch": 2, "train_seconds": 600.0 + i, "val_accuracy": 0.92}]) for i in range(seeds)]
+    data = TimeToAccuracy("airbench", "cpu", config_hash, 0.95, ["identity"], rows, {}, 1, 49000).as_dict()
+    path.write_text(json.dumps({**data, **extra}))
+
+
+def test_finished_seeds_match_config_and_tta_and_recompute_the_target(tmp_path: Path) -> None:
+    from cifarkit.bench_tta import finished_seeds, with_target
+
+    path = tmp_path / "r.json"
+    assert finished_seeds(path, "abc", 1) == {}
+    _result_json(path)
+    kept = finished_seeds(path, "abc", 1)
+    assert sorted(kept) == [0, 1] and kept[1].train_seconds == 601.0
+    assert finished_seeds(path, "other", 1) == {} and finished_seeds(path, "abc", 0) == {}
+    hit = with_target(kept[0], 0.9)
+    assert (hit.epoch_to_target, hit.time_to_target) == (2, 600.0)
+    assert with_target(kept[0], 0.5).epoch_to_target == 1 and with_target(kept[0], 0.99).time_to_target is None
+    path.write_text("{not json")
+    with pytest.raises(CifarkitError, match="not a time-to-accuracy result.*--fresh"):
+        finished_seeds(path, "abc", 1)
+
+
+def test_load_results_and_table(tmp_path: Path) -> None:
+    from cifarkit.bench_tta import load_results, results_table
+
+    _result_json(tmp_path / "time-to-accuracy-a.json")
+    (tmp_path / "time-to-accuracy-broken.json").write_text("[]")
+    results = load_results("cpu", tmp_path)
+    assert len(results) == 1 and load_results("smoke", tmp_path) == []
+    row = results_table(results).iloc[0]
+    assert row["test % (TTA)"] == "91.00 ± 0.00" and row["train images"] == "49,000"
+    assert row["train min"] == "10.0 ± 0.0" and row["reached"] == "0/2"
