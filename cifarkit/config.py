@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -50,9 +51,17 @@ _HASH_OMIT_AT_DEFAULT: tuple[tuple[str, ...], ...] = (
     ("train", "augment", "mode"),
     ("train", "augment", "alternating_flip"),
     ("train", "ema"),
+    ("train", "ema", "ramp"),
     ("data", "classes"),
     ("transfer",),
 )
+
+
+def _model_class(annotation: Any) -> Any:
+    """The pydantic model inside ``Model | None`` (or the annotation itself)."""
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    return next(arg for arg in typing.get_args(annotation) if hasattr(arg, "model_fields"))
 
 
 class _Strict(BaseModel):
@@ -192,11 +201,22 @@ class AugmentConfig(_Strict):
 
 
 class EmaConfig(_Strict):
-    """Keras' optimizer-level weight EMA (``use_ema``); overwriting every few steps is lookahead."""
+    """Weight averaging. ``ramp: none`` is Keras' optimizer-level EMA (``use_ema``, fixed
+    momentum); overwriting every few steps makes it lookahead. ``ramp: cubic`` is airbench's
+    lookahead (:class:`cifarkit.fast.Lookahead`), whose averaging grows as (step/total)^3."""
 
     momentum: float = Field(0.99, ge=0.0, lt=1.0)
     overwrite_every: int | None = Field(
         None, ge=1, description="Copy the average into the weights every N steps (None: at the end only).")
+    ramp: Literal["none", "cubic"] = Field(
+        "none", description="none: Keras use_ema, fixed momentum; cubic: airbench lookahead, momentum^N x (t/T)^3.")
+
+    @model_validator(mode="after")
+    def _cubic_needs_a_period(self) -> EmaConfig:
+        if self.ramp == "cubic" and self.overwrite_every is None:
+            raise ValueError("train.ema.ramp 'cubic' is lookahead and needs train.ema.overwrite_every "
+                             "(airbench uses 5)")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -284,8 +304,10 @@ class ExperimentConfig(_Strict):
         for path in _HASH_OMIT_AT_DEFAULT:
             node, owner = dumped, ExperimentConfig
             for key in path[:-1]:
-                node, owner = node[key], owner.model_fields[key].annotation
-            if node.get(path[-1]) == owner.model_fields[path[-1]].default:
+                node, owner = node.get(key), _model_class(owner.model_fields[key].annotation)
+                if node is None:  # an optional section that is off (or omitted): nothing inside to omit
+                    break
+            if node is not None and node.get(path[-1]) == owner.model_fields[path[-1]].default:
                 node.pop(path[-1], None)
         return dumped
 

@@ -24,6 +24,7 @@ from cifarkit.checkpoint import CheckpointManager, EpochReseed
 from cifarkit.config import ExperimentConfig
 from cifarkit.data import Splits
 from cifarkit.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
+from cifarkit.fast import lookahead_callbacks
 from cifarkit.models import build_model, init_from_data
 from cifarkit.progress import EpochProgress
 from cifarkit.recipe import class_weights, compile_model, coupled_l2, per_class_metric_name
@@ -127,6 +128,7 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
             EpochReseed(seed),
             *transfer_callbacks,
             EpochProgress(total_epochs=train_cfg.epochs, steps_per_epoch=steps),
+            *lookahead_callbacks(train_cfg.ema, steps, train_cfg.epochs),
             *(callbacks or []),
             _CheckpointEachEpoch(manager, history, train_cfg.snapshot_epochs, run_dir / "snapshots",
                                  epoch_hooks or [], state["train_seconds"]),

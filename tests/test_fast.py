@@ -18,7 +18,7 @@ from cifarkit.errors import CifarkitError, ConfigError
 TINY = AirbenchConfig(widths=(8, 16, 16), whiten_images=50)
 
 
-def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "") -> Path:
+def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "", ramp: str = "none") -> Path:
     path = folder / "tiny_airbench.yaml"
     path.write_text(
         "model:\n  name: airbench\n  airbench: {widths: [8, 16, 16], whiten_images: 50}\n"
@@ -28,7 +28,7 @@ def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "") 
         "  schedule: {name: triangular, final_lr_fraction: 0.07}\n"
         "  loss: {name: crossentropy, label_smoothing: 0.2}\n"
         "  augment: {crop_padding: 2, flip: true, mode: batch, alternating_flip: true}\n"
-        "  ema: {momentum: 0.9, overwrite_every: 2}\n"
+        f"  ema: {{momentum: 0.9, overwrite_every: 2, ramp: {ramp}}}\n"
         f"{extra}")
     return path
 
@@ -147,8 +147,44 @@ def test_triangular_schedule_shape() -> None:
 
 def test_ema_options() -> None:
     assert fast.ema_options(None) == {}
-    cfg = load_config("airbench", "smoke").train
+    cfg = load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train
     assert fast.ema_options(cfg.ema) == {"use_ema": True, "ema_momentum": 0.95, "ema_overwrite_frequency": 5}
+
+
+def test_cubic_lookahead_is_a_callback_and_needs_a_period() -> None:
+    cfg = load_config("airbench", "smoke").train  # the recipe uses airbench's ramp
+    assert fast.ema_options(cfg.ema) == {}
+    (callback,) = fast.lookahead_callbacks(cfg.ema, steps_per_epoch=10, epochs=3)
+    assert isinstance(callback, fast.Lookahead) and callback.total_steps == 30 and callback.every == 5
+    assert fast.lookahead_callbacks(load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train.ema, 10, 3) == []
+    with pytest.raises(ConfigError, match="needs train.ema.overwrite_every"):
+        load_config("airbench", "smoke", {"train.ema.ramp": "cubic", "train.ema.overwrite_every": None})
+
+
+def test_lookahead_decay_ramps_cubically_to_airbench_end_value() -> None:
+    assert fast.lookahead_decay(0, 100, 0.95, 5) == 0.0
+    assert fast.lookahead_decay(50, 100, 0.95, 5) == pytest.approx(0.95 ** 5 / 8)
+    assert fast.lookahead_decay(100, 100, 0.95, 5) == pytest.approx(0.7738, abs=1e-4)
+    assert fast.lookahead_decay(120, 100, 0.95, 5) == fast.lookahead_decay(100, 100, 0.95, 5)
+
+
+def test_lookahead_averages_every_period_and_at_each_epoch_end() -> None:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    w = model.layers[0].kernel
+    w.assign(np.zeros((2, 1), np.float32))
+    callback = fast.Lookahead(momentum=0.9, every=2, steps_per_epoch=3, epochs=2)
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    w.assign(np.ones((2, 1), np.float32))
+    callback.on_train_batch_end(0)  # step 1: not a sync step, weights untouched
+    np.testing.assert_allclose(w.numpy(), 1.0)
+    callback.on_train_batch_end(1)  # step 2: average moves (1 - d) of the way, weights follow
+    d = fast.lookahead_decay(2, 6, 0.9, 2)
+    np.testing.assert_allclose(w.numpy(), 1.0 - d, rtol=1e-6)
+    w.assign(np.full((2, 1), 3.0, np.float32))
+    callback.on_train_batch_end(2)  # step 3: last batch of the epoch syncs too
+    d3 = fast.lookahead_decay(3, 6, 0.9, 2)
+    np.testing.assert_allclose(w.numpy(), (1.0 - d) + (1 - d3) * (3.0 - (1.0 - d)), rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- batch augmentation
@@ -208,11 +244,12 @@ def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path) -> None:
+@pytest.mark.parametrize("ramp", ["none", "cubic"])
+def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path, ramp: str) -> None:
     from cifarkit.data import splits_from_config
     from cifarkit.train import train_run
 
-    cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2), None)
+    cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2, ramp=ramp), None)
     splits = splits_from_config(cfg.data)
     straight = train_run(cfg, 0, tmp_path / "straight", splits)
     assert np.isfinite(straight.test_logits).all() and len(straight.history) == 2
