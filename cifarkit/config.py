@@ -193,8 +193,6 @@ class AugmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _batch_mode_options(self) -> AugmentConfig:
-        if self.mode == "batch" and self.cutout:
-            raise ValueError("cutout is only implemented per image; set mode: per_image or cutout: 0")
         if self.alternating_flip and (self.mode != "batch" or not self.flip):
             raise ValueError("alternating_flip needs mode: batch and flip: true")
         return self

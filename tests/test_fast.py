@@ -57,8 +57,7 @@ def test_airbench_config_is_canonical_and_checked() -> None:
         load_config("resnet20", "cpu", {"model.airbench": {"dirac": False}})
     with pytest.raises(ConfigError, match="alternating_flip needs mode: batch"):
         load_config("resnet20", "cpu", {"train.augment.alternating_flip": True})
-    with pytest.raises(ConfigError, match="cutout is only implemented per image"):
-        load_config("airbench", "cpu", {"train.augment.cutout": 8})
+    assert load_config("airbench", "cpu", {"train.augment.cutout": 8}).train.augment.cutout == 8  # batch mode too
     with pytest.raises(ConfigError, match="only used by schedule 'triangular'"):
         load_config("resnet20", "cpu", {"train.schedule.triangle_peak": 0.5})
 

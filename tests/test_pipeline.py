@@ -1,8 +1,11 @@
-"""The per-image tf.data augmentation: cutout blanks one square per image, reproducibly."""
+"""The tf.data augmentation, per image and vectorised per batch: cutout blanks one square per
+image, reproducibly."""
 
 from __future__ import annotations
 
 import numpy as np
+
+import pytest
 
 from cifarkit.config import AugmentConfig
 from cifarkit.data.pipeline import train_dataset
@@ -16,8 +19,9 @@ def _one_epoch(aug: AugmentConfig, seed: int = 0) -> np.ndarray:
     return images.numpy()
 
 
-def test_cutout_blanks_one_square_of_at_most_size_squared_pixels():
-    images = _one_epoch(AugmentConfig(enabled=True, crop_padding=0, flip=False, cutout=8))
+@pytest.mark.parametrize("mode", ["per_image", "batch"])
+def test_cutout_blanks_one_square_of_at_most_size_squared_pixels(mode):
+    images = _one_epoch(AugmentConfig(enabled=True, crop_padding=0, flip=False, cutout=8, mode=mode))
     blank = (images == 0).all(axis=-1)
     for mask in blank:
         rows, cols = np.nonzero(mask)
@@ -27,7 +31,15 @@ def test_cutout_blanks_one_square_of_at_most_size_squared_pixels():
     assert not np.array_equal(blank[0], blank[1])  # each image its own square
 
 
-def test_augmentation_is_a_function_of_the_seed():
-    aug = AugmentConfig(enabled=True, crop_padding=4, flip=True, cutout=8)
+@pytest.mark.parametrize("mode", ["per_image", "batch"])
+def test_augmentation_is_a_function_of_the_seed(mode):
+    aug = AugmentConfig(enabled=True, crop_padding=4, flip=True, cutout=8, mode=mode)
     assert np.array_equal(_one_epoch(aug, 3), _one_epoch(aug, 3))
     assert not np.array_equal(_one_epoch(aug, 3), _one_epoch(aug, 4))
+
+
+def test_batch_cutout_covers_full_squares_inside_and_clips_at_the_border():
+    images = np.concatenate([_one_epoch(AugmentConfig(enabled=True, crop_padding=0, flip=False, cutout=8,
+                                                      mode="batch"), seed) for seed in range(8)])
+    sizes = (images == 0).all(axis=-1).sum(axis=(1, 2))
+    assert sizes.max() == 64 and sizes.min() < 64  # centred inside: full square; near a border: clipped

@@ -35,21 +35,25 @@ def _augment_one(image: tf.Tensor, seed: tf.Tensor, aug: AugmentConfig) -> tf.Te
 
 def _cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     """Zero a size x size square centred uniformly at random (DeVries & Taylor 2017)."""
-    height, width = image.shape[0], image.shape[1]
+    return _cutout_batch(image[None], size, seed)[0]
+
+
+def _cutout_batch(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+    """:func:`_cutout` for a ``(B, H, W, C)`` batch, one random centre per image, no map."""
+    height, width = images.shape[1], images.shape[2]
     # Integer stateless_uniform takes a scalar maxval only: draw in [0, 1) and scale per axis.
-    unit = tf.random.stateless_uniform([2], seed, dtype=tf.float32)
+    unit = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, dtype=tf.float32)
     centre = tf.cast(tf.floor(unit * tf.constant([height, width], tf.float32)), tf.int32)
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    half = size // 2
-    inside = ((rows >= centre[0] - half) & (rows < centre[0] - half + size)
-              & (cols >= centre[1] - half) & (cols < centre[1] - half + size))
-    return image * tf.cast(~inside, image.dtype)[:, :, None]
+    top, left = (centre[:, :1] - size // 2)[:, :, None], (centre[:, 1:] - size // 2)[:, :, None]
+    rows = tf.range(height)[None, :, None]
+    cols = tf.range(width)[None, None, :]
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return images * tf.cast(~inside, images.dtype)[..., None]
 
 
 def _augment_batch(images: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor, epoch: tf.Tensor,
                    flip_bits: tf.Tensor, aug: AugmentConfig) -> tf.Tensor:
-    """Translate + flip a whole uint8 batch ``(B, H, W, C)`` at once (no per-image map).
+    """Translate, flip and cutout a whole uint8 batch ``(B, H, W, C)`` at once (no per-image map).
 
     Translation: reflect-pad by ``crop_padding`` and cut each image's window at a random
     offset with two batched gathers. Flip: random per image or, with ``alternating_flip``
@@ -59,7 +63,7 @@ def _augment_batch(images: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor, epoch
     """
     batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
-    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
     if aug.crop_padding:
         p = aug.crop_padding
         padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
@@ -73,6 +77,8 @@ def _augment_batch(images: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor, epoch
         else:
             flip = tf.random.stateless_uniform([batch], seeds[1]) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    if aug.cutout:
+        images = _cutout_batch(images, aug.cutout, seeds[2])
     return images
 
 
