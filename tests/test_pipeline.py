@@ -4,7 +4,6 @@ image, reproducibly."""
 from __future__ import annotations
 
 import numpy as np
-
 import pytest
 
 from cifarkit.config import AugmentConfig
