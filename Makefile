@@ -8,7 +8,7 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint book chapter demo site-check recover backup mlflow-ui clean-book
+.PHONY: help venv test test-fast lint book chapter demo fast-goals site-check recover backup mlflow-ui clean-book
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ site-check: $(STAMP)  ## open every page of the built site (_build/html) in head
 
 demo: $(STAMP)  ## presentation demo from cached artifacts (PROFILE=smoke|cpu): data, baseline, ablations, interpretability
 	$(VENV)/bin/cifarkit demo --profile $(PROFILE)
+
+fast-goals: $(STAMP)  ## issue 9's measurements (hours on 2 cores); rerun to go on: finished seeds and runs are kept
+	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100
+	$(VENV)/bin/cifarkit bench time-to-accuracy resnet20_fast --epochs 30 --target 88.5 --seeds 3 --set data.val_per_class=100
+	$(VENV)/bin/cifarkit bench ladder --seeds 1
 
 recover: $(STAMP)  ## restore artifacts/ from a backup: make recover FILE=backup.tar
 	@test -n "$(FILE)" || { echo "error: pass the backup: make recover FILE=path/to/backup.tar" >&2; exit 2; }
