@@ -1,8 +1,9 @@
 """Time-to-accuracy benchmark: wall time of *training* until held-out accuracy reaches a target.
 
 Each seed trains fresh (never from the run store: a cached run would time nothing) into a
-scratch folder that is deleted afterwards, through the same :func:`cifarkit.train.train_run`
-every run uses. A Keras callback clocks each epoch from its first batch to the start of
+folder of its own that is deleted once the seed is measured, through the same
+:func:`cifarkit.train.train_run` every run uses; a seed cut short by the end of a session
+keeps its checkpoint there and the next call resumes it. A Keras callback clocks each epoch from its first batch to the start of
 its validation pass, so the validation evaluation and the checkpoint write at the end of
 each epoch are excluded from the timed training; the total wall time (everything, data
 loading and evaluation included) is reported beside it. The target is checked on the
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 RESULT_GLOB = "time-to-accuracy-*.json"
 
 
+TIMED_KEY = "timed_train_seconds"  # the epoch's training seconds, stored in the run's history row
+
+
 class TrainClock(keras.callbacks.Callback):
-    """Cumulative training seconds per epoch, excluding the validation pass and what follows it."""
+    """Cumulative training seconds per epoch, excluding the validation pass and what follows it.
+
+    Each epoch's own figure is also put into the epoch's logs (``timed_train_seconds``), so the
+    checkpoint's history keeps it and a resumed seed can add up the epochs of earlier sessions.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,8 +57,11 @@ class TrainClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.on_test_begin()  # no validation data: the epoch ends here
+        before = self.per_epoch[-1][0] if self.per_epoch else 0.0
         val = (logs or {}).get("val_accuracy")
         self.per_epoch.append((self.train_seconds, None if val is None else float(val)))
+        if logs is not None:  # the same dict reaches the checkpoint callback after this one
+            logs[TIMED_KEY] = self.train_seconds - before
 
 
 @dataclass
@@ -65,6 +75,7 @@ class SeedResult:
     test_accuracy: float
     test_accuracy_tta: float
     val_curve: list[dict[str, float | None]] = field(default_factory=list)
+    resumed_from_epoch: int = 0          # > 0: epochs before it were trained by an earlier, interrupted call
 
 
 @dataclass
@@ -130,28 +141,44 @@ def with_target(result: SeedResult, target: float) -> SeedResult:
 
 
 def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Path) -> tuple[SeedResult, list[str]]:
-    """Train ``cfg`` with ``seed`` from scratch into ``scratch`` and measure it."""
+    """Train ``cfg`` with ``seed`` into ``scratch`` and measure it.
+
+    ``scratch`` is deleted once the seed is measured. If an earlier call was interrupted
+    (a session that ended), its checkpoint there is resumed: the training seconds of its
+    epochs come from their history rows, the total adds their epoch wall times.
+    """
     from cifarkit.evaluate import tta_evaluate
     from cifarkit.train import predict_logits, train_run
 
     started = time.perf_counter()
-    clock = TrainClock()
-    try:
-        outcome = train_run(cfg, seed, scratch, splits, callbacks=[clock])
-        tta = tta_evaluate(lambda x: predict_logits(outcome.model, x), splits.x_test, splits.y_test,
-                           flip=True, shift=tta_shift)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    curve = [{"epoch": i + 1, "train_seconds": t, "val_accuracy": v} for i, (t, v) in enumerate(clock.per_epoch)]
+    outcome = train_run(cfg, seed, scratch, splits, callbacks=[TrainClock()])
+    tta = tta_evaluate(lambda x: predict_logits(outcome.model, x), splits.x_test, splits.y_test,
+                       flip=True, shift=tta_shift)
+    resumed = outcome.resumed_from_epoch
+    curve, elapsed = [], 0.0
+    for row in outcome.history:
+        # an epoch without the clock's figure (never expected) counts its whole wall time
+        elapsed += float(row.get(TIMED_KEY, row.get("epoch_seconds", 0.0)))
+        val = row.get("val_accuracy")
+        curve.append({"epoch": int(row["epoch"]), "train_seconds": elapsed,
+                      "val_accuracy": None if val is None else float(val)})
+    earlier_wall = sum(float(row.get("epoch_seconds", 0.0)) for row in outcome.history[:resumed])
     result = with_target(SeedResult(
-        seed=seed, epochs=len(curve), train_seconds=clock.train_seconds,
-        total_seconds=time.perf_counter() - started, time_to_target=None, epoch_to_target=None,
-        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve), target)
-    hit = None if result.epoch_to_target is None else {"epoch": result.epoch_to_target}
-    log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training, target %s", seed, 100 * result.test_accuracy,
+        seed=seed, epochs=len(curve), train_seconds=elapsed,
+        total_seconds=earlier_wall + time.perf_counter() - started, time_to_target=None, epoch_to_target=None,
+        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve,
+        resumed_from_epoch=resumed), target)
+    shutil.rmtree(scratch, ignore_errors=True)
+    log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training%s, target %s", seed, 100 * result.test_accuracy,
              100 * result.test_accuracy_tta, result.train_seconds,
-             "not reached" if hit is None else f"reached after epoch {hit['epoch']}")
+             f" (resumed after epoch {resumed})" if resumed else "",
+             "not reached" if result.epoch_to_target is None else f"reached after epoch {result.epoch_to_target}")
     return result, list(tta.views)
+
+
+def partial_dir(bench_dir: Path, name: str, config_hash: str, seed: int) -> Path:
+    """Where one seed trains; kept if the call is interrupted, so the next call resumes it."""
+    return bench_dir / f".partial-{name}-{config_hash[:12]}-seed{seed}"
 
 
 def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, seeds: int = 3,
@@ -160,8 +187,9 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     """Train ``seeds`` fresh runs (seeds 0..N-1) and write the measurements as JSON.
 
     The JSON is rewritten after each seed. With ``resume`` a seed already in that file for the
-    same config hash and TTA is kept rather than trained again, so ``--seeds 3`` can be
-    completed across sessions; each kept seed was itself one uninterrupted training.
+    same config hash and TTA is kept rather than trained again, and a seed whose training was
+    interrupted resumes from its last epoch (:func:`run_seed`), so ``--seeds 3`` can be
+    completed across sessions.
 
     ``out`` defaults to ``artifacts/bench/time-to-accuracy-<experiment>-<profile>-<hash12>.json``.
     """
@@ -183,6 +211,9 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     bench_dir = artifacts_dir() / "bench"
     path = Path(out) if out else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
     done = finished_seeds(path, cfg.content_hash(), tta_shift) if resume else {}
+    if not resume:  # --fresh: interrupted seeds of this config start over too
+        for seed in range(seeds):
+            shutil.rmtree(partial_dir(bench_dir, cfg.name, cfg.content_hash(), seed), ignore_errors=True)
     results: list[SeedResult] = []
     views = list(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
     environment = environment_record()
@@ -191,8 +222,9 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
             log.info("[seed %d/%d] kept from %s (--fresh measures it again)", seed + 1, seeds, path)
             results.append(with_target(done[seed], target))
             continue
-        log.info("[seed %d/%d] training %s (%s) from scratch", seed + 1, seeds, cfg.name, cfg.profile)
-        scratch = bench_dir / f".scratch-{cfg.name}-{seed}-{uuid.uuid4().hex[:8]}"
+        scratch = partial_dir(bench_dir, cfg.name, cfg.content_hash(), seed)
+        log.info("[seed %d/%d] training %s (%s) %s", seed + 1, seeds, cfg.name, cfg.profile,
+                 "from an interrupted earlier call" if (scratch / "checkpoint").exists() else "from scratch")
         result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
         results.append(result)
         # Written after every seed: a session that ends mid-benchmark keeps the seeds it finished.

@@ -292,13 +292,41 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert [row["epoch"] for row in seed["val_curve"]] == [1, 2]
     assert 0 <= seed["test_accuracy_tta"] <= 1
     assert data["summary"]["reached"] == 1
-    assert not list((out.parent).glob(".scratch-*"))
+    assert not list((out.parent).glob(".partial-*"))
 
     # A second call with more seeds keeps seed 0 (no retraining) and recomputes its target.
     from cifarkit.bench_tta import time_to_accuracy
     result, _ = time_to_accuracy(str(yaml_path), None, target=0.999, seeds=1, tta_shift=0, out=out,
                                  overrides={"train.epochs": 2, "train.batch_size": 16})
     assert result.seeds[0].train_seconds == seed["train_seconds"] and result.seeds[0].time_to_target is None
+
+
+@pytest.mark.slow
+def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path: Path, tiny_tree: Path) -> None:
+    from cifarkit.bench_tta import TIMED_KEY, TrainClock, partial_dir, time_to_accuracy
+    from cifarkit.data import splits_from_config
+    from cifarkit.paths import artifacts_dir
+    from cifarkit.train import train_run
+
+    cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2), None)
+    scratch = partial_dir(artifacts_dir() / "bench", cfg.name, cfg.content_hash(), 0)
+
+    class SessionEnd(Exception):
+        pass
+
+    def end_after_first(epoch: int, row: dict) -> None:
+        assert row[TIMED_KEY] > 0  # the clock's figure reached the checkpointed history
+        raise SessionEnd
+
+    with pytest.raises(SessionEnd):
+        train_run(cfg, 0, scratch, splits_from_config(cfg.data), callbacks=[TrainClock()],
+                  epoch_hooks=[end_after_first])
+    result, _ = time_to_accuracy(str(_tiny_yaml(tmp_path, tiny_tree, epochs=2)), None, target=0.01, seeds=1,
+                                 tta_shift=0, out=tmp_path / "r.json")
+    (seed,) = result.seeds
+    assert seed.resumed_from_epoch == 1 and seed.epochs == 2 and [r["epoch"] for r in seed.val_curve] == [1, 2]
+    assert 0 < seed.val_curve[0]["train_seconds"] < seed.train_seconds <= seed.total_seconds
+    assert not scratch.exists()
 
 
 def test_headline_reports_mean_spread_and_reached_seeds() -> None:
