@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cifarkit import stats
 from cifarkit.study import Comparison
 
 
@@ -17,7 +18,8 @@ def headline(comparison: Comparison, model: str, baseline: str) -> str:
     """"ResNet20 reaches 83.4% test accuracy (95% CI [..]) over 3 seeds; the baseline CNN ..."""
     def one(label: str) -> str:
         s = comparison.summary.loc[label]
-        ci = (f"95% CI [{s['low'] * 100:.1f}, {s['high'] * 100:.1f}]" if s["n"] > 1 else "one seed, no CI")
+        ci = ("95% CI " + stats.interval_text(s["low"], s["high"], digits=1) if s["n"] > 1
+              else "one seed, no CI")
         return f"{s['mean'] * 100:.1f}% ({ci})"
 
     n = int(comparison.summary.loc[model, "n"])

@@ -63,16 +63,14 @@ class Ladder:
                              "Δ vs previous step": "", "Δ 95% CI": "", "train min/run": ""})
                 continue
             s, pair = summary.loc[step], pairs.get(step)
-            ci = (f"[{s['low'] * scale:.{digits}f}, {s['high'] * scale:.{digits}f}]"
-                  if pd.notna(s["low"]) else "n/a (1 seed)")
+            ci = stats.interval_text(s["low"], s["high"], scale=scale, digits=digits)
             if i == 0:
                 diff, diff_ci = "start", ""
             elif pair is None:
                 diff, diff_ci = "n/a (previous step not run)", ""
             else:
                 diff = f"{pair.mean_diff * scale:+.{digits}f}"
-                diff_ci = (f"[{pair.low * scale:+.{digits}f}, {pair.high * scale:+.{digits}f}]"
-                           if pair.low is not None else "n/a (1 seed)")
+                diff_ci = stats.interval_text(pair.low, pair.high, scale=scale, digits=digits, signed=True)
             rows.append({"step": step, "test acc (%)": f"{s['mean'] * scale:.{digits}f}", "95% CI": ci,
                          "seeds": int(s["n"]), "Δ vs previous step": diff, "Δ 95% CI": diff_ci,
                          "train min/run": f"{self.comparison.train_minutes[step]:.1f}"})

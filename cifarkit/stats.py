@@ -83,6 +83,17 @@ class Summary:
         return out
 
 
+def interval_text(low: float | None, high: float | None, *, scale: float = 100.0, digits: int = 2,
+                  signed: bool = False, missing: str = "n/a (1 seed)") -> str:
+    """``[low, high]`` scaled (e.g. to percent), with signs for differences; ``missing``
+    when there is no interval (fewer than two seeds). The one formatter of interval text
+    in tables and prose."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return missing
+    sign = "+" if signed else ""
+    return f"[{low * scale:{sign}.{digits}f}, {high * scale:{sign}.{digits}f}]"
+
+
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """Student-t interval of the mean (n-1 degrees of freedom); None for fewer than 2 values."""
     x = np.asarray(values, np.float64)

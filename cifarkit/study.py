@@ -138,15 +138,14 @@ class Comparison:
         rows = []
         for label in self.summary.index:
             s, p = self.summary.loc[label], self.paired.get(label)
-            ci = (f"[{s['low'] * scale:.{digits}f}, {s['high'] * scale:.{digits}f}]"
-                  if pd.notna(s["low"]) else "n/a (1 seed)")
+            ci = stats.interval_text(s["low"], s["high"], scale=scale, digits=digits)
             if label == self.reference:
                 diff = diff_ci = p_text = "reference"
             elif p is None or p.low is None:
                 diff, diff_ci, p_text = (f"{p.mean_diff * scale:+.{digits}f}" if p else "n/a"), "n/a", "n/a"
             else:
                 diff = f"{p.mean_diff * scale:+.{digits}f}"
-                diff_ci = f"[{p.low * scale:+.{digits}f}, {p.high * scale:+.{digits}f}]"
+                diff_ci = stats.interval_text(p.low, p.high, scale=scale, digits=digits, signed=True)
                 p_text = "< 0.001" if p.p_value is not None and p.p_value < 0.001 else f"{p.p_value:.3f}"
             rows.append({"variant": label, "mean (%)": f"{s['mean'] * scale:.{digits}f}", "95% CI": ci,
                          "seeds": int(s["n"]), f"Δ vs {self.reference}": diff, "Δ 95% CI": diff_ci,

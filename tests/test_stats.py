@@ -115,3 +115,11 @@ def test_sentence_follows_the_evidence():
                                      higher_is_better=False, digits=2)
     assert text.startswith("B beats A by 0.20 nats of NLL, 95% CI [0.1")
     assert "cannot be compared" in stats.describe_comparison(stats.paired_comparison([0.9], [0.95]))
+
+
+def test_interval_text_formats_scaled_signed_and_missing_intervals():
+    from cifarkit.stats import interval_text
+
+    assert interval_text(0.8312, 0.8455) == "[83.12, 84.55]"
+    assert interval_text(-0.004, 0.021, digits=1, signed=True) == "[-0.4, +2.1]"
+    assert interval_text(None, None) == "n/a (1 seed)" and interval_text(float("nan"), 0.1, missing="-") == "-"
