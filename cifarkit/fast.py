@@ -20,7 +20,8 @@ brackets; "gain" is the paper's ablation on a GPU unless marked "here"):
 - :class:`Lookahead` - airbench's lookahead: every 5 steps the weights are replaced by an average
   whose decay ramps as (t/T)^3 [train.ema, ramp: cubic]. Keras' ``use_ema`` (:func:`ema_options`,
   ramp: none) has a fixed momentum that drags training from the first step; it stays available.
-  Gain (paper, lookahead): ~0.3 points. Here: not measured yet.
+  Gain (paper, lookahead): ~0.3 points. Here, ramp against Keras' fixed EMA (full recipe, seed 0,
+  49k images): validation accuracy 65.1% vs 31.8% after epoch 1, 76.4% vs 62.8% after epoch 2.
 - label smoothing 0.2 (Keras' built-in, [train.loss.label_smoothing]) and Nesterov SGD.
 - per-batch flip + 2-px translate with alternating flips (:mod:`cifarkit.data.pipeline`,
   [train.augment.mode: batch, alternating_flip]). Gain (paper, alternating flip): ~0.1-0.2 points.
