@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -552,9 +552,13 @@ def _one_line(text: Any, limit: int = 300) -> str:
 
 
 def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
-                    record_extra: Mapping[str, Any] | None = None,
+                    record_extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
                     progress: bool | dict[str, Any] | None = None) -> Path:
     """Run one chapter with papermill; on success move it into the store and write its key.
+
+    ``record_extra`` (the key record) may be a function, called after the execution: a
+    chapter whose key covers the run store and that trains runs itself is keyed by the
+    store as it left it, so the next build finds it cached.
 
     On failure raises :class:`ChapterFailed` (the failed notebook is kept under
     ``store.failed_dir``); the store keeps its previous content except the key file, so a
@@ -609,7 +613,7 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
     os.replace(tmp, final)
     fsync_dir(final.parent)
     write_json(store.key_file(page), {
-        **(record_extra or {}),
+        **((record_extra() if callable(record_extra) else record_extra) or {}),
         "notebook_sha256": file_hash(final),
         "executed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
@@ -952,8 +956,12 @@ def run(opts: Options) -> list[ChapterResult]:
             log.info("[%d/%d] %s: executing (%s) with %s", i + 1, len(chapters), page.name,
                      reason, canonical_json(parameters))
             started = time.perf_counter()
-            record = {"key": cache_key(components), "components": components,
-                      "chapter": page.name, "source": page.relpath}
+            def record(page: Page = page, parameters: Mapping[str, Any] = parameters) -> dict[str, Any]:
+                # recomputed after execution: the chapter may itself have added runs
+                after = chapter_components(page, parameters, shared)
+                return {"key": cache_key(after), "components": after,
+                        "chapter": page.name, "source": page.relpath}
+
             try:
                 execute_chapter(page, parameters, store, record_extra=record)
             except ChapterFailed:

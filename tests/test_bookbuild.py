@@ -523,6 +523,26 @@ def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, 
     assert results["fine"].reason == "requested with --chapter"
 
 
+@needs_kernel
+@pytest.mark.slow
+def test_a_run_listing_chapter_that_trains_is_keyed_by_the_store_it_leaves(tmp_path, monkeypatch):
+    """fast_training both trains ladder steps and lists the run store: its key must be taken
+    after it ran, or every later build would find the store changed (and --expect-cached fail)."""
+    art = tmp_path / "art"
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(art))
+    adds_a_run = (f"import pathlib; p = pathlib.Path({str(art)!r}) / 'runs' / 'resnet20-0123456789ab'\n"
+                  "p.mkdir(parents=True, exist_ok=True); (p / 'status.json').write_text('{}')")
+    root = make_book(tmp_path / "src", {"trains": [adds_a_run]})
+    _with_metadata(root / "book" / "trains.ipynb", lists_runs=True)
+    monkeypatch.setattr(bb, "preflight", lambda: (None, []))
+    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    monkeypatch.setattr(bb, "build_site", lambda *a, **k: None)
+    opts = bb.Options(profile="smoke", root=root, output=tmp_path / "out")
+    assert [r.status for r in bb.run(opts)] == ["executed"]
+    assert [r.status for r in bb.run(bb.Options(profile="smoke", root=root, output=tmp_path / "out",
+                                                expect_cached=True))] == ["cached"]
+
+
 # --------------------------------------------------------------------------- end to end
 
 
