@@ -95,14 +95,15 @@ class Ladder:
         return self.comparison.caption() if self.comparison is not None else "No ladder step has runs yet."
 
 
-def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool,
+def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool | int,
                common: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT) -> Ladder:
-    """Gather the ladder's runs (training the missing ones when ``train``) and compare them."""
+    """Gather the ladder's runs and compare them. ``train``: True trains every missing step,
+    False none, an integer N the first N steps only (the others are shown if they exist)."""
     configs = ladder_configs(profile, common, experiment)
     steps = list(configs)
-    if train:
-        runs, missing = gather_runs(configs, seed_list(seeds), train=True), {}
-    else:
-        runs, missing = available_runs(configs, seeds)
+    first = len(steps) if train is True else int(train)
+    if first:
+        gather_runs({step: configs[step] for step in steps[:first]}, seed_list(seeds), train=True)
+    runs, missing = available_runs(configs, seeds)
     comparison = compare_runs(configs, runs, reference=next(iter(runs))) if runs else None
     return Ladder(steps, comparison, missing)
