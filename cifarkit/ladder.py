@@ -79,8 +79,12 @@ class Ladder:
     def sentences(self) -> list[str]:
         """For each step with a measured predecessor, a sentence that claims only what its CI shows."""
         previous = dict(zip(self.steps[1:], self.steps, strict=False))
+        pairs = self.step_pairs()
+        if pairs and all(len(pair.seeds) < 2 for pair in pairs.values()):
+            return ["With one seed per step no interval can be given: each difference in the table is a "
+                    "single run against a single run, and says nothing yet about which trick helps."]
         return [stats.describe_comparison(pair, previous[step], step, metric="test accuracy")
-                for step, pair in self.step_pairs().items()]
+                for step, pair in pairs.items()]
 
     def figure(self):
         """Accuracy per step with CIs beside training minutes (:func:`cifarkit.plots.ladder_figure`)."""

@@ -179,6 +179,8 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
     per_seed = result.comparison.per_seed
     assert pair.mean_diff == pytest.approx((per_seed[steps[1]] - per_seed[steps[0]]).mean())
     assert set(result.step_pairs()) == {steps[1]} and len(result.sentences()) == 1
+    assert "95%" in result.sentences()[0]
+    assert "one seed per step" in ladder.run_ladder(tiny_profile, 1, train=False).sentences()[0]
     assert len(result.figure().axes) == 2 and len(ladder.Ladder(steps, None, {}).figure().axes) == 2
     # the command: exit 1 while steps are missing, the table printed, each missing command listed
     assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run"]) == 1
