@@ -35,33 +35,28 @@ TIMED_KEY = "timed_train_seconds"  # the epoch's training seconds, stored in the
 
 
 class TrainClock(keras.callbacks.Callback):
-    """Cumulative training seconds per epoch, excluding the validation pass and what follows it.
-
-    Each epoch's own figure is also put into the epoch's logs (``timed_train_seconds``), so the
-    checkpoint's history keeps it and a resumed seed can add up the epochs of earlier sessions.
-    """
+    """Each epoch's training seconds, from its first batch to the start of its validation pass,
+    written into the epoch's logs (``timed_train_seconds``). The checkpoint callback, which
+    runs after this one on the same dict, keeps it in the run's history, so a resumed seed
+    adds up the epochs of earlier sessions from there."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.train_seconds = 0.0
-        self.per_epoch: list[tuple[float, float | None]] = []  # (cumulative train s, val accuracy)
         self._started: float | None = None
+        self._seconds = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
+        self._started, self._seconds = time.perf_counter(), 0.0
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if self._started is not None:  # first validation pass of this epoch
-            self.train_seconds += time.perf_counter() - self._started
+            self._seconds = time.perf_counter() - self._started
             self._started = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.on_test_begin()  # no validation data: the epoch ends here
-        before = self.per_epoch[-1][0] if self.per_epoch else 0.0
-        val = (logs or {}).get("val_accuracy")
-        self.per_epoch.append((self.train_seconds, None if val is None else float(val)))
-        if logs is not None:  # the same dict reaches the checkpoint callback after this one
-            logs[TIMED_KEY] = self.train_seconds - before
+        if logs is not None:
+            logs[TIMED_KEY] = self._seconds
 
 
 @dataclass
@@ -237,44 +232,47 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     return report, path
 
 
+def read_result(path: Path) -> TimeToAccuracy:
+    """One time-to-accuracy JSON file back as :class:`TimeToAccuracy` (its summary is recomputed)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        data.pop("summary", None)
+        data["seeds"] = [SeedResult(**row) for row in data["seeds"]]
+        return TimeToAccuracy(**data)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CifarkitError(f"{path} is not a time-to-accuracy result ({exc}); "
+                            "delete it or pass --fresh to measure again") from exc
+
+
 def finished_seeds(path: Path, config_hash: str, tta_shift: int) -> dict[int, SeedResult]:
     """Seeds already measured in ``path`` for this exact config and TTA; {} when none match.
 
     The target is not part of the match: a seed's validation curve answers any target, so the
     time to a new target is recomputed from it.
     """
-    import json
-
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-        if data.get("config_hash") != config_hash or data.get("tta_shift", 1) != tta_shift:
-            log.warning("%s measured another config or TTA; measuring every seed again", path)
-            return {}
-        return {row["seed"]: SeedResult(**row) for row in data.get("seeds", [])}
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CifarkitError(f"{path} is not a time-to-accuracy result ({exc}); "
-                            "delete it or pass --fresh to measure again") from exc
+    result = read_result(path)
+    if result.config_hash != config_hash or result.tta_shift != tta_shift:
+        log.warning("%s measured another config or TTA; measuring every seed again", path)
+        return {}
+    return {row.seed: row for row in result.seeds}
 
 
 def load_results(profile: str | None = None, folder: Path | None = None) -> list[TimeToAccuracy]:
     """The time-to-accuracy results under ``artifacts/bench`` (of one profile if given), newest
     measurement last; files that are not results are skipped with a warning."""
-    import json
-
     from cifarkit.paths import artifacts_dir
 
     folder = folder or artifacts_dir() / "bench"
     found = []
     for path in sorted(folder.glob(RESULT_GLOB), key=lambda p: p.stat().st_mtime):
         try:
-            data = json.loads(path.read_text())
-            data.pop("summary", None)
-            data["seeds"] = [SeedResult(**row) for row in data["seeds"]]
-            result = TimeToAccuracy(**data)
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("skipping %s: not a time-to-accuracy result (%s)", path, exc)
+            result = read_result(path)
+        except CifarkitError as exc:
+            log.warning("skipping: %s", exc)
             continue
         if profile is None or result.profile == profile:
             found.append(result)
