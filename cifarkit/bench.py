@@ -3,17 +3,28 @@
 (a) feeds one cached synthetic batch over and over, so it measures the model's training
 step only; (b) feeds the real uint8 ``tf.data`` pipeline with augmentation. The ratio
 (b)/(a) says whether the input pipeline slows training (goal: >= 0.95 here).
+
+Every measurement is also kept as ``artifacts/bench/throughput-*.json`` with the machine it
+ran on, beside reference figures of other frameworks written there in the same form
+(``tools/airbench94_torch_throughput.py``); :func:`load_throughputs` and
+:func:`framework_comparison` put them side by side for the fast-training chapter.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
+
+THROUGHPUT_GLOB = "throughput-*.json"
+AIRBENCH_EPOCHS, AIRBENCH_TRAIN_IMAGES = 9.9, 50_000   # airbench94's own schedule
 
 
 @dataclass
@@ -25,6 +36,10 @@ class Throughput:
     pipeline_img_s: float
     input_only_img_s: float | None = None  # the tf.data pipeline alone, no model
     augment_mode: str = "per_image"
+    profile: str = "cpu"
+    framework: str = "keras"
+    environment: dict = field(default_factory=dict)  # repro.environment_record(): CPU, versions
+    experiment: str = ""     # the config's name (resnet20_fast builds model resnet20)
 
     @property
     def ratio(self) -> float:
@@ -32,6 +47,14 @@ class Throughput:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio}
+
+    def default_path(self) -> Path:
+        """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>.json``."""
+        from cifarkit.paths import artifacts_dir
+
+        who = self.experiment or self.model
+        name = f"throughput-{who}-{self.profile}-{self.augment_mode}-b{self.batch_size}.json"
+        return artifacts_dir() / "bench" / name
 
 
 def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
@@ -68,7 +91,7 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     from cifarkit.data.pipeline import train_dataset
     from cifarkit.models import build_model
     from cifarkit.recipe import compile_model, coupled_l2
-    from cifarkit.repro import set_seeds
+    from cifarkit.repro import environment_record, set_seeds
 
     cfg = load_config(experiment, profile, overrides)
     batch = batch_size or cfg.train.batch_size
@@ -95,7 +118,65 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     seconds_b = _timed_fit(fresh_model(), real, steps, warmup)
     input_only = _input_rate(real, batch, steps, warmup)
     return Throughput(cfg.model.name, batch, steps, batch / seconds_a, batch / seconds_b, input_only,
-                      cfg.train.augment.mode)
+                      augment_mode=cfg.train.augment.mode, profile=cfg.profile,
+                      framework=f"keras {keras_version()}", environment=environment_record(),
+                      experiment=cfg.name)
+
+
+def keras_version() -> str:
+    import keras
+
+    return keras.__version__
+
+
+def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
+    """Every ``throughput-*.json`` under ``artifacts/bench`` as one row: model, framework,
+    batch, model-alone and real-pipeline img/s, their ratio, CPU and date. Reference files
+    of other frameworks have no pipeline figure; files that are not throughput results are
+    skipped with a warning."""
+    from cifarkit.paths import artifacts_dir
+
+    folder = folder or artifacts_dir() / "bench"
+    rows = []
+    for path in sorted(folder.glob(THROUGHPUT_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+            env = data.get("environment") or {}
+            rows.append({
+                "experiment": data.get("experiment") or data["model"], "model": data["model"], "framework": data.get("framework", "keras"),
+                "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
+                "model alone (img/s)": float(data["synthetic_img_s"]),
+                "real pipeline (img/s)": data.get("pipeline_img_s"),
+                "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
+                "cores": env.get("cpu_count"), "measured": str(env.get("recorded_at", ""))[:10],
+            })
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("skipping %s: not a throughput result (%s)", path, exc)
+    return pd.DataFrame(rows)
+
+
+def framework_comparison(table: pd.DataFrame, model: str = "airbench",
+                         reference: str = "airbench94") -> str | None:
+    """One sentence comparing cifarkit's ``model`` with the reference implementation's
+    training speed (model alone, newest row of each), or None when either is missing.
+    Figures taken on different CPUs are said to be incomparable rather than compared."""
+    if table.empty:
+        return None
+    ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")]
+    theirs = table[table["model"] == reference]
+    if ours.empty or theirs.empty:
+        return None
+    a, b = ours.sort_values("measured").iloc[-1], theirs.sort_values("measured").iloc[-1]
+    if (a["cpu"], a["cores"]) != (b["cpu"], b["cores"]):
+        return (f"The {model} and {reference} speeds were measured on different machines "
+                f"({a['cpu']}, {a['cores']} cores vs {b['cpu']}, {b['cores']} cores) and are not compared.")
+    minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
+    return (f"On this machine ({a['cpu']}, {a['cores']} cores), cifarkit's {model} ({a['framework']}) "
+            f"trains at {a['model alone (img/s)']:.0f} img/s and {reference}'s own code "
+            f"({b['framework']}) at {b['model alone (img/s)']:.0f} img/s, model alone at batch "
+            f"{int(b['batch'])}: {a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed. "
+            f"At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
+            f"would take about {minutes:.0f} min of training here.")
 
 
 # --------------------------------------------------------------------------- Grad-CAM speed

@@ -374,17 +374,19 @@ def lists_runs(path: Path) -> bool:
 
 def reads_benchmarks(path: Path) -> bool:
     """A chapter that shows benchmark results (``{"cifarkit": {"reads_benchmarks": true}}``)
-    gets the time-to-accuracy JSON files in its cache key, so a new measurement re-executes it."""
+    gets the time-to-accuracy and throughput JSON files in its cache key, so a new measurement
+    re-executes it."""
     return bool(_cifarkit_metadata(path).get("reads_benchmarks"))
 
 
 def benchmarks_hash() -> str:
-    """SHA-256 over the time-to-accuracy results' names and contents."""
+    """SHA-256 over the names and contents of the time-to-accuracy and throughput results."""
+    from cifarkit.bench import THROUGHPUT_GLOB
     from cifarkit.bench_tta import RESULT_GLOB
     from cifarkit.paths import artifacts_dir
 
-    entries = []
-    for path in sorted((artifacts_dir() / "bench").glob(RESULT_GLOB)):
+    bench_dir, entries = artifacts_dir() / "bench", []
+    for path in sorted([*bench_dir.glob(RESULT_GLOB), *bench_dir.glob(THROUGHPUT_GLOB)]):
         try:
             entries.append([path.name, _sha256(path.read_bytes())])
         except OSError:

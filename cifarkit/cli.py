@@ -162,11 +162,14 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     overrides = {"train.augment.mode": args.augment_mode} if args.augment_mode else None
     result = throughput(args.model, args.profile, batch_size=args.batch_size, steps=args.steps,
                         overrides=overrides)
-    if args.json:
-        from cifarkit.atomic import write_json
+    from cifarkit.atomic import write_json
 
+    kept = result.default_path()
+    write_json(kept, result.as_dict())  # the fast-training chapter reads it from there
+    if args.json:
         write_json(args.json, result.as_dict())
     print(json.dumps(result.as_dict(), indent=2))
+    print(f"written: {kept}")
     print(f"{result.model} batch {result.batch_size}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
           f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}; "
           f"{result.augment_mode} input pipeline alone {result.input_only_img_s:.0f} img/s")
@@ -363,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", "-p", default="cpu")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--json", help="also write the figures to this JSON file (they are always kept in "
+                   "artifacts/bench/throughput-*.json)")
     p.add_argument("--augment-mode", choices=("per_image", "batch"),
                    help="override train.augment.mode (compare the per-image and vectorised pipelines)")
 

@@ -651,6 +651,8 @@ def test_benchmark_reading_chapters_depend_on_the_benchmark_results(tmp_path):
     after = bb.chapter_components(page, {}, shared)
     assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
         "benchmark results changed"]
+    (bench / "throughput-airbench-cpu-batch-b1024.json").write_text("{}")
+    assert bb.chapter_components(page, {}, shared)["benchmarks"] != after["benchmarks"]
     assert "benchmarks" not in bb.chapter_components(bb.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"),
                                                       {}, shared)
 

@@ -391,3 +391,22 @@ def test_load_results_and_table(tmp_path: Path) -> None:
     row = results_table(results).iloc[0]
     assert row["test % (TTA)"] == "91.00 ± 0.00" and row["train images"] == "49,000"
     assert row["train min"] == "10.0 ± 0.0" and row["reached"] == "0/2"
+
+
+@pytest.mark.slow
+def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, tiny_tree: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from cifarkit.bench import load_throughputs
+    from cifarkit.cli import main
+
+    yaml_path = _tiny_yaml(tmp_path, tiny_tree)
+    assert main(["bench", "throughput", "--model", str(yaml_path), "--profile", "none",
+                 "--steps", "2", "--batch-size", "8"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("airbench batch 8: (a) model alone ")
+    kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
+    assert kept.is_file()
+    (row,) = load_throughputs(kept.parent).to_dict("records")
+    assert row["experiment"] == "tiny_airbench" and row["model"] == "airbench"
+    assert row["framework"].startswith("keras ") and row["cpu"] != "unknown" and row["model alone (img/s)"] > 0

@@ -1,0 +1,58 @@
+"""The throughput results the fast-training chapter reads: loading and the framework comparison."""
+
+import json
+
+import pandas as pd
+
+from cifarkit.bench import Throughput, framework_comparison, load_throughputs
+
+EPYC = {"cpu": "AMD EPYC", "cpu_count": 2, "recorded_at": "2026-11-29T07:40:00+00:00"}
+
+
+def _write(folder, name, data):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(data))
+
+
+def ours(img_s=132.0, env=EPYC):
+    return Throughput("airbench", 1024, 40, img_s, 134.0, 21000.0, "batch", "cpu", "keras 3.15.0", env, "airbench")
+
+
+def test_a_kept_measurement_is_named_by_model_profile_mode_and_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
+    assert ours().default_path() == tmp_path.resolve() / "bench" / "throughput-airbench-cpu-batch-b1024.json"
+    fast = Throughput("resnet20", 128, 40, 211.0, 211.0, None, "batch", "cpu", "keras", {}, "resnet20_fast")
+    assert fast.default_path().name == "throughput-resnet20_fast-cpu-batch-b128.json"  # not resnet20's file
+
+
+def test_load_throughputs_reads_ours_and_the_reference_and_skips_other_files(tmp_path, caplog):
+    _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
+    _write(tmp_path, "throughput-airbench94-torch.json",
+           {"model": "airbench94", "framework": "torch 2.13.0+cpu", "batch_size": 1024, "steps": 40,
+            "synthetic_img_s": 112.0, "environment": EPYC})
+    (tmp_path / "throughput-broken.json").write_text("{not json")
+    (tmp_path / "time-to-accuracy-x.json").write_text("{}")
+    table = load_throughputs(tmp_path)
+    assert list(table["model"]) == ["airbench", "airbench94"]
+    assert list(table["experiment"]) == ["airbench", "airbench94"]
+    assert table.loc[0, "ratio"] == 134.0 / 132.0
+    assert pd.isna(table.loc[1, "real pipeline (img/s)"])
+    assert "throughput-broken.json" in caplog.text
+    sentence = framework_comparison(table)
+    assert "132 img/s" in sentence and "112 img/s" in sentence and "1.18×" in sentence
+    assert "about 74 min" in sentence  # 9.9 epochs × 50,000 images at 112 img/s
+
+
+def test_framework_comparison_refuses_figures_from_different_machines(tmp_path):
+    _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
+    _write(tmp_path, "throughput-airbench94-torch.json",
+           {"model": "airbench94", "framework": "torch", "batch_size": 1024, "synthetic_img_s": 150.0,
+            "environment": {**EPYC, "cpu": "Intel Xeon"}})
+    sentence = framework_comparison(load_throughputs(tmp_path))
+    assert "different machines" in sentence and "×" not in sentence
+
+
+def test_framework_comparison_needs_both_figures(tmp_path):
+    assert framework_comparison(load_throughputs(tmp_path)) is None
+    _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
+    assert framework_comparison(load_throughputs(tmp_path)) is None
