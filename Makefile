@@ -30,7 +30,7 @@ test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
 	$(PY) -m pytest -m "not slow and not data and not browser"
 
 lint: $(STAMP)  ## ruff
-	$(VENV)/bin/ruff check cifarkit tests
+	$(VENV)/bin/ruff check cifarkit tests tools
 
 book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _build/html
 	$(PY) -m cifarkit.bookbuild --profile $(PROFILE)
