@@ -24,10 +24,7 @@ init are left out: they cost a few element-wise ops, not convolutions.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -87,16 +84,16 @@ def optimizer(net: nn.Module) -> torch.optim.SGD:
                            momentum=MOMENTUM, nesterov=True)
 
 
-def cpu_model() -> str:
-    """The CPU name as cifarkit.repro records it (first 'model name' of /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def environment_record() -> dict:
+    """cifarkit's own machine record (CPU, cores, date, versions), so the chapter can tell
+    whether this figure and cifarkit's were taken on one machine. ``cifarkit.repro`` needs
+    only the standard library and NumPy, so it is imported from the checkout, not installed."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cifarkit.repro import environment_record as record
+
+    return {**record(), "packages": {"torch": torch.__version__}}
 
 
 def main() -> None:
@@ -126,8 +123,7 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     img_s = BATCH * args.steps / (time.perf_counter() - started)
-    environment = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                   "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    environment = environment_record()
     result = {"model": "airbench94", "framework": f"torch {torch.__version__}",
               "threads": torch.get_num_threads(), "batch_size": BATCH, "steps": args.steps,
               "synthetic_img_s": img_s, "environment": environment}
