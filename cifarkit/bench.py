@@ -131,7 +131,7 @@ def keras_version() -> str:
 
 def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
     """Every ``throughput-*.json`` under ``artifacts/bench`` as one row: model, framework,
-    batch, model-alone and real-pipeline img/s, their ratio, CPU and date. Reference files
+    batch, model-alone and real-pipeline img/s, their ratio, CPU and time (UTC). Reference files
     of other frameworks have no pipeline figure; files that are not throughput results are
     skipped with a warning."""
     from cifarkit.paths import artifacts_dir
@@ -143,12 +143,13 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
             data = json.loads(path.read_text())
             env = data.get("environment") or {}
             rows.append({
-                "experiment": data.get("experiment") or data["model"], "model": data["model"], "framework": data.get("framework", "keras"),
+                "experiment": data.get("experiment") or data["model"], "model": data["model"],
+                "framework": data.get("framework", "keras"),
                 "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
-                "cores": env.get("cpu_count"), "measured": str(env.get("recorded_at", ""))[:10],
+                "cores": env.get("cpu_count"), "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
             })
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping %s: not a throughput result (%s)", path, exc)
