@@ -117,16 +117,11 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     log.info("timing %s on the real pipeline with augmentation (%d steps)...", cfg.name, steps)
     seconds_b = _timed_fit(fresh_model(), real, steps, warmup)
     input_only = _input_rate(real, batch, steps, warmup)
+    environment = environment_record()
     return Throughput(cfg.model.name, batch, steps, batch / seconds_a, batch / seconds_b, input_only,
                       augment_mode=cfg.train.augment.mode, profile=cfg.profile,
-                      framework=f"keras {keras_version()}", environment=environment_record(),
+                      framework=f"keras {environment['packages']['keras']}", environment=environment,
                       experiment=cfg.name)
-
-
-def keras_version() -> str:
-    import keras
-
-    return keras.__version__
 
 
 def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
@@ -149,7 +144,8 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
-                "cores": env.get("cpu_count"), "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
+                "cores": env.get("cpu_count"),
+                "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
             })
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping %s: not a throughput result (%s)", path, exc)
