@@ -13,6 +13,7 @@ with and without test-time augmentation (:func:`cifarkit.evaluate.tta_evaluate`)
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import time
@@ -71,6 +72,7 @@ class SeedResult:
     test_accuracy_tta: float
     val_curve: list[dict[str, float | None]] = field(default_factory=list)
     resumed_from_epoch: int = 0          # > 0: epochs before it were trained by an earlier, interrupted call
+    measured: str | None = None          # UTC minute the seed finished; a shared host's speed drifts
 
 
 @dataclass
@@ -162,7 +164,7 @@ def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Pat
         seed=seed, epochs=len(curve), train_seconds=elapsed,
         total_seconds=earlier_wall + time.perf_counter() - started, time_to_target=None, epoch_to_target=None,
         test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve,
-        resumed_from_epoch=resumed), target)
+        resumed_from_epoch=resumed, measured=dt.datetime.now(dt.UTC).isoformat(timespec="minutes")), target)
     shutil.rmtree(scratch, ignore_errors=True)
     log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training%s, target %s", seed, 100 * result.test_accuracy,
              100 * result.test_accuracy_tta, result.train_seconds,
@@ -279,9 +281,18 @@ def load_results(profile: str | None = None, folder: Path | None = None) -> list
     return found
 
 
+def _interval(values: list[float], scale: float, digits: int) -> str:
+    """The Student-t 95% interval of the mean over seeds, or "n/a" below two seeds."""
+    from cifarkit.stats import summarise
+
+    s = summarise([v * scale for v in values])
+    return "n/a" if s.low is None else f"{s.low:.{digits}f}–{s.high:.{digits}f}"
+
+
 def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
     """One row per result: experiment, config, seeds, test accuracy with and without TTA
-    (mean ± std over seeds), training and total minutes, who reached the target and when."""
+    (mean ± std over seeds, and the 95% interval of the TTA mean), training and total minutes,
+    who reached the target and when."""
     rows = []
     for r in results:
         reached = [s.time_to_target for s in r.seeds if s.time_to_target is not None]
@@ -290,6 +301,7 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
             "train images": f"{r.train_size:,}" if r.train_size else "?",
             "epochs": r.seeds[0].epochs if r.seeds else 0,
             "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
+            "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds], 100, 2),
             "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),
             "train min": _spread([s.train_seconds for s in r.seeds], 1 / 60, 1),
             "total min": _spread([s.total_seconds for s in r.seeds], 1 / 60, 1),
@@ -298,3 +310,19 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
                        + (f" at {_spread(reached, 1 / 60, 1)} min" if reached else ""),
         })
     return pd.DataFrame(rows)
+
+
+def seeds_table(result: TimeToAccuracy) -> pd.DataFrame:
+    """One row per seed of ``result``: accuracies, minutes, the epoch that reached the target,
+    and when it was measured (wall times on a shared host drift between sessions)."""
+    return pd.DataFrame([{
+        "seed": s.seed,
+        "test % (TTA)": round(100 * s.test_accuracy_tta, 2),
+        "test % (plain)": round(100 * s.test_accuracy, 2),
+        "train min": round(s.train_seconds / 60, 1),
+        "total min": round(s.total_seconds / 60, 1),
+        "s per epoch": round(s.train_seconds / s.epochs) if s.epochs else None,
+        "target at epoch": s.epoch_to_target,
+        "resumed after epoch": s.resumed_from_epoch or None,
+        "measured": s.measured or "not recorded",
+    } for s in result.seeds]).set_index("seed")

@@ -326,7 +326,7 @@ def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path:
     (seed,) = result.seeds
     assert seed.resumed_from_epoch == 1 and seed.epochs == 2 and [r["epoch"] for r in seed.val_curve] == [1, 2]
     assert 0 < seed.val_curve[0]["train_seconds"] < seed.train_seconds <= seed.total_seconds
-    assert not scratch.exists()
+    assert not scratch.exists() and seed.measured and seed.measured.endswith("+00:00")
 
 
 def test_headline_reports_mean_spread_and_reached_seeds() -> None:
@@ -391,6 +391,26 @@ def test_load_results_and_table(tmp_path: Path) -> None:
     row = results_table(results).iloc[0]
     assert row["test % (TTA)"] == "91.00 ± 0.00" and row["train images"] == "49,000"
     assert row["train min"] == "10.0 ± 0.0" and row["reached"] == "0/2"
+    assert row["TTA 95% CI"] == "91.00–91.00"
+
+
+def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from cifarkit.bench_tta import load_results, results_table, seeds_table
+
+    _result_json(tmp_path / "time-to-accuracy-a.json", seeds=1)
+    (result,) = load_results("cpu", tmp_path)
+    assert results_table([result]).iloc[0]["TTA 95% CI"] == "n/a"
+    result.seeds.append(replace(result.seeds[0], seed=1, test_accuracy_tta=0.93, train_seconds=1200.0,
+                                epoch_to_target=2, measured="2026-11-29T11:04+00:00"))
+    table = seeds_table(result)
+    assert list(table.index) == [0, 1]
+    assert table.loc[0, "measured"] == "not recorded" and table.loc[1, "measured"] == "2026-11-29T11:04+00:00"
+    assert table.loc[1, "test % (TTA)"] == 93.0 and table.loc[1, "s per epoch"] == 120
+    assert table.loc[1, "target at epoch"] == 2
+    low, high = results_table([result]).iloc[0]["TTA 95% CI"].split("–")
+    assert float(low) < 92.0 < float(high)
 
 
 @pytest.mark.slow
