@@ -77,6 +77,7 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["mean"] = _finite_or_none(self.mean)  # NaN (no values) is not valid JSON
         out["std"] = _finite_or_none(self.std)
         out["half_width"] = self.half_width
         out["note"] = self.note

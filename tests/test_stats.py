@@ -34,6 +34,14 @@ def test_one_seed_gives_no_interval_and_says_so():
     assert stats.summarise([np.nan, 0.5, 0.7]).n == 2  # NaNs dropped
 
 
+def test_summary_of_nothing_is_strict_json():
+    import json
+
+    record = stats.summarise([]).as_dict()
+    assert record["n"] == 0 and record["mean"] is None and record["std"] is None
+    json.dumps(record, allow_nan=False)  # raises on NaN
+
+
 def test_summarise_table_and_curves():
     table = stats.summarise_table({"acc": [0.5, 0.6, 0.7], "nll": [1.0, 1.2, 1.1]})
     assert table.loc["acc", "mean"] == pytest.approx(0.6)
