@@ -281,12 +281,12 @@ def load_results(profile: str | None = None, folder: Path | None = None) -> list
     return found
 
 
-def _interval(values: list[float], scale: float, digits: int) -> str:
-    """The Student-t 95% interval of the mean over seeds, or "n/a" below two seeds."""
-    from cifarkit.stats import summarise
+def _interval(values: list[float]) -> str:
+    """The Student-t 95% interval of the mean over seeds, in percent."""
+    from cifarkit.stats import interval_text, summarise
 
-    s = summarise([v * scale for v in values])
-    return "n/a" if s.low is None else f"{s.low:.{digits}f}–{s.high:.{digits}f}"
+    s = summarise(values)
+    return interval_text(s.low, s.high)
 
 
 def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
@@ -301,7 +301,7 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
             "train images": f"{r.train_size:,}" if r.train_size else "?",
             "epochs": r.seeds[0].epochs if r.seeds else 0,
             "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
-            "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds], 100, 2),
+            "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds]),
             "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),
             "train min": _spread([s.train_seconds for s in r.seeds], 1 / 60, 1),
             "total min": _spread([s.total_seconds for s in r.seeds], 1 / 60, 1),

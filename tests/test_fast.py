@@ -391,7 +391,7 @@ def test_load_results_and_table(tmp_path: Path) -> None:
     row = results_table(results).iloc[0]
     assert row["test % (TTA)"] == "91.00 ± 0.00" and row["train images"] == "49,000"
     assert row["train min"] == "10.0 ± 0.0" and row["reached"] == "0/2"
-    assert row["TTA 95% CI"] == "91.00–91.00"
+    assert row["TTA 95% CI"] == "[91.00, 91.00]"
 
 
 def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_path: Path) -> None:
@@ -401,7 +401,7 @@ def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_p
 
     _result_json(tmp_path / "time-to-accuracy-a.json", seeds=1)
     (result,) = load_results("cpu", tmp_path)
-    assert results_table([result]).iloc[0]["TTA 95% CI"] == "n/a"
+    assert results_table([result]).iloc[0]["TTA 95% CI"] == "n/a (1 seed)"
     result.seeds.append(replace(result.seeds[0], seed=1, test_accuracy_tta=0.93, train_seconds=1200.0,
                                 epoch_to_target=2, measured="2026-11-29T11:04+00:00"))
     table = seeds_table(result)
@@ -409,7 +409,7 @@ def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_p
     assert table.loc[0, "measured"] == "not recorded" and table.loc[1, "measured"] == "2026-11-29T11:04+00:00"
     assert table.loc[1, "test % (TTA)"] == 93.0 and table.loc[1, "s per epoch"] == 120
     assert table.loc[1, "target at epoch"] == 2
-    low, high = results_table([result]).iloc[0]["TTA 95% CI"].split("–")
+    low, high = results_table([result]).iloc[0]["TTA 95% CI"].strip("[]").split(", ")
     assert float(low) < 92.0 < float(high)
 
 
