@@ -24,13 +24,18 @@ init are left out: they cost a few element-wise ops, not convolutions.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# cifarkit.repro and cifarkit.atomic need only the standard library and NumPy, so they are
+# imported from the checkout: this venv has PyTorch, not cifarkit's pinned environment.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cifarkit.atomic import write_json  # noqa: E402
 
 WIDTHS = (64, 256, 256)
 BN_MOMENTUM = 0.6
@@ -86,11 +91,7 @@ def optimizer(net: nn.Module) -> torch.optim.SGD:
 
 def environment_record() -> dict:
     """cifarkit's own machine record (CPU, cores, date, versions), so the chapter can tell
-    whether this figure and cifarkit's were taken on one machine. ``cifarkit.repro`` needs
-    only the standard library and NumPy, so it is imported from the checkout, not installed."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    whether this figure and cifarkit's were taken on one machine."""
     from cifarkit.repro import environment_record as record
 
     return {**record(), "packages": {"torch": torch.__version__}}
@@ -128,10 +129,7 @@ def main() -> None:
               "threads": torch.get_num_threads(), "batch_size": BATCH, "steps": args.steps,
               "synthetic_img_s": img_s, "environment": environment}
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(out.name + ".tmp")
-    scratch.write_text(json.dumps(result, indent=2) + "\n")
-    scratch.replace(out)  # atomic: a reader never sees half a file
+    write_json(out, result)
     print(f"written: {out}")
     print(f"airbench94 (PyTorch {torch.__version__}, fp32, {torch.get_num_threads()} threads) batch {BATCH}: "
           f"model alone {img_s:.0f} img/s")
