@@ -10,7 +10,7 @@ with the step before it on matched seeds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import pandas as pd
 
 from cifarkit import stats
 from cifarkit.config import ExperimentConfig
+from cifarkit.errors import CifarkitError
 from cifarkit.fast import ablation_overrides
 from cifarkit.study import Comparison, Variant, available_runs, compare_runs, gather_runs, seed_list
 
@@ -52,6 +53,16 @@ class Ladder:
                 out[after] = stats.paired_comparison(per_seed[before].to_dict(), per_seed[after].to_dict())
         return out
 
+    def overall(self) -> stats.PairedComparison | None:
+        """Last step − first step (every trick against none) on matched seeds, when both have runs."""
+        first, last = self.steps[0], self.steps[-1]
+        if self.comparison is None or len(self.steps) < 2:
+            return None
+        per_seed = self.comparison.per_seed
+        if first not in per_seed or last not in per_seed:
+            return None
+        return stats.paired_comparison(per_seed[first].to_dict(), per_seed[last].to_dict())
+
     def table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
         """One row per step: test accuracy mean and 95% CI, gain over the previous step with its
         CI, training minutes per run; a step without runs says so."""
@@ -77,14 +88,21 @@ class Ladder:
         return pd.DataFrame(rows).set_index("step")
 
     def sentences(self) -> list[str]:
-        """For each step with a measured predecessor, a sentence that claims only what its CI shows."""
+        """For each step with a measured predecessor, a sentence that claims only what its CI
+        shows; then, when the first and last steps have runs, the same for all tricks together."""
         previous = dict(zip(self.steps[1:], self.steps, strict=False))
-        pairs = self.step_pairs()
+        pairs, overall = self.step_pairs(), self.overall()
+        out = []
         if pairs and all(len(pair.seeds) < 2 for pair in pairs.values()):
-            return ["With one seed per step no interval can be given: each difference in the table is a "
-                    "single run against a single run, and says nothing yet about which trick helps."]
-        return [stats.describe_comparison(pair, previous[step], step, metric="test accuracy")
-                for step, pair in pairs.items()]
+            out.append("With one seed per step no interval can be given: each difference in the table is a "
+                       "single run against a single run, and says nothing yet about which trick helps.")
+        else:
+            out += [stats.describe_comparison(pair, previous[step], step, metric="test accuracy")
+                    for step, pair in pairs.items()]
+        if overall is not None and len(self.steps) > 2:
+            out.append("All tricks together: " + stats.describe_comparison(
+                overall, f"the first step ({self.steps[0]})", "the full recipe", metric="test accuracy"))
+        return out
 
     def figure(self):
         """Accuracy per step with CIs beside training minutes (:func:`cifarkit.plots.ladder_figure`)."""
@@ -99,15 +117,28 @@ class Ladder:
         return self.comparison.caption() if self.comparison is not None else "No ladder step has runs yet."
 
 
-def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool | int,
+def steps_to_train(steps: Sequence[str], train: bool | int | Collection[int]) -> list[str]:
+    """The steps to train: ``True`` every one, ``False`` none, an integer N the first N, a
+    collection of 1-based step numbers those steps (e.g. ``{1, 8}``: the two ends first)."""
+    if isinstance(train, bool):
+        return list(steps) if train else []
+    if isinstance(train, int):
+        return list(steps[:train])
+    wrong = sorted(n for n in train if not 1 <= n <= len(steps))
+    if wrong:
+        raise CifarkitError(f"ladder step {wrong[0]} does not exist; pass step numbers 1 to {len(steps)}")
+    return [steps[n - 1] for n in sorted(set(train))]
+
+
+def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool | int | Collection[int],
                common: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT) -> Ladder:
-    """Gather the ladder's runs and compare them. ``train``: True trains every missing step,
-    False none, an integer N the first N steps only (the others are shown if they exist)."""
+    """Gather the ladder's runs and compare them. ``train`` chooses the missing steps to train
+    (:func:`steps_to_train`); steps not trained are shown if they exist."""
     configs = ladder_configs(profile, common, experiment)
     steps = list(configs)
-    first = len(steps) if train is True else int(train)
-    if first:
-        gather_runs({step: configs[step] for step in steps[:first]}, seed_list(seeds), train=True)
+    chosen = steps_to_train(steps, train)
+    if chosen:
+        gather_runs({step: configs[step] for step in chosen}, seed_list(seeds), train=True)
     runs, missing = available_runs(configs, seeds)
     comparison = compare_runs(configs, runs, reference=next(iter(runs))) if runs else None
     return Ladder(steps, comparison, missing)

@@ -188,6 +188,37 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
     assert out.count("not run: ") == len(steps) - 3 and steps[1] in out
 
 
+def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
+    from cifarkit import ladder
+
+    configs = ladder.ladder_configs(tiny_profile)
+    steps = list(configs)
+    assert ladder.steps_to_train(steps, {len(steps), 1}) == [steps[0], steps[-1]]
+    assert ladder.steps_to_train(steps, 2) == steps[:2] and ladder.steps_to_train(steps, True) == steps
+    assert ladder.steps_to_train(steps, False) == []
+    with pytest.raises(CifarkitError, match=f"step 9 does not exist; pass step numbers 1 to {len(steps)}"):
+        ladder.steps_to_train(steps, [1, 9])
+    splits = splits_from_config(configs[steps[0]].data)
+    for step in (steps[0], steps[-1]):
+        for seed in (0, 1):
+            write_fake_run(configs[step], splits, seed)
+    result = ladder.run_ladder(tiny_profile, 2, train=False)
+    assert result.step_pairs() == {}
+    overall, per_seed = result.overall(), result.comparison.per_seed
+    assert overall.mean_diff == pytest.approx((per_seed[steps[-1]] - per_seed[steps[0]]).mean())
+    [sentence] = result.sentences()
+    assert sentence.startswith("All tricks together: ") and "full recipe" in sentence and "95%" in sentence
+    single = ladder.run_ladder(tiny_profile, 1, train=False).sentences()
+    assert len(single) == 1 and "cannot be compared" in single[0] and "1 seed" in single[0]
+    # --step: exit 0 once the asked steps have runs, though the others are missing
+    assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run",
+                 "--step", "1", "--step", str(len(steps))]) == 0
+    assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run", "--step", "2"]) == 1
+    assert "All tricks together" in capsys.readouterr().out
+    assert main(["bench", "ladder", "--profile", tiny_profile, "--dry-run", "--step", "0"]) == 2
+    assert "step 0 does not exist" in capsys.readouterr().err
+
+
 def test_available_runs_never_trains(tiny_profile):
     cfg = load_config("resnet20", tiny_profile)
     write_fake_run(cfg, splits_from_config(cfg.data), 0)
