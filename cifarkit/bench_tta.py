@@ -83,7 +83,7 @@ class TimeToAccuracy:
     target: float
     tta_views: list[str]
     seeds: list[SeedResult]
-    environment: dict[str, Any]
+    environment: dict[str, Any]          # the machine of the call that measured the latest seed
     tta_shift: int = 1
     train_size: int = 0                  # training images per epoch
 
@@ -228,6 +228,8 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
         report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
                                 environment, tta_shift, len(splits.y_train))
         write_json(path, report.as_dict())
+    if all(seed in done for seed in range(seeds)):  # nothing measured now: the file keeps the machine that measured it
+        environment = read_result(path).environment
     report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
                             environment, tta_shift, len(splits.y_train))
     write_json(path, report.as_dict())

@@ -294,11 +294,14 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert data["summary"]["reached"] == 1
     assert not list((out.parent).glob(".partial-*"))
 
-    # A second call with more seeds keeps seed 0 (no retraining) and recomputes its target.
+    # A second call keeps seed 0 (no retraining), recomputes its target, and keeps the record of
+    # the machine that measured it (this call measured nothing).
     from cifarkit.bench_tta import time_to_accuracy
+    out.write_text(json.dumps({**data, "environment": {"cpu": "the measuring machine"}}))
     result, _ = time_to_accuracy(str(yaml_path), None, target=0.999, seeds=1, tta_shift=0, out=out,
                                  overrides={"train.epochs": 2, "train.batch_size": 16})
     assert result.seeds[0].train_seconds == seed["train_seconds"] and result.seeds[0].time_to_target is None
+    assert json.loads(out.read_text())["environment"] == {"cpu": "the measuring machine"}
 
 
 @pytest.mark.slow
