@@ -123,7 +123,7 @@ def steps_to_train(steps: Sequence[str], train: bool | int | Collection[int]) ->
     if isinstance(train, bool):
         return list(steps) if train else []
     if isinstance(train, int):
-        return list(steps[:train])
+        return list(steps[:max(train, 0)])  # a negative N is none, not a slice from the end
     wrong = sorted(n for n in train if not 1 <= n <= len(steps))
     if wrong:
         raise CifarkitError(f"ladder step {wrong[0]} does not exist; pass step numbers 1 to {len(steps)}")

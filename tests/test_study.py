@@ -196,6 +196,7 @@ def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
     assert ladder.steps_to_train(steps, {len(steps), 1}) == [steps[0], steps[-1]]
     assert ladder.steps_to_train(steps, 2) == steps[:2] and ladder.steps_to_train(steps, True) == steps
     assert ladder.steps_to_train(steps, False) == []
+    assert ladder.steps_to_train(steps, -1) == []
     with pytest.raises(CifarkitError, match=f"step 9 does not exist; pass step numbers 1 to {len(steps)}"):
         ladder.steps_to_train(steps, [1, 9])
     splits = splits_from_config(configs[steps[0]].data)
