@@ -47,6 +47,7 @@ demo: $(STAMP)  ## presentation demo from cached artifacts (PROFILE=smoke|cpu): 
 fast-goals: $(STAMP)  ## issue 9's measurements (hours on 2 cores); rerun to go on: finished seeds and runs are kept
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench time-to-accuracy resnet20_fast --epochs 30 --target 88.5 --seeds 3 --set data.val_per_class=100
+	$(VENV)/bin/cifarkit bench ladder --seeds 1 --set data.train_per_class=1000 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench ladder --seeds 1 --step 1 --step 8
 	$(VENV)/bin/cifarkit bench ladder --seeds 1
 
