@@ -144,7 +144,7 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
-                "cores": env.get("cpu_count"),
+                "isa": env.get("cpu_isa", "unknown"), "cores": env.get("cpu_count"),
                 "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
             })
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -152,11 +152,17 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _machine(row: pd.Series) -> str:
+    isa = "" if row["isa"] == "unknown" else f" with {row['isa']}"
+    return f"{row['cpu']}{isa}, {row['cores']} cores"
+
+
 def framework_comparison(table: pd.DataFrame, model: str = "airbench",
                          reference: str = "airbench94") -> str | None:
     """One sentence comparing cifarkit's ``model`` with the reference implementation's
     training speed (model alone, newest row of each), or None when either is missing.
-    Figures taken on different CPUs are said to be incomparable rather than compared."""
+    Figures taken on different CPUs (model name, vector ISA or core count) are said to be
+    incomparable rather than compared."""
     if table.empty:
         return None
     ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")]
@@ -164,11 +170,11 @@ def framework_comparison(table: pd.DataFrame, model: str = "airbench",
     if ours.empty or theirs.empty:
         return None
     a, b = ours.sort_values("measured").iloc[-1], theirs.sort_values("measured").iloc[-1]
-    if (a["cpu"], a["cores"]) != (b["cpu"], b["cores"]):
+    if (a["cpu"], a["isa"], a["cores"]) != (b["cpu"], b["isa"], b["cores"]):
         return (f"The {model} and {reference} speeds were measured on different machines "
-                f"({a['cpu']}, {a['cores']} cores vs {b['cpu']}, {b['cores']} cores) and are not compared.")
+                f"({_machine(a)} vs {_machine(b)}) and are not compared.")
     minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
-    return (f"On this machine ({a['cpu']}, {a['cores']} cores), cifarkit's {model} ({a['framework']}) "
+    return (f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}) "
             f"trains at {a['model alone (img/s)']:.0f} img/s and {reference}'s own code "
             f"({b['framework']}) at {b['model alone (img/s)']:.0f} img/s, model alone at batch "
             f"{int(b['batch'])}: {a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed. "

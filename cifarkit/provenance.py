@@ -19,7 +19,7 @@ from cifarkit.repro import environment_record
 def environment() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(machine table, package-version table) for the process that builds the book."""
     record = environment_record()
-    machine = {key: record.get(key) for key in ("python", "platform", "machine", "cpu", "cpu_count",
+    machine = {key: record.get(key) for key in ("python", "platform", "machine", "cpu", "cpu_isa", "cpu_count",
                                                 "git_commit", "git_dirty", "recorded_at")}
     machine_table = pd.DataFrame({"value": {k: str(v) for k, v in machine.items()}})
     packages = pd.DataFrame({"version": record.get("packages", {})})

@@ -6,7 +6,7 @@ import pandas as pd
 
 from cifarkit.bench import Throughput, framework_comparison, load_throughputs
 
-EPYC = {"cpu": "AMD EPYC", "cpu_count": 2, "recorded_at": "2026-11-29T07:40:00+00:00"}
+EPYC = {"cpu": "AMD EPYC", "cpu_isa": "avx512f", "cpu_count": 2, "recorded_at": "2026-11-29T07:40:00+00:00"}
 
 
 def _write(folder, name, data):
@@ -52,7 +52,29 @@ def test_framework_comparison_refuses_figures_from_different_machines(tmp_path):
     assert "different machines" in sentence and "×" not in sentence
 
 
+def test_framework_comparison_refuses_the_same_cpu_name_with_another_vector_unit(tmp_path):
+    _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
+    _write(tmp_path, "throughput-airbench94-torch.json",
+           {"model": "airbench94", "framework": "torch", "batch_size": 1024, "synthetic_img_s": 150.0,
+            "environment": {**EPYC, "cpu_isa": "avx2"}})
+    sentence = framework_comparison(load_throughputs(tmp_path))
+    assert "different machines" in sentence and "with avx512f" in sentence and "with avx2" in sentence
+
+
 def test_framework_comparison_needs_both_figures(tmp_path):
     assert framework_comparison(load_throughputs(tmp_path)) is None
     _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
     assert framework_comparison(load_throughputs(tmp_path)) is None
+
+
+def test_the_vector_isa_is_the_widest_extension_in_cpuinfo_flags(tmp_path):
+    from cifarkit.repro import cpu_vector_isa
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512_bf16\n")
+    assert cpu_vector_isa(str(info)) == "avx512f"
+    info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    assert cpu_vector_isa(str(info)) == "avx2"
+    info.write_text("model name\t: ARM\nFeatures\t: neon\n")
+    assert cpu_vector_isa(str(info)) == "unknown"
+    assert cpu_vector_isa(str(tmp_path / "missing")) == "unknown"
