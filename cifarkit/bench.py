@@ -92,6 +92,7 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     from cifarkit.models import build_model
     from cifarkit.recipe import compile_model, coupled_l2
     from cifarkit.repro import environment_record, set_seeds
+    from cifarkit.train import configure_precision
 
     cfg = load_config(experiment, profile, overrides)
     batch = batch_size or cfg.train.batch_size
@@ -99,6 +100,7 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     names = splits.class_names
 
     def fresh_model():
+        configure_precision(cfg)
         set_seeds(0, deterministic=cfg.train.deterministic)
         model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
         compile_model(model, cfg.train, steps_per_epoch=100, class_names=names)

@@ -52,6 +52,7 @@ _HASH_OMIT_AT_DEFAULT: tuple[tuple[str, ...], ...] = (
     ("train", "augment", "alternating_flip"),
     ("train", "ema"),
     ("train", "ema", "ramp"),
+    ("train", "bfloat16"),
     ("data", "classes"),
     ("transfer",),
 )
@@ -229,9 +230,14 @@ class TrainConfig(_Strict):
     snapshot_epochs: tuple[int, ...] = Field((), description="Also save the model after these epochs.")
     deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
     mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
+    bfloat16: bool = Field(
+        False, description="mixed_bfloat16 (bfloat16 compute, float32 weights) on any device; airbench "
+                           "trains 1.4x faster on a CPU with AVX-512 BF16, far slower on one without.")
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
+        if self.bfloat16 and self.mixed_precision:
+            raise ValueError("bfloat16 and mixed_precision (float16) exclude each other; set one of them")
         if self.schedule.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} must be below epochs={self.epochs}"

@@ -48,10 +48,20 @@ class TrainOutcome:
 
 
 def configure_precision(cfg: ExperimentConfig) -> str:
-    """mixed_float16 only when asked for and a GPU is present; float32 otherwise."""
+    """mixed_bfloat16 when asked for (any device); mixed_float16 when asked for and a GPU is
+    present; float32 otherwise. Sets Keras's global policy and returns its name."""
     import tensorflow as tf
 
-    policy = "mixed_float16" if cfg.train.mixed_precision and tf.config.list_physical_devices("GPU") else "float32"
+    from cifarkit.repro import cpu_has_bfloat16
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if cfg.train.bfloat16:
+        policy = "mixed_bfloat16"
+        if not gpu and not cpu_has_bfloat16():
+            log.warning("train.bfloat16 is on but this CPU has no native bfloat16 (avx512_bf16 or "
+                        "amx_bf16): training will be slower than float32; set train.bfloat16: false")
+    else:
+        policy = "mixed_float16" if cfg.train.mixed_precision and gpu else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
 

@@ -78,3 +78,33 @@ def test_the_vector_isa_is_the_widest_extension_in_cpuinfo_flags(tmp_path):
     info.write_text("model name\t: ARM\nFeatures\t: neon\n")
     assert cpu_vector_isa(str(info)) == "unknown"
     assert cpu_vector_isa(str(tmp_path / "missing")) == "unknown"
+
+
+def test_native_bfloat16_needs_avx512_bf16_or_amx(tmp_path):
+    from cifarkit.repro import cpu_has_bfloat16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: avx2 avx512f avx512_bf16\n")
+    assert cpu_has_bfloat16(str(info))
+    info.write_text("flags\t\t: avx2 avx512f amx_bf16\n")
+    assert cpu_has_bfloat16(str(info))
+    info.write_text("flags\t\t: avx2 avx512f\n")
+    assert not cpu_has_bfloat16(str(info))
+
+
+def test_bfloat16_sets_the_policy_and_warns_on_a_cpu_without_it(monkeypatch, caplog):
+    import keras
+
+    from cifarkit import repro
+    from cifarkit.config import load_config
+    from cifarkit.train import configure_precision
+
+    monkeypatch.setattr(repro, "cpu_has_bfloat16", lambda: False)
+    try:
+        assert configure_precision(load_config("airbench", "smoke", {"train.bfloat16": True})) == "mixed_bfloat16"
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert "no native bfloat16" in caplog.text
+        assert configure_precision(load_config("airbench", "smoke")) == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -127,3 +127,12 @@ def test_bad_overrides_are_one_line_errors(overrides, fragment):
     with pytest.raises(ConfigError) as err:
         load_config("resnet20", "smoke", overrides=overrides)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bfloat16_is_a_switch_that_leaves_other_runs_hashes_alone():
+    base = load_config("airbench", "smoke")
+    assert "bfloat16" not in base.identity()["train"]  # omitted at its default: old run keys still hold
+    bf16 = load_config("airbench", "smoke", overrides={"train.bfloat16": True})
+    assert bf16.identity()["train"]["bfloat16"] is True and bf16.content_hash() != base.content_hash()
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_config("airbench", "smoke", overrides={"train.bfloat16": True, "train.mixed_precision": True})
