@@ -116,6 +116,16 @@ class Ladder:
     def caption(self) -> str:
         return self.comparison.caption() if self.comparison is not None else "No ladder step has runs yet."
 
+    def missing_note(self, profile: str, common: Mapping[str, Any] | None = None) -> str | None:
+        """Markdown listing each step without runs and the command that makes it, or None."""
+        if not self.missing:
+            return None
+        sets = "".join(f" --set {key}={value}" for key, value in (common or {}).items())
+        return ("**Steps without runs**, and the command that makes each (or "
+                f"`cifarkit bench ladder --profile {profile}{sets}` for all of them; add "
+                f"`--step 1 --step {len(self.steps)}` to make the two ends first):\n\n"
+                + "\n".join(f"- {step}: `{command}`" for step, command in self.missing.items()))
+
 
 def steps_to_train(steps: Sequence[str], train: bool | int | Collection[int]) -> list[str]:
     """The steps to train: ``True`` every one, ``False`` none, an integer N the first N, a

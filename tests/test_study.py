@@ -181,6 +181,10 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
     assert set(result.step_pairs()) == {steps[1]} and len(result.sentences()) == 1
     assert "95%" in result.sentences()[0]
     assert "one seed per step" in ladder.run_ladder(tiny_profile, 1, train=False).sentences()[0]
+    note = result.missing_note(tiny_profile, {"data.train_per_class": 1000})
+    assert f"`cifarkit bench ladder --profile {tiny_profile} --set data.train_per_class=1000`" in note
+    assert note.count("\n- ") == len(result.missing) and result.missing[steps[2]] in note
+    assert ladder.Ladder(steps, None, {}).missing_note(tiny_profile) is None
     assert len(result.figure().axes) == 2 and len(ladder.Ladder(steps, None, {}).figure().axes) == 2
     # the command: exit 1 while steps are missing, the table printed, each missing command listed
     assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run"]) == 1
