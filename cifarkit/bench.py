@@ -40,6 +40,7 @@ class Throughput:
     framework: str = "keras"
     environment: dict = field(default_factory=dict)  # repro.environment_record(): CPU, versions
     experiment: str = ""     # the config's name (resnet20_fast builds model resnet20)
+    precision: str = "float32"  # Keras dtype policy of both timed models
 
     @property
     def ratio(self) -> float:
@@ -49,11 +50,12 @@ class Throughput:
         return {**asdict(self), "ratio": self.ratio}
 
     def default_path(self) -> Path:
-        """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>.json``."""
+        """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
         from cifarkit.paths import artifacts_dir
 
         who = self.experiment or self.model
-        name = f"throughput-{who}-{self.profile}-{self.augment_mode}-b{self.batch_size}.json"
+        tail = "-bf16" if self.precision == "mixed_bfloat16" else ""
+        name = f"throughput-{who}-{self.profile}-{self.augment_mode}-b{self.batch_size}{tail}.json"
         return artifacts_dir() / "bench" / name
 
 
@@ -95,12 +97,12 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     from cifarkit.train import configure_precision
 
     cfg = load_config(experiment, profile, overrides)
+    precision = configure_precision(cfg)
     batch = batch_size or cfg.train.batch_size
     splits = splits_from_config(cfg.data)
     names = splits.class_names
 
     def fresh_model():
-        configure_precision(cfg)
         set_seeds(0, deterministic=cfg.train.deterministic)
         model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
         compile_model(model, cfg.train, steps_per_epoch=100, class_names=names)
@@ -123,7 +125,7 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     return Throughput(cfg.model.name, batch, steps, batch / seconds_a, batch / seconds_b, input_only,
                       augment_mode=cfg.train.augment.mode, profile=cfg.profile,
                       framework=f"keras {environment['packages']['keras']}", environment=environment,
-                      experiment=cfg.name)
+                      experiment=cfg.name, precision=precision)
 
 
 def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
@@ -143,6 +145,7 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "experiment": data.get("experiment") or data["model"], "model": data["model"],
                 "framework": data.get("framework", "keras"),
                 "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
+                "precision": data.get("precision", "float32"),
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
@@ -167,7 +170,9 @@ def framework_comparison(table: pd.DataFrame, model: str = "airbench",
     incomparable rather than compared."""
     if table.empty:
         return None
-    ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")]
+    # airbench94's reference script trains in float32, so a bfloat16 row is not like for like.
+    ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")
+                 & (table["precision"] == "float32")]
     theirs = table[table["model"] == reference]
     if ours.empty or theirs.empty:
         return None

@@ -159,7 +159,9 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
 
     from cifarkit.bench import throughput
 
-    overrides = {"train.augment.mode": args.augment_mode} if args.augment_mode else None
+    overrides = {"train.augment.mode": args.augment_mode} if args.augment_mode else {}
+    if args.bfloat16:
+        overrides["train.bfloat16"] = True
     result = throughput(args.model, args.profile, batch_size=args.batch_size, steps=args.steps,
                         overrides=overrides)
     from cifarkit.atomic import write_json
@@ -170,7 +172,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         write_json(args.json, result.as_dict())
     print(json.dumps(result.as_dict(), indent=2))
     print(f"written: {kept}")
-    print(f"{result.model} batch {result.batch_size}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
+    print(f"{result.model} batch {result.batch_size} {result.precision}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
           f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}; "
           f"{result.augment_mode} input pipeline alone {result.input_only_img_s:.0f} img/s")
     return 0
@@ -373,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "artifacts/bench/throughput-*.json)")
     p.add_argument("--augment-mode", choices=("per_image", "batch"),
                    help="override train.augment.mode (compare the per-image and vectorised pipelines)")
+    p.add_argument("--bfloat16", action="store_true",
+                   help="time under mixed_bfloat16 (train.bfloat16); kept in its own -bf16 file")
 
     p = add(bench, "time-to-accuracy", cmd_bench_time_to_accuracy,
             "train fresh runs (no cache) and time training until validation accuracy reaches a target; "

@@ -61,6 +61,22 @@ def test_framework_comparison_refuses_the_same_cpu_name_with_another_vector_unit
     assert "different machines" in sentence and "with avx512f" in sentence and "with avx2" in sentence
 
 
+def test_a_bfloat16_measurement_is_kept_apart_and_not_compared_with_float32_airbench94(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
+    bf16 = Throughput("airbench", 1024, 40, 400.0, 401.0, 21000.0, "batch", "cpu", "keras 3.15.0", EPYC,
+                      "airbench", precision="mixed_bfloat16")
+    assert bf16.default_path().name == "throughput-airbench-cpu-batch-b1024-bf16.json"
+    _write(tmp_path, bf16.default_path().name, bf16.as_dict())
+    _write(tmp_path, "throughput-airbench94-torch.json",
+           {"model": "airbench94", "framework": "torch", "batch_size": 1024, "synthetic_img_s": 236.0,
+            "environment": EPYC})
+    table = load_throughputs(tmp_path)
+    assert list(table["precision"]) == ["mixed_bfloat16", "float32"]
+    assert framework_comparison(table) is None  # no float32 airbench row yet
+    _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours(285.0).as_dict())
+    assert "285 img/s" in framework_comparison(load_throughputs(tmp_path))
+
+
 def test_framework_comparison_needs_both_figures(tmp_path):
     assert framework_comparison(load_throughputs(tmp_path)) is None
     _write(tmp_path, "throughput-airbench-cpu-batch-b1024.json", ours().as_dict())
