@@ -86,6 +86,14 @@ class TimeToAccuracy:
     environment: dict[str, Any]          # the machine of the call that measured the latest seed
     tta_shift: int = 1
     train_size: int = 0                  # training images per epoch
+    config: dict[str, Any] | None = None  # the resolved config (files before session 10 lack it)
+
+    @property
+    def precision(self) -> str | None:
+        """``bfloat16`` or ``float32`` as the config asked (None when the file has no config)."""
+        if self.config is None:
+            return None
+        return "bfloat16" if self.config.get("train", {}).get("bfloat16") else "float32"
 
     def summary(self) -> dict[str, Any]:
         from cifarkit.stats import summarise
@@ -121,7 +129,8 @@ def headline(result: TimeToAccuracy) -> str:
     runs = result.seeds
     reached = [r.time_to_target for r in runs if r.time_to_target is not None]
     when = f" at {_spread(reached, 1 / 60, 1)} min" if reached else ""
-    return (f"{result.experiment} ({result.profile}, {len(runs)} seed{'s' if len(runs) > 1 else ''}): "
+    bf16 = ", bfloat16" if result.precision == "bfloat16" else ""
+    return (f"{result.experiment} ({result.profile}{bf16}, {len(runs)} seed{'s' if len(runs) > 1 else ''}): "
             f"test {_spread([r.test_accuracy_tta for r in runs], 100, 1)}% (TTA), "
             f"{_spread([r.test_accuracy for r in runs], 100, 1)}% plain, "
             f"in {_spread([r.train_seconds for r in runs], 1 / 60, 1)} min training "
@@ -214,6 +223,7 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     results: list[SeedResult] = []
     views = list(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
     environment = environment_record()
+    resolved = cfg.model_dump(mode="json")
     for seed in range(seeds):
         if seed in done:
             log.info("[seed %d/%d] kept from %s (--fresh measures it again)", seed + 1, seeds, path)
@@ -226,12 +236,12 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
         results.append(result)
         # Written after every seed: a session that ends mid-benchmark keeps the seeds it finished.
         report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                                environment, tta_shift, len(splits.y_train))
+                                environment, tta_shift, len(splits.y_train), resolved)
         write_json(path, report.as_dict())
     if all(seed in done for seed in range(seeds)):  # nothing measured now: the file keeps the machine that measured it
         environment = read_result(path).environment
     report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                            environment, tta_shift, len(splits.y_train))
+                            environment, tta_shift, len(splits.y_train), resolved)
     write_json(path, report.as_dict())
     return report, path
 
@@ -292,7 +302,7 @@ def _interval(values: list[float]) -> str:
 
 
 def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
-    """One row per result: experiment, config, seeds, test accuracy with and without TTA
+    """One row per result: experiment, config, seeds, precision, test accuracy with and without TTA
     (mean ± std over seeds, and the 95% interval of the TTA mean), training and total minutes,
     who reached the target and when."""
     rows = []
@@ -302,6 +312,7 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
             "experiment": r.experiment, "config": r.config_hash[:12], "seeds": len(r.seeds),
             "train images": f"{r.train_size:,}" if r.train_size else "?",
             "epochs": r.seeds[0].epochs if r.seeds else 0,
+            "precision": r.precision or "not recorded",
             "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
             "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds]),
             "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),

@@ -292,6 +292,7 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert [row["epoch"] for row in seed["val_curve"]] == [1, 2]
     assert 0 <= seed["test_accuracy_tta"] <= 1
     assert data["summary"]["reached"] == 1
+    assert data["config"]["train"]["batch_size"] == 16 and data["config"]["train"]["bfloat16"] is False
     assert not list((out.parent).glob(".partial-*"))
 
     # A second call keeps seed 0 (no retraining), recomputes its target, and keeps the record of
@@ -395,6 +396,19 @@ def test_load_results_and_table(tmp_path: Path) -> None:
     assert row["test % (TTA)"] == "91.00 ± 0.00" and row["train images"] == "49,000"
     assert row["train min"] == "10.0 ± 0.0" and row["reached"] == "0/2"
     assert row["TTA 95% CI"] == "[91.00, 91.00]"
+    assert row["precision"] == "not recorded"  # a file written before the config was kept
+
+
+def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tmp_path: Path) -> None:
+    from cifarkit.bench_tta import headline, load_results, results_table
+
+    _result_json(tmp_path / "time-to-accuracy-a.json", config={"train": {"bfloat16": True}})
+    _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def", config={"train": {"bfloat16": False}})
+    by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
+    bf16, fp32 = by_hash["abc"], by_hash["def"]
+    assert list(results_table([bf16, fp32])["precision"]) == ["bfloat16", "float32"]
+    assert headline(bf16).startswith("airbench (cpu, bfloat16, 2 seeds): ")
+    assert headline(fp32).startswith("airbench (cpu, 2 seeds): ")
 
 
 def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_path: Path) -> None:
