@@ -232,7 +232,8 @@ class TrainConfig(_Strict):
     mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
     bfloat16: bool = Field(
         False, description="mixed_bfloat16 (bfloat16 compute, float32 weights) on any device; airbench "
-                           "trains 1.4x faster on a CPU with AVX-512 BF16, far slower on one without.")
+                           "trained 1.35x faster on a CPU with AVX-512 BF16; a CPU without native "
+                           "bfloat16 emulates it (not measured here; expect it slower).")
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

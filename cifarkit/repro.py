@@ -85,7 +85,7 @@ def cpu_vector_isa(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); without it TensorFlow
-    emulates bfloat16 and mixed_bfloat16 trains slower than float32."""
+    emulates bfloat16, and mixed_bfloat16 can train slower than float32."""
     return bool(_cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 

@@ -59,7 +59,8 @@ def configure_precision(cfg: ExperimentConfig) -> str:
         policy = "mixed_bfloat16"
         if not gpu and not cpu_has_bfloat16():
             log.warning("train.bfloat16 is on but this CPU has no native bfloat16 (avx512_bf16 or "
-                        "amx_bf16): training will be slower than float32; set train.bfloat16: false")
+                        "amx_bf16), so it is emulated and may train slower than float32; "
+                        "set train.bfloat16: false if it does")
     else:
         policy = "mixed_float16" if cfg.train.mixed_precision and gpu else "float32"
     keras.mixed_precision.set_global_policy(policy)
