@@ -441,7 +441,7 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
     assert main(["bench", "throughput", "--model", str(yaml_path), "--profile", "none",
                  "--steps", "2", "--batch-size", "8"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("airbench batch 8: (a) model alone ")
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("airbench batch 8 float32: (a) model alone ")
     kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
     assert kept.is_file()
     (row,) = load_throughputs(kept.parent).to_dict("records")
