@@ -49,15 +49,20 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def _cpu_model() -> str:
+def _cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (None when absent or unreadable)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        with open(cpuinfo, encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                if line.startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
 # Widest first: the first of these in /proc/cpuinfo's flags names the vector unit TensorFlow's
@@ -67,14 +72,7 @@ _VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2")
 
 
 def _cpu_flags(cpuinfo: str) -> set[str]:
-    try:
-        with open(cpuinfo, encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_vector_isa(cpuinfo: str = "/proc/cpuinfo") -> str:

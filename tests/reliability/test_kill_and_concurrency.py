@@ -108,7 +108,7 @@ def _timed_run(config: Path, artifacts: Path, epochs: int) -> _Phases:
     assert marked is not None and completed is not None and checkpoints, "a phase ended between two polls"
     first, last = checkpoints[min(checkpoints)], checkpoints[max(checkpoints)]
     return _Phases(start_up=marked - started, first_epoch=first - marked,
-                   epoch=(last - first) / max(max(checkpoints) - min(checkpoints), 1) if len(checkpoints) > 1 else 0.0,
+                   epoch=(last - first) / (max(checkpoints) - min(checkpoints)) if len(checkpoints) > 1 else 0.0,
                    tail=completed - last)
 
 
