@@ -35,7 +35,7 @@ lint: $(STAMP)  ## ruff
 book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _build/html
 	$(PY) -m cifarkit.bookbuild --profile $(PROFILE)
 
-chapter: $(STAMP)  ## re-execute one chapter: make chapter NAME=data PARAMS="seeds=5"
+chapter: $(STAMP)  ## re-execute one chapter only (others shown as last built): make chapter NAME=data PARAMS="seeds=5"
 	$(PY) -m cifarkit.bookbuild --profile $(PROFILE) --chapter "$(NAME)" --params "$(PARAMS)"
 
 site-check: $(STAMP)  ## open every page of the built site (_build/html) in headless Chromium; run make book first

@@ -27,6 +27,11 @@
    ``<repo>/_build/html``.
 5. Print a summary table: chapter, cached/executed/failed, wall time, reason.
 
+``--chapter NAME`` executes that chapter only. Every other chapter is shown as it is
+stored: cached when fresh; when stale, its last executed notebook with a note naming
+why it is out of date; when never executed under the profile, a stand-in page that says
+so and gives the command. No other chapter is executed (so no other chapter trains).
+
 One build at a time per artifacts folder: a ``filelock`` on ``artifacts/book/.lock``
 (released by the kernel if the holder dies); a second build waits and says so.
 """
@@ -484,6 +489,10 @@ class Store:
     def lock_path(self) -> Path:
         return self.base / ".lock"
 
+    @property
+    def stand_in_dir(self) -> Path:
+        return self.base / "stand-in" / self.profile
+
     def notebook(self, page: Page) -> Path:
         return self.executed_dir / f"{page.docname}.ipynb"
 
@@ -749,13 +758,62 @@ def _sync_file(src: Path, dst: Path) -> bool:
 _SKIP_DIRS = {"_build", ".ipynb_checkpoints", "__pycache__", ".jupyter_cache"}
 
 
-def staging_plan(root: Path, pages: Sequence[Page], store: Store) -> dict[str, Path]:
+def _title_cell_index(cells: Sequence[Mapping[str, Any]]) -> int | None:
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") == "markdown":
+            text = "".join(cell.get("source", ""))
+            return i if text.lstrip().startswith("# ") else None
+    return None
+
+
+def _note_cell(text: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {"tags": ["cifarkit-stand-in-note"]},
+            "source": f"```{{note}}\n{text}\n```"}
+
+
+def notebook_with_note(data: bytes, text: str) -> bytes:
+    """The notebook with a MyST note right under its title (or first, if it has none)."""
+    nb = json.loads(data)
+    cells = nb.setdefault("cells", [])
+    title = _title_cell_index(cells)
+    cells.insert(0 if title is None else title + 1, _note_cell(text))
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def stand_in_notebook(source: Path, text: str) -> bytes:
+    """A page for a chapter never executed under the profile: its title and a note, no code
+    (the site shows executed chapters only; a source notebook would look like results)."""
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    cells = nb.get("cells", [])
+    title = _title_cell_index(cells)
+    heading = ("".join(cells[title]["source"]).lstrip().splitlines()[0] if title is not None
+               else f"# {source.stem}")
+    stand_in = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": heading},
+                          _note_cell(text)],
+                "metadata": nb.get("metadata", {}), "nbformat": nb.get("nbformat", 4),
+                "nbformat_minor": nb.get("nbformat_minor", 5)}
+    return (json.dumps(stand_in, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def write_stand_in(store: Store, page: Page, data: bytes) -> Path:
+    """Write a shown-instead notebook for ``page`` (atomically) and return its path."""
+    path = store.stand_in_dir / f"{page.docname}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def staging_plan(root: Path, pages: Sequence[Page], store: Store,
+                 substitutes: Mapping[str, Path] | None = None) -> dict[str, Path]:
     """``{relative path in the staging tree: file to copy}`` for the site build.
 
     ``_config.yml``, ``_toc.yml``, ``_static/`` (custom CSS), every markdown page, the
     executed notebook of every chapter, and the other files (images, ``.bib``...) in the
     folders holding pages.
-    Source notebooks are never copied: only their executed versions.
+    Source notebooks are never copied: only their executed versions, or the stand-in
+    ``substitutes`` gives for a chapter (by toc path) that ``--chapter`` did not execute.
     """
     plan: dict[str, Path] = {"_config.yml": root / "_config.yml", "_toc.yml": root / "_toc.yml"}
     folders = {page.source.parent for page in pages}
@@ -768,7 +826,7 @@ def staging_plan(root: Path, pages: Sequence[Page], store: Store) -> dict[str, P
             plan[path.relative_to(root).as_posix()] = path
     for page in pages:
         if page.kind == "notebook":
-            plan[page.relpath] = store.notebook(page)
+            plan[page.relpath] = (substitutes or {}).get(page.relpath, store.notebook(page))
     for bib in root.glob("*.bib"):
         plan.setdefault(bib.name, bib)
     static = root / "_static"  # custom CSS, which jupyter-book includes from the book root
@@ -779,10 +837,11 @@ def staging_plan(root: Path, pages: Sequence[Page], store: Store) -> dict[str, P
     return plan
 
 
-def assemble_site_source(root: Path, pages: Sequence[Page], store: Store) -> Path:
+def assemble_site_source(root: Path, pages: Sequence[Page], store: Store,
+                         substitutes: Mapping[str, Path] | None = None) -> Path:
     """Mirror :func:`staging_plan` into ``store.site_src``; remove files no longer planned."""
     staging = store.site_src
-    plan = staging_plan(root, pages, store)
+    plan = staging_plan(root, pages, store, substitutes)
     staging.mkdir(parents=True, exist_ok=True)
     changed = sum(_sync_file(src, staging / rel) for rel, src in plan.items())
     for path in sorted(staging.rglob("*"), reverse=True):
@@ -843,7 +902,7 @@ def _site_stamp(output: Path) -> Path:
 @dataclasses.dataclass
 class ChapterResult:
     name: str
-    status: str  # cached | executed | failed | not run
+    status: str  # cached | executed | failed | not run | kept (stale) | not executed
     seconds: float = 0.0
     reason: str = ""
 
@@ -939,6 +998,7 @@ def run(opts: Options) -> list[ChapterResult]:
         log.info("hashing sources, configs and data for the cache keys ...")
         shared = shared_components(opts.profile, source)
         ordered = execution_order(chapters)
+        substitutes: dict[str, Path] = {}
         for i, page in enumerate(ordered):
             params = opts.params if page is target else {}
             parameters = resolved_parameters(opts.profile, params, accepted[page.docname])
@@ -953,6 +1013,13 @@ def run(opts: Options) -> list[ChapterResult]:
             if fresh:
                 log.info("[%d/%d] %s: cached", i + 1, len(chapters), page.name)
                 results.append(ChapterResult(page.name, "cached", 0.0, "up to date"))
+                continue
+            if target is not None and page is not target:
+                result, substitutes[page.relpath] = _shown_without_executing(
+                    page, store, opts.profile, reasons)
+                log.info("[%d/%d] %s: %s, not executed (--chapter %s): %s", i + 1, len(chapters),
+                         page.name, result.status, target.name, result.reason)
+                results.append(result)
                 continue
             reason = "; ".join(reasons)
             log.info("[%d/%d] %s: executing (%s) with %s", i + 1, len(chapters), page.name,
@@ -976,7 +1043,7 @@ def run(opts: Options) -> list[ChapterResult]:
             log.info("[%d/%d] %s: executed in %.1f s", i + 1, len(chapters), page.name, seconds)
             results.append(ChapterResult(page.name, "executed", seconds, reason))
 
-        staging = assemble_site_source(root, pages, store)
+        staging = assemble_site_source(root, pages, store, substitutes)
         stamp = _site_stamp(opts.output)
         # Sphinx re-reads only changed pages; autodoc pages change with cifarkit's source
         # (not their own file), so rebuild everything when the code, the profile or the
@@ -996,6 +1063,24 @@ def run(opts: Options) -> list[ChapterResult]:
         write_json(stamp, stamp_data)
     _emit_summary(results)
     return results
+
+
+def _shown_without_executing(page: Page, store: Store, profile: str,
+                             reasons: Sequence[str]) -> tuple[ChapterResult, Path]:
+    """For ``--chapter``: the page to show for another chapter that is not fresh, without
+    executing it (re-executing one chapter must not run, and train, all the others)."""
+    why = "; ".join(reasons)
+    whole_book = f"`make book PROFILE={profile}` brings every chapter up to date"
+    record, problem = store.read_record(page)
+    if record is not None and problem is None:
+        note = (f"This page is from an earlier build ({why}). Only another chapter was "
+                f"re-executed; {whole_book}.")
+        data = notebook_with_note(store.notebook(page).read_bytes(), note)
+        return ChapterResult(page.name, "kept (stale)", 0.0, why), write_stand_in(store, page, data)
+    note = (f"This chapter has not been executed under the `{profile}` profile yet. "
+            f"`make chapter NAME={page.name} PROFILE={profile}` runs it alone; {whole_book}.")
+    data = stand_in_notebook(page.source, note)
+    return ChapterResult(page.name, "not executed", 0.0, why), write_stand_in(store, page, data)
 
 
 def _emit_summary(results: Sequence[ChapterResult]) -> None:

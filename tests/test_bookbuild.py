@@ -525,6 +525,56 @@ def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, 
 
 @needs_kernel
 @pytest.mark.slow
+def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys):
+    """make chapter must not execute (and train) every other chapter that is not fresh: those
+    are shown as a stand-in page (never executed) or their last build with a note (stale)."""
+    root = make_book(tmp_path / "src", {"a": ["print('output of a')"], "b": ["y = 2"], "c": ["z = 3"]})
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
+    monkeypatch.setattr(bb, "preflight", lambda: (None, []))
+    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    staged = []
+    monkeypatch.setattr(bb, "build_site", lambda staging, *a, **k: staged.append(staging))
+    store = bb.Store(tmp_path / "art" / "book", "smoke")
+
+    def run(chapter=None):
+        return {r.name: r for r in bb.run(bb.Options(profile="smoke", root=root,
+                                                     output=tmp_path / "out", chapter=chapter))}
+
+    results = run("b")
+    assert [(r.name, r.status) for r in results.values()] == [
+        ("a", "not executed"), ("b", "executed"), ("c", "not executed")]
+    assert not store.notebook(bb.find_chapter(bb.read_toc(root), "a")).exists()
+    page_a = json.loads((staged[-1] / "book" / "a.ipynb").read_text())
+    text = json.dumps(page_a)
+    assert "not been executed under the `smoke` profile" in text
+    assert "make chapter NAME=a PROFILE=smoke" in text and "output of a" not in text
+    assert "not executed" in capsys.readouterr().out
+
+    run()  # the whole book: every chapter executed
+    write_nb(root / "book" / "a.ipynb", "print('output of a, edited')")
+    results = run("c")
+    assert [(r.name, r.status) for r in results.values()] == [
+        ("a", "kept (stale)"), ("b", "cached"), ("c", "executed")]
+    assert results["a"].reason == "notebook source changed"
+    page_a = json.loads((staged[-1] / "book" / "a.ipynb").read_text())
+    text = json.dumps(page_a)
+    assert "output of a" in text and "output of a, edited" not in text  # the last build, as stored
+    assert "This page is from an earlier build" in text
+    assert page_a["cells"][0]["metadata"]["tags"] == ["cifarkit-stand-in-note"]  # no title: first
+    assert run()["a"].status == "executed"  # make book brings it up to date
+
+
+def test_notebook_with_note_goes_under_the_title():
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nIntro"},
+                    {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": []}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    out = json.loads(bb.notebook_with_note(json.dumps(nb).encode(), "stale because X"))
+    assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
+    assert out["cells"][1]["source"] == "```{note}\nstale because X\n```"
+
+
+@needs_kernel
+@pytest.mark.slow
 def test_a_run_listing_chapter_that_trains_is_keyed_by_the_store_it_leaves(tmp_path, monkeypatch):
     """fast_training both trains ladder steps and lists the run store: its key must be taken
     after it ran, or every later build would find the store changed (and --expect-cached fail)."""
