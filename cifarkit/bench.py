@@ -17,9 +17,13 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from cifarkit.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +90,30 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
                steps: int = 40, warmup: int = 8, overrides: dict | None = None) -> Throughput:
-    import tensorflow as tf
+    import keras
 
     from cifarkit.config import load_config
+    from cifarkit.train import configure_precision
+
+    cfg = load_config(experiment, profile, overrides)
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        precision = configure_precision(cfg)
+        return _throughput(cfg, precision, batch_size, steps, warmup)
+    finally:  # the caller's process keeps its own precision
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
+                warmup: int) -> Throughput:
+    import tensorflow as tf
+
     from cifarkit.data import splits_from_config
     from cifarkit.data.pipeline import train_dataset
     from cifarkit.models import build_model
     from cifarkit.recipe import compile_model, coupled_l2
     from cifarkit.repro import environment_record, set_seeds
-    from cifarkit.train import configure_precision
 
-    cfg = load_config(experiment, profile, overrides)
-    precision = configure_precision(cfg)
     batch = batch_size or cfg.train.batch_size
     splits = splits_from_config(cfg.data)
     names = splits.class_names
@@ -128,6 +144,10 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
                       experiment=cfg.name, precision=precision)
 
 
+# Files keep Keras's policy name; tables say the compute dtype, as the time-to-accuracy table does.
+_PRECISION_SHOWN = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
 def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
     """Every ``throughput-*.json`` under ``artifacts/bench`` as one row: model, framework,
     batch, model-alone and real-pipeline img/s, their ratio, CPU and time (UTC). Reference files
@@ -145,7 +165,8 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "experiment": data.get("experiment") or data["model"], "model": data["model"],
                 "framework": data.get("framework", "keras"),
                 "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
-                "precision": data.get("precision", "float32"),
+                "precision": _PRECISION_SHOWN.get(data.get("precision", "float32"),
+                                                  data.get("precision", "float32")),
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),

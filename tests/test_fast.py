@@ -447,3 +447,11 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
     (row,) = load_throughputs(kept.parent).to_dict("records")
     assert row["experiment"] == "tiny_airbench" and row["model"] == "airbench"
     assert row["framework"].startswith("keras ") and row["cpu"] != "unknown" and row["model alone (img/s)"] > 0
+
+    import keras
+
+    assert main(["bench", "throughput", "--model", str(yaml_path), "--profile", "none",
+                 "--steps", "2", "--batch-size", "8", "--bfloat16"]) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
+    table = load_throughputs(kept.parent)
+    assert sorted(table["precision"]) == ["bfloat16", "float32"]
