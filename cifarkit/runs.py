@@ -202,6 +202,9 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
     run = locate(cfg, seed, data_hash_for(cfg.data))
     if run.complete:
         log.info("%scached: %s (seed %d)", label, run.path.name, seed)
+        # A kill after the run was marked complete can leave its checkpoint behind; a
+        # complete run never reads it, so it is only wasted disk.
+        _remove_checkpoints(run)
         return run
     runs_root().mkdir(parents=True, exist_ok=True)
     lock = FileLock(run.lock_path)

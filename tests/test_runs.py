@@ -67,10 +67,14 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     assert len(client.get_metric_history(record["mlflow_run_id"], "val_accuracy")) == 2
     assert [v["version"] for v in tracking.model_versions(cfg.name)] == [record["model_version"]]
 
-    # Second call: straight from the cache, no training.
+    # Second call: straight from the cache, no training; a checkpoint a kill left after the
+    # run was marked complete is removed.
     monkeypatch.setattr("cifarkit.runs._train_into", lambda *a, **k: pytest.fail("trained twice"))
+    (run.path / "checkpoint" / "epoch-0002").mkdir(parents=True)
+    (run.path / "checkpoint" / "epoch-0002" / "state.weights.h5").write_bytes(b"left over")
     started = time.perf_counter()
     assert runs.get_or_train(cfg, seed=0).path == run.path
+    assert not (run.path / "checkpoint").exists() and run.complete
     assert time.perf_counter() - started < 5
     assert [r["status"] for r in runs.list_runs()] == ["complete"]
 
