@@ -301,8 +301,29 @@ def _interval(values: list[float]) -> str:
     return interval_text(s.low, s.high)
 
 
+def config_changes(result: TimeToAccuracy) -> str:
+    """What the measured config sets differently from the experiment's config under its profile
+    today, as ``key=value`` overrides (e.g. ``train.bfloat16=True``), so rows that share an
+    experiment name can be told apart; "not recorded" for files without a config."""
+    from pydantic import ValidationError
+
+    from cifarkit.config import ExperimentConfig, load_config, overrides_between
+
+    if result.config is None:
+        return "not recorded"
+    try:
+        base = load_config(result.experiment, result.profile)
+        measured = ExperimentConfig.model_validate(result.config)
+    except (CifarkitError, ValidationError) as exc:
+        log.debug("config of %s not comparable: %s", result.experiment, exc)
+        return "not comparable"
+    changes = overrides_between(base, measured)
+    return ", ".join(f"{key}={value}" for key, value in sorted(changes.items())) or "none"
+
+
 def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
-    """One row per result: experiment, config, seeds, precision, test accuracy with and without TTA
+    """One row per result: experiment, config, seeds, precision, the settings changed from the
+    experiment's config (:func:`config_changes`), test accuracy with and without TTA
     (mean ± std over seeds, and the 95% interval of the TTA mean), training and total minutes,
     who reached the target and when."""
     rows = []
@@ -313,6 +334,7 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
             "train images": f"{r.train_size:,}" if r.train_size else "?",
             "epochs": r.seeds[0].epochs if r.seeds else 0,
             "precision": r.precision or "not recorded",
+            "changes": config_changes(r),
             "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
             "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds]),
             "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),

@@ -229,6 +229,34 @@ def cmd_bench_ladder(args: argparse.Namespace) -> int:
     return 1 if any(step in ladder.missing for step in asked) else 0
 
 
+def cmd_bench_results(args: argparse.Namespace) -> int:
+    from cifarkit.bench import load_throughputs
+    from cifarkit.bench_tta import load_results, results_table, seeds_table
+
+    profile = None if args.profile == "all" else args.profile
+    results = load_results(profile)
+
+    def show(title: str, table) -> None:
+        print(f"\n{title}\n")
+        print(table.to_markdown() if args.markdown else table.to_string())
+
+    with pd_display():
+        if results:
+            show("time to accuracy (one row per config; mean ± std over seeds)",
+                 results_table(results).set_index("experiment"))
+            for r in results:
+                show(f"{r.experiment} {r.config_hash[:12]} ({r.profile}), target {r.target:.1%}: per seed",
+                     seeds_table(r))
+        throughputs = load_throughputs()
+        if not throughputs.empty:
+            show("throughput (img/s)", throughputs.set_index("experiment").round(
+                {"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2}))
+    if not results and throughputs.empty:
+        print("no benchmark results under artifacts/bench; run cifarkit bench time-to-accuracy or throughput")
+        return 1
+    return 0
+
+
 def pd_display():
     import pandas as pd
 
@@ -407,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "--step 1 --step 8 for the two ends first: all tricks against none")
     p.add_argument("--dry-run", action="store_true",
                    help="train nothing: show the steps that have runs and the command for each that has not")
+
+    p = add(bench, "results", cmd_bench_results,
+            "print every time-to-accuracy and throughput result kept under artifacts/bench as tables "
+            "(trains nothing)")
+    p.add_argument("--profile", "-p", default="all", help="only this profile's results (default all)")
+    p.add_argument("--markdown", action="store_true", help="markdown tables (for the README)")
 
     p = add(bench, "gradcam", cmd_bench_gradcam,
             "seconds for Grad-CAM maps of N images (last line of the output)")

@@ -411,6 +411,39 @@ def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tm
     assert headline(fp32).startswith("airbench (cpu, 2 seeds): ")
 
 
+def test_results_table_names_what_the_measured_config_changed(tmp_path: Path) -> None:
+    from cifarkit.bench_tta import config_changes, load_results, results_table
+    from cifarkit.config import load_config
+
+    wide = load_config("airbench", "cpu", {"train.bfloat16": True, "model.airbench.widths": [128, 384, 384]})
+    _result_json(tmp_path / "time-to-accuracy-a.json", config=wide.model_dump(mode="json"))
+    _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def",
+                 config=load_config("airbench", "cpu").model_dump(mode="json"))
+    _result_json(tmp_path / "time-to-accuracy-c.json", config_hash="ghi", config={"train": {"epochs": "x"}})
+    by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
+    assert config_changes(by_hash["abc"]) == "model.airbench.widths=[128, 384, 384], train.bfloat16=True"
+    assert config_changes(by_hash["def"]) == "none"
+    assert config_changes(by_hash["ghi"]) == "not comparable"
+    assert list(results_table([by_hash["def"]])["changes"]) == ["none"]
+
+
+def test_bench_results_prints_the_kept_results_as_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from cifarkit.cli import main
+
+    bench = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench"
+    assert main(["bench", "results"]) == 1
+    assert "no benchmark results" in capsys.readouterr().out
+    bench.mkdir(parents=True, exist_ok=True)
+    _result_json(bench / "time-to-accuracy-airbench-cpu-abc.json")
+    assert main(["bench", "results", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| airbench     | abc      |       2 |" in out  # the summary row, as markdown
+    assert "airbench abc (cpu), target 95.0%: per seed" in out and "|      1 |             91 |" in out
+    assert main(["bench", "results", "--profile", "smoke"]) == 1  # no smoke results
+
+
 def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_path: Path) -> None:
     from dataclasses import replace
 
