@@ -357,7 +357,14 @@ def seeds_table(result: TimeToAccuracy) -> pd.DataFrame:
         "train min": round(s.train_seconds / 60, 1),
         "total min": round(s.total_seconds / 60, 1),
         "s per epoch": round(s.train_seconds / s.epochs) if s.epochs else None,
-        "target at epoch": s.epoch_to_target,
-        "resumed after epoch": s.resumed_from_epoch or None,
-        "measured": s.measured or "not recorded",
+        "target at epoch": "not reached" if s.epoch_to_target is None else str(s.epoch_to_target),
+        "resumed after epoch": str(s.resumed_from_epoch) if s.resumed_from_epoch else "",
+        "measured": _utc_minute(s.measured),
     } for s in result.seeds]).set_index("seed")
+
+
+def _utc_minute(stamp: str | None) -> str:
+    """``2026-11-30T02:51+00:00`` -> ``2026-11-30 02:51 UTC`` (as stored when it is not UTC)."""
+    if not stamp:
+        return "not recorded"
+    return stamp.replace("T", " ").replace("+00:00", " UTC")

@@ -1017,8 +1017,8 @@ def run(opts: Options) -> list[ChapterResult]:
             if target is not None and page is not target:
                 result, substitutes[page.relpath] = _shown_without_executing(
                     page, store, opts.profile, reasons)
-                log.info("[%d/%d] %s: %s, not executed (--chapter %s): %s", i + 1, len(chapters),
-                         page.name, result.status, target.name, result.reason)
+                log.info("[%d/%d] %s: %s (--chapter %s executes only that one): %s", i + 1,
+                         len(chapters), page.name, result.status, target.name, result.reason)
                 results.append(result)
                 continue
             reason = "; ".join(reasons)
