@@ -8,10 +8,10 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint book chapter demo fast-goals site-check recover backup mlflow-ui clean-book
+.PHONY: help venv test test-fast lint book chapter demo fast-goals fast-goals-bf16 site-check recover backup mlflow-ui clean-book
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -50,6 +50,12 @@ fast-goals: $(STAMP)  ## issue 9's measurements (hours on 2 cores); rerun to go 
 	$(VENV)/bin/cifarkit bench ladder --seeds 1 --set data.train_per_class=1000 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench ladder --seeds 1 --step 1 --step 8
 	$(VENV)/bin/cifarkit bench ladder --seeds 1
+
+fast-goals-bf16: $(STAMP)  ## issue 9's bfloat16 measurements, for a CPU with avx512_bf16 or amx_bf16 (about 2.5 h)
+	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100 --set train.bfloat16=true
+	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 91.5 --seeds 1 --epochs 12 --set data.val_per_class=100 \
+	    --set train.bfloat16=true --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
+	    --set train.optimizer.weight_decay=1.53e-3
 
 recover: $(STAMP)  ## restore artifacts/ from a backup: make recover FILE=backup.tar
 	@test -n "$(FILE)" || { echo "error: pass the backup: make recover FILE=path/to/backup.tar" >&2; exit 2; }
