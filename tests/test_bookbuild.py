@@ -659,6 +659,30 @@ def test_site_build_fails_on_warnings(tmp_path):
     assert index.is_file()
 
 
+@pytest.mark.slow
+def test_stand_in_and_noted_pages_pass_the_strict_site_build(tmp_path):
+    """The pages make chapter shows for chapters it did not execute are valid MyST: the strict
+    build (-W) accepts them, links to them resolve, and the notes render as admonitions."""
+    root = tmp_path / "site"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: book/never\n  - file: book/stale\n")
+    (root / "book" / "intro.md").write_text("# Intro\n\nSee {doc}`never` and {doc}`stale`.\n")
+    source = write_nb(tmp_path / "never.ipynb", "# code-marker\nx = 1")
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Never run chapter\n\nIntro text."))
+    nbformat.write(nb, source)
+    (root / "book" / "never.ipynb").write_bytes(bb.stand_in_notebook(source, "Not executed; `make book`."))
+    (root / "book" / "stale.ipynb").write_bytes(bb.notebook_with_note(source.read_bytes(), "From an earlier build."))
+    index = bb.build_site(root, tmp_path / "out")
+    html = index.parent / "book"
+    never, stale = (html / "never.html").read_text(), (html / "stale.html").read_text()
+    assert "Never run chapter" in never and "admonition note" in never and "Not executed;" in never
+    assert "code-marker" not in never  # a stand-in shows no code
+    assert "admonition note" in stale and "From an earlier build." in stale and "code-marker" in stale
+
+
 def _with_metadata(path: Path, **flags) -> Path:
     nb = nbformat.read(path, as_version=4)
     nb.metadata["cifarkit"] = flags
