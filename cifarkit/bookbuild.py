@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from cifarkit.atomic import fsync_dir, write_json
+from cifarkit.atomic import atomic_path, fsync_dir, write_json
 from cifarkit.errors import CifarkitError, ConfigError
 from cifarkit.paths import PACKAGE_DIR, artifacts_dir, project_root
 
@@ -726,6 +726,10 @@ def _jupyter_book_command() -> list[str] | None:
 # --------------------------------------------------------------------------- site
 
 
+def _notebook_text(nb: Mapping[str, Any]) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
 def presentable_notebook(data: bytes) -> bytes:
     """An executed notebook as the site shows it: the ``parameters`` cell (the defaults,
     not what ran) is removed and papermill's ``injected-parameters`` cell (what ran) is
@@ -737,7 +741,7 @@ def presentable_notebook(data: bytes) -> bytes:
                  else "hide-input" if "injected-parameters" in tags else None)
         if extra and extra not in tags:
             tags.append(extra)
-    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+    return _notebook_text(nb).encode()
 
 
 def _sync_file(src: Path, dst: Path) -> bool:
@@ -771,16 +775,16 @@ def _note_cell(text: str) -> dict[str, Any]:
             "source": f"```{{note}}\n{text}\n```"}
 
 
-def notebook_with_note(data: bytes, text: str) -> bytes:
+def notebook_with_note(data: bytes, text: str) -> str:
     """The notebook with a MyST note right under its title (or first, if it has none)."""
     nb = json.loads(data)
     cells = nb.setdefault("cells", [])
     title = _title_cell_index(cells)
     cells.insert(0 if title is None else title + 1, _note_cell(text))
-    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+    return _notebook_text(nb)
 
 
-def stand_in_notebook(source: Path, text: str) -> bytes:
+def stand_in_notebook(source: Path, text: str) -> str:
     """A page for a chapter never executed under the profile: its title and a note, no code
     (the site shows executed chapters only; a source notebook would look like results)."""
     nb = json.loads(source.read_text(encoding="utf-8"))
@@ -792,16 +796,14 @@ def stand_in_notebook(source: Path, text: str) -> bytes:
                           _note_cell(text)],
                 "metadata": nb.get("metadata", {}), "nbformat": nb.get("nbformat", 4),
                 "nbformat_minor": nb.get("nbformat_minor", 5)}
-    return (json.dumps(stand_in, indent=1, ensure_ascii=False) + "\n").encode()
+    return _notebook_text(stand_in)
 
 
-def write_stand_in(store: Store, page: Page, data: bytes) -> Path:
+def write_stand_in(store: Store, page: Page, text: str) -> Path:
     """Write a shown-instead notebook for ``page`` (atomically) and return its path."""
     path = store.stand_in_dir / f"{page.docname}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")  # notebooks are UTF-8 whatever the locale
     return path
 
 

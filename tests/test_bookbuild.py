@@ -568,7 +568,7 @@ def test_notebook_with_note_goes_under_the_title():
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nIntro"},
                     {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": []}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    out = json.loads(bb.notebook_with_note(json.dumps(nb).encode(), "stale because X"))
+    out = json.loads(bb.notebook_with_note(json.dumps(nb).encode(), "stale because X"))  # str
     assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
     assert out["cells"][1]["source"] == "```{note}\nstale because X\n```"
 
@@ -673,8 +673,9 @@ def test_stand_in_and_noted_pages_pass_the_strict_site_build(tmp_path):
     nb = nbformat.read(source, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Never run chapter\n\nIntro text."))
     nbformat.write(nb, source)
-    (root / "book" / "never.ipynb").write_bytes(bb.stand_in_notebook(source, "Not executed; `make book`."))
-    (root / "book" / "stale.ipynb").write_bytes(bb.notebook_with_note(source.read_bytes(), "From an earlier build."))
+    (root / "book" / "never.ipynb").write_text(bb.stand_in_notebook(source, "Not executed; `make book`."), encoding="utf-8")
+    (root / "book" / "stale.ipynb").write_text(bb.notebook_with_note(source.read_bytes(), "From an earlier build."),
+                                                 encoding="utf-8")
     index = bb.build_site(root, tmp_path / "out")
     html = index.parent / "book"
     never, stale = (html / "never.html").read_text(), (html / "stale.html").read_text()
