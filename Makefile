@@ -29,14 +29,15 @@ test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
 test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
 	$(PY) -m pytest -m "not slow and not data and not browser"
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff, and the import-order contracts (imports only go downward, no cycles)
 	$(VENV)/bin/ruff check cifarkit tests tools
+	$(VENV)/bin/lint-imports
 
 book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _build/html
-	$(PY) -m cifarkit.bookbuild --profile $(PROFILE)
+	$(VENV)/bin/cifarkit book build --profile $(PROFILE)
 
 chapter: $(STAMP)  ## re-execute one chapter only (others shown as last built): make chapter NAME=data PARAMS="seeds=5"
-	$(PY) -m cifarkit.bookbuild --profile $(PROFILE) --chapter "$(NAME)" --params "$(PARAMS)"
+	$(VENV)/bin/cifarkit book chapter "$(NAME)" --profile $(PROFILE) --params "$(PARAMS)"
 
 site-check: $(STAMP)  ## open every page of the built site (_build/html) in headless Chromium; run make book first
 	CIFARKIT_REQUIRE_BROWSER=1 $(PY) -m pytest -s -m browser tests/browser

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from data_fixtures import write_image_tree, write_official_batches
 
-from cifarkit.data import sources
+from cifarkit.data import readers
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline() -> Any:
         raise RuntimeError("network access is disabled in the tests")
 
-    monkeypatch.setattr(sources, "_keras_load_data", offline)
+    monkeypatch.setattr(readers, "_keras_load_data", offline)
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from cifarkit.artifacts import MANIFEST, backup, recover
 from cifarkit.cli import main
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
+from cifarkit.runs.backup import MANIFEST, backup, recover
 
 
 @pytest.fixture

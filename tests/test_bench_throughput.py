@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from cifarkit.bench import Throughput, framework_comparison, load_throughputs
+from cifarkit.bench.throughput import Throughput, framework_comparison, load_throughputs
 
 EPYC = {"cpu": "AMD EPYC", "cpu_isa": "avx512f", "cpu_count": 2, "recorded_at": "2026-11-29T07:40:00+00:00"}
 
@@ -81,7 +81,7 @@ def test_framework_comparison_needs_both_figures(tmp_path):
 
 
 def test_the_vector_isa_is_the_widest_extension_in_cpuinfo_flags(tmp_path):
-    from cifarkit.repro import cpu_vector_isa
+    from cifarkit.core.repro import cpu_vector_isa
 
     info = tmp_path / "cpuinfo"
     info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512_bf16\n")
@@ -94,7 +94,7 @@ def test_the_vector_isa_is_the_widest_extension_in_cpuinfo_flags(tmp_path):
 
 
 def test_native_bfloat16_needs_avx512_bf16_or_amx(tmp_path):
-    from cifarkit.repro import cpu_has_bfloat16
+    from cifarkit.core.repro import cpu_has_bfloat16
 
     info = tmp_path / "cpuinfo"
     info.write_text("flags\t\t: avx2 avx512f avx512_bf16\n")
@@ -108,9 +108,9 @@ def test_native_bfloat16_needs_avx512_bf16_or_amx(tmp_path):
 def test_bfloat16_sets_the_policy_and_warns_on_a_cpu_without_it(monkeypatch, caplog):
     import keras
 
-    from cifarkit import repro
-    from cifarkit.config import load_config
-    from cifarkit.train import configure_precision
+    from cifarkit.core import repro
+    from cifarkit.core.config import load_config
+    from cifarkit.training.fit import configure_precision
 
     monkeypatch.setattr(repro, "cpu_has_bfloat16", lambda: False)
     try:

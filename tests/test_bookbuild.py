@@ -1,4 +1,4 @@
-"""cifarkit.bookbuild: toc parsing, parameters, cache keys and reasons, the executed-notebook
+"""cifarkit.publish.build: toc parsing, parameters, cache keys and reasons, the executed-notebook
 store, failures, the build lock, and (marked) real papermill / jupyter-book runs."""
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cifarkit import bookbuild as bb
-from cifarkit.errors import CifarkitError
-from cifarkit.paths import project_root
+from cifarkit.cli import main as cli_main
+from cifarkit.core.errors import CifarkitError
+from cifarkit.core.paths import project_root
+from cifarkit.publish import build as bb
+from cifarkit.publish import execute, keys
+from cifarkit.publish import preflight as pf
+from cifarkit.publish import site as pub_site
+from cifarkit.publish import toc as pub_toc
 
 ROOT = project_root()
 
@@ -66,7 +71,7 @@ def components(**over):
 def kernel_available() -> bool:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return bb.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
+    return execute.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
 
 
 needs_kernel = pytest.mark.skipif(not kernel_available(),
@@ -82,27 +87,27 @@ def test_toc_files_order_and_nesting():
                {"file": "book/data", "sections": [{"file": "book/data_more"}]},
                {"url": "https://example.org", "title": "x"}]},
                {"caption": "B", "chapters": [{"file": "book/api"}]}]}
-    assert bb.toc_files(toc) == ["book/intro", "book/data", "book/data_more", "book/api"]
+    assert pub_toc.toc_files(toc) == ["book/intro", "book/data", "book/data_more", "book/api"]
 
 
 def test_toc_glob_and_missing_root_are_errors():
     with pytest.raises(CifarkitError, match="glob"):
-        bb.toc_files({"root": "a", "chapters": [{"glob": "book/*"}]})
+        pub_toc.toc_files({"root": "a", "chapters": [{"glob": "book/*"}]})
     with pytest.raises(CifarkitError, match="root"):
-        bb.toc_files({"chapters": [{"file": "a"}]})
+        pub_toc.toc_files({"chapters": [{"file": "a"}]})
 
 
 def test_read_toc_of_this_repo_finds_the_data_chapter():
-    pages = bb.read_toc(ROOT)
+    pages = pub_toc.read_toc(ROOT)
     assert pages[0].docname == "book/intro" and pages[0].kind == "notebook"
-    chapters = bb.chapters_of(pages)
+    chapters = pub_toc.chapters_of(pages)
     assert "data" in [p.name for p in chapters]
     assert all(p.source.suffix == ".ipynb" for p in chapters)
 
 
 def test_read_toc_kinds_and_suffixes(tmp_path):
     make_book(tmp_path, {"one": ["1"], "two": ["2"]})
-    pages = bb.read_toc(tmp_path)
+    pages = pub_toc.read_toc(tmp_path)
     assert [(p.docname, p.kind) for p in pages] == [
         ("book/intro", "markdown"), ("book/one", "notebook"), ("book/two", "notebook")]
     assert pages[1].relpath == "book/one.ipynb" and pages[1].name == "one"
@@ -112,33 +117,33 @@ def test_read_toc_errors(tmp_path):
     make_book(tmp_path, {"one": ["1"]})
     (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n  - file: book/ghost\n")
     with pytest.raises(CifarkitError, match="book/ghost"):
-        bb.read_toc(tmp_path)
+        pub_toc.read_toc(tmp_path)
     (tmp_path / "book" / "one.md").write_text("# one\n")
     (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n  - file: book/one\n")
     with pytest.raises(CifarkitError, match="ambiguous"):
-        bb.read_toc(tmp_path)
+        pub_toc.read_toc(tmp_path)
     (tmp_path / "_toc.yml").write_text("root: [unclosed\n")
     with pytest.raises(CifarkitError, match="malformed YAML"):
-        bb.read_toc(tmp_path)
+        pub_toc.read_toc(tmp_path)
 
 
 def test_find_chapter(tmp_path):
     make_book(tmp_path, {"one": ["1"], "two": ["2"]})
-    pages = bb.read_toc(tmp_path)
-    assert bb.find_chapter(pages, "two").docname == "book/two"
-    assert bb.find_chapter(pages, "book/two.ipynb").docname == "book/two"
+    pages = pub_toc.read_toc(tmp_path)
+    assert pub_toc.find_chapter(pages, "two").docname == "book/two"
+    assert pub_toc.find_chapter(pages, "book/two.ipynb").docname == "book/two"
     with pytest.raises(CifarkitError, match=r"unknown chapter 'intro'; chapters are: one, two"):
-        bb.find_chapter(pages, "intro")  # markdown pages are not chapters
+        pub_toc.find_chapter(pages, "intro")  # markdown pages are not chapters
 
 
 # --------------------------------------------------------------------------- parameters
 
 
 def test_parse_params_yaml_values():
-    assert bb.parse_params("seeds=5 epochs=30 lr=0.1 flag=true name='a b' xs=[1,2] empty=") == {
+    assert pub_toc.parse_params("seeds=5 epochs=30 lr=0.1 flag=true name='a b' xs=[1,2] empty=") == {
         "seeds": 5, "epochs": 30, "lr": 0.1, "flag": True, "name": "a b", "xs": [1, 2],
         "empty": ""}
-    assert bb.parse_params("") == {} and bb.parse_params(None) == {} and bb.parse_params("  ") == {}
+    assert pub_toc.parse_params("") == {} and pub_toc.parse_params(None) == {} and pub_toc.parse_params("  ") == {}
 
 
 @pytest.mark.parametrize("text, match", [
@@ -150,17 +155,17 @@ def test_parse_params_yaml_values():
 ])
 def test_parse_params_errors(text, match):
     with pytest.raises(CifarkitError, match=match):
-        bb.parse_params(text)
+        pub_toc.parse_params(text)
 
 
 def test_notebook_parameters_and_validation(tmp_path):
     nb = write_nb(tmp_path / "c.ipynb", "x = 1", parameters='profile = "cpu"\nseeds = 3\n')
-    accepted = bb.notebook_parameters(nb)
+    accepted = pub_toc.notebook_parameters(nb)
     assert accepted == {"profile": '"cpu"', "seeds": "3"}
-    page = bb.Page("book/c", nb, "notebook")
-    bb.validate_params(page, {"seeds": 5}, accepted)
+    page = pub_toc.Page("book/c", nb, "notebook")
+    pub_toc.validate_params(page, {"seeds": 5}, accepted)
     with pytest.raises(CifarkitError) as err:
-        bb.validate_params(page, {"seeds": 5, "epochs": 30}, accepted)
+        pub_toc.validate_params(page, {"seeds": 5, "epochs": 30}, accepted)
     message = str(err.value)
     assert "\n" not in message
     assert "epochs" in message and "accepts: profile, seeds" in message
@@ -168,16 +173,16 @@ def test_notebook_parameters_and_validation(tmp_path):
 
 def test_validation_without_parameters_cell(tmp_path):
     nb = write_nb(tmp_path / "c.ipynb", "x = 1", parameters=None)
-    accepted = bb.notebook_parameters(nb)
+    accepted = pub_toc.notebook_parameters(nb)
     assert accepted == {}
     with pytest.raises(CifarkitError, match="no parameters cell"):
-        bb.validate_params(bb.Page("book/c", nb, "notebook"), {"a": 1}, accepted)
+        pub_toc.validate_params(pub_toc.Page("book/c", nb, "notebook"), {"a": 1}, accepted)
 
 
 def test_resolved_parameters_only_pass_profile_when_accepted():
-    assert bb.resolved_parameters("smoke", {"seeds": 5}, ["profile", "seeds"]) == {
+    assert pub_toc.resolved_parameters("smoke", {"seeds": 5}, ["profile", "seeds"]) == {
         "profile": "smoke", "seeds": 5}
-    assert bb.resolved_parameters("smoke", {}, ["seeds"]) == {}
+    assert pub_toc.resolved_parameters("smoke", {}, ["seeds"]) == {}
 
 
 # --------------------------------------------------------------------------- cache key and reasons
@@ -185,20 +190,20 @@ def test_resolved_parameters_only_pass_profile_when_accepted():
 
 def test_notebook_hash_ignores_outputs_and_counts_but_not_source_or_tags(tmp_path):
     path = write_nb(tmp_path / "a.ipynb", "x = 1", new_markdown_cell("# Title"))
-    h0 = bb.notebook_source_hash(path)
+    h0 = keys.notebook_source_hash(path)
     nb = nbformat.read(path, as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
     nb.cells[1].execution_count = 7
     nb.metadata["papermill"] = {"duration": 1.0}
     nbformat.write(nb, path)
-    assert bb.notebook_source_hash(path) == h0
+    assert keys.notebook_source_hash(path) == h0
     nb.cells[2].source = "# Another title"  # markdown counts
     nbformat.write(nb, path)
-    h1 = bb.notebook_source_hash(path)
+    h1 = keys.notebook_source_hash(path)
     assert h1 != h0
     nb.cells[1].metadata["tags"] = ["remove-input"]
     nbformat.write(nb, path)
-    assert bb.notebook_source_hash(path) != h1
+    assert keys.notebook_source_hash(path) != h1
 
 
 def test_package_source_hash_tracks_py_files(tmp_path):
@@ -206,50 +211,50 @@ def test_package_source_hash_tracks_py_files(tmp_path):
     (pkg / "sub").mkdir(parents=True)
     (pkg / "a.py").write_text("A = 1\n")
     (pkg / "sub" / "b.py").write_text("B = 1\n")
-    h0 = bb.package_source_hash(pkg)
+    h0 = keys.package_source_hash(pkg)
     (pkg / "notes.txt").write_text("ignored")
     (pkg / "__pycache__").mkdir()
     (pkg / "__pycache__" / "a.cpython-311.py").write_text("ignored")
-    assert bb.package_source_hash(pkg) == h0
+    assert keys.package_source_hash(pkg) == h0
     (pkg / "sub" / "b.py").write_text("B = 2\n")
-    assert bb.package_source_hash(pkg) != h0
+    assert keys.package_source_hash(pkg) != h0
     (pkg / "sub" / "b.py").write_text("B = 1\n")
     (pkg / "sub" / "b.py").rename(pkg / "sub" / "c.py")  # a rename changes it too
-    assert bb.package_source_hash(pkg) != h0
+    assert keys.package_source_hash(pkg) != h0
 
 
 def test_configs_fingerprint_differs_by_profile_and_covers_every_experiment():
-    from cifarkit.config import available
+    from cifarkit.core.config import available
 
-    smoke, cpu = bb.configs_fingerprint("smoke"), bb.configs_fingerprint("cpu")
+    smoke, cpu = keys.configs_fingerprint("smoke"), keys.configs_fingerprint("cpu")
     assert set(smoke) == set(available("experiments")) and smoke
     assert smoke != cpu
-    assert bb.configs_fingerprint("smoke") == smoke  # deterministic
+    assert keys.configs_fingerprint("smoke") == smoke  # deterministic
 
 
 def test_cache_key_is_canonical():
     a = components()
     b = dict(reversed(list(components().items())))
-    assert bb.cache_key(a) == bb.cache_key(b)
-    assert bb.cache_key(a) != bb.cache_key(components(data="d2"))
+    assert keys.cache_key(a) == keys.cache_key(b)
+    assert keys.cache_key(a) != keys.cache_key(components(data="d2"))
 
 
 def test_stale_reasons():
     now = components()
-    record = {"key": bb.cache_key(now), "components": now}
-    assert bb.stale_reasons(record, now) == []
-    assert bb.stale_reasons(None, now) == ["never executed"]
-    assert bb.stale_reasons({"components": None}, now) == ["never executed"]
-    assert bb.stale_reasons(record, components(notebook="n2")) == ["notebook source changed"]
-    assert bb.stale_reasons(record, components(cifarkit="c2")) == ["cifarkit source changed"]
-    assert bb.stale_reasons(record, components(parameters={"profile": "smoke", "seeds": 5})) == [
+    record = {"key": keys.cache_key(now), "components": now}
+    assert keys.stale_reasons(record, now) == []
+    assert keys.stale_reasons(None, now) == ["never executed"]
+    assert keys.stale_reasons({"components": None}, now) == ["never executed"]
+    assert keys.stale_reasons(record, components(notebook="n2")) == ["notebook source changed"]
+    assert keys.stale_reasons(record, components(cifarkit="c2")) == ["cifarkit source changed"]
+    assert keys.stale_reasons(record, components(parameters={"profile": "smoke", "seeds": 5})) == [
         "parameters changed"]
-    assert bb.stale_reasons(record, components(configs={"resnet20": "h2"})) == ["configs changed"]
-    assert bb.stale_reasons(record, components(data="d2")) == ["data changed"]
-    assert bb.stale_reasons(record, components(lock="l2")) == ["lock file changed"]
-    assert bb.stale_reasons(record, components(lock="l2", notebook="n2")) == [
+    assert keys.stale_reasons(record, components(configs={"resnet20": "h2"})) == ["configs changed"]
+    assert keys.stale_reasons(record, components(data="d2")) == ["data changed"]
+    assert keys.stale_reasons(record, components(lock="l2")) == ["lock file changed"]
+    assert keys.stale_reasons(record, components(lock="l2", notebook="n2")) == [
         "notebook source changed", "lock file changed"]
-    assert bb.stale_reasons({"key": "old-format", "components": now}, now) == [
+    assert keys.stale_reasons({"key": "old-format", "components": now}, now) == [
         "cache format changed"]
 
 
@@ -277,37 +282,37 @@ def _copy_through(src: Path, dst: Path, kwargs):
 
 def test_execute_chapter_writes_notebook_then_key(tmp_path, monkeypatch):
     make_book(tmp_path / "src", {"one": ["x = 1"]})
-    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
-    store = bb.Store(tmp_path / "art", "smoke")
+    page = pub_toc.chapters_of(pub_toc.read_toc(tmp_path / "src"))[0]
+    store = keys.Store(tmp_path / "art", "smoke")
     calls = _fake_papermill(monkeypatch, _copy_through)
     comps = components()
-    record = {"key": bb.cache_key(comps), "components": comps}
+    record = {"key": keys.cache_key(comps), "components": comps}
 
-    assert bb.status_of(store, page, comps) == (False, ["never executed"])
-    out = bb.execute_chapter(page, {"profile": "smoke"}, store, record_extra=record, progress=False)
+    assert keys.status_of(store, page, comps) == (False, ["never executed"])
+    out = execute.execute_chapter(page, {"profile": "smoke"}, store, record_extra=record, progress=False)
     assert out == store.notebook(page) == tmp_path / "art/executed/smoke/book/one.ipynb"
     assert calls[0]["kernel_name"] == "cifarkit" and calls[0]["cwd"] == str(page.source.parent)
     assert calls[0]["parameters"] == {"profile": "smoke"} and calls[0]["log_output"] is False
     saved = json.loads(store.key_file(page).read_text())
     assert saved["key"] == record["key"] and saved["components"] == comps
-    assert saved["notebook_sha256"] == bb.file_hash(out)
-    assert bb.status_of(store, page, comps) == (True, [])
-    assert bb.status_of(store, page, components(data="d2")) == (False, ["data changed"])
+    assert saved["notebook_sha256"] == keys.file_hash(out)
+    assert keys.status_of(store, page, comps) == (True, [])
+    assert keys.status_of(store, page, components(data="d2")) == (False, ["data changed"])
     assert not list(store.executed_dir.rglob("*.tmp.ipynb"))  # no temp file left
 
     out.write_text(out.read_text() + " ")  # someone edits the executed copy
-    assert bb.status_of(store, page, comps) == (False, ["executed notebook modified"])
+    assert keys.status_of(store, page, comps) == (False, ["executed notebook modified"])
     out.unlink()
-    assert bb.status_of(store, page, comps) == (False, ["executed notebook missing"])
+    assert keys.status_of(store, page, comps) == (False, ["executed notebook missing"])
 
 
 def test_interrupted_execution_is_never_fresh(tmp_path, monkeypatch):
     make_book(tmp_path / "src", {"one": ["x = 1"]})
-    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
-    store = bb.Store(tmp_path / "art", "smoke")
+    page = pub_toc.chapters_of(pub_toc.read_toc(tmp_path / "src"))[0]
+    store = keys.Store(tmp_path / "art", "smoke")
     old = components()
     _fake_papermill(monkeypatch, _copy_through)
-    bb.execute_chapter(page, {}, store, record_extra={"key": bb.cache_key(old), "components": old},
+    execute.execute_chapter(page, {}, store, record_extra={"key": keys.cache_key(old), "components": old},
                        progress=False)
     before = store.notebook(page).read_bytes()
 
@@ -318,38 +323,38 @@ def test_interrupted_execution_is_never_fresh(tmp_path, monkeypatch):
     _fake_papermill(monkeypatch, killed)
     new = components(notebook="n2")
     with pytest.raises(KeyboardInterrupt):
-        bb.execute_chapter(page, {}, store,
-                           record_extra={"key": bb.cache_key(new), "components": new}, progress=False)
+        execute.execute_chapter(page, {}, store,
+                           record_extra={"key": keys.cache_key(new), "components": new}, progress=False)
     assert store.notebook(page).read_bytes() == before  # old execution untouched
     leftover = store.executed_dir / "book" / ".one.abc123.tmp.ipynb"  # as after a SIGKILL
     leftover.write_text("{")
-    assert bb.remove_stale_temps(store) == 1 and not leftover.exists()
-    assert bb.status_of(store, page, new) == (False, ["notebook source changed"])
-    assert bb.status_of(store, page, old) == (True, [])  # and still valid for its own key
+    assert execute.remove_stale_temps(store) == 1 and not leftover.exists()
+    assert keys.status_of(store, page, new) == (False, ["notebook source changed"])
+    assert keys.status_of(store, page, old) == (True, [])  # and still valid for its own key
     assert not list(store.executed_dir.rglob("*.tmp.ipynb"))
 
 
 def test_kill_between_rename_and_key_leaves_chapter_stale(tmp_path, monkeypatch):
     """The old key goes before the new notebook arrives: no key ever vouches for another run."""
     make_book(tmp_path / "src", {"one": ["x = 1"]})
-    page = bb.chapters_of(bb.read_toc(tmp_path / "src"))[0]
-    store = bb.Store(tmp_path / "art", "smoke")
+    page = pub_toc.chapters_of(pub_toc.read_toc(tmp_path / "src"))[0]
+    store = keys.Store(tmp_path / "art", "smoke")
     _fake_papermill(monkeypatch, _copy_through)
     old = components()
-    bb.execute_chapter(page, {}, store, record_extra={"key": bb.cache_key(old), "components": old},
+    execute.execute_chapter(page, {}, store, record_extra={"key": keys.cache_key(old), "components": old},
                        progress=False)
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the process dies while writing the new key
 
-    monkeypatch.setattr(bb, "write_json", crash)
+    monkeypatch.setattr(execute, "write_json", crash)
     new = components(notebook="n2")
     with pytest.raises(KeyboardInterrupt):
-        bb.execute_chapter(page, {}, store,
-                           record_extra={"key": bb.cache_key(new), "components": new}, progress=False)
+        execute.execute_chapter(page, {}, store,
+                           record_extra={"key": keys.cache_key(new), "components": new}, progress=False)
     assert store.notebook(page).is_file() and not store.key_file(page).exists()
-    assert bb.status_of(store, page, old)[0] is False
-    assert bb.status_of(store, page, new) == (False, ["never executed"])
+    assert keys.status_of(store, page, old)[0] is False
+    assert keys.status_of(store, page, new) == (False, ["never executed"])
 
 
 def test_presentable_notebook_hides_parameter_cells():
@@ -357,7 +362,7 @@ def test_presentable_notebook_hides_parameter_cells():
         {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "a = 1"},
         {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "a = 2"},
         {"cell_type": "code", "metadata": {}, "source": "a"}]}
-    out = json.loads(bb.presentable_notebook(json.dumps(nb).encode()))
+    out = json.loads(pub_site.presentable_notebook(json.dumps(nb).encode()))
     assert [c["metadata"]["tags"] for c in out["cells"]] == [
         ["parameters", "remove-cell"], ["injected-parameters", "hide-input"], []]
 
@@ -367,21 +372,21 @@ def test_assemble_site_source_mirrors_and_prunes(tmp_path, monkeypatch):
     (root / "book" / "figure.svg").write_text("<svg/>")
     (root / "book" / ".ipynb_checkpoints").mkdir()
     (root / "book" / ".ipynb_checkpoints" / "one-checkpoint.ipynb").write_text("{}")
-    pages = bb.read_toc(root)
-    store = bb.Store(tmp_path / "art", "smoke")
+    pages = pub_toc.read_toc(root)
+    store = keys.Store(tmp_path / "art", "smoke")
     _fake_papermill(monkeypatch, _copy_through)
-    bb.execute_chapter(pages[1], {}, store, record_extra={}, progress=False)
+    execute.execute_chapter(pages[1], {}, store, record_extra={}, progress=False)
     (store.site_src / "book").mkdir(parents=True)
     (store.site_src / "book" / "stale.md").write_text("old page")
 
-    staging = bb.assemble_site_source(root, pages, store)
+    staging = pub_site.assemble_site_source(root, pages, store)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     assert files == ["_config.yml", "_toc.yml", "book/figure.svg", "book/intro.md", "book/one.ipynb"]
     staged = json.loads((staging / "book/one.ipynb").read_text())
     assert "executed_with" in staged["metadata"]  # the executed copy, not the source
     mtime = (staging / "book/intro.md").stat().st_mtime_ns
     time.sleep(0.01)
-    bb.assemble_site_source(root, pages, store)
+    pub_site.assemble_site_source(root, pages, store)
     assert (staging / "book/intro.md").stat().st_mtime_ns == mtime  # unchanged files untouched
 
 
@@ -406,7 +411,7 @@ def test_build_lock_waits_for_the_holder(tmp_path, caplog):
         with bb.build_lock(lock_path):
             got.set()
 
-    with caplog.at_level(logging.INFO, logger="cifarkit.bookbuild"):
+    with caplog.at_level(logging.INFO, logger="cifarkit.publish.build"):
         thread = threading.Thread(target=second_build)
         thread.start()
         time.sleep(0.5)
@@ -421,11 +426,11 @@ def test_preflight_names_each_missing_item(monkeypatch, tmp_path):
     from jupyter_client import kernelspec
 
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
-    monkeypatch.setattr(bb, "_network_reachable", lambda *a, **k: False)
-    monkeypatch.setattr(bb, "_keras_cifar_cached", lambda: False)
+    monkeypatch.setattr(pf, "_network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(pf, "_keras_cifar_cached", lambda: False)
     monkeypatch.setattr(kernelspec.KernelSpecManager, "find_kernel_specs", lambda self: {"python3": "/x"})
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
-    source, problems = bb.preflight(min_free_bytes=1 << 62)
+    source, problems = pf.preflight(min_free_bytes=1 << 62)
     assert source is None
     assert len(problems) == 3
     assert problems[0].startswith("data:") and "CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz" in problems[0]
@@ -436,7 +441,7 @@ def test_preflight_names_each_missing_item(monkeypatch, tmp_path):
 
 def test_preflight_bad_data_path(monkeypatch):
     monkeypatch.setenv("CIFARKIT_DATA", "/nonexistent/cifar.tgz")
-    _, problems = bb.preflight()
+    _, problems = pf.preflight()
     assert any(p.startswith("data:") and "/nonexistent/cifar.tgz" in p for p in problems)
 
 
@@ -451,21 +456,22 @@ def test_preflight_bad_data_path(monkeypatch):
 def test_cli_user_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
     make_book(tmp_path, {"one": ["x = 1"]})
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
-    assert bb.main(["--profile", "smoke", "--root", str(tmp_path), *args]) == 2
+    assert cli_main(["book", "build", "--profile", "smoke", "--root", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert err.count("\n") == 1 and err.startswith("cifarkit: error: ") and needle in err, err
     assert "Traceback" not in err
 
 
 def test_cli_subprocess_no_traceback_unless_debug(tmp_path):
     make_book(tmp_path, {"one": ["x = 1"]})
     env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "art")}
-    base = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(tmp_path),
+    base = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(tmp_path),
             "--chapter", "nope"]
     result = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown chapter 'nope'; chapters are: one"
-    debug = subprocess.run([*base, "--debug"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stderr.strip() == "cifarkit: error: unknown chapter 'nope'; chapters are: one"
+    debug = subprocess.run([*base[:3], "--debug", *base[3:]], capture_output=True, text=True, env=env,
+                           timeout=120)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 
 
@@ -476,11 +482,11 @@ def test_cli_subprocess_no_traceback_unless_debug(tmp_path):
 def test_failing_chapter_names_chapter_cell_and_exception(tmp_path, monkeypatch):
     """A 2-cell notebook on the real kernel: the error line names chapter, cell, ename: evalue."""
     root = make_book(tmp_path / "src", {"broken": ["x = 1", 'raise ValueError("boom: bad value")']})
-    page = bb.chapters_of(bb.read_toc(root))[0]
-    store = bb.Store(tmp_path / "art", "smoke")
+    page = pub_toc.chapters_of(pub_toc.read_toc(root))[0]
+    store = keys.Store(tmp_path / "art", "smoke")
     started = time.perf_counter()
-    with pytest.raises(bb.ChapterFailed) as err:
-        bb.execute_chapter(page, {"profile": "smoke"}, store, record_extra={}, progress=False)
+    with pytest.raises(execute.ChapterFailed) as err:
+        execute.execute_chapter(page, {"profile": "smoke"}, store, record_extra={}, progress=False)
     message = str(err.value)
     assert message.startswith("chapter broken (book/broken.ipynb) failed in cell 2: "
                               "ValueError: boom: bad value")
@@ -499,11 +505,11 @@ def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, 
     root = make_book(tmp_path / "src", {"fine": ["y = 2"], "broken": ["1 / 0"], "later": ["z = 3"]})
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
-    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
     site = []
     monkeypatch.setattr(bb, "build_site", lambda *a, **k: site.append(a))
     opts = bb.Options(profile="smoke", root=root, output=tmp_path / "out")
-    with pytest.raises(bb.ChapterFailed, match=r"chapter broken .* cell 1: ZeroDivisionError"):
+    with pytest.raises(execute.ChapterFailed, match=r"chapter broken .* cell 1: ZeroDivisionError"):
         bb.run(opts)
     assert site == []
     out = capsys.readouterr().out
@@ -531,10 +537,10 @@ def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys
     root = make_book(tmp_path / "src", {"a": ["print('output of a')"], "b": ["y = 2"], "c": ["z = 3"]})
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
-    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
     staged = []
     monkeypatch.setattr(bb, "build_site", lambda staging, *a, **k: staged.append(staging))
-    store = bb.Store(tmp_path / "art" / "book", "smoke")
+    store = keys.Store(tmp_path / "art" / "book", "smoke")
 
     def run(chapter=None):
         return {r.name: r for r in bb.run(bb.Options(profile="smoke", root=root,
@@ -543,7 +549,7 @@ def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys
     results = run("b")
     assert [(r.name, r.status) for r in results.values()] == [
         ("a", "not executed"), ("b", "executed"), ("c", "not executed")]
-    assert not store.notebook(bb.find_chapter(bb.read_toc(root), "a")).exists()
+    assert not store.notebook(pub_toc.find_chapter(pub_toc.read_toc(root), "a")).exists()
     page_a = json.loads((staged[-1] / "book" / "a.ipynb").read_text())
     text = json.dumps(page_a)
     assert "not been executed under the `smoke` profile" in text
@@ -568,7 +574,7 @@ def test_notebook_with_note_goes_under_the_title():
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nIntro"},
                     {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": []}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    out = json.loads(bb.notebook_with_note(json.dumps(nb).encode(), "stale because X"))  # str
+    out = json.loads(pub_site.notebook_with_note(json.dumps(nb).encode(), "stale because X"))  # str
     assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
     assert out["cells"][1]["source"] == "```{note}\nstale because X\n```"
 
@@ -585,7 +591,7 @@ def test_a_run_listing_chapter_that_trains_is_keyed_by_the_store_it_leaves(tmp_p
     root = make_book(tmp_path / "src", {"trains": [adds_a_run]})
     _with_metadata(root / "book" / "trains.ipynb", lists_runs=True)
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
-    monkeypatch.setattr(bb, "data_hash", lambda source: "fake-data")
+    monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
     monkeypatch.setattr(bb, "build_site", lambda *a, **k: None)
     opts = bb.Options(profile="smoke", root=root, output=tmp_path / "out")
     assert [r.status for r in bb.run(opts)] == ["executed"]
@@ -624,7 +630,7 @@ def test_real_book_build_smoke(tmp_path):
     env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
     if real_cache.is_dir() and "CIFARKIT_CACHE" not in os.environ:
         env["CIFARKIT_CACHE"] = str(real_cache)  # reuse the decoded-data cache (read-mostly)
-    command = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke",
+    command = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke",
                "--root", str(root), "--output", str(root)]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -652,10 +658,10 @@ def test_site_build_fails_on_warnings(tmp_path):
     (root / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     (root / "book" / "intro.md").write_text("# Intro\n\nSee {doc}`missing-page`.\n")
-    with pytest.raises(bb.SiteBuildFailed, match="jupyter-book build failed"):
-        bb.build_site(root, tmp_path / "out")
+    with pytest.raises(pub_site.SiteBuildFailed, match="jupyter-book build failed"):
+        pub_site.build_site(root, tmp_path / "out")
     (root / "book" / "intro.md").write_text("# Intro\n\nFine.\n")
-    index = bb.build_site(root, tmp_path / "out")
+    index = pub_site.build_site(root, tmp_path / "out")
     assert index.is_file()
 
 
@@ -673,10 +679,10 @@ def test_stand_in_and_noted_pages_pass_the_strict_site_build(tmp_path):
     nb = nbformat.read(source, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Never run chapter\n\nIntro text."))
     nbformat.write(nb, source)
-    (root / "book" / "never.ipynb").write_text(bb.stand_in_notebook(source, "Not executed; `make book`."), encoding="utf-8")
-    (root / "book" / "stale.ipynb").write_text(bb.notebook_with_note(source.read_bytes(), "From an earlier build."),
+    (root / "book" / "never.ipynb").write_text(pub_site.stand_in_notebook(source, "Not executed; `make book`."), encoding="utf-8")
+    (root / "book" / "stale.ipynb").write_text(pub_site.notebook_with_note(source.read_bytes(), "From an earlier build."),
                                                  encoding="utf-8")
-    index = bb.build_site(root, tmp_path / "out")
+    index = pub_site.build_site(root, tmp_path / "out")
     html = index.parent / "book"
     never, stale = (html / "never.html").read_text(), (html / "stale.html").read_text()
     assert "Never run chapter" in never and "admonition note" in never and "Not executed;" in never
@@ -692,43 +698,43 @@ def _with_metadata(path: Path, **flags) -> Path:
 
 
 def test_execution_order_puts_summaries_and_run_lists_last(tmp_path):
-    pages = [bb.Page(docname=f"book/{name}", source=write_nb(tmp_path / f"{name}.ipynb"), kind="notebook")
+    pages = [pub_toc.Page(docname=f"book/{name}", source=write_nb(tmp_path / f"{name}.ipynb"), kind="notebook")
              for name in ("intro", "data", "appendix", "baseline")]
     _with_metadata(pages[0].source, execute_last=True)
     _with_metadata(pages[2].source, lists_runs=True)
-    assert [p.name for p in bb.execution_order(pages)] == ["data", "baseline", "intro", "appendix"]
+    assert [p.name for p in keys.execution_order(pages)] == ["data", "baseline", "intro", "appendix"]
 
 
 def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch):
-    plain = bb.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook")
-    listing = bb.Page("book/b", _with_metadata(write_nb(tmp_path / "b.ipynb"), lists_runs=True), "notebook")
+    plain = pub_toc.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook")
+    listing = pub_toc.Page("book/b", _with_metadata(write_nb(tmp_path / "b.ipynb"), lists_runs=True), "notebook")
     shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
-    assert "runs" not in bb.chapter_components(plain, {}, shared)
-    before = bb.chapter_components(listing, {}, shared)
+    assert "runs" not in keys.chapter_components(plain, {}, shared)
+    before = keys.chapter_components(listing, {}, shared)
     run_dir = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "runs" / "resnet20-0123456789ab"
     run_dir.mkdir(parents=True)
     (run_dir / "status.json").write_text('{"status": "complete"}')
-    after = bb.chapter_components(listing, {}, shared)
-    assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
+    after = keys.chapter_components(listing, {}, shared)
+    assert keys.stale_reasons({"key": keys.cache_key(before), "components": before}, after) == [
         "the run store changed"]
-    assert bb.chapter_components(plain, {}, shared) == bb.chapter_components(plain, {}, shared)
+    assert keys.chapter_components(plain, {}, shared) == keys.chapter_components(plain, {}, shared)
 
 
 def test_benchmark_reading_chapters_depend_on_the_benchmark_results(tmp_path):
-    page = bb.Page("book/f", _with_metadata(write_nb(tmp_path / "f.ipynb"), reads_benchmarks=True), "notebook")
+    page = pub_toc.Page("book/f", _with_metadata(write_nb(tmp_path / "f.ipynb"), reads_benchmarks=True), "notebook")
     shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
-    before = bb.chapter_components(page, {}, shared)
+    before = keys.chapter_components(page, {}, shared)
     bench = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench"
     bench.mkdir(parents=True, exist_ok=True)
     (bench / "gradcam-x.json").write_text("{}")  # not a time-to-accuracy result: no change
-    assert bb.chapter_components(page, {}, shared) == before
+    assert keys.chapter_components(page, {}, shared) == before
     (bench / "time-to-accuracy-airbench-cpu-0123.json").write_text("{}")
-    after = bb.chapter_components(page, {}, shared)
-    assert bb.stale_reasons({"key": bb.cache_key(before), "components": before}, after) == [
+    after = keys.chapter_components(page, {}, shared)
+    assert keys.stale_reasons({"key": keys.cache_key(before), "components": before}, after) == [
         "benchmark results changed"]
     (bench / "throughput-airbench-cpu-batch-b1024.json").write_text("{}")
-    assert bb.chapter_components(page, {}, shared)["benchmarks"] != after["benchmarks"]
-    assert "benchmarks" not in bb.chapter_components(bb.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"),
+    assert keys.chapter_components(page, {}, shared)["benchmarks"] != after["benchmarks"]
+    assert "benchmarks" not in keys.chapter_components(pub_toc.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"),
                                                       {}, shared)
 
 
@@ -736,6 +742,6 @@ def test_staging_copies_the_book_roots_static_css(tmp_path):
     root = make_book(tmp_path / "src", {"data": ['x = 1']})
     (root / "_static").mkdir()
     (root / "_static" / "site.css").write_text("span.pasted-text { font-weight: inherit; }\n")
-    store = bb.Store(tmp_path / "store", "smoke")
-    plan = bb.staging_plan(root, bb.read_toc(root), store)
+    store = keys.Store(tmp_path / "store", "smoke")
+    plan = pub_site.staging_plan(root, pub_toc.read_toc(root), store)
     assert plan["_static/site.css"] == root / "_static" / "site.css"

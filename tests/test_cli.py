@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from cifarkit.cli import main
-from cifarkit.config import load_config
+from cifarkit.core.config import load_config
 
 
 def test_config_show_prints_hash_and_yaml(capsys):

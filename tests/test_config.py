@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cifarkit.config import ExperimentConfig, available, deep_merge, load_config
-from cifarkit.errors import ConfigError
+from cifarkit.core.config import ExperimentConfig, available, deep_merge, load_config
+from cifarkit.core.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:
@@ -52,7 +52,7 @@ def test_hash_ignores_key_order_and_non_identity_fields(tmp_path):
 
 
 def test_hash_is_stable_across_processes(tmp_path):
-    code = "from cifarkit.config import load_config; print(load_config('resnet20', 'smoke').content_hash())"
+    code = "from cifarkit.core.config import load_config; print(load_config('resnet20', 'smoke').content_hash())"
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, env={"PYTHONHASHSEED": seed}).stdout.strip()
                for seed in ("1", "2")}

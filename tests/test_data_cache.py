@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from data_fixtures import assert_same_arrays, png_bytes, tar_dir
 
-from cifarkit.data import cache, load_cifar10, sources
-from cifarkit.errors import DataError
-from cifarkit.paths import cache_dir
+from cifarkit.core.errors import DataError
+from cifarkit.core.paths import cache_dir
+from cifarkit.data import cache, load_cifar10, readers, sources
 
 Tree = tuple[Path, dict[str, Any]]
 
@@ -39,7 +39,7 @@ def test_cache_lives_in_the_tmp_cache_dir(image_tree: Tree) -> None:
 def test_second_load_uses_the_cache(image_tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
     root, expected = image_tree
     first = load_cifar10(root)
-    forbid(monkeypatch, sources, "decode_image")
+    forbid(monkeypatch, readers, "decode_image")
     forbid(monkeypatch, cache, "content_hash")  # the index supplies the hash
     second = load_cifar10(root)
     assert_same_arrays(second, expected)
@@ -51,7 +51,7 @@ def test_archive_second_load_reads_no_member(image_tree: Tree, tmp_path: Path, m
     root, expected = image_tree
     archive = tar_dir(root, tmp_path / "images.tgz")
     load_cifar10(archive)
-    forbid(monkeypatch, sources, "_read_member")
+    forbid(monkeypatch, readers, "_read_member")
     forbid(monkeypatch, cache, "hash_file")
     data = load_cifar10(archive)
     assert_same_arrays(data, expected)

@@ -25,9 +25,9 @@ from data_fixtures import (
 )
 from PIL import Image
 
-from cifarkit.data import CLASS_NAMES, load_cifar10, resolve_source, sources
+from cifarkit.core.errors import DataError
+from cifarkit.data import CLASS_NAMES, load_cifar10, readers, resolve_source
 from cifarkit.data.safe_pickle import load_pickle_batch
-from cifarkit.errors import DataError
 
 Tree = tuple[Path, dict[str, Any]]
 
@@ -120,7 +120,7 @@ def test_non_image_files_are_skipped_with_a_warning(image_tree: Tree, caplog: py
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
     (root / "train" / "cat" / "notes.csv").write_text("a,b")
     (root / "test" / ".hidden").mkdir()
-    with caplog.at_level(logging.WARNING, logger="cifarkit.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="cifarkit.data"):
         data = load_cifar10(root)
     assert_same_arrays(data, expected)
     assert "skipped 3 non-image" in caplog.text
@@ -274,7 +274,7 @@ def test_official_dir(official_dir: Tree, point_at: str) -> None:
 def test_official_archive_with_matching_md5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = tmp_path / "cifar-10-python.tar.gz"
     expected = write_official_archive(archive)
-    monkeypatch.setattr(sources, "OFFICIAL_MD5", md5_of(archive))
+    monkeypatch.setattr(readers, "OFFICIAL_MD5", md5_of(archive))
     data = load_cifar10(archive)
     assert_same_arrays(data, expected)
     assert data.source_format == "official-archive"
@@ -288,7 +288,7 @@ def test_official_archive_md5_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_cifar10(archive)
     message = str(info.value)
-    assert str(archive) in message and actual in message and sources.OFFICIAL_MD5 in message
+    assert str(archive) in message and actual in message and readers.OFFICIAL_MD5 in message
     assert "re-download" in message
 
 
@@ -312,7 +312,7 @@ def test_malicious_pickle_in_archive_is_refused(tmp_path: Path, monkeypatch: pyt
     marker = tmp_path / "pwned.txt"
     archive = tar_members(tmp_path / "cifar-10-python.tar.gz",
                           [("cifar-10-batches-py/data_batch_1", malicious_pickle(marker))])
-    monkeypatch.setattr(sources, "OFFICIAL_MD5", md5_of(archive))
+    monkeypatch.setattr(readers, "OFFICIAL_MD5", md5_of(archive))
     with pytest.raises(DataError, match="refusing to unpickle"):
         load_cifar10(archive)
     assert not marker.exists()
@@ -367,7 +367,7 @@ def test_keras_download_is_used_without_a_source(monkeypatch: pytest.MonkeyPatch
     x_test = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     y_train = (np.arange(20) % 10).astype(np.uint8).reshape(-1, 1)
     y_test = (np.arange(10) % 10).astype(np.uint8).reshape(-1, 1)
-    monkeypatch.setattr(sources, "_keras_load_data", lambda: ((x_train, y_train), (x_test, y_test)))
+    monkeypatch.setattr(readers, "_keras_load_data", lambda: ((x_train, y_train), (x_test, y_test)))
     data = load_cifar10()
     assert data.source_format == "keras-download"
     assert data.source == "keras.datasets.cifar10 (download)"

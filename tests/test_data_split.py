@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cifarkit.config import DataConfig
+from cifarkit.core.config import DataConfig
+from cifarkit.core.errors import DataError
 from cifarkit.data import (
     CLASS_NAMES,
     Cifar10,
@@ -19,7 +20,6 @@ from cifarkit.data import (
     make_splits,
     splits_from_config,
 )
-from cifarkit.errors import DataError
 
 TRAIN_PER_CLASS = 30
 TEST_PER_CLASS = 8

@@ -1,4 +1,4 @@
-"""cifarkit.datastats on a tiny synthetic Splits-like object (no real data needed)."""
+"""cifarkit.data.statistics on a tiny synthetic Splits-like object (no real data needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cifarkit import datastats
+from cifarkit.data import statistics as datastats
 
 NAMES = ("a", "b", "c")
 

@@ -14,8 +14,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from cifarkit import evaluate as ev
 from cifarkit import plots
+from cifarkit.evaluation import metrics as ev
 
 NAMES = ("a", "b", "c")
 # Four examples, three classes; predictions a, b, b, c against labels a, b, c, a.
@@ -240,7 +240,7 @@ def test_evaluation_figures_render_deterministically():
                                               ev.confusion(probs, labels)),
     ]
     per_seed = pd.DataFrame(np.random.default_rng(0).uniform(0.3, 0.9, (3, 10)), columns=names)
-    from cifarkit.stats import curve_summary, per_class_summary
+    from cifarkit.evaluation.stats import curve_summary, per_class_summary
     make.append(lambda: plots.per_class_accuracy_bars(per_class_summary(per_seed), per_seed))
     histories = [[{"epoch": e, "loss": 2 / e + s * 0.1, "accuracy": 0.2 * e, "val_loss": 2.2 / e,
                    "val_accuracy": 0.18 * e + s * 0.01, **{f"val_acc_{c}": 0.1 * e for c in names}}

@@ -1,4 +1,4 @@
-"""The fast recipe (cifarkit.fast), the batch augmentation path and the time-to-accuracy bench."""
+"""The fast recipe (cifarkit.models.airbench), the batch augmentation path and the time-to-accuracy bench."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 import tensorflow as tf
 from train_fixtures import tiny_image_tree
 
-from cifarkit import fast
-from cifarkit.config import AirbenchConfig, AugmentConfig, load_config
-from cifarkit.errors import CifarkitError, ConfigError
+from cifarkit.core.config import AirbenchConfig, AugmentConfig, load_config
+from cifarkit.core.errors import CifarkitError, ConfigError
+from cifarkit.models import airbench as fast
+from cifarkit.studies import ladder
+from cifarkit.training import averaging, schedules
 
 TINY = AirbenchConfig(widths=(8, 16, 16), whiten_images=50)
 
@@ -63,9 +65,9 @@ def test_airbench_config_is_canonical_and_checked() -> None:
 
 
 def test_ablation_ladder_configs_all_validate_and_differ() -> None:
-    steps = fast.ablation_overrides()
+    steps = ladder.ablation_overrides()
     hashes = {load_config("airbench", "smoke", over).content_hash() for _, over in steps}
-    assert len(hashes) == len(steps) == len(fast.ABLATION_LADDER)
+    assert len(hashes) == len(steps) == len(ladder.ABLATION_LADDER)
     assert load_config("airbench", "smoke", steps[-1][1]).train.augment.alternating_flip
 
 
@@ -136,7 +138,7 @@ def test_scaled_bias_multiplies_the_learning_rate() -> None:
 
 
 def test_triangular_schedule_shape() -> None:
-    sched = fast.Triangular(1.5, total_steps=100, start=0.2, peak_at=0.25, end=0.07)
+    sched = schedules.Triangular(1.5, total_steps=100, start=0.2, peak_at=0.25, end=0.07)
     values = [float(sched(step)) for step in (0, 25, 100, 200)]
     np.testing.assert_allclose(values, [0.3, 1.5, 1.5 * 0.07, 1.5 * 0.07], rtol=1e-5)
     assert float(sched(10)) > float(sched(0)) and float(sched(60)) < float(sched(25))
@@ -145,44 +147,44 @@ def test_triangular_schedule_shape() -> None:
 
 
 def test_ema_options() -> None:
-    assert fast.ema_options(None) == {}
+    assert averaging.ema_options(None) == {}
     cfg = load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train
-    assert fast.ema_options(cfg.ema) == {"use_ema": True, "ema_momentum": 0.95, "ema_overwrite_frequency": 5}
+    assert averaging.ema_options(cfg.ema) == {"use_ema": True, "ema_momentum": 0.95, "ema_overwrite_frequency": 5}
 
 
 def test_cubic_lookahead_is_a_callback_and_needs_a_period() -> None:
     cfg = load_config("airbench", "smoke").train  # the recipe uses airbench's ramp
-    assert fast.ema_options(cfg.ema) == {}
-    (callback,) = fast.lookahead_callbacks(cfg.ema, steps_per_epoch=10, epochs=3)
-    assert isinstance(callback, fast.Lookahead) and callback.total_steps == 30 and callback.every == 5
-    assert fast.lookahead_callbacks(load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train.ema, 10, 3) == []
+    assert averaging.ema_options(cfg.ema) == {}
+    (callback,) = averaging.lookahead_callbacks(cfg.ema, steps_per_epoch=10, epochs=3)
+    assert isinstance(callback, averaging.Lookahead) and callback.total_steps == 30 and callback.every == 5
+    assert averaging.lookahead_callbacks(load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train.ema, 10, 3) == []
     with pytest.raises(ConfigError, match="needs train.ema.overwrite_every"):
         load_config("airbench", "smoke", {"train.ema.ramp": "cubic", "train.ema.overwrite_every": None})
 
 
 def test_lookahead_decay_ramps_cubically_to_airbench_end_value() -> None:
-    assert fast.lookahead_decay(0, 100, 0.95, 5) == 0.0
-    assert fast.lookahead_decay(50, 100, 0.95, 5) == pytest.approx(0.95 ** 5 / 8)
-    assert fast.lookahead_decay(100, 100, 0.95, 5) == pytest.approx(0.7738, abs=1e-4)
-    assert fast.lookahead_decay(120, 100, 0.95, 5) == fast.lookahead_decay(100, 100, 0.95, 5)
+    assert averaging.lookahead_decay(0, 100, 0.95, 5) == 0.0
+    assert averaging.lookahead_decay(50, 100, 0.95, 5) == pytest.approx(0.95 ** 5 / 8)
+    assert averaging.lookahead_decay(100, 100, 0.95, 5) == pytest.approx(0.7738, abs=1e-4)
+    assert averaging.lookahead_decay(120, 100, 0.95, 5) == averaging.lookahead_decay(100, 100, 0.95, 5)
 
 
 def test_lookahead_averages_every_period_and_at_each_epoch_end() -> None:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
     w = model.layers[0].kernel
     w.assign(np.zeros((2, 1), np.float32))
-    callback = fast.Lookahead(momentum=0.9, every=2, steps_per_epoch=3, epochs=2)
+    callback = averaging.Lookahead(momentum=0.9, every=2, steps_per_epoch=3, epochs=2)
     callback.set_model(model)
     callback.on_epoch_begin(0)
     w.assign(np.ones((2, 1), np.float32))
     callback.on_train_batch_end(0)  # step 1: not a sync step, weights untouched
     np.testing.assert_allclose(w.numpy(), 1.0)
     callback.on_train_batch_end(1)  # step 2: average moves (1 - d) of the way, weights follow
-    d = fast.lookahead_decay(2, 6, 0.9, 2)
+    d = averaging.lookahead_decay(2, 6, 0.9, 2)
     np.testing.assert_allclose(w.numpy(), 1.0 - d, rtol=1e-6)
     w.assign(np.full((2, 1), 3.0, np.float32))
     callback.on_train_batch_end(2)  # step 3: last batch of the epoch syncs too
-    d3 = fast.lookahead_decay(3, 6, 0.9, 2)
+    d3 = averaging.lookahead_decay(3, 6, 0.9, 2)
     np.testing.assert_allclose(w.numpy(), (1.0 - d) + (1 - d3) * (3.0 - (1.0 - d)), rtol=1e-6)
 
 
@@ -246,7 +248,7 @@ def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("ramp", ["none", "cubic"])
 def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path, ramp: str) -> None:
     from cifarkit.data import splits_from_config
-    from cifarkit.train import train_run
+    from cifarkit.training.fit import train_run
 
     cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2, ramp=ramp), None)
     splits = splits_from_config(cfg.data)
@@ -283,7 +285,9 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert lines[-1].startswith("tiny_airbench (none, 1 seed): test ") and "reached by 1/1 seeds" in lines[-1]
     data = json.loads(out.read_text())
     assert data["target"] == pytest.approx(0.05) and data["tta_views"] == ["identity", "flip"]
-    from cifarkit.config import load_config  # --set reaches the trained config (its hash says so)
+    from cifarkit.core.config import (
+        load_config,  # --set reaches the trained config (its hash says so)
+    )
     assert data["config_hash"] == load_config(str(yaml_path), None, {
         "train.epochs": 2, "train.batch_size": 16}).content_hash()
     (seed,) = data["seeds"]
@@ -297,7 +301,7 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
 
     # A second call keeps seed 0 (no retraining), recomputes its target, and keeps the record of
     # the machine that measured it (this call measured nothing).
-    from cifarkit.bench_tta import time_to_accuracy
+    from cifarkit.bench.time_to_accuracy import time_to_accuracy
     out.write_text(json.dumps({**data, "environment": {"cpu": "the measuring machine"}}))
     result, _ = time_to_accuracy(str(yaml_path), None, target=0.999, seeds=1, tta_shift=0, out=out,
                                  overrides={"train.epochs": 2, "train.batch_size": 16})
@@ -307,10 +311,10 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
 
 @pytest.mark.slow
 def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path: Path, tiny_tree: Path) -> None:
-    from cifarkit.bench_tta import TIMED_KEY, TrainClock, partial_dir, time_to_accuracy
+    from cifarkit.bench.time_to_accuracy import TIMED_KEY, TrainClock, partial_dir, time_to_accuracy
+    from cifarkit.core.paths import artifacts_dir
     from cifarkit.data import splits_from_config
-    from cifarkit.paths import artifacts_dir
-    from cifarkit.train import train_run
+    from cifarkit.training.fit import train_run
 
     cfg = load_config(_tiny_yaml(tmp_path, tiny_tree, epochs=2), None)
     scratch = partial_dir(artifacts_dir() / "bench", cfg.name, cfg.content_hash(), 0)
@@ -334,10 +338,10 @@ def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path:
 
 
 def test_headline_reports_mean_spread_and_reached_seeds() -> None:
-    from cifarkit.bench_tta import SeedResult, TimeToAccuracy, headline
+    from cifarkit.bench.time_to_accuracy import SeedTiming, TimeToAccuracy, headline
 
-    def seed(i: int, tta: float, minutes: float, reached: float | None) -> SeedResult:
-        return SeedResult(i, 10, minutes * 60, minutes * 60 + 30, reached, 9 if reached else None, tta - 0.01, tta)
+    def seed(i: int, tta: float, minutes: float, reached: float | None) -> SeedTiming:
+        return SeedTiming(i, 10, minutes * 60, minutes * 60 + 30, reached, 9 if reached else None, tta - 0.01, tta)
 
     result = TimeToAccuracy("airbench", "cpu", "h", 0.907, ["identity"], [
         seed(0, 0.90, 35, 31 * 60), seed(1, 0.91, 36, 33 * 60), seed(2, 0.92, 37, None)], {})
@@ -348,7 +352,7 @@ def test_headline_reports_mean_spread_and_reached_seeds() -> None:
 
 
 def test_time_to_accuracy_rejects_bad_input(tmp_path: Path, tiny_tree: Path) -> None:
-    from cifarkit.bench_tta import time_to_accuracy
+    from cifarkit.bench.time_to_accuracy import time_to_accuracy
     from cifarkit.cli import main
 
     with pytest.raises(CifarkitError, match="not an accuracy"):
@@ -359,9 +363,9 @@ def test_time_to_accuracy_rejects_bad_input(tmp_path: Path, tiny_tree: Path) -> 
 
 
 def _result_json(path: Path, config_hash: str = "abc", seeds: int = 2, **extra: object) -> None:
-    from cifarkit.bench_tta import SeedResult, TimeToAccuracy
+    from cifarkit.bench.time_to_accuracy import SeedTiming, TimeToAccuracy
 
-    rows = [SeedResult(i, 10, 600.0 + i, 660.0 + i, None, None, 0.9, 0.91,
+    rows = [SeedTiming(i, 10, 600.0 + i, 660.0 + i, None, None, 0.9, 0.91,
                        [{"epoch": 1, "train_seconds": 300.0, "val_accuracy": 0.8},
                         {"epoch": 2, "train_seconds": 600.0 + i, "val_accuracy": 0.92}]) for i in range(seeds)]
     data = TimeToAccuracy("airbench", "cpu", config_hash, 0.95, ["identity"], rows, {}, 1, 49000).as_dict()
@@ -369,7 +373,7 @@ def _result_json(path: Path, config_hash: str = "abc", seeds: int = 2, **extra: 
 
 
 def test_finished_seeds_match_config_and_tta_and_recompute_the_target(tmp_path: Path) -> None:
-    from cifarkit.bench_tta import finished_seeds, with_target
+    from cifarkit.bench.time_to_accuracy import finished_seeds, with_target
 
     path = tmp_path / "r.json"
     assert finished_seeds(path, "abc", 1) == {}
@@ -386,7 +390,7 @@ def test_finished_seeds_match_config_and_tta_and_recompute_the_target(tmp_path: 
 
 
 def test_load_results_and_table(tmp_path: Path) -> None:
-    from cifarkit.bench_tta import load_results, results_table
+    from cifarkit.bench.time_to_accuracy import load_results, results_table
 
     _result_json(tmp_path / "time-to-accuracy-a.json")
     (tmp_path / "time-to-accuracy-broken.json").write_text("[]")
@@ -400,7 +404,7 @@ def test_load_results_and_table(tmp_path: Path) -> None:
 
 
 def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tmp_path: Path) -> None:
-    from cifarkit.bench_tta import headline, load_results, results_table
+    from cifarkit.bench.time_to_accuracy import headline, load_results, results_table
 
     _result_json(tmp_path / "time-to-accuracy-a.json", config={"train": {"bfloat16": True}})
     _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def", config={"train": {"bfloat16": False}})
@@ -412,8 +416,8 @@ def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tm
 
 
 def test_results_table_names_what_the_measured_config_changed(tmp_path: Path) -> None:
-    from cifarkit.bench_tta import config_changes, load_results, results_table
-    from cifarkit.config import load_config
+    from cifarkit.bench.time_to_accuracy import config_changes, load_results, results_table
+    from cifarkit.core.config import load_config
 
     wide = load_config("airbench", "cpu", {"train.bfloat16": True, "model.airbench.widths": [128, 384, 384]})
     _result_json(tmp_path / "time-to-accuracy-a.json", config=wide.model_dump(mode="json"))
@@ -447,7 +451,7 @@ def test_bench_results_prints_the_kept_results_as_tables(tmp_path: Path, capsys:
 def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from cifarkit.bench_tta import load_results, results_table, seeds_table
+    from cifarkit.bench.time_to_accuracy import load_results, results_table, seeds_table
 
     _result_json(tmp_path / "time-to-accuracy-a.json", seeds=1)
     (result,) = load_results("cpu", tmp_path)
@@ -468,11 +472,11 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     import os
 
-    from cifarkit.bench import load_throughputs
+    from cifarkit.bench.throughput import load_throughputs
     from cifarkit.cli import main
 
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
-    assert main(["bench", "throughput", "--model", str(yaml_path), "--profile", "none",
+    assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
                  "--steps", "2", "--batch-size", "8"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("airbench batch 8 float32: (a) model alone ")
     kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
@@ -483,7 +487,7 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
 
     import keras
 
-    assert main(["bench", "throughput", "--model", str(yaml_path), "--profile", "none",
+    assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
                  "--steps", "2", "--batch-size", "8", "--bfloat16"]) == 0
     assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
     table = load_throughputs(kept.parent)

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
 from cifarkit.interpret import aggregate, faithfulness, mistakes
-from cifarkit.interpret import plots as iplots
 from cifarkit.interpret.cams import METHODS, Explainer, normalise_maps, target_layers
-from cifarkit.models import baseline_cnn, cifar_resnet
+from cifarkit.models.cnn import baseline_cnn
+from cifarkit.models.resnet import cifar_resnet
+from cifarkit.plots import maps as iplots
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from train_fixtures import tiny_experiment, tiny_image_tree
 
-from cifarkit.config import load_config
-from cifarkit.errors import CifarkitError
+from cifarkit.core.config import load_config
+from cifarkit.core.errors import CifarkitError
 
 pytestmark = pytest.mark.slow
 

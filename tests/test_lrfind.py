@@ -7,8 +7,8 @@ import pytest
 from train_fixtures import tiny_experiment, tiny_image_tree
 
 from cifarkit.cli import main
-from cifarkit.lrfind import LRFindResult, _smooth, suggest
 from cifarkit.plots import lr_finder_figure, to_png_bytes
+from cifarkit.training.lrfind import LRFindResult, _smooth, suggest
 
 
 def test_suggest_picks_the_steepest_descent_before_the_minimum():
@@ -43,6 +43,6 @@ def test_lr_find_cli_sweeps_then_caches(tmp_path, capsys, monkeypatch):
     assert "suggested LR" in first and "plot:" in first
     plot = first.split("plot: ")[1].split()[0]
     assert open(plot, "rb").read(4) == b"\x89PNG"
-    monkeypatch.setattr("cifarkit.lrfind._sweep", lambda *a, **k: pytest.fail("swept twice"))
+    monkeypatch.setattr("cifarkit.training.lrfind._sweep", lambda *a, **k: pytest.fail("swept twice"))
     assert main(args) == 0
     assert capsys.readouterr().out == first

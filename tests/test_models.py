@@ -10,20 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from cifarkit import models
-from cifarkit.config import ModelConfig
-from cifarkit.errors import CifarkitError
-from cifarkit.models import (
-    BACKBONES,
-    backbone_model,
-    baseline_cnn,
-    baseline_conv_blocks,
-    build_model,
-    cifar_resnet,
-    count_params,
-    is_backbone_layer,
-    resnet_stage_outputs,
-)
+from cifarkit.core.config import ModelConfig
+from cifarkit.core.errors import CifarkitError
+from cifarkit.models import backbones, build_model, count_params, resnet
+from cifarkit.models.backbones import BACKBONES, backbone_model, is_backbone_layer
+from cifarkit.models.cnn import baseline_cnn, baseline_conv_blocks
+from cifarkit.models.resnet import cifar_resnet, resnet_stage_outputs
 
 ALL_MODELS = ["baseline_cnn", "resnet20", "resnet32", "resnet44", "resnet56", *BACKBONES]
 CIFAR_NAME = re.compile(
@@ -72,7 +64,7 @@ def test_option_a_shortcuts_have_no_parameters_and_pad_with_zeros() -> None:
     }
     assert all(not layer.weights for layer in shortcut_layers)
     x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3) + 1
-    padded = keras.ops.convert_to_numpy(models.ChannelPad(1, 2)(x))
+    padded = keras.ops.convert_to_numpy(resnet.ChannelPad(1, 2)(x))
     assert padded.shape == (2, 4, 4, 6)
     np.testing.assert_array_equal(padded[..., 1:4], x)
     assert not padded[..., [0, 4, 5]].any()
@@ -228,7 +220,7 @@ def write_legacy_weights(model: keras.Model, path: Path) -> None:
 
 def test_imagenet_weights_load_from_keras_cache(empty_keras_home: Path, images: np.ndarray) -> None:
     donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
-    write_legacy_weights(donor, empty_keras_home / "models" / models.weights_file_name("mobilenetv2", 96))
+    write_legacy_weights(donor, empty_keras_home / "models" / backbones.weights_file_name("mobilenetv2", 96))
     model = build_model(ModelConfig(name="mobilenetv2", weights="imagenet", input_size=96))
     assert model.get_layer("resize").output.shape[1:3] == (96, 96)
     for layer in (layer for layer in donor.layers if layer.weights):
@@ -277,7 +269,7 @@ def test_caffe_preprocessing_matches_keras_applications_and_reloads(
         images: np.ndarray, tmp_path: Path) -> None:
     expected = keras.applications.resnet50.preprocess_input(images.copy())
     inputs = keras.Input((32, 32, 3), name="image")
-    model = keras.Model(inputs, models.CaffePreprocess(name="preprocess_caffe")(inputs))
+    model = keras.Model(inputs, backbones.CaffePreprocess(name="preprocess_caffe")(inputs))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), expected, atol=1e-4)
     model.save(tmp_path / "caffe.keras")
     loaded = keras.models.load_model(tmp_path / "caffe.keras", safe_mode=True)

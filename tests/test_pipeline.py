@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifarkit.config import AugmentConfig
+from cifarkit.core.config import AugmentConfig
 from cifarkit.data.pipeline import train_dataset
 
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifarkit.config import TrainConfig
-from cifarkit.recipe import (
+from cifarkit.core.config import TrainConfig
+from cifarkit.training.recipe import (
     class_weights,
     coupled_l2,
     make_loss,

@@ -10,10 +10,11 @@ import pytest
 from scipy import stats as sps
 from train_fixtures import tiny_experiment, tiny_image_tree, write_fake_run
 
-from cifarkit import report as report_mod
 from cifarkit.cli import main
-from cifarkit.config import load_config
+from cifarkit.core.config import load_config
 from cifarkit.data import splits_from_config
+from cifarkit.evaluation import report as report_mod
+from cifarkit.plots import report as plots_report
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(experime
         return lambda images: np.random.default_rng(0).normal(0, 1, (len(images), 10))
 
     monkeypatch.setattr(report_mod, "_model_predict", fake_predict)
-    monkeypatch.setattr(report_mod, "report_figures", lambda report: {})  # figures: tested above
+    monkeypatch.setattr(plots_report, "report_figures", lambda report: {})  # figures: tested above
     assert main(["report", str(path), "--profile", "none", "--seeds", "3", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "2 of 3 requested seeds complete" in out

@@ -15,8 +15,8 @@ import pytest
 from filelock import FileLock
 from train_fixtures import tiny_experiment, tiny_image_tree
 
-from cifarkit.config import load_config
-from cifarkit.errors import CifarkitError
+from cifarkit.core.config import load_config
+from cifarkit.core.errors import CifarkitError
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,8 @@ def store(tmp_path, monkeypatch):
 
 
 def test_train_completes_writes_contract_and_caches(store, monkeypatch):
-    from cifarkit import runs, tracking
+    from cifarkit import runs
+    from cifarkit.runs import tracking
 
     tmp_path, data = store
     cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1, 2]\n"), None)
@@ -69,7 +70,7 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
 
     # Second call: straight from the cache, no training; a checkpoint a kill left after the
     # run was marked complete is removed.
-    monkeypatch.setattr("cifarkit.runs._train_into", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained twice"))
     (run.path / "checkpoint" / "epoch-0002").mkdir(parents=True)
     (run.path / "checkpoint" / "epoch-0002" / "state.weights.h5").write_bytes(b"left over")
     started = time.perf_counter()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cifarkit import stats
+from cifarkit.evaluation import stats
 
 
 def test_summary_matches_scipy_t_interval():
@@ -126,7 +126,7 @@ def test_sentence_follows_the_evidence():
 
 
 def test_interval_text_formats_scaled_signed_and_missing_intervals():
-    from cifarkit.stats import interval_text
+    from cifarkit.evaluation.stats import interval_text
 
     assert interval_text(0.8312, 0.8455) == "[83.12, 84.55]"
     assert interval_text(-0.004, 0.021, digits=1, signed=True) == "[-0.4, +2.1]"

@@ -1,4 +1,4 @@
-"""Studies, ablations, findings, provenance and the demo, on fake complete runs (no training)."""
+"""Studies, ablations, findings, the reproducibility appendix and the demo, on fake complete runs (no training)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import pytest
 from scipy import stats as sps
 from train_fixtures import tiny_image_tree, write_fake_run
 
-from cifarkit import ablations, findings, plots, provenance, study
+from cifarkit import plots
 from cifarkit.cli import main
-from cifarkit.config import load_config, overrides_between
+from cifarkit.core.config import load_config, overrides_between
+from cifarkit.core.errors import CifarkitError
 from cifarkit.data import splits_from_config
-from cifarkit.errors import CifarkitError
+from cifarkit.publish import findings, reproducibility
+from cifarkit.studies import ablations
+from cifarkit.studies import variants as study
 
 
 @pytest.fixture
@@ -106,7 +109,7 @@ def test_plan_changes_and_errors():
 def _fake_comparison(diffs: dict[str, list[float]]) -> study.Comparison:
     base = [0.80, 0.81, 0.79]
     per_seed = pd.DataFrame({"ref": base, **{k: np.add(base, v) for k, v in diffs.items()}})
-    from cifarkit import stats
+    from cifarkit.evaluation import stats
 
     return study.Comparison(
         "test_accuracy", "ref", {}, {}, per_seed, stats.summarise_table(per_seed),
@@ -138,9 +141,9 @@ def test_run_table_lists_complete_runs_of_the_profile(tiny_profile):
     splits = splits_from_config(cfg.data)
     for seed in (0, 1):
         write_fake_run(cfg, splits, seed)
-    table = provenance.run_table("tiny")
+    table = reproducibility.run_table("tiny")
     assert len(table) == 2 and set(table["MLflow run id"]) == {"fake0", "fake1"}
-    assert provenance.run_table("other").empty
+    assert reproducibility.run_table("other").empty
 
 
 def test_demo_shows_cached_runs_and_names_the_command_for_missing_ones(tiny_profile, capsys):
@@ -157,7 +160,7 @@ def test_demo_shows_cached_runs_and_names_the_command_for_missing_ones(tiny_prof
 
 
 def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_rest(tiny_profile, capsys):
-    from cifarkit import ladder
+    from cifarkit.studies import ladder
 
     configs = ladder.ladder_configs(tiny_profile)
     steps = list(configs)
@@ -193,7 +196,7 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
 
 
 def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
-    from cifarkit import ladder
+    from cifarkit.studies import ladder
 
     configs = ladder.ladder_configs(tiny_profile)
     steps = list(configs)

@@ -9,11 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from cifarkit import finetune, transfer
-from cifarkit.config import ConfigError, ModelConfig, TransferConfig, load_config
-from cifarkit.errors import CifarkitError
-from cifarkit.models import backbone_model, build_model, cifar_resnet, weights_file_name
-from cifarkit.recipe import compile_model, make_optimizer
+from cifarkit.core.config import ConfigError, ModelConfig, TransferConfig, load_config
+from cifarkit.core.errors import CifarkitError
+from cifarkit.models import build_model
+from cifarkit.models.backbones import backbone_model, weights_file_name
+from cifarkit.models.resnet import cifar_resnet
+from cifarkit.studies import transfer
+from cifarkit.training import finetune
+from cifarkit.training.recipe import compile_model, make_optimizer
 
 
 def _batch(n: int = 16, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +53,7 @@ def test_resnet_layer_groups_are_the_three_stages_and_exclude_the_head() -> None
 def test_frozen_layers_do_not_change_after_a_training_step() -> None:
     model, _ = _compiled_resnet8()
     groups = finetune.layer_groups(model)
-    plan = finetune.TransferPlan(TransferConfig(freeze_through=2), groups, None)
+    plan = finetune.FineTuning(TransferConfig(freeze_through=2), groups, None)
     plan.start(model, start_epoch=0)
     frozen = [n for g in groups[:2] for n in g]
     trained = groups[2] + ["logits"]
@@ -73,7 +76,7 @@ def test_progressive_unfreezing_is_a_function_of_the_epoch() -> None:
 def test_progressive_unfreezing_trains_more_groups_in_later_epochs() -> None:
     model, _ = _compiled_resnet8()
     groups = finetune.layer_groups(model)
-    plan = finetune.TransferPlan(TransferConfig(freeze_through=1, unfreeze_every=1), groups, None)
+    plan = finetune.FineTuning(TransferConfig(freeze_through=1, unfreeze_every=1), groups, None)
     callback = plan.start(model, start_epoch=0)
     stage1 = groups[0]
     seen: list[set[str]] = []
@@ -226,7 +229,7 @@ def test_transfer_run_from_the_store_resumes_to_the_same_result(tmp_path: Path) 
 
     from cifarkit.data import splits_from_config
     from cifarkit.runs import get_or_train
-    from cifarkit.train import train_run
+    from cifarkit.training.fit import train_run
 
     data = tiny_image_tree(tmp_path / "tree", train_per_class=16, test_per_class=4)
     source_yaml = tiny_experiment(tmp_path, data, model="resnet20", epochs=1)
@@ -243,8 +246,9 @@ def test_transfer_run_from_the_store_resumes_to_the_same_result(tmp_path: Path) 
             raise _Crash
 
     with pytest.raises(_Crash):
-        train_run(cfg, 0, tmp_path / "killed", splits, epoch_hooks=[crash_after_first])
-    resumed = train_run(cfg, 0, tmp_path / "killed", splits)
-    reference = train_run(cfg, 0, tmp_path / "reference", splits)
+        train_run(cfg, 0, tmp_path / "killed", splits, epoch_hooks=[crash_after_first],
+                  source_model=source.model_path)
+    resumed = train_run(cfg, 0, tmp_path / "killed", splits, source_model=source.model_path)
+    reference = train_run(cfg, 0, tmp_path / "reference", splits, source_model=source.model_path)
     assert resumed.resumed_from_epoch == 1
     np.testing.assert_allclose(resumed.test_logits, reference.test_logits, rtol=1e-5, atol=1e-5)

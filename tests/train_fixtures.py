@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cifarkit.atomic import write_json, write_text
+from cifarkit.core.atomic import write_json, write_text
 from cifarkit.data.identity import data_hash_for
 from cifarkit.runs import locate
 

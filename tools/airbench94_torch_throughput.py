@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# cifarkit.repro and cifarkit.atomic need only the standard library and NumPy, so they are
+# cifarkit.core.repro and cifarkit.core.atomic need only the standard library and NumPy, so they are
 # imported from the checkout: this venv has PyTorch, not cifarkit's pinned environment.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cifarkit.atomic import write_json  # noqa: E402
+from cifarkit.core.atomic import write_json  # noqa: E402
 
 WIDTHS = (64, 256, 256)
 BN_MOMENTUM = 0.6
@@ -92,7 +92,7 @@ def optimizer(net: nn.Module) -> torch.optim.SGD:
 def environment_record() -> dict:
     """cifarkit's own machine record (CPU, cores, date, versions), so the chapter can tell
     whether this figure and cifarkit's were taken on one machine."""
-    from cifarkit.repro import environment_record as record
+    from cifarkit.core.repro import environment_record as record
 
     return {**record(), "packages": {"torch": torch.__version__}}
 

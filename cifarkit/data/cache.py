@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from cifarkit.atomic import atomic_path, write_json
-from cifarkit.paths import cache_dir
+from cifarkit.core.atomic import atomic_path, write_json
+from cifarkit.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

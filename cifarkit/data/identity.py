@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cifarkit.config import DataConfig
+from cifarkit.core.config import DataConfig
 
 
 def data_hash_for(data_cfg: DataConfig) -> str:

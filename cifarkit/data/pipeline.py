@@ -14,7 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from cifarkit.config import AugmentConfig
+from cifarkit.core.config import AugmentConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 

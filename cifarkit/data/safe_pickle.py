@@ -5,7 +5,7 @@ arbitrary code, so :class:`CifarUnpickler` resolves only the few globals a CIFAR
 references (NumPy's array reconstruction: ``_reconstruct``, or ``_frombuffer`` at protocol 5;
 and ``_codecs.encode`` restricted to latin-1, which Python 3 writes for ``bytes`` at
 protocol 2). Everything else is refused with a
-:class:`~cifarkit.errors.DataError` *before* it can be called.
+:class:`~cifarkit.core.errors.DataError` *before* it can be called.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cifarkit.errors import DataError
+from cifarkit.core.errors import DataError
 
 IMAGE_SIDE = 32
 FLAT_SIZE = 3 * IMAGE_SIDE * IMAGE_SIDE  # 3072 bytes per image, channel-major

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cifarkit.core.errors import DataError
 from cifarkit.data.sources import Cifar10, load_cifar10, resolve_source
-from cifarkit.errors import DataError
 
 if TYPE_CHECKING:
-    from cifarkit.config import DataConfig
+    from cifarkit.core.config import DataConfig
 
 log = logging.getLogger(__name__)
 

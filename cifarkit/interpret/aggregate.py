@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cifarkit.errors import CifarkitError
-from cifarkit.stats import CONFIDENCE, bootstrap_mean_ci
+from cifarkit.core.errors import CifarkitError
+from cifarkit.evaluation.stats import CONFIDENCE, bootstrap_mean_ci
 
 VEHICLES: tuple[str, ...] = ("airplane", "automobile", "ship", "truck")
 CENTRE_FRACTION = 0.5  # the central square spans half the side: a quarter of the area

@@ -33,12 +33,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
+from cifarkit.models.registry import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def target_layers(model) -> dict[str, str]:
     ResNets: ``{"stage1": "stage1_block3_out", "stage2": ..., "stage3": ...}`` (32x32,
     16x16, 8x8 for ResNet20); the baseline CNN: ``{"block1": "block1_out", ...}``.
     """
-    from cifarkit.models import baseline_conv_blocks, resnet_stage_outputs
+    from cifarkit.models.cnn import baseline_conv_blocks
+    from cifarkit.models.resnet import resnet_stage_outputs
 
     if any(layer.name.startswith("stage") for layer in model.layers):
         names = resnet_stage_outputs(model)
@@ -332,34 +333,6 @@ def normalise_maps(maps: np.ndarray) -> np.ndarray:
 
 def predicted_classes(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """The model's top-1 class per image."""
-    return logits_of(model, images, batch_size).argmax(axis=1)
+    return predict_logits(model, images, batch_size).argmax(axis=1)
 
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _forward(model):
-    """``model(x, training=False)`` as one ``tf.function`` per model, traced once for any batch size.
-
-    ``model.predict`` retraces for every new input length (the last, shorter batch of each
-    call), which costs seconds per call on this CPU; the deletion/insertion curves call it
-    thousands of times with varying lengths, so the traced function is cached per model.
-    """
-    import tensorflow as tf
-
-    fn = _FORWARD.get(model)
-    if fn is None:
-        spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        _FORWARD[model] = fn
-    return fn
-
-
-def logits_of(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """The model's logits for ``images`` (float32 0..255), in batches of ``batch_size``."""
-    images = _as_images(images)
-    out = np.zeros((len(images), int(model.output.shape[-1])), np.float32)
-    forward = _forward(model)
-    for part in _batches(len(images), batch_size):
-        out[part] = forward(images[part]).numpy()
-    return out

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cifarkit.errors import CifarkitError
-from cifarkit.stats import CONFIDENCE, bootstrap_mean_ci, paired_comparison
+from cifarkit.core.errors import CifarkitError
+from cifarkit.evaluation.stats import CONFIDENCE, bootstrap_mean_ci, paired_comparison
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ DEFAULT_STEPS = 16
 
 def model_probabilities(model, batch_size: int = 500) -> Predict:
     """``images -> softmax(model(images))`` as float64, batched and without a progress bar."""
-    from cifarkit.evaluate import softmax
-    from cifarkit.interpret.cams import logits_of
+    from cifarkit.evaluation.metrics import softmax
+    from cifarkit.models.registry import predict_logits
 
     def predict(images: np.ndarray) -> np.ndarray:
-        return softmax(logits_of(model, images, batch_size))
+        return softmax(predict_logits(model, images, batch_size))
 
     return predict
 
@@ -222,7 +222,7 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def layer_groups(model) -> list[tuple[str, list[str]]]:
+def cascade_groups(model) -> list[tuple[str, list[str]]]:
     """Weighted layers grouped by block (``logits``, ``stage3_block3``, ..., ``stem``), top first."""
     groups: dict[str, list[str]] = {}
     for layer in model.layers:
@@ -274,7 +274,7 @@ def randomisation_check(model, images: np.ndarray, targets: np.ndarray,
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     rows = [_spearman_row(0, "none", reference, reference)]
-    groups = layer_groups(clone)[:max_groups]
+    groups = cascade_groups(clone)[:max_groups]
     for step, (group, names) in enumerate(groups, start=1):
         for i, name in enumerate(names):
             _reinitialise(clone.get_layer(name), seed * 100_003 + step * 101 + i * 7)
@@ -342,7 +342,7 @@ def wide_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class MethodComparison:
     """Method minus baseline on the same images, for one metric."""
 
     method: str
@@ -369,15 +369,15 @@ class Comparison:
 
 
 def compare(scores: Mapping[str, MethodScores], method: str, baseline: str, metric: str,
-            confidence: float = CONFIDENCE, seed: int = 0) -> Comparison:
+            confidence: float = CONFIDENCE, seed: int = 0) -> MethodComparison:
     """Per-image paired difference ``method - baseline`` with a percentile bootstrap interval."""
     a, b = scores[baseline].values[metric], scores[method].values[metric]
     paired = paired_comparison(a, b, confidence=confidence, seed=seed)
-    return Comparison(method, baseline, metric, float(np.mean(b)), float(np.mean(a)), paired.mean_diff,
+    return MethodComparison(method, baseline, metric, float(np.mean(b)), float(np.mean(a)), paired.mean_diff,
                       paired.boot_low, paired.boot_high, len(a))
 
 
-def describe_comparison(c: Comparison, method_label: str | None = None, baseline_label: str | None = None,
+def describe_comparison(c: MethodComparison, method_label: str | None = None, baseline_label: str | None = None,
                         digits: int = 3) -> str:
     """One sentence whose claim follows the interval: better, worse, or not distinguishable."""
     label = method_label or c.method

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cifarkit.evaluate import confusion, confusion_pairs, pair_mistakes
+from cifarkit.evaluation.metrics import confusion, confusion_pairs, pair_mistakes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
 from cifarkit.interpret.cams import Explainer
 from cifarkit.interpret.faithfulness import (
     DEFAULT_STEPS,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
 from cifarkit.interpret import faithfulness as F
 from cifarkit.interpret.cams import METHOD_LABELS, Explainer, predicted_classes
 
@@ -86,7 +86,7 @@ class FaithfulnessStudy:
     maps: dict[str, np.ndarray]
     targets: np.ndarray
 
-    def comparison(self, method: str, baseline: str, metric: str) -> F.Comparison:
+    def comparison(self, method: str, baseline: str, metric: str) -> F.MethodComparison:
         return F.compare(self.scores, method, baseline, metric)
 
     def sentence(self, method: str, baseline: str, metric: str) -> str:

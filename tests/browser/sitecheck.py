@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from cifarkit.atomic import write_json
+from cifarkit.core.atomic import write_json
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from sitecheck import CHROMIUM_ARGS, check_site
 
-from cifarkit.paths import project_root
+from cifarkit.core.paths import project_root
 
 pytestmark = pytest.mark.browser
 

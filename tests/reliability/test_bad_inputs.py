@@ -1,6 +1,6 @@
 """Bad-input corpus (issue 8, item 3): every case is a real ``cifarkit`` (or bookbuild) process.
 
-Each case runs ``[sys.executable, "-m", "cifarkit.cli", ...]`` (or ``-m cifarkit.bookbuild``)
+Each case runs ``[sys.executable, "-m", "cifarkit.cli", ...]`` (or ``-m cifarkit.cli book build``)
 against a tmp artifacts folder that already holds a complete (fake) run, its lock file and a
 decoded-data cache with its index. It must get:
 
@@ -218,8 +218,8 @@ CASES: tuple[Case, ...] = (
          program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
 )
 
-PROGRAMS = {"cifarkit": ("-m", "cifarkit.cli"), "bookbuild": ("-m", "cifarkit.bookbuild")}
-SHOWN = {"cifarkit": "cifarkit", "bookbuild": "python -m cifarkit.bookbuild"}
+PROGRAMS = {"cifarkit": ("-m", "cifarkit.cli"), "bookbuild": ("-m", "cifarkit.cli", "book", "build")}
+SHOWN = {"cifarkit": "cifarkit", "bookbuild": "cifarkit book build"}
 
 
 # --------------------------------------------------------------------------- the world
@@ -327,7 +327,7 @@ def _fake_complete_run(artifacts: Path) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Inputs of every case, plus an artifacts folder holding a complete run and a data cache."""
-    from cifarkit.config import load_config
+    from cifarkit.core.config import load_config
     from cifarkit.data import load_cifar10
     from cifarkit.data.identity import data_hash_for
 
@@ -417,12 +417,12 @@ def shown_command(case: Case, world: dict[str, Path]) -> str:
 
 def craft_checkpoint(case: Case, world: dict[str, Path]) -> str:
     """Save a bad checkpoint into the run folder ``cifarkit train`` will resume; return its name."""
-    from cifarkit.checkpoint import CheckpointManager
-    from cifarkit.config import ModelConfig, load_config
+    from cifarkit.core.config import ModelConfig, load_config
     from cifarkit.data.identity import data_hash_for
     from cifarkit.models import build_model
-    from cifarkit.recipe import compile_model
     from cifarkit.runs import locate
+    from cifarkit.training.checkpoint import CheckpointManager
+    from cifarkit.training.recipe import compile_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CIFARKIT_ARTIFACTS", str(world["artifacts"]))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from train_fixtures import tiny_experiment, tiny_image_tree
 
-from cifarkit.errors import CifarkitError
+from cifarkit.core.errors import CifarkitError
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +51,8 @@ def _tiny_model():
 def test_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, where):
     import keras
 
-    from cifarkit import checkpoint
-    from cifarkit.checkpoint import CheckpointManager
+    from cifarkit.training import checkpoint
+    from cifarkit.training.checkpoint import CheckpointManager
 
     folder = tmp_path / "run" / "checkpoint"
     manager = CheckpointManager(folder)
@@ -108,7 +108,7 @@ def test_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 def test_first_checkpoint_on_a_full_disk_says_the_run_restarts(tmp_path, monkeypatch):
     import keras
 
-    from cifarkit.checkpoint import CheckpointManager
+    from cifarkit.training.checkpoint import CheckpointManager
 
     model = _tiny_model()
 
@@ -125,7 +125,7 @@ def test_first_checkpoint_on_a_full_disk_says_the_run_restarts(tmp_path, monkeyp
 def test_other_write_errors_are_not_called_disk_full(tmp_path, monkeypatch):
     import keras
 
-    from cifarkit.checkpoint import CheckpointManager
+    from cifarkit.training.checkpoint import CheckpointManager
 
     model = _tiny_model()
 
@@ -137,7 +137,7 @@ def test_other_write_errors_are_not_called_disk_full(tmp_path, monkeypatch):
 
 
 def test_partial_folders_are_never_taken_for_a_checkpoint(tmp_path):
-    from cifarkit.checkpoint import CheckpointManager
+    from cifarkit.training.checkpoint import CheckpointManager
 
     folder = tmp_path / "checkpoint"
     manager = CheckpointManager(folder)
@@ -161,8 +161,9 @@ def test_partial_folders_are_never_taken_for_a_checkpoint(tmp_path):
 def disk_fills_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch, artifacts: Path) -> Iterator[dict]:
     """From the moment epoch 1's checkpoint is on disk, every atomic write under ``artifacts``
     fails with ENOSPC (checkpoint model and JSON files, status, history, predictions...)."""
-    from cifarkit import atomic, checkpoint
-    from cifarkit.checkpoint import CheckpointManager
+    from cifarkit.core import atomic
+    from cifarkit.training import checkpoint
+    from cifarkit.training.checkpoint import CheckpointManager
 
     state = {"full": False, "refused": [], "intact": None}
     real_atomic_path = atomic.atomic_path
@@ -186,7 +187,7 @@ def disk_fills_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch, artifacts
     with monkeypatch.context() as mp:
         mp.setattr(atomic, "atomic_path", atomic_path)
         mp.setattr(checkpoint, "atomic_path", atomic_path)
-        mp.setattr("cifarkit.runs.atomic_path", atomic_path)
+        mp.setattr("cifarkit.runs.store.atomic_path", atomic_path)
         mp.setattr(CheckpointManager, "save", save)
         yield state
 
@@ -194,7 +195,7 @@ def disk_fills_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch, artifacts
 def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch, capsys):
     from cifarkit import runs
     from cifarkit.cli import main
-    from cifarkit.config import load_config
+    from cifarkit.core.config import load_config
     from cifarkit.data.identity import data_hash_for
 
     artifacts = tmp_path / "artifacts"
@@ -239,8 +240,9 @@ def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch
 def test_full_disk_elsewhere_in_training_is_one_clear_error(tmp_path, monkeypatch):
     """ENOSPC outside the checkpoint (here: predictions.npz at the end) is a CifarkitError too,
     even though writing the 'failed' status hits the full disk as well."""
-    from cifarkit import atomic, runs
-    from cifarkit.config import load_config
+    from cifarkit import runs
+    from cifarkit.core import atomic
+    from cifarkit.core.config import load_config
 
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))
@@ -261,7 +263,7 @@ def test_full_disk_elsewhere_in_training_is_one_clear_error(tmp_path, monkeypatc
             yield tmp
 
     monkeypatch.setattr(atomic, "atomic_path", atomic_path)
-    monkeypatch.setattr("cifarkit.runs.atomic_path", atomic_path)
+    monkeypatch.setattr("cifarkit.runs.store.atomic_path", atomic_path)
     with pytest.raises(CifarkitError) as info:
         runs.get_or_train(cfg, 0, register=False)
     message = str(info.value)

@@ -60,7 +60,7 @@ def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
     root = make_book(tmp_path / "src", {"quick": ["x = 1"], "slow": ["import time\ntime.sleep(60)"]})
     env = _env(tmp_path, data)
-    cmd = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(root),
+    cmd = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(root),
            "--output", str(tmp_path / "out"), "--no-strict"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -89,7 +89,7 @@ def test_two_book_builds_at_once_take_turns_on_the_cache(tmp_path):
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
     root = make_book(tmp_path / "src", {"one": ["import time\ntime.sleep(3)\nx = 1"], "two": ["y = 2"]})
     env = _env(tmp_path, data)
-    cmd = [sys.executable, "-m", "cifarkit.bookbuild", "--profile", "smoke", "--root", str(root),
+    cmd = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(root),
            "--output", str(tmp_path / "out"), "--no-strict"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]

@@ -29,9 +29,9 @@ import pytest
 import yaml
 from data_fixtures import Evil, malicious_pickle, png_bytes, tar_members, write_image_tree
 
+from cifarkit.core.errors import CifarkitError, ConfigError, DataError
 from cifarkit.data import load_cifar10
 from cifarkit.data.safe_pickle import CifarUnpickler, load_pickle_batch, safe_load
-from cifarkit.errors import CifarkitError, ConfigError, DataError
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cifarkit"
 
@@ -235,7 +235,7 @@ YAML_PAYLOADS = [
 @pytest.mark.parametrize("payload", YAML_PAYLOADS)
 @pytest.mark.parametrize("where", ["experiment", "profile"])
 def test_yaml_python_tags_are_refused_and_not_run(tmp_path: Path, payload: str, where: str) -> None:
-    from cifarkit.config import load_config
+    from cifarkit.core.config import load_config
 
     marker = tmp_path / "pwned"
     tagged = tmp_path / "tagged.yaml"
@@ -262,7 +262,7 @@ def test_yaml_tag_via_the_cli_is_one_line_and_does_not_run(tmp_path: Path) -> No
 
 
 def test_book_params_and_run_configs_use_safe_load(tmp_path: Path) -> None:
-    from cifarkit.bookbuild import BuildError, parse_params
+    from cifarkit.publish.toc import BuildError, parse_params
     from cifarkit.runs import Run
 
     marker = tmp_path / "pwned"
@@ -404,7 +404,7 @@ def test_archives_are_read_without_extraction(tmp_path: Path, monkeypatch: pytes
 
 
 def test_backup_with_traversal_member_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    from cifarkit.artifacts import recover
+    from cifarkit.runs.backup import recover
 
     outside = tmp_path / "escaped.txt"
     backup = tmp_path / "backup.tgz"

@@ -1,0 +1,210 @@
+"""Throughput benchmark: the model alone on synthetic tensors vs the real input pipeline.
+
+(a) feeds one cached synthetic batch over and over, so it measures the model's training
+step only; (b) feeds the real uint8 ``tf.data`` pipeline with augmentation. The ratio
+(b)/(a) says whether the input pipeline slows training (goal: >= 0.95 here).
+
+Every measurement is also kept as ``artifacts/bench/throughput-*.json`` with the machine it
+ran on, beside reference figures of other frameworks written there in the same form
+(``tools/airbench94_torch_throughput.py``); :func:`load_throughputs` and
+:func:`framework_comparison` put them side by side for the fast-training chapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from cifarkit.core.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+THROUGHPUT_GLOB = "throughput-*.json"
+AIRBENCH_EPOCHS, AIRBENCH_TRAIN_IMAGES = 9.9, 50_000   # airbench94's own schedule
+
+
+@dataclass
+class Throughput:
+    model: str
+    batch_size: int
+    steps: int
+    synthetic_img_s: float
+    pipeline_img_s: float
+    input_only_img_s: float | None = None  # the tf.data pipeline alone, no model
+    augment_mode: str = "per_image"
+    profile: str = "cpu"
+    framework: str = "keras"
+    environment: dict = field(default_factory=dict)  # repro.environment_record(): CPU, versions
+    experiment: str = ""     # the config's name (resnet20_fast builds model resnet20)
+    precision: str = "float32"  # Keras dtype policy of both timed models
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline_img_s / self.synthetic_img_s
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio}
+
+    def default_path(self) -> Path:
+        """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
+        from cifarkit.core.paths import artifacts_dir
+
+        who = self.experiment or self.model
+        tail = "-bf16" if self.precision == "mixed_bfloat16" else ""
+        name = f"throughput-{who}-{self.profile}-{self.augment_mode}-b{self.batch_size}{tail}.json"
+        return artifacts_dir() / "bench" / name
+
+
+def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
+    """Images per second over ``steps`` batches after ``warmup`` untimed ones."""
+    import keras
+
+    stamps: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    return (stamps[-1] - stamps[warmup - 1]) / steps
+
+
+def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
+    """Images per second the input pipeline alone delivers (batches pulled, no model)."""
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    started = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return batch * steps / (time.perf_counter() - started)
+
+
+def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
+               steps: int = 40, warmup: int = 8, overrides: dict | None = None) -> Throughput:
+    import keras
+
+    from cifarkit.core.config import load_config
+    from cifarkit.training.fit import configure_precision
+
+    cfg = load_config(experiment, profile, overrides)
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        precision = configure_precision(cfg)
+        return _throughput(cfg, precision, batch_size, steps, warmup)
+    finally:  # the caller's process keeps its own precision
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
+                warmup: int) -> Throughput:
+    import tensorflow as tf
+
+    from cifarkit.core.repro import environment_record, set_seeds
+    from cifarkit.data import splits_from_config
+    from cifarkit.data.pipeline import train_dataset
+    from cifarkit.models import build_model
+    from cifarkit.training.recipe import compile_model, coupled_l2
+
+    batch = batch_size or cfg.train.batch_size
+    splits = splits_from_config(cfg.data)
+    names = splits.class_names
+
+    def fresh_model():
+        set_seeds(0, deterministic=cfg.train.deterministic)
+        model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
+        compile_model(model, cfg.train, steps_per_epoch=100, class_names=names)
+        return model
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (batch, 32, 32, 3)).astype(np.float32))
+    labels = tf.one_hot(rng.integers(0, len(names), batch), len(names))
+    synthetic = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    log.info("timing %s on synthetic batches of %d (%d steps)...", cfg.name, batch, steps)
+    seconds_a = _timed_fit(fresh_model(), synthetic, steps, warmup)
+
+    epochs = -(-(warmup + steps) * batch // len(splits.x_train)) + 1
+    real = train_dataset(splits.x_train, splits.y_train, num_classes=len(names), batch_size=batch, seed=0,
+                         start_epoch=0, epochs=epochs, aug=cfg.train.augment)
+    log.info("timing %s on the real pipeline with augmentation (%d steps)...", cfg.name, steps)
+    seconds_b = _timed_fit(fresh_model(), real, steps, warmup)
+    input_only = _input_rate(real, batch, steps, warmup)
+    environment = environment_record()
+    return Throughput(cfg.model.name, batch, steps, batch / seconds_a, batch / seconds_b, input_only,
+                      augment_mode=cfg.train.augment.mode, profile=cfg.profile,
+                      framework=f"keras {environment['packages']['keras']}", environment=environment,
+                      experiment=cfg.name, precision=precision)
+
+
+# Files keep Keras's policy name; tables say the compute dtype, as the time-to-accuracy table does.
+_PRECISION_SHOWN = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
+    """Every ``throughput-*.json`` under ``artifacts/bench`` as one row: model, framework,
+    batch, model-alone and real-pipeline img/s, their ratio, CPU and time (UTC). Reference files
+    of other frameworks have no pipeline figure; files that are not throughput results are
+    skipped with a warning."""
+    from cifarkit.core.paths import artifacts_dir
+
+    folder = folder or artifacts_dir() / "bench"
+    rows = []
+    for path in sorted(folder.glob(THROUGHPUT_GLOB)):
+        try:
+            data = json.loads(path.read_text())
+            env = data.get("environment") or {}
+            rows.append({
+                "experiment": data.get("experiment") or data["model"], "model": data["model"],
+                "framework": data.get("framework", "keras"),
+                "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
+                "precision": _PRECISION_SHOWN.get(data.get("precision", "float32"),
+                                                  data.get("precision", "float32")),
+                "model alone (img/s)": float(data["synthetic_img_s"]),
+                "real pipeline (img/s)": data.get("pipeline_img_s"),
+                "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
+                "isa": env.get("cpu_isa", "unknown"), "cores": env.get("cpu_count"),
+                "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
+            })
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("skipping %s: not a throughput result (%s)", path, exc)
+    return pd.DataFrame(rows)
+
+
+def _machine(row: pd.Series) -> str:
+    isa = "" if row["isa"] == "unknown" else f" with {row['isa']}"
+    return f"{row['cpu']}{isa}, {row['cores']} cores"
+
+
+def framework_comparison(table: pd.DataFrame, model: str = "airbench",
+                         reference: str = "airbench94") -> str | None:
+    """One sentence comparing cifarkit's ``model`` with the reference implementation's
+    training speed (model alone, newest row of each), or None when either is missing.
+    Figures taken on different CPUs (model name, vector ISA or core count) are said to be
+    incomparable rather than compared."""
+    if table.empty:
+        return None
+    # airbench94's reference script trains in float32, so a bfloat16 row is not like for like.
+    ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")
+                 & (table["precision"] == "float32")]
+    theirs = table[table["model"] == reference]
+    if ours.empty or theirs.empty:
+        return None
+    a, b = ours.sort_values("measured").iloc[-1], theirs.sort_values("measured").iloc[-1]
+    if (a["cpu"], a["isa"], a["cores"]) != (b["cpu"], b["isa"], b["cores"]):
+        return (f"The {model} and {reference} speeds were measured on different machines "
+                f"({_machine(a)} vs {_machine(b)}) and are not compared.")
+    minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
+    return (f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}) "
+            f"trains at {a['model alone (img/s)']:.0f} img/s and {reference}'s own code "
+            f"({b['framework']}) at {b['model alone (img/s)']:.0f} img/s, model alone at batch "
+            f"{int(b['batch'])}: {a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed. "
+            f"At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
+            f"would take about {minutes:.0f} min of training here.")

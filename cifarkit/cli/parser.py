@@ -1,0 +1,250 @@
+"""The ``cifarkit`` argument parser: one function per command group, shared options declared once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cifarkit.cli import commands as c
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``train.epochs=5`` → ``("train.epochs", 5)``; the value is parsed as YAML (safe)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE, e.g. train.epochs=5")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
+
+
+def _accuracy_fraction(text: str) -> float:
+    """``90.7`` or ``0.907`` -> 0.907."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"target must be an accuracy like 90.7 or 0.907, got {text!r}") from None
+    value = value / 100 if value > 1 else value
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"target must be in (0, 100) percent, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"seed must be in 0..2147483647, got {value}")
+    return value
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other user error; --help shows usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add(group: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
+         help_text: str) -> argparse.ArgumentParser:
+    p = group.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(func=func)
+    return p
+
+
+def _group(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
+    return sub.add_parser(name, help=help_text).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def _profile_arg(p: argparse.ArgumentParser, default: str = "cpu", what: str = "") -> None:
+    """The one ``--profile`` option every subcommand shares."""
+    p.add_argument("--profile", "-p", default=default,
+                   help=f"{what or 'config profile'}: smoke | cpu | full | none | path to a profile YAML "
+                        f"(default {default})")
+
+
+def _overrides_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   type=_override, help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+
+
+def _experiment_args(p: argparse.ArgumentParser, default_experiment: str | None = None) -> None:
+    if default_experiment is None:
+        p.add_argument("experiment", help="a name under configs/ or a path to a YAML file")
+    else:
+        p.add_argument("experiment", nargs="?", default=default_experiment,
+                       help=f"a name under configs/ or a path to a YAML file (default {default_experiment})")
+    _profile_arg(p)
+    _overrides_arg(p)
+
+
+def _tta_shift_arg(p: argparse.ArgumentParser) -> None:
+    """The one ``--tta-shift``: 1 px by default (flip x 3x3 shifts = 10 views), as the benchmark uses."""
+    p.add_argument("--tta-shift", type=int, default=1, metavar="PX",
+                   help="test-time augmentation views: identity and flip and, if PX > 0, the +/-PX-pixel "
+                        "shifts of each (default 1: 10 views; 0: 2 views)")
+
+
+def _add_inspection(sub: argparse._SubParsersAction) -> None:
+    config = _group(sub, "config", "inspect configurations")
+    _experiment_args(_add(config, "show", c.cmd_config_show, "print the resolved config and its content hash"))
+
+    data = _group(sub, "data", "inspect the data")
+    p = _add(data, "info", c.cmd_data_info, "per-split, per-class counts, source, cache and source hash")
+    _experiment_args(p, default_experiment="resnet20")
+    p.add_argument("--source", help="data path (overrides data.source and $CIFARKIT_DATA)")
+
+    runs = _group(sub, "runs", "the run store")
+    p = _add(runs, "ls", c.cmd_runs_ls, "list runs: experiment, hash, seed, status, test accuracy, wall time")
+    p.add_argument("experiment", nargs="?", help="only this experiment")
+
+
+def _add_training(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "train", c.cmd_train, "train (or resume, or return from cache) one run per seed")
+    _experiment_args(p)
+    p.add_argument("--seed", type=_seed, nargs="+", help="seed(s); default: 0..seeds-1 of the profile")
+    p.add_argument("--no-wait", action="store_true",
+                   help="exit with an error instead of waiting when another process trains the same run")
+    p.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
+
+    p = _add(sub, "lr-find", c.cmd_lr_find, "learning-rate range test: loss vs LR plot and a suggested LR")
+    _experiment_args(p)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps in the sweep (default 200)")
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--max-lr", type=float, default=10.0)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = _group(sub, "bench", "benchmarks that print figures")
+    p = _add(bench, "throughput", c.cmd_bench_throughput,
+             "img/s of the model alone vs with the real input pipeline")
+    _experiment_args(p, default_experiment="resnet20")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--json", help="also write the figures to this JSON file (they are always kept in "
+                   "artifacts/bench/throughput-*.json)")
+    p.add_argument("--augment-mode", choices=("per_image", "batch"),
+                   help="override train.augment.mode (compare the per-image and vectorised pipelines)")
+    p.add_argument("--bfloat16", action="store_true",
+                   help="time under mixed_bfloat16 (train.bfloat16); kept in its own -bf16 file")
+
+    p = _add(bench, "time-to-accuracy", c.cmd_bench_time_to_accuracy,
+             "train fresh runs (no cache) and time training until validation accuracy reaches a target; "
+             "headline on the last line")
+    _experiment_args(p)
+    p.add_argument("--target", type=_accuracy_fraction, required=True,
+                   help="validation accuracy to reach, e.g. 90.7 (percent) or 0.907")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--train-per-class", type=int, help="override data.train_per_class (subsample)")
+    p.add_argument("--test-limit", type=int, help="override data.test_limit")
+    _tta_shift_arg(p)
+    p.add_argument("--json", help="output file (default artifacts/bench/time-to-accuracy-<exp>-<profile>-<hash>.json)")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure every seed again (default: keep seeds that file already holds for this config)")
+
+    p = _add(bench, "ladder", c.cmd_bench_ladder,
+             "the fast recipe's ablation ladder (configs/airbench.yaml, one trick added per step): train the "
+             "missing steps through the run store (cached, resumable) and print accuracy and time per step")
+    _profile_arg(p)
+    _overrides_arg(p)
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per step (default 1)")
+    p.add_argument("--step", type=int, action="append", default=[], metavar="N",
+                   help="train only step N (1-based, repeatable; exit 0 once those have runs), e.g. "
+                        "--step 1 --step 8 for the two ends first: all tricks against none")
+    p.add_argument("--dry-run", action="store_true",
+                   help="train nothing: show the steps that have runs and the command for each that has not")
+
+    p = _add(bench, "results", c.cmd_bench_results,
+             "print every time-to-accuracy and throughput result kept under artifacts/bench as tables "
+             "(trains nothing)")
+    _profile_arg(p, default="all", what="only this profile's results")
+    p.add_argument("--markdown", action="store_true", help="markdown tables (for docs/benchmarks.md)")
+
+    p = _add(bench, "gradcam", c.cmd_bench_gradcam,
+             "seconds for Grad-CAM maps of N images (last line of the output)")
+    p.add_argument("--run-experiment", metavar="EXPERIMENT",
+                   help="time the stored run of this experiment (never trains); default: a fresh ResNet20 "
+                        "on random images")
+    _profile_arg(p, what="profile of --run-experiment")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--n", type=int, default=1000, help="images (default 1000)")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--layer", help="layer name or label (stage1..3, block1..3); default the last stage")
+
+
+def _add_results(sub: argparse._SubParsersAction) -> None:
+    arts = _group(sub, "artifacts", "back up and recover artifacts/")
+    p = _add(arts, "backup", c.cmd_artifacts_backup, "write a tar of artifacts/ with a sha256 manifest")
+    p.add_argument("file", help="the tar to write (.tar, or .tgz/.tar.gz to compress)")
+    p.add_argument("--include-cache", action="store_true",
+                   help="also pack the decoded-data cache (rebuilt from the data source otherwise)")
+    p = _add(arts, "recover", c.cmd_artifacts_recover,
+             "restore a backup after verifying every file; the old artifacts/ is kept beside it")
+    p.add_argument("file", help="a tar written by `cifarkit artifacts backup`")
+
+    p = _add(sub, "demo", c.cmd_demo, "presentation demo from cached artifacts: data, baseline, ablations, "
+             "interpretability; never trains")
+    _profile_arg(p, what="whose runs to show")
+    p.add_argument("--section", nargs="+", choices=("data", "baseline", "ablations", "interpretability"),
+                   help="only these sections")
+
+    p = _add(sub, "report", c.cmd_report,
+             "summarise an experiment's complete runs over seeds (mean ± CI per metric) and write "
+             "figures; never trains")
+    _experiment_args(p)
+    p.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: the profile's seeds)")
+    p.add_argument("--out", help="output folder (default artifacts/reports/<experiment>-<profile>/)")
+    p.add_argument("--tta", action="store_true",
+                   help="also test-time augmentation from each run's model (views: --tta-shift)")
+    _tta_shift_arg(p)
+
+
+def _add_book(sub: argparse._SubParsersAction) -> None:
+    book = _group(sub, "book", "execute the report's chapters (cached by content) and build the site")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        _profile_arg(p)
+        p.add_argument("--root", type=Path, default=None,
+                       help="book root holding _config.yml and _toc.yml (default: the checkout)")
+        p.add_argument("--output", type=Path, default=None,
+                       help="folder that receives _build/html (default: the checkout)")
+        p.add_argument("--no-strict", dest="strict", action="store_false",
+                       help="do not turn Sphinx warnings into errors")
+        p.add_argument("--expect-cached", action="store_true",
+                       help="fail (exit 2) instead of executing when a chapter is not cached")
+
+    params_help = 'parameters for the chapter, e.g. "seeds=5 epochs=30" (YAML values)'
+    p = _add(book, "build", c.cmd_book, "execute every stale chapter, then build _build/html")
+    common(p)
+    p.add_argument("--chapter", help="execute only this chapter (others shown as last built)")
+    p.add_argument("--params", default="", help=params_help)
+    p = _add(book, "chapter", c.cmd_book, "re-execute one chapter (others shown as last built), then build")
+    common(p)
+    p.add_argument("chapter", help="the chapter's notebook name, e.g. ablations")
+    p.add_argument("--params", default="", help=params_help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrors(prog="cifarkit", description="The cifarkit command: train, evaluate, benchmark and build the report.")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
+                       help="debug logging")
+    noise.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                       help="warnings and errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_book):
+        add_commands(sub)
+    return parser
+
+

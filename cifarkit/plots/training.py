@@ -1,0 +1,137 @@
+"""Training figures: the LR finder, training curves per run and over seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cifarkit.plots.style import new_figure, palette, split_colours, styled
+
+
+@styled
+def lr_finder_figure(result: Any, title: str | None = None) -> Figure:
+    """Loss against learning rate (log axis) from :func:`cifarkit.training.lrfind.lr_find`, with the suggestions."""
+    fig, ax = new_figure(width=6.4, height=4.0)
+    lrs = np.asarray(result.lrs)
+    ax.plot(lrs, result.losses, alpha=0.3, label="per-batch loss")
+    ax.plot(lrs, result.smoothed, label="smoothed loss")
+    ax.axvline(result.suggested_lr, color=palette()[2], linestyle="--",
+               label=f"steepest descent: {result.suggested_lr:.2g}")
+    ax.axvline(result.min_loss_lr_over_10, color=palette()[3], linestyle=":",
+               label=f"minimum / 10: {result.min_loss_lr_over_10:.2g}")
+    ax.set_xscale("log")
+    smoothed = np.asarray(result.smoothed)
+    ax.set_ylim(smoothed.min() - 0.1 * abs(smoothed.min()), min(smoothed.max(), 2.5 * smoothed[0]))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.set_title(title or "Learning-rate range test")
+    return fig
+
+
+@styled
+def training_curves(history: Sequence[Mapping[str, float]], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training against validation."""
+    fig, axes = new_figure(width=9.0, height=3.6, ncols=2)
+    epochs = [row["epoch"] for row in history]
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, [row.get(metric, np.nan) for row in history], marker="o", label="train")
+        ax.plot(epochs, [row.get(f"val_{metric}", np.nan) for row in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+    axes[1].legend()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@styled
+def per_class_curves(history: Sequence[Mapping[str, float]], class_names: Sequence[str],
+                     title: str | None = None) -> Figure:
+    """Validation accuracy of each class per epoch (from the ``val_acc_<class>`` history columns)."""
+    fig, ax = new_figure(width=7.0, height=4.2)
+    epochs = [row["epoch"] for row in history]
+    colours = palette(len(class_names))
+    for colour, name in zip(colours, class_names, strict=True):
+        ax.plot(epochs, [row.get(f"val_acc_{name}", np.nan) for row in history], color=colour, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(ncols=2, fontsize="small")
+    ax.set_title(title or "Per-class validation accuracy")
+    return fig
+
+
+
+
+def band(ax: Any, curve: pd.DataFrame, colour: Any, label: str, linestyle: str = "-") -> None:
+    epochs = curve.index.to_numpy()
+    ax.plot(epochs, curve["mean"].to_numpy(), color=colour, label=label, linestyle=linestyle, marker="o",
+            markersize=3)
+    if curve["low"].notna().any():
+        ax.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2,
+                        linewidth=0)
+
+
+@styled
+def seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, mean over seeds with a 95% band, training vs validation.
+
+    ``curves`` maps history columns (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``)
+    to :func:`cifarkit.evaluation.stats.curve_summary` tables.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = new_figure(width=9.0, height=3.6, ncols=2)
+    colours = split_colours()
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        if metric in curves:
+            band(ax, curves[metric], colours["train"], "train")
+        if f"val_{metric}" in curves:
+            band(ax, curves[f"val_{metric}"], colours["val"], "validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].legend()
+    n = max((int(c["n"].max()) for c in curves.values() if len(c)), default=0)
+    fig.suptitle(title or f"Training curves: mean over {n} seed{'s' if n != 1 else ''}, 95% band")
+    return fig
+
+
+@styled
+def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None,
+                          ncols: int = 5) -> Figure:
+    """Validation accuracy of each class per epoch: one small panel per class (shared axes),
+    the mean over seeds with its 95% band, and every other class's mean in grey for context.
+
+    ``curves`` maps class name to :func:`cifarkit.evaluation.stats.curve_summary` of ``val_acc_<class>``.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    names = list(curves)
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = new_figure(width=2.2 * ncols, height=1.9 * nrows + 0.5, nrows=nrows, ncols=ncols,
+                        sharex=True, sharey=True, squeeze=False)
+    colours = palette(len(names))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(names):
+            ax.set_visible(False)
+            continue
+        for other in names:
+            if other != names[i]:
+                ax.plot(curves[other].index.to_numpy(), curves[other]["mean"].to_numpy(), color="0.8",
+                        linewidth=0.8)
+        band(ax, curves[names[i]], colours[i], names[i])
+        ax.set_title(names[i], fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if i % ncols == 0:
+            ax.set_ylabel("val accuracy")
+        if i // ncols == nrows - 1:
+            ax.set_xlabel("epoch")
+    n = max((int(c["n"].max()) for c in curves.values() if len(c)), default=0)
+    fig.suptitle(title or f"Per-class validation accuracy (mean over {n} seed{'s' if n != 1 else ''}, 95% band)")
+    return fig

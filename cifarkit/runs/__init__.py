@@ -1,0 +1,13 @@
+"""The run store: run folders and their keys, training into them, tracking, backup.
+
+* :mod:`~cifarkit.runs.run` — :class:`Run` (one folder, read-only methods), its key;
+* :mod:`~cifarkit.runs.store` — :func:`get_or_train`, the locked, resumable training path;
+* :mod:`~cifarkit.runs.tracking` — MLflow runs and registered model versions;
+* :mod:`~cifarkit.runs.backup` — tar backups with a sha256 manifest, and recovery.
+"""
+
+from cifarkit.runs.run import COMPLETE, FAILED, MISSING, RUNNING, Run, locate, run_hash, runs_root
+from cifarkit.runs.store import get_or_train, list_runs
+
+__all__ = ["COMPLETE", "FAILED", "MISSING", "RUNNING", "Run", "get_or_train", "list_runs", "locate",
+           "run_hash", "runs_root"]

@@ -1,0 +1,169 @@
+"""The run store: :func:`get_or_train` is the one way every command, chapter and the demo
+gets a run.
+
+A run is trained into its folder (:mod:`cifarkit.runs.run`) under an ``fcntl`` lock
+(released by the kernel if the holder dies, so two processes never train the same run),
+every file is written atomically, and ``status.json`` saying ``complete`` is written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from cifarkit.core.atomic import atomic_path, write_json, write_text
+from cifarkit.core.config import ExperimentConfig
+from cifarkit.core.errors import CifarkitError
+from cifarkit.runs import tracking
+from cifarkit.runs.run import COMPLETE, FAILED, MISSING, RUNNING, Run, locate, run_hash, runs_root
+
+log = logging.getLogger(__name__)
+
+
+def _history_csv(history: list[dict[str, float]]) -> str:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def _set_status(run: Run, status: str, **extra: Any) -> None:
+    record = {k: v for k, v in run.status_record().items() if k not in ("status", "error")}
+    record.update(status=status, updated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
+    write_json(run.status_path, record)
+
+
+def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, register: bool = True,
+                 label: str = "") -> Run:
+    """Return the complete run for (cfg, seed), training (or resuming) it first if needed."""
+    from cifarkit.data import splits_from_config
+    from cifarkit.data.identity import data_hash_for
+
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    if run.complete:
+        log.info("%scached: %s (seed %d)", label, run.path.name, seed)
+        # A kill after the run was marked complete can leave its checkpoint behind; a
+        # complete run never reads it, so it is only wasted disk.
+        _remove_checkpoints(run)
+        return run
+    runs_root().mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run.lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise CifarkitError(f"another process is training {run.path.name} (lock {run.lock_path}); "
+                                "wait for it to finish or stop it") from None
+        log.info("%swaiting for another process that is training %s", label, run.path.name)
+        lock.acquire()
+    try:
+        if run.complete:  # the other process finished it while we waited
+            log.info("%scached: %s (finished by another process)", label, run.path.name)
+            return run
+        splits = splits_from_config(cfg.data)
+        _train_into(run, cfg, seed, splits, register=register, label=label)
+        return run
+    finally:
+        lock.release()
+
+
+def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str) -> None:
+    from cifarkit.core.repro import environment_record
+    from cifarkit.training.checkpoint import CheckpointManager, disk_full
+    from cifarkit.training.fit import train_run
+
+    # An unreadable or truncated checkpoint fails here, before anything is written.
+    CheckpointManager(run.path / "checkpoint").latest()
+    run.path.mkdir(parents=True, exist_ok=True)
+    resuming = (run.path / "checkpoint" / "latest.json").exists()
+    log.info("%s%s %s (seed %d) -> %s", label, "resuming" if resuming else "training", cfg.name, seed, run.path)
+    write_text(run.config_path, cfg.to_yaml())
+    write_json(run.path / "env.json", environment_record())
+    tracker = tracking.RunTracker.start_or_resume(run, cfg, seed)
+    _set_status(run, RUNNING, experiment=cfg.name, profile=cfg.profile, seed=seed,
+                run_hash=run_hash(cfg, seed, splits.source_hash), data_hash=splits.source_hash,
+                config_hash=cfg.content_hash(), pid=os.getpid(), mlflow_run_id=tracker.run_id)
+    try:
+        source = source_model_path(cfg.transfer.source_run) if cfg.transfer and cfg.transfer.source_run else None
+        outcome = train_run(cfg, seed, run.path, splits, epoch_hooks=[tracker.log_epoch], source_model=source)
+        history = outcome.history
+        write_json(run.history_json_path, history)
+        write_text(run.path / "history.csv", _history_csv(history))
+        with atomic_path(run.predictions_path, suffix=".npz") as tmp:
+            np.savez(tmp, logits=outcome.test_logits, labels=outcome.test_labels.astype(np.int64),
+                     val_logits=outcome.val_logits, val_labels=outcome.val_labels.astype(np.int64))
+        with atomic_path(run.model_path, suffix=".keras") as tmp:
+            outcome.model.save(tmp)
+        write_json(run.metrics_path, outcome.metrics)
+        version = tracker.finish(run, outcome.metrics, register=register)
+        _set_status(run, COMPLETE, test_accuracy=outcome.metrics["test_accuracy"],
+                    train_seconds=outcome.metrics["train_seconds"], model_version=version,
+                    resumed_from_epoch=outcome.resumed_from_epoch)
+    except BaseException as exc:
+        try:
+            _set_status(run, FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
+        except OSError as status_exc:  # e.g. the disk is full: keep the original error
+            log.warning("could not mark %s failed (%s)", run.path.name, status_exc)
+        tracker.fail()
+        full = disk_full(exc) if isinstance(exc, Exception) and not isinstance(exc, CifarkitError) else None
+        if full is not None:
+            where = f" ({full.filename})" if full.filename else ""
+            raise CifarkitError(
+                f"disk full while training {run.path.name}{where}: {full.strerror or full}; free space "
+                f"under {run.path.parent} and run the same command again to resume from the last "
+                "finished epoch"
+            ) from exc
+        raise
+    _remove_checkpoints(run)
+    log.info("%sdone: %s  test accuracy %.4f  (%.0f s training)", label, run.path.name,
+             outcome.metrics["test_accuracy"], outcome.metrics["train_seconds"])
+
+
+def _remove_checkpoints(run: Run) -> None:
+    shutil.rmtree(run.path / "checkpoint", ignore_errors=True)
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """One row per run folder: experiment, hash, seed, status, test accuracy, wall time, MLflow run id,
+    config hash and registered model version (all from status.json)."""
+    rows = []
+    if not runs_root().exists():
+        return rows
+    for folder in sorted(p for p in runs_root().iterdir() if p.is_dir()):
+        record = Run(folder).status_record()
+        rows.append({
+            "run": folder.name,
+            "experiment": record.get("experiment", folder.name.rsplit("-", 1)[0]),
+            "profile": record.get("profile"),
+            "hash": folder.name.rsplit("-", 1)[-1],
+            "seed": record.get("seed"),
+            "status": record.get("status", MISSING),
+            "test_accuracy": record.get("test_accuracy"),
+            "train_seconds": record.get("train_seconds"),
+            "mlflow_run_id": record.get("mlflow_run_id"),
+            "config_hash": record.get("config_hash"),
+            "model_version": record.get("model_version"),
+        })
+    return rows
+
+
+def source_model_path(source_run: str) -> Path:
+    """``model.keras`` of a complete run in the run store, or a one-line error saying what to do."""
+    run = Run(runs_root() / source_run)
+    if not run.complete:
+        raise CifarkitError(f"transfer.source_run {source_run} is {run.status} in {runs_root()}; train the "
+                            "source run first (cifarkit.studies.transfer does so) or fix the folder name")
+    return run.model_path

@@ -1,0 +1,156 @@
+"""The ablation study: which parts of the recipe matter, each measured over matched seeds.
+
+Each *group* changes one thing against its own reference (the recipe of ``configs/``):
+
+* **augmentation × architecture**: crop + flip on and off, for the baseline CNN and ResNet20;
+* **schedule**: warmup + cosine (reference), step decay (×0.1 at 50% and 75% of training),
+  constant learning rate;
+* **loss**: cross-entropy with label smoothing 0.1 (reference), plain cross-entropy, focal
+  loss (γ = 2, Keras' ``CategoricalFocalCrossentropy``);
+* **regularisation**: weight decay 5e-4 (reference), no weight decay, and Cutout 8 px added.
+
+:func:`default_plan` scales the study to a profile's budget (which architecture the
+single-factor groups use, which training-set size, how many seeds) and states it in one
+sentence for the chapter; :func:`run_ablations` gathers the runs through the run store
+and returns one :class:`cifarkit.studies.variants.Comparison` per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from cifarkit.core.config import ExperimentConfig
+from cifarkit.core.errors import CifarkitError
+from cifarkit.studies.variants import Comparison, Variant, compare
+
+GROUPS = ("augmentation", "schedule", "loss", "regularisation")
+ARCH_LABELS = {"baseline_cnn": "baseline CNN", "resnet20": "ResNet20", "resnet32": "ResNet32",
+               "resnet56": "ResNet56"}
+
+
+def _step_decay(cfg: ExperimentConfig) -> dict[str, Any]:
+    epochs = cfg.train.epochs
+    milestones = sorted({max(1, round(epochs * 0.5)), max(1, round(epochs * 0.75))} - {epochs})
+    return {"train.schedule.name": "step", "train.schedule.warmup_epochs": 0.0,
+            "train.schedule.step_epochs": milestones or [max(1, epochs - 1)]}
+
+
+def group_variants(group: str, base: str, architectures: Sequence[str] = ("baseline_cnn", "resnet20")
+                   ) -> tuple[dict[str, Variant], str]:
+    """The variants of one group and the label of its reference."""
+    if group == "augmentation":
+        variants = {}
+        for arch in architectures:
+            name = ARCH_LABELS.get(arch, arch)
+            variants[f"{name}, crop + flip"] = Variant(f"{name}, crop + flip", arch)
+            variants[f"{name}, no augmentation"] = Variant(f"{name}, no augmentation", arch,
+                                                           {"train.augment.enabled": False})
+        return variants, f"{ARCH_LABELS.get(architectures[0], architectures[0])}, crop + flip"
+    table: dict[str, list[tuple[str, Any]]] = {
+        "schedule": [("warmup + cosine", {}), ("step decay", _step_decay),
+                     ("constant LR", {"train.schedule.name": "constant", "train.schedule.warmup_epochs": 0.0})],
+        "loss": [("CE + label smoothing 0.1", {}), ("plain CE", {"train.loss.label_smoothing": 0.0}),
+                 ("focal (γ = 2)", {"train.loss.name": "focal", "train.loss.label_smoothing": 0.0})],
+        "regularisation": [("weight decay 5e-4", {}), ("no weight decay", {"train.optimizer.weight_decay": 0.0}),
+                           ("+ Cutout 8 px", {"train.augment.cutout": 8})],
+    }
+    if group not in table:
+        raise CifarkitError(f"unknown ablation group {group!r}; choose from {', '.join(GROUPS)}")
+    rows = table[group]
+    return {label: Variant(label, base, overrides) for label, overrides in rows}, rows[0][0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the ablation chapter runs under one profile."""
+
+    profile: str
+    seeds: int
+    base: str                                   # experiment of the single-factor groups
+    architectures: tuple[str, ...]              # of the augmentation group
+    common: Mapping[str, Any] = field(default_factory=dict)  # budget overrides for every run
+    groups: tuple[str, ...] = GROUPS
+
+    def describe(self) -> str:
+        """One sentence for the chapter: what this profile ran."""
+        budget = ", ".join(f"{k} = {v}" for k, v in self.common.items()) or "the profile's own data and epochs"
+        archs = " and ".join(ARCH_LABELS.get(a, a) for a in self.architectures)
+        return (f"Profile {self.profile}: {self.seeds} seeds per variant; augmentation on/off for {archs}; "
+                f"the single-factor groups ({', '.join(g for g in self.groups if g != 'augmentation')}) on "
+                f"{ARCH_LABELS.get(self.base, self.base)}; budget: {budget}.")
+
+
+def default_plan(profile: str, **changes: Any) -> Plan:
+    """The budget of each profile; ``changes`` (e.g. from the chapter's parameters) win.
+
+    ``cpu``: the single-factor groups train the baseline CNN on 10,000 training images
+    (1,000 per class) for the profile's 10 epochs, about 2 min a run here, so the ~24 runs
+    fit about an hour; ResNet20 appears in the augmentation group with the same budget.
+    ``smoke``: the profile's tiny data and two seeds; numbers exercise the code only.
+    """
+    plans = {
+        "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20")),
+        "cpu": Plan("cpu", seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
+                    common={"data.train_per_class": 1000}),
+        "full": Plan("full", seeds=5, base="resnet20", architectures=("baseline_cnn", "resnet20")),
+    }
+    plan = plans.get(profile, replace(plans["cpu"], profile=profile))
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "groups" in changes:
+        unknown = [g for g in changes["groups"] if g not in GROUPS]
+        if unknown:
+            raise CifarkitError(f"unknown ablation group(s) {', '.join(map(str, unknown))}; choose from "
+                                f"{', '.join(GROUPS)}")
+        changes["groups"] = tuple(changes["groups"])
+    if "architectures" in changes:
+        changes["architectures"] = tuple(changes["architectures"])
+    return replace(plan, **changes)
+
+
+def run_ablations(plan: Plan, *, train: bool = True) -> dict[str, Comparison]:
+    """One comparison per group of ``plan`` (training missing runs when ``train``)."""
+    out = {}
+    for group in plan.groups:
+        variants, reference = group_variants(group, plan.base, plan.architectures)
+        configs = {label: v.config(plan.profile, plan.common) for label, v in variants.items()}
+        out[group] = compare(configs, plan.seeds, reference=reference, train=train)
+    return out
+
+
+def augmentation_effects(comparison: Comparison, architectures: Sequence[str]) -> dict[str, Any]:
+    """Per architecture, the paired effect of turning augmentation off (off − on)."""
+    from cifarkit.evaluation import stats
+
+    effects = {}
+    for arch in architectures:
+        name = ARCH_LABELS.get(arch, arch)
+        on, off = comparison.per_seed[f"{name}, crop + flip"], comparison.per_seed[f"{name}, no augmentation"]
+        effects[name] = stats.paired_comparison(on.to_dict(), off.to_dict())
+    return effects
+
+
+def forest_rows(comparisons: Mapping[str, Comparison], architectures: Sequence[str]) -> pd.DataFrame:
+    """Rows for :func:`cifarkit.plots.comparison_forest`: every variant against its reference.
+
+    In the augmentation group each architecture's "no augmentation" is compared with the
+    same architecture's "crop + flip" (not with the group's reference).
+    """
+    rows = []
+    for group, comparison in comparisons.items():
+        if group == "augmentation":
+            for name, effect in augmentation_effects(comparison, architectures).items():
+                rows.append(_row(group, f"{name}: no augmentation", effect))
+            continue
+        for label, effect in comparison.paired.items():
+            rows.append(_row(group, label, effect))
+    return pd.DataFrame(rows, columns=["group", "variant", "mean_diff", "low", "high", "per_seed"])
+
+
+def _row(group: str, variant: str, effect: Any) -> dict[str, Any]:
+    diffs = [b - a for a, b in zip(effect.a, effect.b, strict=True)]
+    return {"group": group, "variant": variant, "mean_diff": effect.mean_diff,
+            "low": effect.low, "high": effect.high, "per_seed": diffs}

@@ -1,0 +1,178 @@
+"""Train one (config, seed) into a run directory: fit, checkpoint every epoch, resume, evaluate.
+
+This module knows nothing about caching or locks (that is :mod:`cifarkit.runs`); it is
+given a folder and fills it. Calling :func:`train_run` again on the same folder after a
+crash resumes from the last finished epoch and, in deterministic mode, ends with the same
+weights and metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cifarkit.core.atomic import atomic_path
+from cifarkit.core.config import ExperimentConfig
+from cifarkit.core.progress import EpochProgress
+from cifarkit.core.repro import set_seeds
+from cifarkit.data import Splits
+from cifarkit.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
+from cifarkit.models import build_model, init_from_data, predict_logits
+from cifarkit.training import finetune
+from cifarkit.training.averaging import lookahead_callbacks
+from cifarkit.training.checkpoint import CheckpointManager, EpochReseed
+from cifarkit.training.recipe import class_weights, compile_model, coupled_l2, per_class_metric_name
+
+log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainOutcome:
+    model: keras.Model
+    history: list[dict[str, float]]
+    test_logits: np.ndarray
+    test_labels: np.ndarray
+    val_logits: np.ndarray
+    val_labels: np.ndarray
+    metrics: dict[str, Any]
+    resumed_from_epoch: int
+
+
+def configure_precision(cfg: ExperimentConfig) -> str:
+    """mixed_bfloat16 when asked for (any device); mixed_float16 when asked for and a GPU is
+    present; float32 otherwise. Sets Keras's global policy and returns its name."""
+    import tensorflow as tf
+
+    from cifarkit.core.repro import cpu_has_bfloat16
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if cfg.train.bfloat16:
+        policy = "mixed_bfloat16"
+        if not gpu and not cpu_has_bfloat16():
+            log.warning("train.bfloat16 is on but this CPU has no native bfloat16 (avx512_bf16 or "
+                        "amx_bf16), so it is emulated and may train slower than float32; "
+                        "set train.bfloat16: false if it does")
+    else:
+        policy = "mixed_float16" if cfg.train.mixed_precision and gpu else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+class _CheckpointEachEpoch(keras.callbacks.Callback):
+    """Append the epoch's logs to the history and write an atomic checkpoint."""
+
+    def __init__(self, manager: CheckpointManager, history: list[dict[str, float]],
+                 snapshot_epochs: tuple[int, ...], snapshot_dir: Path, hooks: list[EpochHook],
+                 elapsed_before: float) -> None:
+        super().__init__()
+        self.manager, self.history, self.hooks = manager, history, hooks
+        self.snapshot_epochs, self.snapshot_dir = set(snapshot_epochs), snapshot_dir
+        self.elapsed_before = elapsed_before
+        self.started = time.perf_counter()
+        self.epoch_started = self.started
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        finished = epoch + 1
+        row = {"epoch": finished, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["epoch_seconds"] = time.perf_counter() - self.epoch_started
+        self.history.append(row)
+        if finished in self.snapshot_epochs:
+            with atomic_path(self.snapshot_dir / f"epoch-{finished:03d}.keras", suffix=".keras") as tmp:
+                self.model.save(tmp)
+        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        self.manager.save(self.model, finished, {"history": self.history, "train_seconds": elapsed})
+        for hook in self.hooks:
+            hook(finished, row)
+
+
+def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
+              epoch_hooks: list[EpochHook] | None = None,
+              callbacks: list[keras.callbacks.Callback] | None = None,
+              source_model: Path | None = None) -> TrainOutcome:
+    """Fit ``cfg`` with ``seed`` on ``splits``, checkpointing into ``run_dir/checkpoint``.
+
+    ``callbacks`` are extra Keras callbacks (e.g. the time-to-accuracy clock of
+    :mod:`cifarkit.bench.time_to_accuracy`), run before the checkpoint callback.
+    ``source_model`` is the source run's ``model.keras`` for a transfer config with
+    ``transfer.source_run``.
+    """
+    train_cfg = cfg.train
+    num_classes = len(splits.class_names)
+    set_seeds(seed, deterministic=train_cfg.deterministic)
+    configure_precision(cfg)
+
+    steps = steps_per_epoch(len(splits.x_train), train_cfg.batch_size)
+    model = build_model(cfg.model, num_classes=num_classes, l2=coupled_l2(train_cfg))
+    # Transfer: source weights into all but the head; per-group LR factors (cifarkit.training.finetune).
+    tuning = finetune.prepare(cfg.transfer, model, source_model)
+    compile_model(model, train_cfg, steps, splits.class_names, lr_factors=tuning and tuning.lr_factors)
+
+    manager = CheckpointManager(run_dir / "checkpoint")
+    state = manager.restore(model)
+    if state is None:  # a fresh run: data-dependent init (airbench's whitening) before fit
+        init_from_data(model, cfg.model, splits.x_train)
+        state = {"epoch": 0, "history": [], "train_seconds": 0.0}
+    start_epoch, history = state["epoch"], state["history"]
+    # Freezing is a function of the epoch, applied after the restore: resumes see the same layers frozen.
+    transfer_callbacks = [tuning.start(model, start_epoch)] if tuning is not None else []
+
+    weights = None
+    if cfg.train.loss.class_weighted:
+        weights = class_weights(splits.y_train, num_classes)[splits.y_train]
+    train_ds = train_dataset(splits.x_train, splits.y_train, num_classes=num_classes,
+                             batch_size=train_cfg.batch_size, seed=seed, start_epoch=start_epoch,
+                             epochs=train_cfg.epochs, aug=train_cfg.augment, sample_weights=weights)
+    val_ds = eval_dataset(splits.x_val, splits.y_val, num_classes=num_classes)
+
+    if start_epoch < train_cfg.epochs:
+        fit_callbacks = [
+            EpochReseed(seed),
+            *transfer_callbacks,
+            EpochProgress(total_epochs=train_cfg.epochs, steps_per_epoch=steps),
+            *lookahead_callbacks(train_cfg.ema, steps, train_cfg.epochs),
+            *(callbacks or []),
+            _CheckpointEachEpoch(manager, history, train_cfg.snapshot_epochs, run_dir / "snapshots",
+                                 epoch_hooks or [], state["train_seconds"]),
+        ]
+        model.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+                  validation_data=val_ds, callbacks=fit_callbacks, verbose=0, shuffle=False)
+
+    logits = predict_logits(model, splits.x_test)
+    val_logits = predict_logits(model, splits.x_val)  # for calibration fitted on validation only
+    final_state = manager.latest() or state
+    metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
+    return TrainOutcome(model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch)
+
+
+def run_metrics(history: list[dict[str, float]], logits: np.ndarray, splits: Splits,
+              train_seconds: float) -> dict[str, Any]:
+    """metrics.json content: test accuracy (+ per class), last validation figures, timing."""
+    predicted = logits.argmax(axis=1)
+    correct = predicted == splits.y_test
+    per_class = {name: float(correct[splits.y_test == k].mean()) if np.any(splits.y_test == k) else None
+                 for k, name in enumerate(splits.class_names)}
+    last = history[-1] if history else {}
+    return {
+        "test_accuracy": float(correct.mean()),
+        "test_accuracy_per_class": per_class,
+        "test_size": int(len(correct)),
+        "val_accuracy": last.get("val_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy_per_class": {name: last.get(f"val_{per_class_metric_name(name)}")
+                                   for name in splits.class_names},
+        "epochs": len(history),
+        "train_seconds": round(train_seconds, 2),
+    }
