@@ -1,0 +1,112 @@
+"""Keep TensorFlow's start-up chatter off the terminal without hiding real errors.
+
+On a machine without a GPU, importing TensorFlow and creating its first device print lines
+such as ``I0000 ... cudart_stub.cc ... Could not find cuda drivers`` and
+``E0000 ... cuda_platform.cc ... failed call to cuInit``. They are written by C++ code
+before absl's logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` does not reach them, and
+TensorFlow has no switch for them. So the first ``import tensorflow`` in a cifarkit
+process runs with file descriptor 2 redirected into a temporary file; afterwards every
+captured line that is not one of the known start-up notices below is written back to
+stderr, in order. ``CIFARKIT_TF_LOGS=1`` turns the filter off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+# Start-up notices of a CPU-only TensorFlow build, matched on the whole line.
+STARTUP_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"[IW]\d{4} .*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine.*",
+    r"E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit: .*",
+    r"E\d{4} .*cuda_executor\.cc:\d+\] .*(no CUDA-capable device|CUDA_ERROR_NO_DEVICE).*",
+    r"I\d{4} .*cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU.*",
+    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
+    r"I\d{4} .*port\.cc:\d+\] oneDNN custom operations are on\..*",
+))
+
+
+def is_startup_notice(line: str) -> bool:
+    """True for one of TensorFlow's CPU-only start-up notices (never for anything else)."""
+    return any(p.fullmatch(line.rstrip("\r\n")) for p in STARTUP_NOTICES)
+
+
+def without_startup_notices(text: str) -> str:
+    """``text`` with every start-up notice line removed; all other lines kept, in order."""
+    return "".join(line for line in text.splitlines(keepends=True) if not is_startup_notice(line))
+
+
+@contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 for the block, then write back what is not a start-up notice."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = without_startup_notices(capture.read().decode("utf-8", "replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+class _AlreadyLoaded(importlib.abc.Loader):
+    """Hands the import system the module :class:`QuietTensorFlowImport` imported itself,
+    and gives it back its real spec and loader (the import system sets ours on it)."""
+
+    def __init__(self, real_spec: importlib.machinery.ModuleSpec | None) -> None:
+        self.real_spec = real_spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: ModuleType) -> None:
+        if self.real_spec is not None:
+            module.__spec__ = self.real_spec
+            module.__loader__ = self.real_spec.loader
+
+
+class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """A meta-path hook: the first ``import tensorflow`` (direct, or through Keras) runs inside
+    :func:`filtered_stderr`, together with the device set-up that prints the cuInit line.
+    It removes itself after that one import."""
+
+    def __init__(self) -> None:
+        self._busy = False
+
+    def find_spec(self, name: str, path: object = None, target: object = None):
+        if name != "tensorflow" or self._busy:
+            return None
+        self._busy = True
+        try:
+            with filtered_stderr():
+                tf = importlib.import_module("tensorflow")
+                tf.config.list_physical_devices()  # creates the platforms: the cuInit call
+        finally:
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+        real = getattr(sys.modules.get(name), "__spec__", None)
+        return importlib.machinery.ModuleSpec(name, _AlreadyLoaded(real), is_package=True)
+
+
+def install() -> None:
+    """Install the hook once per process, unless TensorFlow is loaded or ``CIFARKIT_TF_LOGS=1``."""
+    if os.environ.get("CIFARKIT_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(finder, QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowImport())
