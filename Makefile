@@ -8,7 +8,7 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint book chapter demo fast-goals fast-goals-bf16 site-check recover backup mlflow-ui clean-book
+.PHONY: help venv test test-fast lint docs book chapter demo fast-goals fast-goals-bf16 site-check recover backup mlflow-ui clean-book
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,14 +45,14 @@ site-check: $(STAMP)  ## open every page of the built site (_build/html) in head
 demo: $(STAMP)  ## presentation demo from cached artifacts (PROFILE=smoke|cpu): data, baseline, ablations, interpretability
 	$(VENV)/bin/cifarkit demo --profile $(PROFILE)
 
-fast-goals: $(STAMP)  ## issue 9's measurements (hours on 2 cores); rerun to go on: finished seeds and runs are kept
+fast-goals: $(STAMP)  ## the fast recipe's benchmarks (hours on 2 cores); rerun to go on: finished seeds and runs are kept
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench time-to-accuracy resnet20_fast --epochs 30 --target 88.5 --seeds 3 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench ladder --seeds 1 --set data.train_per_class=1000 --set data.val_per_class=100
 	$(VENV)/bin/cifarkit bench ladder --seeds 1 --step 1 --step 8
 	$(VENV)/bin/cifarkit bench ladder --seeds 1
 
-fast-goals-bf16: $(STAMP)  ## issue 9's bfloat16 measurements, for a CPU with avx512_bf16 or amx_bf16 (about 2.5 h)
+fast-goals-bf16: $(STAMP)  ## the fast recipe's bfloat16 benchmarks, for a CPU with avx512_bf16 or amx_bf16 (about 2.5 h)
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100 --set train.bfloat16=true
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 91.5 --seeds 1 --epochs 12 --set data.val_per_class=100 \
 	    --set train.bfloat16=true --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
@@ -68,6 +68,9 @@ backup: $(STAMP)  ## pack artifacts/ with a sha256 manifest: make backup FILE=ba
 
 mlflow-ui: $(STAMP)  ## serve the MLflow UI on the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/artifacts/mlflow.db}" --port 5000
+
+docs: $(STAMP)  ## regenerate the README's measured figures and docs/benchmarks.md from artifacts/
+	$(VENV)/bin/cifarkit docs update
 
 clean-book:  ## remove the built site (executed-notebook cache is kept)
 	rm -rf _build

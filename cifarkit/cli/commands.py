@@ -180,30 +180,27 @@ def cmd_bench_ladder(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_results(args: argparse.Namespace) -> int:
-    from cifarkit.bench.throughput import load_throughputs
-    from cifarkit.bench.time_to_accuracy import load_results, results_table, seeds_table
+    from cifarkit.bench.results import results_tables
 
-    profile = None if args.profile == "all" else args.profile
-    results = load_results(profile)
-
-    def show(title: str, table) -> None:
-        print(f"\n{title}\n")
-        print(table.to_markdown() if args.markdown else table.to_string())
-
-    with pd_display():
-        if results:
-            show("time to accuracy (one row per config; mean ± std over seeds)",
-                 results_table(results).set_index("experiment"))
-            for r in results:
-                show(f"{r.experiment} {r.config_hash[:12]} ({r.profile}), target {r.target:.1%}: per seed",
-                     seeds_table(r))
-        throughputs = load_throughputs()
-        if not throughputs.empty:
-            show("throughput (img/s)", throughputs.set_index("experiment").round(
-                {"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2}))
-    if not results and throughputs.empty:
+    tables = results_tables(None if args.profile == "all" else args.profile, markdown=args.markdown)
+    if tables is None:
         print("no benchmark results under artifacts/bench; run cifarkit bench time-to-accuracy or throughput")
         return 1
+    print(tables)
+    return 0
+
+
+def cmd_docs_update(args: argparse.Namespace) -> int:
+    from cifarkit.bench.results import results_tables
+    from cifarkit.core.atomic import write_text
+    from cifarkit.core.paths import project_root
+    from cifarkit.publish.readme import benchmarks_markdown, update_readme
+
+    root = project_root()
+    print(f"updated {update_readme(root / 'README.md')}")
+    target = root / "docs" / "benchmarks.md"
+    write_text(target, benchmarks_markdown(results_tables()))
+    print(f"wrote {target}")
     return 0
 
 

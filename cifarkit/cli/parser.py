@@ -209,6 +209,12 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     _tta_shift_arg(p)
 
 
+def _add_docs(sub: argparse._SubParsersAction) -> None:
+    docs = _group(sub, "docs", "documents generated from stored results")
+    _add(docs, "update", c.cmd_docs_update,
+         "rewrite the README's generated blocks and docs/benchmarks.md from this machine's artifacts/")
+
+
 def _add_book(sub: argparse._SubParsersAction) -> None:
     book = _group(sub, "book", "execute the report's chapters (cached by content) and build the site")
 
@@ -243,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="warnings and errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_book):
+    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_book, _add_docs):
         add_commands(sub)
     return parser
 

@@ -153,6 +153,7 @@ def run(opts: Options) -> list[ChapterResult]:
 
     store = Store(artifacts_dir() / "book", opts.profile)
     results: list[ChapterResult] = []
+    started = time.perf_counter()
     with build_lock(store.lock_path):
         remove_stale_temps(store)
         log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
@@ -174,8 +175,37 @@ def run(opts: Options) -> list[ChapterResult]:
                 raise
             results.append(result)
         _site(root, pages, store, substitutes, shared, opts, results)
+        record_build(opts, results, time.perf_counter() - started)
     _emit_summary(results)
     return results
+
+
+def builds_file(profile: str) -> Path:
+    """``artifacts/book/builds-<profile>.json``: every finished build's wall time, newest last."""
+    return artifacts_dir() / "book" / f"builds-{profile}.json"
+
+
+def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float) -> None:
+    """Append this build to :func:`builds_file`: when, on which machine, how long, per chapter.
+
+    The README's measured costs are generated from these records (:mod:`cifarkit.publish.readme`).
+    """
+    from cifarkit.core.repro import environment_record
+
+    path = builds_file(opts.profile)
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    env = environment_record()
+    history.append({
+        "finished_at": env["recorded_at"], "profile": opts.profile, "chapter": opts.chapter,
+        "seconds": round(seconds, 1), "executed": sum(r.status == "executed" for r in results),
+        "cached": sum(r.status == "cached" for r in results),
+        "chapters": [dataclasses.asdict(r) for r in results],
+        "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
+    })
+    write_json(path, history[-50:])
 
 
 def _checked_chapters(opts: Options, root: Path) -> tuple[list[Page], list[Page], Page | None,
