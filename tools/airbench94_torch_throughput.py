@@ -1,4 +1,4 @@
-"""Same-machine reference for issue 9: airbench94's network in PyTorch, training img/s on CPU.
+"""Same-machine reference for the fast recipe: airbench94's network in PyTorch, training img/s on CPU.
 
 The issue's time goal ("at least airbench's own speed here") was set from airbench94 timed on
 another machine kind. This script times airbench94's own network and training step on *this*

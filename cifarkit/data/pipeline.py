@@ -2,8 +2,8 @@
 
 Each epoch's order and augmentation are pure functions of ``(seed, epoch)``, built from
 stateless ops, so a run resumed at epoch k sees exactly the batches an uninterrupted run
-would have seen (a seeded ``shuffle`` would replay epoch 0's order after a restart; see
-NOTES-reliability). Images stay uint8 until the batch is formed and are cast to float32
+would have seen (a seeded ``shuffle`` depends on how often the dataset was iterated in this
+process, so after a restart it would replay epoch 0's order). Images stay uint8 until the batch is formed and are cast to float32
 0..255 at the end; the models normalise in their first layer.
 """
 

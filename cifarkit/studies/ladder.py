@@ -4,7 +4,7 @@ The airbench ablation design: start from the plain net (one-cycle LR, flip + tra
 other trick) and add the tricks of :data:`ABLATION_LADDER` one at a time,
 each step keeping all before it. Every step is an ordinary run of ``configs/airbench.yaml``
 with overrides, so it is cached, resumable and tracked like any other run, and the ladder
-can be filled in over several sessions (``cifarkit bench ladder``). Each step is compared
+can be filled in over several invocations (``cifarkit bench ladder``). Each step is compared
 with the step before it on matched seeds.
 """
 

@@ -1,4 +1,4 @@
-"""Bad-input corpus (issue 8, item 3): every case is a real ``cifarkit`` (or bookbuild) process.
+"""Bad-input corpus: every case is a real ``cifarkit`` (or bookbuild) process.
 
 Each case runs ``[sys.executable, "-m", "cifarkit.cli", ...]`` (or ``-m cifarkit.cli book build``)
 against a tmp artifacts folder that already holds a complete (fake) run, its lock file and a

@@ -1,4 +1,4 @@
-"""Disk full during a checkpoint write (issue 8, item 5).
+"""Disk full during a checkpoint write.
 
 ``OSError(ENOSPC)`` is injected at the moment of writing, after one good checkpoint exists:
 in :meth:`CheckpointManager.save` directly (at each of its writes), and through a real tiny

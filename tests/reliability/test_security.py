@@ -1,4 +1,4 @@
-"""Security (issue 8, item 6): cifarkit runs no code it reads from files.
+"""Security: cifarkit runs no code it reads from files.
 
 (a) models load with Keras ``safe_mode=True``: a ``.keras`` file with a Lambda layer is refused;
 (b) YAML only through ``safe_load``: a ``!!python/...`` tag is refused and does not run;
