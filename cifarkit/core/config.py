@@ -208,11 +208,37 @@ def overrides_between(base: ExperimentConfig, variant: ExperimentConfig) -> dict
 
 def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
                 overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """Load an experiment (name under ``configs/`` or a YAML path), merge a profile, validate.
+    """Load an experiment, merge a profile over it, apply overrides, validate.
 
-    ``overrides`` (dotted keys, e.g. ``{"train.augment.enabled": False}``) are merged last,
-    so chapters and ablations can derive variants of an experiment; a bad override fails
-    like a bad file, naming the key.
+    Parameters
+    ----------
+    experiment : str or Path
+        A name under ``configs/`` (``"resnet20"``) or a path to a YAML file.
+    profile : str, Path or None, default "cpu"
+        A profile under ``configs/profiles/`` (``"smoke"``, ``"cpu"``, ``"full"``), a path
+        to one, or None (or ``"none"``) for the experiment as written.
+    overrides : mapping, optional
+        Dotted keys merged last, e.g. ``{"train.augment.enabled": False}``: how chapters
+        and ablations derive variants. A variant has its own content hash, so its own runs.
+
+    Returns
+    -------
+    ExperimentConfig
+        The frozen, validated config; ``cfg.content_hash()`` identifies what it computes.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the key path, the bad value and what is allowed, for an
+        unknown name, a malformed file, an unknown key, a wrong type or range, or
+        contradictory options (a bad override fails the same way).
+
+    Examples
+    --------
+    >>> from cifarkit.core.config import load_config
+    >>> cfg = load_config("resnet20", "smoke", {"train.epochs": 5})
+    >>> cfg.train.epochs
+    5
     """
     exp_path = _locate(experiment, "experiments")
     raw_exp = read_yaml(exp_path)

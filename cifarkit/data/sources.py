@@ -174,7 +174,28 @@ def data_source_hash(source: str | os.PathLike[str] | None = None) -> str:
 
 
 def load_cifar10(source: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> Cifar10:
-    """Load CIFAR-10 from ``source`` (None: :func:`resolve_source`), via the decoded-array cache."""
+    """Load CIFAR-10 from ``source``, through the decoded-array cache.
+
+    Parameters
+    ----------
+    source : str or path-like, optional
+        The official archive or folder, or an image-folder tree or archive; None means
+        :func:`resolve_source` (``CIFARKIT_DATA``, else Keras' download).
+    use_cache : bool, default True
+        Read and write the decoded arrays under ``artifacts/cache/`` (keyed by content).
+
+    Returns
+    -------
+    Cifar10
+        uint8 ``(n, 32, 32, 3)`` images, int64 labels, the class names and the source's
+        content hash.
+
+    Raises
+    ------
+    DataError
+        One line naming the file and the problem (missing, unreadable, wrong format,
+        altered archive), with what to do.
+    """
     resolved = resolve_source(None if source is None else os.fspath(source))
     if resolved is None:
         arrays = read_keras_download()

@@ -164,7 +164,23 @@ def make_splits(
 
 
 def splits_from_config(data_cfg: DataConfig) -> Splits:
-    """Resolve ``data_cfg.source``, load (cached) and split with the config's fields."""
+    """Load (cached) and split the data a config's ``data`` section describes.
+
+    Parameters
+    ----------
+    data_cfg : DataConfig
+        ``cfg.data`` of an experiment config: source, split seed, validation size, subsets.
+
+    Returns
+    -------
+    Splits
+        Train, validation and test arrays with their indices into the source.
+
+    Raises
+    ------
+    DataError
+        When the source cannot be loaded (see :func:`cifarkit.data.load_cifar10`).
+    """
     data = load_cifar10(resolve_source(data_cfg.source))
     return make_splits(
         data,

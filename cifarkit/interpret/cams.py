@@ -212,6 +212,30 @@ class Explainer:
     Layers may be given by full name or by :func:`target_layers` label (``"stage2"``; pass
     ``layers={label: name}`` for a model cifarkit did not build),
     or ``"fused"`` (the mean of the per-layer maps of every candidate layer, renormalised).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A flat cifarkit model (raw 0..255 pixels in, logits out).
+    layers : mapping, optional
+        Label -> layer name of the candidate layers (default: :func:`target_layers`).
+    batch_size : int
+        Images per tf-keras-vis call.
+    seed : int, default 0
+        Seed of the methods that sample (SmoothGrad noise, Score-CAM's subsets).
+    scorecam_max_n, smooth_samples, smooth_noise
+        Score-CAM's channel cap, SmoothGrad's sample count and noise level.
+
+    Raises
+    ------
+    CifarkitError
+        For an unknown method or layer, or images that are not ``(N, H, W, 3)``.
+
+    Examples
+    --------
+    >>> from cifarkit.interpret import Explainer
+    >>> explainer = Explainer(run.load_model())  # doctest: +SKIP
+    >>> maps = explainer.maps(x_test[:8], y_test[:8], "gradcam", "stage3")  # doctest: +SKIP
     """
 
     def __init__(self, model, *, layers: Mapping[str, str] | None = None, batch_size: int = DEFAULT_BATCH,

@@ -48,7 +48,39 @@ def _set_status(run: Run, status: str, **extra: Any) -> None:
 
 def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, register: bool = True,
                  label: str = "") -> Run:
-    """Return the complete run for (cfg, seed), training (or resuming) it first if needed."""
+    """Return the complete run for (cfg, seed), training (or resuming) it first if needed.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        The resolved config (:func:`cifarkit.core.config.load_config`).
+    seed : int
+        The run's seed; with the config and the data's content hash it names the folder.
+    wait : bool, default True
+        When another process is training the same run: wait for it (True) or raise.
+    register : bool, default True
+        Register the finished model as a version in MLflow's model registry.
+    label : str, default ""
+        A prefix for the log lines (e.g. ``"[run 2/6] "``).
+
+    Returns
+    -------
+    Run
+        The complete run folder: its metrics, history, logits and model.
+
+    Raises
+    ------
+    CifarkitError
+        With ``wait=False`` while another process holds the run's lock; when the disk fills
+        (the message says how to resume); for unreadable data or checkpoints.
+
+    Examples
+    --------
+    >>> from cifarkit.core.config import load_config
+    >>> from cifarkit.runs import get_or_train
+    >>> run = get_or_train(load_config("resnet20", "smoke"), seed=0)  # doctest: +SKIP
+    >>> run.metrics()["test_accuracy"]  # doctest: +SKIP
+    """
     from cifarkit.data import splits_from_config
     from cifarkit.data.identity import data_hash_for
 
@@ -167,3 +199,63 @@ def source_model_path(source_run: str) -> Path:
         raise CifarkitError(f"transfer.source_run {source_run} is {run.status} in {runs_root()}; train the "
                             "source run first (cifarkit.studies.transfer does so) or fix the folder name")
     return run.model_path
+
+
+def resolve_run(spec: str | Path, *, seed: int | None = None, profile: str | None = None,
+                overrides: dict[str, Any] | None = None) -> Run:
+    """The complete run a command names, without training anything.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A run folder path, a run folder name under ``artifacts/runs``, or an experiment
+        (name under ``configs/`` or YAML path) resolved with ``seed`` and ``profile``.
+    seed : int, optional
+        Seed of the experiment's run (default 0); only for an experiment ``spec``.
+    profile : str, optional
+        Profile of the experiment's run (default ``cpu``); only for an experiment ``spec``.
+    overrides : dict, optional
+        Dotted config overrides of the experiment's run (``--set``).
+
+    Returns
+    -------
+    Run
+        A complete run.
+
+    Raises
+    ------
+    CifarkitError
+        If nothing matches ``spec``, or the run it names is not complete (the message names
+        the command that trains it).
+    """
+    from cifarkit.core.config import load_config
+    from cifarkit.core.errors import ConfigError
+    from cifarkit.data.identity import data_hash_for
+
+    text = str(spec)
+    folder = Path(text).expanduser()
+    by_folder = None
+    if folder.is_dir():
+        by_folder = Run(folder.resolve())
+    elif "/" not in text and (runs_root() / text).is_dir():
+        by_folder = Run(runs_root() / text)
+    if by_folder is not None:
+        if seed is not None or overrides:
+            raise CifarkitError(f"{text} is a run folder; --seed and --set only apply to an experiment name")
+        if not by_folder.complete:
+            raise CifarkitError(f"run {by_folder.path} is {by_folder.status}, not complete; train it (or "
+                                f"resume it) with `cifarkit train` first")
+        return by_folder
+    try:
+        cfg = load_config(text, profile or "cpu", overrides=overrides)
+    except ConfigError as exc:
+        raise CifarkitError(f"{text} is neither a run folder nor a run under {runs_root()} nor a usable "
+                            f"experiment ({exc}); pass a run folder or an experiment name") from None
+    seed = 0 if seed is None else seed
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    if not run.complete:
+        sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+        raise CifarkitError(f"no complete run of {cfg.name} (profile {cfg.profile}, seed {seed}) in "
+                            f"{runs_root()} ({run.path.name} is {run.status}); train it with `cifarkit train "
+                            f"{text} --profile {cfg.profile} --seed {seed}{sets}`")
+    return run
