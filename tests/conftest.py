@@ -47,3 +47,12 @@ def official_dir(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     """An extracted ``cifar-10-batches-py/`` folder (10 classes, 20 images a batch)."""
     folder = tmp_path / "cifar-10-batches-py"
     return folder, write_official_batches(folder)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say at the end how many data tests were skipped and why (CI never skips them)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "data" in getattr(r, "keywords", {})]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} data test(s) skipped: CIFARKIT_DATA is not set; point it at a CIFAR-10 copy "
+            "to run them (CI sets CIFARKIT_REQUIRE_DATA=1, which fails them instead)", yellow=True)

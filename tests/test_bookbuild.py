@@ -484,7 +484,6 @@ def test_failing_chapter_names_chapter_cell_and_exception(tmp_path, monkeypatch)
     root = make_book(tmp_path / "src", {"broken": ["x = 1", 'raise ValueError("boom: bad value")']})
     page = pub_toc.chapters_of(pub_toc.read_toc(root))[0]
     store = keys.Store(tmp_path / "art", "smoke")
-    started = time.perf_counter()
     with pytest.raises(execute.ChapterFailed) as err:
         execute.execute_chapter(page, {"profile": "smoke"}, store, record_extra={}, progress=False)
     message = str(err.value)
@@ -496,7 +495,6 @@ def test_failing_chapter_names_chapter_cell_and_exception(tmp_path, monkeypatch)
     assert any(o.get("ename") == "ValueError" for c in failed.cells for o in c.get("outputs", []))
     assert not store.notebook(page).exists() and not store.key_file(page).exists()
     assert not list(store.executed_dir.rglob("*.ipynb"))
-    assert time.perf_counter() - started < 60
 
 
 @needs_kernel

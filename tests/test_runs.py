@@ -73,10 +73,8 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained twice"))
     (run.path / "checkpoint" / "epoch-0002").mkdir(parents=True)
     (run.path / "checkpoint" / "epoch-0002" / "state.weights.h5").write_bytes(b"left over")
-    started = time.perf_counter()
-    assert runs.get_or_train(cfg, seed=0).path == run.path
+    assert runs.get_or_train(cfg, seed=0).path == run.path  # _train_into would fail: no training
     assert not (run.path / "checkpoint").exists() and run.complete
-    assert time.perf_counter() - started < 5
     assert [r["status"] for r in runs.list_runs()] == ["complete"]
 
 

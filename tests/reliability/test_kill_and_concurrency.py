@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,8 +139,13 @@ def test_ten_random_sigkills_then_identical_final_metrics(tmp_path):
             time.sleep(rng.uniform(0.0, reach * left))
         if proc.poll() is not None:
             assert proc.returncode == 0
-            assert kills >= 10, f"an attempt finished after only {kills} kills, inside 70% of {phases}"
-            break
+            if kills >= 10:
+                break
+            # The host ran this attempt faster than the reference (its load changed): start the
+            # run over, so the run that is compared has been killed ten times or more.
+            shutil.rmtree(killed)
+            kills = 0
+            continue
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
@@ -177,26 +183,38 @@ def test_two_trainers_same_run_one_trains_other_waits(tmp_path):
     (run_dir,) = _run_dirs(artifacts)
     # Exactly one of them trained: the other waited and found the run finished (or cached).
     both = (err1 + err2).decode()
-    assert both.count("cifarkit.runs: training tiny_baseline_cnn") == 1, both[-3000:]
+    assert both.count("cifarkit.runs.store: training tiny_baseline_cnn") == 1, both[-3000:]
     assert both.count("cached:") == 1  # "cached: ... (finished by another process)" or plain cached
     history = json.loads((run_dir / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
 
 
-def test_second_trainer_with_no_wait_exits_cleanly(tmp_path):
+def test_second_trainer_with_no_wait_exits_2_with_one_line(tmp_path, monkeypatch):
+    """While another process holds the run's lock (the lock a trainer holds while it trains),
+    ``--no-wait`` exits 2 with one line naming the run and the lock; once it is free, it trains."""
+    from filelock import FileLock
+
+    from cifarkit.core.config import load_config
+    from cifarkit.data.identity import data_hash_for
+    from cifarkit.runs import locate
+
     data = tiny_image_tree(tmp_path / "data")
-    config = tiny_experiment(tmp_path, data, epochs=3)
+    config = tiny_experiment(tmp_path, data, epochs=1)
     artifacts = tmp_path / "artifacts"
-    first = subprocess.Popen(_cmd(config), env=_env(artifacts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and not any((d / "status.json").exists() for d in _run_dirs(artifacts)):
-        time.sleep(0.2)
-    second = subprocess.run(_cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True)
-    first.communicate(timeout=600)
-    assert first.returncode == 0
-    if second.returncode != 0:  # it ran while the first held the lock
-        assert second.returncode == 2 and "another process is training" in second.stderr
-        assert "Traceback" not in second.stderr
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(artifacts))
+    monkeypatch.setenv("CIFARKIT_CACHE", str(artifacts / "cache"))
+    cfg = load_config(config, None)
+    run = locate(cfg, 0, data_hash_for(cfg.data))
+    run.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(run.lock_path):
+        second = subprocess.run(_cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True)
+    assert second.returncode == 2, second.stderr[-2000:]
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert lines == [f"cifarkit: error: another process is training {run.path.name} (lock {run.lock_path}); "
+                     "wait for it to finish or stop it"], second.stderr[-2000:]
+    assert not run.complete
+    free = subprocess.run(_cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True)
+    assert free.returncode == 0 and run.complete, free.stderr[-2000:]
 
 
 def test_two_different_runs_side_by_side_both_complete(tmp_path):
