@@ -390,6 +390,25 @@ def test_assemble_site_source_mirrors_and_prunes(tmp_path, monkeypatch):
     assert (staging / "book/intro.md").stat().st_mtime_ns == mtime  # unchanged files untouched
 
 
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_a_smoke_build_says_so_at_the_top_of_every_page(tmp_path, monkeypatch, profile):
+    root = make_book(tmp_path / "src", {"one": ["x = 1"]})
+    pages = pub_toc.read_toc(root)
+    store = keys.Store(tmp_path / "art", profile)
+    _fake_papermill(monkeypatch, _copy_through)
+    execute.execute_chapter(pages[1], {}, store, record_extra={}, progress=False)
+    staging = pub_site.assemble_site_source(root, pages, store)
+    notice = pub_site.PROFILE_NOTICES["smoke"]
+    intro = (staging / "book/intro.md").read_text()
+    cells = json.loads((staging / "book/one.ipynb").read_text())["cells"]
+    if profile == "smoke":
+        assert intro.startswith("# Intro\n") and notice in intro.split("Hello.")[0]
+        assert notice in "".join(cells[0]["source"]) or notice in "".join(cells[1]["source"])
+    else:
+        assert notice not in intro and not any(notice in "".join(c["source"]) for c in cells)
+    assert notice not in (root / "book/intro.md").read_text()
+
+
 def test_summary_table():
     text = bb.format_summary([bb.ChapterResult("data", "cached", 0.0, "up to date"),
                               bb.ChapterResult("training", "executed", 12.34, "data changed")])

@@ -38,12 +38,16 @@ def presentable_notebook(data: bytes) -> bytes:
     return _notebook_text(nb).encode()
 
 
-def _sync_file(src: Path, dst: Path) -> bool:
+def _sync_file(src: Path, dst: Path, notice: str | None = None) -> bool:
     """Copy ``src`` to ``dst`` unless the bytes are equal (keeps the mtime Sphinx looks at);
-    notebooks pass through :func:`presentable_notebook`."""
+    notebooks pass through :func:`presentable_notebook`; a page gets ``notice`` under its title."""
     data = src.read_bytes()
     if src.suffix == ".ipynb":
         data = presentable_notebook(data)
+        if notice:
+            data = notebook_with_note(data, notice).encode("utf-8")
+    elif notice and src.suffix == ".md":
+        data = markdown_with_note(data.decode("utf-8"), notice).encode("utf-8")
     if dst.is_file() and dst.read_bytes() == data:
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,22 @@ def _title_cell_index(cells: Sequence[Mapping[str, Any]]) -> int | None:
 def _note_cell(text: str) -> dict[str, Any]:
     return {"cell_type": "markdown", "metadata": {"tags": ["cifarkit-stand-in-note"]},
             "source": f"```{{note}}\n{text}\n```"}
+
+
+#: Profiles whose every page carries a notice at its top, and the notice.
+PROFILE_NOTICES: dict[str, str] = {
+    "smoke": ("This page was built with the `smoke` profile: a few hundred training images, a few "
+              "epochs and two seeds, so its numbers only show that the code runs; they say nothing "
+              "about the models. `make book` builds the report with the default profile."),
+}
+
+
+def markdown_with_note(text: str, note: str) -> str:
+    """A markdown page with a MyST note right under its first heading (or first, if none)."""
+    lines = text.splitlines(keepends=True)
+    at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
+    block = f"\n```{{note}}\n{note}\n```\n\n"
+    return "".join(lines[:at]) + block + "".join(lines[at:])
 
 
 def notebook_with_note(data: bytes, text: str) -> str:
@@ -139,7 +159,10 @@ def assemble_site_source(root: Path, pages: Sequence[Page], store: Store,
     staging = store.site_src
     plan = staging_plan(root, pages, store, substitutes)
     staging.mkdir(parents=True, exist_ok=True)
-    changed = sum(_sync_file(src, staging / rel) for rel, src in plan.items())
+    notice = PROFILE_NOTICES.get(store.profile)
+    page_paths = {page.relpath for page in pages}
+    changed = sum(_sync_file(src, staging / rel, notice if rel in page_paths else None)
+                  for rel, src in plan.items())
     for path in sorted(staging.rglob("*"), reverse=True):
         rel = path.relative_to(staging).as_posix()
         if path.is_file() and rel not in plan:

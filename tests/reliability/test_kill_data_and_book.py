@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,10 +50,34 @@ def test_kill_during_data_decode_and_cache_write(tmp_path):
             proc.send_signal(signal.SIGKILL)
         proc.wait()
         _cache_files_all_valid(cache)  # never a truncated file under the final name
+    # Then kills that provably land inside the cache write: the writer's temp file (the
+    # atomic write's `.<name>.*.tmp.npz`) exists when the signal is sent and is still there,
+    # with no final file, afterwards.
+    landed = 0
+    for _ in range(12):
+        shutil.rmtree(cache, ignore_errors=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while proc.poll() is None and time.time() < deadline:
+            if _temps(cache):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.0005)
+        proc.wait()
+        if _temps(cache) and not _cache_files_all_valid(cache):
+            landed += 1
+            break
+    assert landed, "no SIGKILL landed while the cache file was being written in 12 attempts"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "total" in done.stdout and "600" in done.stdout  # 60 test images x 10 classes
     assert len(_cache_files_all_valid(cache)) == 1
+
+
+def _temps(cache: Path) -> list[Path]:
+    """The data cache's in-progress atomic writes."""
+    folder = cache / "data"
+    return sorted(folder.glob(".*.tmp.npz")) if folder.exists() else []
 
 
 @needs_kernel
