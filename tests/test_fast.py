@@ -478,9 +478,15 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
     assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
                  "--steps", "2", "--batch-size", "8"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("airbench batch 8 float32: (a) model alone ")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("airbench batch 8 float32, median of 3 interleaved runs (range): (a) model alone ")
     kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
     assert kept.is_file()
+    stored = json.loads(kept.read_text())
+    assert len(stored["synthetic_runs"]) == len(stored["pipeline_runs"]) == 3
+    assert stored["synthetic_img_s"] == sorted(stored["synthetic_runs"])[1]  # the median
+    low, high = stored["ratio_range"]
+    assert low <= high and f"({low:.2f}-{high:.2f})" in last
     (row,) = load_throughputs(kept.parent).to_dict("records")
     assert row["experiment"] == "tiny_airbench" and row["model"] == "airbench"
     assert row["framework"].startswith("keras ") and row["cpu"] != "unknown" and row["model alone (img/s)"] > 0

@@ -45,13 +45,24 @@ class Throughput:
     environment: dict = field(default_factory=dict)  # repro.environment_record(): CPU, versions
     experiment: str = ""     # the config's name (resnet20_fast builds model resnet20)
     precision: str = "float32"  # Keras dtype policy of both timed models
+    # One figure per repeat, (a) and (b) interleaved; the img/s fields above are their medians.
+    synthetic_runs: list[float] = field(default_factory=list)
+    pipeline_runs: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         return self.pipeline_img_s / self.synthetic_img_s
 
+    @property
+    def ratio_range(self) -> tuple[float, float] | None:
+        """Lowest and highest (b)/(a) over the repeats (each repeat's pair measured back to back)."""
+        if len(self.synthetic_runs) < 2:
+            return None
+        ratios = [b / a for a, b in zip(self.synthetic_runs, self.pipeline_runs, strict=True)]
+        return min(ratios), max(ratios)
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio}
+        return {**asdict(self), "ratio": self.ratio, "ratio_range": self.ratio_range}
 
     def default_path(self) -> Path:
         """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
@@ -89,9 +100,36 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
-               steps: int = 40, warmup: int = 8, overrides: dict | None = None) -> Throughput:
+               steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None) -> Throughput:
+    """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
+    the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
+
+    A short benchmark on a shared 2-core host drifts with whatever else runs: interleaving
+    puts each (a, b) pair under the same conditions, and the median over repeats with its
+    range says how far one figure can be trusted.
+
+    Parameters
+    ----------
+    experiment, profile, overrides
+        The config to time, as for :func:`cifarkit.core.config.load_config`.
+    batch_size : int, optional
+        Default: the config's ``train.batch_size``.
+    steps, warmup : int
+        Timed and untimed (tracing, warm-up) batches per measurement.
+    repeats : int, default 3
+        Measurements of each of (a) and (b).
+
+    Returns
+    -------
+    Throughput
+        Medians, per-repeat figures, the machine record.
+    """
     import keras
 
+    from cifarkit.core.errors import CifarkitError
+
+    if repeats < 1 or steps < 1 or warmup < 1:
+        raise CifarkitError(f"repeats={repeats}, steps={steps}, warmup={warmup}: each must be at least 1")
     from cifarkit.core.config import load_config
     from cifarkit.training.fit import configure_precision
 
@@ -99,13 +137,13 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     previous_policy = keras.mixed_precision.global_policy()
     try:
         precision = configure_precision(cfg)
-        return _throughput(cfg, precision, batch_size, steps, warmup)
+        return _throughput(cfg, precision, batch_size, steps, warmup, repeats)
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
-                warmup: int) -> Throughput:
+                warmup: int, repeats: int) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -128,20 +166,22 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     images = tf.constant(rng.integers(0, 256, (batch, 32, 32, 3)).astype(np.float32))
     labels = tf.one_hot(rng.integers(0, len(names), batch), len(names))
     synthetic = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    log.info("timing %s on synthetic batches of %d (%d steps)...", cfg.name, batch, steps)
-    seconds_a = _timed_fit(fresh_model(), synthetic, steps, warmup)
-
-    epochs = -(-(warmup + steps) * batch // len(splits.x_train)) + 1
+    epochs = -(-(warmup + steps) * batch * repeats // len(splits.x_train)) + 1
     real = train_dataset(splits.x_train, splits.y_train, num_classes=len(names), batch_size=batch, seed=0,
                          start_epoch=0, epochs=epochs, aug=cfg.train.augment)
-    log.info("timing %s on the real pipeline with augmentation (%d steps)...", cfg.name, steps)
-    seconds_b = _timed_fit(fresh_model(), real, steps, warmup)
+    model_a, model_b = fresh_model(), fresh_model()
+    rates_a, rates_b = [], []
+    for r in range(repeats):
+        log.info("timing %s, repeat %d/%d: (a) synthetic batches of %d, then (b) the real pipeline "
+                 "(%d steps each)...", cfg.name, r + 1, repeats, batch, steps)
+        rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup))
+        rates_b.append(batch / _timed_fit(model_b, real, steps, warmup))
     input_only = _input_rate(real, batch, steps, warmup)
     environment = environment_record()
-    return Throughput(cfg.model.name, batch, steps, batch / seconds_a, batch / seconds_b, input_only,
-                      augment_mode=cfg.train.augment.mode, profile=cfg.profile,
+    return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)), float(np.median(rates_b)),
+                      input_only, augment_mode=cfg.train.augment.mode, profile=cfg.profile,
                       framework=f"keras {environment['packages']['keras']}", environment=environment,
-                      experiment=cfg.name, precision=precision)
+                      experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b)
 
 
 # Files keep Keras's policy name; tables say the compute dtype, as the time-to-accuracy table does.
@@ -169,13 +209,19 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                                                   data.get("precision", "float32")),
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
-                "ratio": data.get("ratio"), "cpu": env.get("cpu", "unknown"),
+                "ratio": data.get("ratio"),
+                "ratio range": _range_text(data.get("ratio_range")),
+                "cpu": env.get("cpu", "unknown"),
                 "isa": env.get("cpu_isa", "unknown"), "cores": env.get("cpu_count"),
                 "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
             })
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping %s: not a throughput result (%s)", path, exc)
     return pd.DataFrame(rows)
+
+
+def _range_text(pair: list[float] | None) -> str:
+    return f"{pair[0]:.2f}-{pair[1]:.2f}" if pair else "one run"
 
 
 def _machine(row: pd.Series) -> str:

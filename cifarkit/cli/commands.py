@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         overrides["train.bfloat16"] = True
     overrides = {**dict(args.overrides), **overrides}
     result = throughput(args.experiment, args.profile, batch_size=args.batch_size, steps=args.steps,
-                        overrides=overrides)
+                        repeats=args.repeats, overrides=overrides)
     from cifarkit.core.atomic import write_json
 
     kept = result.default_path()
@@ -134,9 +135,17 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         write_json(args.json, result.as_dict())
     print(json.dumps(result.as_dict(), indent=2))
     print(f"written: {kept}")
-    print(f"{result.model} batch {result.batch_size} {result.precision}: (a) model alone {result.synthetic_img_s:.0f} img/s, "
-          f"(b) real pipeline {result.pipeline_img_s:.0f} img/s, ratio (b)/(a) {result.ratio:.2f}; "
-          f"{result.augment_mode} input pipeline alone {result.input_only_img_s:.0f} img/s")
+    spread = result.ratio_range
+    runs = len(result.synthetic_runs)
+
+    def median_range(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} img/s" + (f" ({min(values):.0f}-{max(values):.0f})" if runs > 1 else "")
+
+    print(f"{result.model} batch {result.batch_size} {result.precision}, median of {runs} interleaved runs (range): "
+          f"(a) model alone {median_range(result.synthetic_runs)}, (b) real pipeline "
+          f"{median_range(result.pipeline_runs)}, ratio (b)/(a) {result.ratio:.2f}"
+          + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+          + f"; {result.augment_mode} input pipeline alone {result.input_only_img_s:.0f} img/s")
     return 0
 
 

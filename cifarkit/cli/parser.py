@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cifarkit.cli import commands as c
+from cifarkit.cli import inference
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -129,7 +130,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
              "img/s of the model alone vs with the real input pipeline")
     _experiment_args(p, default_experiment="resnet20")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=40, help="timed batches per measurement (default 40)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="measurements of each of (a) and (b), interleaved; median and range are reported (default 3)")
     p.add_argument("--json", help="also write the figures to this JSON file (they are always kept in "
                    "artifacts/bench/throughput-*.json)")
     p.add_argument("--augment-mode", choices=("per_image", "batch"),
@@ -215,6 +218,55 @@ def _add_docs(sub: argparse._SubParsersAction) -> None:
          "rewrite the README's generated blocks and docs/benchmarks.md from this machine's artifacts/")
 
 
+def _run_args(p: argparse.ArgumentParser, flag: str | None = None, required: bool = True) -> None:
+    """The one way a command names a stored run: a folder, a folder name, or an experiment
+    with ``--seed`` and ``--profile`` (and ``--set``)."""
+    what = ("a run folder, a run folder name under artifacts/runs, or an experiment name resolved with "
+            "--seed and --profile")
+    if flag is None:
+        p.add_argument("run", nargs=None if required else "?", metavar="RUN", help=what)
+    else:
+        p.add_argument(flag, dest="run", metavar="RUN", help=what)
+    p.add_argument("--seed", type=_seed, help="seed of an experiment's run (default 0)")
+    _profile_arg(p, what="profile of an experiment's run")
+    _overrides_arg(p)
+
+
+def _add_inference(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "export", inference.cmd_export,
+             "write a self-contained inference model of a run (uint8 32x32 RGB in, logits and "
+             "probabilities out) after checking its logits against the run's stored test logits")
+    _run_args(p)
+    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+                   help="savedmodel (TensorFlow alone loads it) or onnx (onnxruntime; needs the onnx extra)")
+    p.add_argument("--out", type=Path, help="export folder (default artifacts/exports/<run>-<format>/)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest accepted max |logit difference| against the stored run (default 1e-4)")
+
+    p = _add(sub, "predict", inference.cmd_predict,
+             "top-k classes of PNG/JPEG images of any size (resized to 32x32) from a run or an export")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", type=Path, metavar="PATH", help="an export folder (cifarkit export)")
+    source.add_argument("--run", metavar="RUN", help="a run folder, its name, or an experiment name "
+                        "(with --seed and --profile)")
+    p.add_argument("--seed", type=_seed, help="seed of an experiment's run (default 0)")
+    _profile_arg(p, what="profile of an experiment's run")
+    _overrides_arg(p)
+    p.add_argument("--top", type=_positive_int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _add_book(sub: argparse._SubParsersAction) -> None:
     book = _group(sub, "book", "execute the report's chapters (cached by content) and build the site")
 
@@ -249,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="warnings and errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_book, _add_docs):
+    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_inference,
+                         _add_book, _add_docs):
         add_commands(sub)
     return parser
 
