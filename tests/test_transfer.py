@@ -106,9 +106,9 @@ def test_differential_lr_applies_each_groups_factor() -> None:
     model = cifar_resnet(8, num_classes=3)
     names = ["stem_conv", "stage1_block1_conv1", "stage2_block1_conv1", "stage3_block1_conv1", "logits"]
     variables = [model.get_layer(n).kernel for n in names]
-    before = [np.array(v) for v in variables]
+    before = [v.numpy() for v in variables]
     optimizer.apply([keras.ops.ones(v.shape) for v in variables], variables)
-    steps = [float(np.mean(b - np.array(v))) for b, v in zip(before, variables, strict=True)]
+    steps = [float(np.mean(b - v.numpy())) for b, v in zip(before, variables, strict=True)]
     np.testing.assert_allclose(steps, [0.1 * 0.125, 0.1 * 0.125, 0.1 * 0.25, 0.1 * 0.5, 0.1], rtol=1e-5)
 
 
@@ -171,7 +171,7 @@ def test_backbone_weights_from_a_local_file_and_clear_errors(tmp_path: Path, mon
     missing = transfer.imagenet_availability(["mobilenetv2"], 96)
     assert not missing.available[0] and missing.file[0] == weights_file_name("mobilenetv2", 96)
     probe = transfer.imagenet_probe(plan, missing)
-    assert probe.imagenet[0] == "not run" and "missing" in probe.status[0]
+    assert probe["imagenet val"][0] == "not run" and "missing" in probe.status[0] and not probe.fine_tune[0]
 
     # A "pretrained" file written from a randomly initialised backbone (no network here).
     keras.utils.set_random_seed(3)
@@ -252,3 +252,82 @@ def test_transfer_run_from_the_store_resumes_to_the_same_result(tmp_path: Path) 
     reference = train_run(cfg, 0, tmp_path / "reference", splits, source_model=source.model_path)
     assert resumed.resumed_from_epoch == 1
     np.testing.assert_allclose(resumed.test_logits, reference.test_logits, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- statistics of the study
+
+
+class _FakeRun:
+    """Just what the study's statistics read from a run: metrics and validation logits."""
+
+    def __init__(self, test: float, val: float = 0.5) -> None:
+        self._test, self._val = test, val
+
+    def metrics(self) -> dict:
+        return {"test_accuracy": self._test}
+
+    def predictions(self, split: str = "test"):
+        labels = np.zeros(100, np.int64)
+        logits = np.zeros((100, 2), np.float32)
+        logits[: round(self._val * 100), 0] = 1.0  # right on the first val * 100 images
+        logits[round(self._val * 100):, 1] = 1.0
+        return logits, labels
+
+
+def _grid(values: dict[tuple[str, int], list[float]]) -> list:
+    return [transfer.GridRun(strategy, size, seed, _FakeRun(acc))
+            for (strategy, size), accs in values.items() for seed, acc in enumerate(accs)]
+
+
+def test_gains_are_exploratory_holm_adjusted_and_never_the_largest_of_many() -> None:
+    runs = _grid({("scratch", 500): [0.60, 0.62, 0.61], ("finetune", 500): [0.70, 0.725, 0.715],
+                  ("frozen3", 500): [0.61, 0.60, 0.63], ("difflr", 500): [0.63, 0.62, 0.62]})
+    gains = transfer.gains_over_scratch(runs)
+    assert list(gains["strategy"]) == ["finetune", "frozen3", "difflr"]
+    from cifarkit.evaluation import stats
+
+    assert list(gains["p_holm"]) == pytest.approx(stats.holm(list(gains["p"])))
+    finetune = gains.set_index("strategy").loc["finetune"]
+    assert finetune["mean_diff"] == pytest.approx(np.mean([0.10, 0.105, 0.105])) and finetune["n"] == 3
+    # Three seeds, not decisive after Holm: described, not claimed; no "largest gain" is picked.
+    assert set(gains["verdict"]) <= {"descriptive", "not distinguishable", "claimed", "no spread"}
+    sentence = transfer.gains_sentence(gains)
+    assert "exploratory" in sentence and "Holm-adjusted over the 3" in sentence
+    assert "largest" not in sentence and "smallest" not in sentence
+    shown = transfer.gains_display(gains)
+    assert {"gain (points)", "95% CI", "p (paired t)", "p (Holm)", "verdict"} <= set(shown.columns)
+    assert transfer.gains_sentence(gains.iloc[0:0]).startswith("No strategy has runs")
+
+
+def test_transfer_check_is_the_primary_comparison_through_the_verdict_rule() -> None:
+    assert transfer.PRIMARY == ("random_frozen3", "frozen3")
+    runs = _grid({("frozen3", 500): [0.70, 0.72, 0.71], ("random_frozen3", 500): [0.50, 0.51, 0.505]})
+    check = transfer.transfer_check(runs, 500)
+    assert check["ran"] and check["verdict"].kind == "claimed" and check["transfers"]  # decisive with 3 seeds
+    assert transfer.probe_verdict(check).startswith(
+        "The probe on A's features beats the probe on random features by 20.5 points")
+    noisy = transfer.transfer_check(_grid({("frozen3", 500): [0.70, 0.60, 0.66],
+                                           ("random_frozen3", 500): [0.65, 0.66, 0.60]}), 500)
+    assert not noisy["transfers"] and "not distinguishable" in transfer.probe_verdict(noisy)
+    assert transfer.probe_verdict({"ran": False}) == "The linear probe did not run in this build."
+    one = transfer.transfer_check(_grid({("frozen3", 500): [0.7], ("random_frozen3", 500): [0.5]}), 500)
+    assert not one["transfers"] and "cannot be compared" in transfer.probe_verdict(one)
+
+
+def test_imagenet_fine_tuning_is_decided_on_validation_not_test(monkeypatch) -> None:
+    import pandas as pd
+
+    from cifarkit import runs as runs_module
+
+    # ImageNet features: better on test, worse on validation -> no fine-tuning.
+    made = iter([_FakeRun(test=0.9, val=0.40), _FakeRun(test=0.5, val=0.60)])
+    monkeypatch.setattr(runs_module, "get_or_train", lambda cfg, seed, label="": next(made))
+    availability = pd.DataFrame([{"backbone": "mobilenetv2", "input_size": 96, "file": "f.h5", "looked_in": "",
+                                  "available": True, "path": "f.h5", "problem": ""}])
+    monkeypatch.setattr(transfer, "imagenet_config", lambda *a, **k: None)
+    probe = transfer.imagenet_probe(transfer.study_plan("smoke"), availability)
+    row = probe.iloc[0]
+    assert not row["fine_tune"] and row["imagenet val"] == "40.0" and row["imagenet test"] == "90.0"
+    assert "validation" in row["status"] and "fine-tuning skipped" in row["status"]
+    table = transfer.imagenet_finetune(transfer.study_plan("smoke"), availability, probe)
+    assert set(table["test accuracy (%)"]) == {"not run"} and "on validation" in table["status"][0]

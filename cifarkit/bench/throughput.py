@@ -84,7 +84,7 @@ def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
         def on_train_batch_end(self, batch, logs=None):
             stamps.append(time.perf_counter())
 
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
     return (stamps[-1] - stamps[warmup - 1]) / steps
 
 

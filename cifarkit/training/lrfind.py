@@ -105,7 +105,7 @@ def _sweep(cfg: ExperimentConfig, seed: int, min_lr: float, max_lr: float, steps
                          batch_size=cfg.train.batch_size, seed=seed, start_epoch=0, epochs=epochs_needed,
                          aug=cfg.train.augment)
     sweep = _sweep_callback(keras, lrs)
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0,
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
               callbacks=[sweep, EpochProgress(1, steps, label="LR sweep: ")])
     losses = np.asarray(sweep.losses)
     smoothed = _smooth(losses)
