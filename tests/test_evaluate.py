@@ -148,6 +148,21 @@ def test_temperature_scaling_lowers_nll_on_overconfident_logits():
     # Fitted on validation only: the test set does not move the temperature.
     other = ev.calibrate(val_logits, val_labels, test_logits[::-1], test_labels[::-1])
     assert other.temperature == t
+    assert not cal.at_bound and cal.note == "" and cal.as_dict()["at_bound"] is False
+
+
+def test_a_temperature_on_its_search_bound_says_so(caplog):
+    # Logits that are right on every validation image: the NLL keeps falling as T -> 0.
+    labels = np.arange(200) % 10
+    logits = np.eye(10)[labels] * 3.0
+    with caplog.at_level("WARNING", logger="cifarkit.evaluation.metrics"):
+        cal = ev.calibrate(logits, labels, logits, labels)
+    assert cal.at_bound and ev.temperature_at_bound(cal.temperature)
+    assert cal.temperature == pytest.approx(ev.TEMPERATURE_BOUNDS[0], rel=1e-3)
+    assert "at the end of its search range [0.05, 20]" in cal.note and cal.as_dict()["note"] == cal.note
+    assert "search bound" in caplog.text
+    with pytest.raises(ValueError, match="bounds="):
+        ev.fit_temperature(logits, labels, bounds=(2.0, 1.0))
 
 
 # --------------------------------------------------------------------------- TTA
@@ -184,6 +199,11 @@ def test_tta_averages_views_and_reports_plain_separately():
     np.testing.assert_allclose(result.probs.sum(1), 1)
     # Averaging the view softmaxes is symmetric here: a tie, broken toward class 0.
     assert result.accuracy == pytest.approx(np.mean(result.probs.argmax(1) == labels))
+    # Probabilities are averaged, not logits, and the prose says how many views.
+    views = ev.tta_views(images)
+    expected = np.mean([ev.softmax(predict(make())) for make in views.values()], axis=0)
+    np.testing.assert_allclose(result.probs, expected)
+    assert ev.tta_views_text(result.views) == "2 views (identity, flip), their softmax probabilities averaged"
 
 
 # --------------------------------------------------------------------------- failures
@@ -248,6 +268,16 @@ def test_evaluation_figures_render_deterministically():
     curves = {c: curve_summary(histories, c) for c in ("loss", "accuracy", "val_loss", "val_accuracy")}
     make.append(lambda: plots.seed_curves(curves))
     make.append(lambda: plots.per_class_seed_curves({c: curve_summary(histories, f"val_acc_{c}") for c in names}))
+    # Below five seeds the figure draws each seed and no band, and says so in its title.
+    fig = plots.seed_curves(curves, title="t")
+    assert "no band: a t band needs at least 5 seeds" in fig._suptitle.get_text()
+    assert len(fig.axes[0].lines) == 2 * (3 + 1)  # train and validation: 3 seeds + the mean each
+    five = [[{"epoch": e, "loss": 1 / e + s * 0.01} for e in (1, 2)] for s in range(5)]
+    assert "Student-t band" in plots.seed_curves({"loss": curve_summary(five, "loss")})._suptitle.get_text()
+    # An interval that passes 100% is drawn whole: the axis extends beyond 1.
+    wide = per_class_summary(pd.DataFrame({"a": [0.95, 0.99, 0.90], "b": [0.5, 0.6, 0.4]}))
+    top = plots.per_class_accuracy_bars(wide).axes[0].get_ylim()[1]
+    assert wide.loc["a", "high"] > 1 and top > wide.loc["a", "high"]
     images = np.random.default_rng(0).integers(0, 255, (200, 32, 32, 3), dtype=np.uint8)
     worst = ev.confident_mistakes(probs, labels, 10)
     by_class = ev.mistakes_by_class(probs, labels, 3)

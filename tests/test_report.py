@@ -82,10 +82,18 @@ def test_report_table_matches_an_independent_computation(experiment, tmp_path, c
         assert (low, high) == pytest.approx((e_low * scale, e_high * scale), abs=tol), label
         assert n == e_n == 3
     assert "3 of 3 requested seeds" in out and "missing" not in out
+    # Beside the interval over seeds: the test-set sampling interval of one model (Wilson).
+    n_test = len(arrays[0]["labels"])
+    low, high = sps.binomtest(round(expected["accuracy"][0] * n_test), n_test).proportion_ci(method="wilson")
+    assert (f"test-set sampling of the accuracy: Wilson 95% CI [{low * 100:.2f}, {high * 100:.2f}] over the "
+            f"{n_test:,} test images of one model") in out
     assert "ECE after temp. scaling (%)" in out and "top-5 accuracy (%)" in out
 
     saved = json.loads((out_dir / "report.json").read_text())
     assert saved["summary"]["accuracy"]["mean"] == pytest.approx(expected["accuracy"][0])
+    assert saved["summary"]["accuracy"]["over"] == "seeds"
+    assert saved["accuracy_test_sampling"]["test_size"] == n_test
+    assert saved["accuracy_test_sampling"]["low"] == pytest.approx(low)
     assert saved["seeds"] == [0, 1, 2]
     for name in saved["figures"]:
         assert (out_dir / name).read_bytes()[:4] == b"\x89PNG"

@@ -46,6 +46,18 @@ def test_compare_matches_an_independent_computation(tiny_profile):
     for label, cfg in (("cnn", cnn), ("r20", r20)):
         acc[label] = [float(np.mean(write_fake_run(cfg, splits, s)["logits"].argmax(1) == splits.y_test))
                       for s in range(3)]
+    # Fake runs of both configs score the same per seed (a tie, which has no interval); shift
+    # ResNet20's stored accuracies so the differences vary between seeds.
+    import json
+
+    from cifarkit.data.identity import data_hash_for
+    from cifarkit.runs import locate
+
+    for s, shift in zip(range(3), (0.01, 0.03, 0.02), strict=True):
+        run = locate(r20, s, data_hash_for(r20.data))
+        metrics = json.loads(run.metrics_path.read_text())
+        acc["r20"][s] = metrics["test_accuracy"] = metrics["test_accuracy"] + shift
+        run.metrics_path.write_text(json.dumps(metrics))
     comparison = study.compare({"cnn": cnn, "r20": r20}, 3, reference="cnn", train=False)
     assert comparison.summary.loc["r20", "mean"] == pytest.approx(np.mean(acc["r20"]))
     diff = np.subtract(acc["r20"], acc["cnn"])
@@ -120,10 +132,81 @@ def _fake_comparison(diffs: dict[str, list[float]]) -> study.Comparison:
 def test_findings_claim_only_what_the_intervals_support():
     clear = _fake_comparison({"big": [0.05, 0.051, 0.049]})
     noisy = _fake_comparison({"noise": [0.03, -0.03, 0.001]})
-    assert "Big beats ref by 5.0 points" in findings.largest_ablation_effect({"g": clear, "h": noisy})
-    assert findings.largest_ablation_effect({"h": noisy}).startswith("None of the 1 ablation variants")
+    text = findings.primary_ablation_effects({"g": clear, "h": noisy})
+    # Each group's primary comparison (here its only contrast) is read, not the largest effect.
+    assert "G (primary: big against ref): Big beats ref by 5.0 points" in text and "decisive" in text
+    assert "H (primary: noise against ref): Ref and noise are not distinguishable at 95% with 3 seeds" in text
     assert "ranges from 79.0% to 81.0%" in findings.seed_spread(clear, "ref")
     assert findings.headline(clear, "big", "ref").startswith("big reaches 85.0% (95% CI [")
+
+
+def test_findings_read_the_declared_primary_not_the_largest_effect():
+    # "large" is the largest effect, but "small" is the declared primary comparison.
+    comparison = _fake_comparison({"small": [0.01, -0.01, 0.005], "large": [0.08, 0.081, 0.079]})
+    comparison.primary = "small"
+    text = findings.primary_ablation_effects({"g": comparison})
+    assert "primary: small against ref" in text and "large" not in text.split("The other")[0]
+    assert "The other 1 contrasts are exploratory" in text
+    assert comparison.role("large") == "exploratory" and comparison.role("ref") == "reference"
+    assert comparison.sentence("large").startswith("Exploratory: ")
+    assert comparison.sentences()[0].startswith("Primary comparison: ")
+    table = comparison.table()
+    assert table.loc["small", "p (Holm)"] == "primary: not adjusted" and table.loc["small", "role"] == "primary"
+    assert table.loc["large", "p (Holm)"] == table.loc["large", "p (paired t)"]  # a family of one: Holm = raw
+
+
+def test_augmentation_rows_compare_within_their_own_architecture():
+    variants, reference = ablations.group_variants("augmentation", "baseline_cnn", ("baseline_cnn", "resnet20"))
+    refs = ablations.group_references("augmentation", ("baseline_cnn", "resnet20"))
+    assert refs == {"baseline CNN, no augmentation": "baseline CNN, crop + flip",
+                    "ResNet20, no augmentation": "ResNet20, crop + flip"}
+    assert ablations.primary_variant("augmentation", ("baseline_cnn", "resnet20")) == "ResNet20, no augmentation"
+    assert ablations.primary_variant("augmentation", ("baseline_cnn",)) == "baseline CNN, no augmentation"
+    plan = ablations.default_plan("cpu")
+    assert plan.primary("augmentation") == ("ResNet20, crop + flip", "ResNet20, no augmentation")
+    assert plan.primary("loss") == ("CE + label smoothing 0.1", "plain CE")
+    assert "Primary comparisons" in plan.describe()
+    # On fake per-seed values: no ResNet20 row is measured against the CNN.
+    labels = list(variants)
+    per_seed = pd.DataFrame({"baseline CNN, crop + flip": [0.70, 0.71, 0.69],
+                             "baseline CNN, no augmentation": [0.65, 0.67, 0.66],
+                             "ResNet20, crop + flip": [0.85, 0.86, 0.84],
+                             "ResNet20, no augmentation": [0.80, 0.80, 0.81]})[labels]
+    from cifarkit.evaluation import stats
+
+    paired = {k: stats.paired_comparison(per_seed[r].to_dict(), per_seed[k].to_dict()) for k, r in refs.items()}
+    comparison = study.Comparison("test_accuracy", reference, {}, {}, per_seed, stats.summarise_table(per_seed),
+                                  paired, {k: 1.0 for k in labels}, refs, "ResNet20, no augmentation")
+    assert comparison.paired["ResNet20, no augmentation"].mean_diff == pytest.approx(-0.0467, abs=1e-3)
+    table = comparison.table()
+    assert table.loc["ResNet20, crop + flip", "Δ vs own reference"] == "reference"
+    assert table.loc["ResNet20, no augmentation", "reference"] == "ResNet20, crop + flip"
+    rows = ablations.forest_rows({"augmentation": comparison})
+    assert list(rows["role"]) == ["exploratory", "primary"]
+    assert rows.loc[1, "mean_diff"] == pytest.approx(-0.0467, abs=1e-3)
+
+
+def test_baseline_and_resnet20_recipes_differ_as_the_text_says(monkeypatch):
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    cnn, r20 = load_config("baseline_cnn", "cpu"), load_config("resnet20", "cpu")
+    train = {k: v for k, v in overrides_between(r20, cnn).items() if k.startswith("train.")}
+    # The training sections differ in the learning rate only; the model sections in dropout.
+    assert train == {"train.optimizer.lr": cnn.train.optimizer.lr}
+    assert cnn.train.optimizer.lr != r20.train.optimizer.lr and cnn.model.dropout != r20.model.dropout
+    assert cnn.train.model_dump(exclude={"optimizer"}) == r20.train.model_dump(exclude={"optimizer"})
+    text = study.recipe_differences(r20, cnn, "ResNet20", "baseline CNN")
+    assert f"train.optimizer.lr (ResNet20 {r20.train.optimizer.lr}, baseline CNN {cnn.train.optimizer.lr})" in text
+    assert f"model.dropout (ResNet20 {r20.model.dropout}, baseline CNN {cnn.model.dropout})" in text
+    assert "same recipe" not in text and "model.name" not in text
+    assert study.recipe_differences(r20, r20) == "Apart from the architecture, the two configs are the same."
+
+
+def test_compare_rejects_an_unknown_primary_or_reference(tiny_profile):
+    cfg = load_config("resnet20", tiny_profile)
+    with pytest.raises(CifarkitError, match="primary='x' is not a compared variant"):
+        study.compare_runs({"a": cfg, "b": cfg}, {"a": {}, "b": {}}, reference="a", primary="x")
+    with pytest.raises(CifarkitError, match="references \\['z'\\] are not among the variants"):
+        study.compare_runs({"a": cfg, "b": cfg}, {"a": {}, "b": {}}, reference="a", references={"b": "z"})
 
 
 def test_comparison_figures_render():
@@ -182,7 +265,8 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
     per_seed = result.comparison.per_seed
     assert pair.mean_diff == pytest.approx((per_seed[steps[1]] - per_seed[steps[0]]).mean())
     assert set(result.step_pairs()) == {steps[1]} and len(result.sentences()) == 1
-    assert "95%" in result.sentences()[0]
+    # Fake runs of every step score the same per seed: a tie, said as such (no [0, 0] interval).
+    assert "no spread observed, no interval" in result.sentences()[0]
     assert "one seed per step" in ladder.run_ladder(tiny_profile, 1, train=False).sentences()[0]
     note = result.missing_note(tiny_profile, {"data.train_per_class": 1000})
     assert f"`cifarkit bench ladder --profile {tiny_profile} --set data.train_per_class=1000`" in note
@@ -215,7 +299,8 @@ def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
     overall, per_seed = result.overall(), result.comparison.per_seed
     assert overall.mean_diff == pytest.approx((per_seed[steps[-1]] - per_seed[steps[0]]).mean())
     [sentence] = result.sentences()
-    assert sentence.startswith("All tricks together: ") and "full recipe" in sentence and "95%" in sentence
+    assert sentence.startswith("All tricks together: ") and "full recipe" in sentence
+    assert "no spread observed, no interval" in sentence  # identical fake runs: a tie
     single = ladder.run_ladder(tiny_profile, 1, train=False).sentences()
     assert len(single) == 1 and "cannot be compared" in single[0] and "1 seed" in single[0]
     # --step: exit 0 once the asked steps have runs, though the others are missing
@@ -234,3 +319,51 @@ def test_available_runs_never_trains(tiny_profile):
     assert list(complete) == ["a"] and list(missing) == ["b"] and "cifarkit train baseline_cnn" in missing["b"]
     complete, missing = study.available_runs({"a": cfg}, [0, 1])
     assert not complete and "--seed 1" in missing["a"] and "--seed 0" not in missing["a"]
+
+
+def test_ablation_study_on_fake_runs_reads_primaries_and_compares_within_architectures(tiny_profile):
+    plan = ablations.default_plan(tiny_profile, seeds=2, common={})
+    configs = {}  # the single-factor groups share their reference recipe: one run each
+    for group in plan.groups:
+        variants, _ = ablations.group_variants(group, plan.base, plan.architectures)
+        for variant in variants.values():
+            cfg = variant.config(plan.profile, plan.common)
+            configs[cfg.content_hash()] = cfg
+    for cfg in configs.values():
+        splits = splits_from_config(cfg.data)
+        for seed in range(plan.seeds):
+            write_fake_run(cfg, splits, seed)
+    results = ablations.run_ablations(plan, train=False)
+    aug = results["augmentation"]
+    assert aug.primary_label == "ResNet20, no augmentation"
+    assert aug.reference_of("ResNet20, no augmentation") == "ResNet20, crop + flip"
+    assert set(aug.paired) == {"baseline CNN, no augmentation", "ResNet20, no augmentation"}
+    for group, comparison in results.items():
+        assert comparison.primary_label == plan.primary(group)[1]
+        assert comparison.sentences()[0].startswith("Primary comparison: ")
+        assert all(s.startswith("Exploratory: ") for s in comparison.sentences()[1:])
+    # Fake runs score the same whatever the config: every contrast is a tie, and says so.
+    text = findings.primary_ablation_effects(results)
+    assert text.count("no spread observed, no interval") == len(plan.groups) and "beats" not in text
+    rows = ablations.forest_rows(results, plan.architectures)
+    assert (rows["role"] == "primary").sum() == len(plan.groups)
+    assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
+    table = results["schedule"].table()
+    assert table.loc["constant LR", "role"] == "primary" and table.loc["step decay", "role"] == "exploratory"
+    assert table.loc["step decay", "Δ 95% CI"] == "no spread, no interval"
+
+
+def test_headline_gives_both_intervals_and_what_the_recipes_set_differently(tiny_profile):
+    configs = {"baseline CNN": load_config("baseline_cnn", tiny_profile),
+               "ResNet20": load_config("resnet20", tiny_profile)}
+    splits = splits_from_config(configs["ResNet20"].data)
+    for cfg in configs.values():
+        for seed in range(3):
+            write_fake_run(cfg, splits, seed)
+    comparison = study.compare(configs, 3, reference="baseline CNN", primary="ResNet20", train=False)
+    n_test = len(splits.y_test)
+    assert comparison.test_size("ResNet20") == n_test
+    text = findings.headline(comparison, "ResNet20", "baseline CNN")
+    assert f"over the {n_test:,} test images of one model" in text and "over 3 seeds" in text
+    assert "same recipe" not in text and "train.optimizer.lr (ResNet20 0.2, baseline CNN 0.05)" in text
+    assert "Exploratory" not in text  # the chapter's one contrast is its primary comparison

@@ -18,6 +18,7 @@ call the same code. Across-seed statistics live in :mod:`cifarkit.evaluation.sta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ from scipy.special import softmax as _softmax
 
 DEFAULT_BINS = 15
 TOP_K = 5
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # search range of the temperature (log-spaced)
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- basics
@@ -181,12 +185,22 @@ def _nll_at(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float
     return float(-log_softmax(logits / temperature, axis=1)[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
-                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """Temperature ``T`` minimising the validation NLL of ``softmax(logits / T)``
-    (Guo et al. 2017), searched over ``log T`` with a bounded scalar minimiser.
+def temperature_at_bound(temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+                         rtol: float = 1e-3) -> bool:
+    """True when a fitted temperature sits on (within ``rtol`` of) an end of its search range:
+    the NLL optimum may then lie beyond it, and the figure is a bound, not a fit."""
+    low, high = bounds
+    return temperature <= low * (1 + rtol) or temperature >= high * (1 - rtol)
 
-    Fit it on validation logits only: the test set must not choose ``T``.
+
+def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
+                    bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
+    """Temperature ``T`` minimising the validation NLL of ``softmax(logits / T)``
+    (Guo et al. 2017), searched over ``log T`` within ``bounds`` with a bounded scalar minimiser.
+
+    Fit it on validation logits only: the test set must not choose ``T``. When the result
+    lies on a bound (:func:`temperature_at_bound`) a warning is logged, and
+    :func:`calibrate` records it in :attr:`Calibration.at_bound`.
     """
     from scipy.optimize import minimize_scalar
 
@@ -194,15 +208,31 @@ def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
     labels = np.asarray(val_labels).astype(np.int64)
     if len(labels) == 0:
         raise ValueError("no validation examples to fit a temperature on")
+    if not 0 < bounds[0] < bounds[1]:
+        raise ValueError(f"bounds={bounds} must be two increasing positive temperatures, e.g. (0.05, 20.0)")
     result = minimize_scalar(lambda log_t: _nll_at(logits, labels, float(np.exp(log_t))),
                              bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                              options={"xatol": 1e-6})
-    return float(np.exp(result.x))
+    t = float(np.exp(result.x))
+    # A flat objective (e.g. validation logits that are all right) stops the search short of
+    # a bound that is as good or better: then the bound is the answer, and it is flagged.
+    best = _nll_at(logits, labels, t)
+    for bound in bounds:
+        if _nll_at(logits, labels, bound) <= best * (1 + 1e-9) + 1e-15:
+            t, best = float(bound), _nll_at(logits, labels, bound)
+    if temperature_at_bound(t, bounds):
+        log.warning("fitted temperature %.3g is at the search bound %s: the validation NLL optimum may lie "
+                    "beyond it", t, bounds)
+    return t
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Temperature scaling fitted on validation, judged on test."""
+    """Temperature scaling fitted on validation, judged on test.
+
+    ``at_bound`` is True when the fitted temperature sits on an end of ``bounds``: it is
+    then a bound of the optimum, not the optimum, and :attr:`note` says so.
+    """
 
     temperature: float
     ece_before: float
@@ -212,15 +242,28 @@ class Calibration:
     val_nll_before: float
     val_nll_after: float
     n_bins: int = DEFAULT_BINS
+    at_bound: bool = False
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
+    @property
+    def note(self) -> str:
+        """Empty, or the sentence that says the temperature hit its search bound."""
+        if not self.at_bound:
+            return ""
+        return (f"the fitted temperature {self.temperature:.3g} is at the end of its search range "
+                f"[{self.bounds[0]:g}, {self.bounds[1]:g}]: the validation optimum may lie beyond it")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: float(v) for k, v in self.__dict__.items() if k not in ("at_bound", "bounds")}
+        out.update(at_bound=bool(self.at_bound), bounds=list(self.bounds), note=self.note)
+        return out
 
 
 def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
-              test_labels: np.ndarray, n_bins: int = DEFAULT_BINS) -> Calibration:
+              test_labels: np.ndarray, n_bins: int = DEFAULT_BINS,
+              bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> Calibration:
     """Fit a temperature on the validation logits, report test ECE and NLL before and after."""
-    t = fit_temperature(val_logits, val_labels)
+    t = fit_temperature(val_logits, val_labels, bounds)
     before, after = softmax(test_logits), softmax(test_logits, t)
     return Calibration(
         temperature=t,
@@ -229,7 +272,7 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.nd
         nll_before=nll(before, test_labels), nll_after=nll(after, test_labels),
         val_nll_before=nll(softmax(val_logits), val_labels),
         val_nll_after=nll(softmax(val_logits, t), val_labels),
-        n_bins=n_bins,
+        n_bins=n_bins, at_bound=temperature_at_bound(t, bounds), bounds=tuple(bounds),
     )
 
 
@@ -277,10 +320,19 @@ class TTAResult:
         return {"views": list(self.views), "accuracy": self.accuracy, "plain_accuracy": self.plain_accuracy}
 
 
+def tta_views_text(views: Sequence[str]) -> str:
+    """``"2 views (identity, flip), their softmax probabilities averaged"``: the prose that
+    names what :func:`tta_evaluate` did."""
+    views = list(views)
+    return (f"{len(views)} view{'s' if len(views) != 1 else ''} ({', '.join(views)}), their softmax "
+            "probabilities averaged")
+
+
 def tta_evaluate(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray, *,
                  flip: bool = True, shift: int = 0) -> TTAResult:
-    """Average the softmax of ``predict(view)`` (logits) over :func:`tta_views`; compare with
-    the identity view alone. ``predict`` is e.g. ``lambda x: predict_logits(model, x)``."""
+    """Average the softmax *probabilities* of ``predict(view)`` over :func:`tta_views` (not the
+    logits); compare with the identity view alone. ``predict`` returns logits, e.g.
+    ``lambda x: predict_logits(model, x)``."""
     labels = np.asarray(labels).astype(np.int64)
     views = tta_views(images, flip=flip, shift=shift)
     total, plain = None, None

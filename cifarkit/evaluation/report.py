@@ -88,6 +88,26 @@ class Report:
         return len(self.results)
 
     @property
+    def test_size(self) -> int:
+        """Test images each run was evaluated on."""
+        return self.results[self.seeds[0]].evaluation.n
+
+    def accuracy_sampling(self) -> dict[str, Any]:
+        """The test-set sampling interval (Wilson) of one model at the mean accuracy over seeds:
+        what the accuracy's uncertainty would be from the test images alone."""
+        mean = float(self.summary.loc["accuracy", "mean"])
+        low, high = stats.wilson_accuracy_interval(mean, self.test_size)
+        return {"accuracy": mean, "test_size": self.test_size, "low": low, "high": high,
+                "confidence": stats.CONFIDENCE, "method": "Wilson score interval, over the test images of one model",
+                "text": stats.accuracy_sampling_text(mean, self.test_size, digits=2)}
+
+    @property
+    def calibration_notes(self) -> list[str]:
+        """Per seed, the note of a temperature that hit its search bound (empty when none did)."""
+        return [f"seed {s}: {r.evaluation.calibration.note}" for s, r in sorted(self.results.items())
+                if r.evaluation.calibration is not None and r.evaluation.calibration.at_bound]
+
+    @property
     def train_command(self) -> str | None:
         if not self.missing:
             return None
@@ -108,8 +128,9 @@ class Report:
             "runs": {str(s): {"run": r.run.path.name, "notes": r.notes, **r.evaluation.as_dict()}
                      for s, r in self.results.items()},
             "per_seed": {m: {str(s): _json_float(v) for s, v in self.per_seed[m].items()} for m in self.per_seed},
-            "summary": {m: _summary_row(row) | {"confidence": stats.CONFIDENCE}
+            "summary": {m: _summary_row(row) | {"confidence": stats.CONFIDENCE, "over": "seeds"}
                         for m, row in self.summary.iterrows()},
+            "accuracy_test_sampling": self.accuracy_sampling(),
             "per_class_accuracy": {c: _summary_row(row) for c, row in self.per_class_summary.iterrows()},
             "confusion_counts": self.confusion_counts.tolist(),
             "confusion_pairs": ev.confusion_pairs(self.confusion_counts, self.class_names).to_dict("records"),
@@ -201,6 +222,8 @@ def evaluate_run(run: Run, splits: Any, *, tta: bool = False, tta_shift: int = 0
         notes.append("validation logits not stored (older run); recomputed from model.keras")
         log.warning("%s: %s", run.path.name, notes[-1])
     evaluation = ev.evaluate_logits(logits, labels, splits.class_names, val=val)
+    if evaluation.calibration is not None and evaluation.calibration.at_bound:
+        notes.append(f"seed {seed}: {evaluation.calibration.note}")
     if tta:
         predict = predict or _model_predict(run)
         evaluation.tta = ev.tta_evaluate(predict, splits.x_test, splits.y_test, flip=True, shift=tta_shift)
@@ -263,10 +286,13 @@ def build_report(experiment: str | ExperimentConfig, profile: str | None = "cpu"
         augmented = {s: r.evaluation.tta.accuracy for s, r in results.items()}
         comparison = stats.paired_comparison(plain, augmented)
         views = list(next(iter(results.values())).evaluation.tta.views)
+        tta_verdict = stats.verdict(comparison, "plain evaluation", f"TTA ({len(views)} views)")
         tta_info = {
             "views": views,
+            "views_text": ev.tta_views_text(views),
             "comparison": comparison.as_dict(),
-            "sentence": stats.describe_comparison(comparison, "plain evaluation", "TTA"),
+            "verdict": tta_verdict.as_dict(),
+            "sentence": tta_verdict.sentence,
             "mcnemar": {str(s): stats.mcnemar(r.evaluation.correct, r.evaluation.tta.correct).as_dict()
                         for s, r in results.items()},
         }
@@ -312,6 +338,8 @@ def format_report(report: Report) -> str:
             lines.append(_row(label, report.summary.loc[key], scale, digits))
     lines.append("(95% CI: Student t over seeds, n-1 degrees of freedom; ECE on test, temperature fitted on "
                  "validation only)")
+    lines.append(f"test-set sampling of the accuracy: {report.accuracy_sampling()['text']}, at the mean "
+                 "accuracy (covers the test images, not the seeds)")
     lines.append("")
     shown = [row for row in TABLE_ROWS if row[0] in report.per_seed.columns][:5]
     lines.append(f"{'per seed':<10}" + "".join(f"{label.split(',')[0]:>20}" for _, label, _, _ in shown))
@@ -321,12 +349,12 @@ def format_report(report: Report) -> str:
     if report.tta is not None and TTA_ROW[0] in report.summary.index:
         key, label, scale, digits = TTA_ROW
         lines.append("")
-        lines.append(f"test-time augmentation ({len(report.tta['views'])} views: {', '.join(report.tta['views'])}),"
+        lines.append(f"test-time augmentation ({ev.tta_views_text(report.tta['views'])}),"
                      " reported apart from plain accuracy:")
         lines.append(_row(label, report.summary.loc[key], scale, digits))
         lines.append(f"  {report.tta['sentence']}")
         lines.append("  McNemar, TTA vs plain, per seed: " + "; ".join(
-            f"seed {s}: {m['b_only']} fixed / {m['a_only']} broken, p = {m['p_value']:.3f}"
+            f"seed {s}: {m['b_only']} fixed / {m['a_only']} broken, {stats.format_p(m['p_value'])}"
             for s, m in report.tta["mcnemar"].items()))
     pairs = ev.confusion_pairs(report.confusion_counts, report.class_names, 3)
     if len(pairs):

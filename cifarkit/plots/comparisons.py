@@ -17,30 +17,35 @@ def comparison_forest(rows: pd.DataFrame, title: str | None = None, scale: float
     """Differences to each group's reference with their 95% CI, one line per variant.
 
     ``rows`` has columns ``group``, ``variant``, ``mean_diff``, ``low``, ``high`` and
-    ``per_seed`` (a sequence of per-seed differences, drawn as dots). Groups are drawn top
-    to bottom in order; a line at zero marks "no difference".
+    ``per_seed`` (a sequence of per-seed differences, drawn as ticks), and optionally
+    ``role``: a primary comparison is drawn as a filled marker and labelled "(primary)",
+    an exploratory one as an open marker. Groups are drawn top to bottom in order; a line
+    at zero marks "no difference". Intervals are the raw (unadjusted) t intervals.
     """
     n = len(rows)
     fig, ax = new_figure(width=8.5, height=0.9 + 0.42 * max(n, 1))
     colours = palette()
     groups = list(dict.fromkeys(rows["group"]))
     y_labels = []
-    for i, row in enumerate(rows.itertuples()):
+    roles = rows["role"].tolist() if "role" in rows else [None] * n
+    for i, (row, role) in enumerate(zip(rows.itertuples(), roles, strict=True)):
         y = n - 1 - i
         colour = colours[groups.index(row.group) % len(colours)]
+        face = "white" if role == "exploratory" else colour
         if pd.notna(row.low):
             ax.errorbar(row.mean_diff * scale, y, xerr=[[(row.mean_diff - row.low) * scale],
                                                         [(row.high - row.mean_diff) * scale]],
-                        fmt="o", color=colour, ecolor=colour, capsize=4, markersize=6)
+                        fmt="o", color=colour, ecolor=colour, capsize=4, markersize=6, markerfacecolor=face)
         else:
-            ax.plot(row.mean_diff * scale, y, "o", color=colour, markersize=6)
+            ax.plot(row.mean_diff * scale, y, "o", color=colour, markersize=6, markerfacecolor=face)
         seeds = np.asarray(list(row.per_seed), float) * scale
         ax.plot(seeds, np.full(len(seeds), y - 0.18), "|", color=colour, markersize=7, alpha=0.8)
-        y_labels.append(f"{row.group}: {row.variant}")
+        y_labels.append(f"{row.group}: {row.variant}" + (" (primary)" if role == "primary" else ""))
     ax.axvline(0, color="0.3", linewidth=1, linestyle="--")
     ax.set_yticks(np.arange(n)[::-1], y_labels)
     ax.set_ylim(-0.8, n - 0.4)
-    ax.set_xlabel(f"difference to the group's reference ({unit}); bars: 95% CI, ticks: seeds")
+    legend = "; filled: primary, open: exploratory" if "role" in rows else ""
+    ax.set_xlabel(f"difference to the reference ({unit}); bars: 95% t CI over seeds, ticks: seeds{legend}")
     ax.grid(axis="y", visible=False)
     fig.suptitle(title or "Ablations: change against the reference recipe")
     return fig
@@ -83,15 +88,19 @@ def ladder_figure(steps: Sequence[str], summary: pd.DataFrame, per_seed: pd.Data
 
 @styled
 def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
-    """Per-class test accuracy of several models side by side, mean over seeds with 95% CI.
+    """Per-class test accuracy of several models side by side, mean over seeds with its 95%
+    t interval over seeds (not clipped to [0, 1]: the axis extends when an interval passes 100%).
 
     ``summaries`` maps a model label to :func:`cifarkit.evaluation.stats.per_class_summary` output.
     """
+    from cifarkit.plots.evaluation import unclipped_ylim
+
     labels = list(summaries)
     classes = [str(c) for c in next(iter(summaries.values())).index]
     x = np.arange(len(classes))
     width = 0.8 / max(len(labels), 1)
     fig, ax = new_figure(width=9.0, height=3.8)
+    lows, highs = [], []
     for i, (label, colour) in enumerate(zip(labels, palette(len(labels)), strict=True)):
         summary = summaries[label].loc[classes]
         mean = summary["mean"].to_numpy()
@@ -102,12 +111,14 @@ def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str 
             yerr = np.vstack([mean - summary["low"].to_numpy(), summary["high"].to_numpy() - mean])
             ax.errorbar(pos[has_ci], mean[has_ci], yerr=yerr[:, has_ci], fmt="none", ecolor="0.15",
                         elinewidth=1, capsize=2)
+        lows += list(summary["low"].to_numpy(float))
+        highs += list(summary["high"].to_numpy(float))
     ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_ylim(0, 1.02)
+    unclipped_ylim(ax, np.asarray(lows), np.asarray(highs))
     ax.set_ylabel("test accuracy")
     ax.grid(axis="x", visible=False)
     ax.legend(ncols=len(labels), loc="upper center", bbox_to_anchor=(0.5, 1.13))
-    fig.suptitle(title or "Per-class test accuracy (mean over seeds, 95% CI)")
+    fig.suptitle(title or "Per-class test accuracy (mean over seeds, 95% t CI over seeds, not clipped)")
     return fig
 
 

@@ -76,11 +76,25 @@ def confusion_matrix_figure(normalised: np.ndarray, class_names: Sequence[str],
     return fig
 
 
+def unclipped_ylim(ax, lows: np.ndarray, highs: np.ndarray) -> None:
+    """Accuracy axis spanning [0, 1] *and* every interval end: a Student-t interval over few
+    seeds can pass 0 or 1, and it is drawn whole rather than cut at the axis. A dotted line
+    marks 1 when an interval passes it."""
+    lows, highs = np.asarray(lows, float), np.asarray(highs, float)
+    low = min(0.0, float(np.nanmin(lows))) if np.isfinite(lows).any() else 0.0
+    high = max(1.0, float(np.nanmax(highs))) if np.isfinite(highs).any() else 1.0
+    ax.set_ylim(low, high + 0.02)
+    if high > 1.0:
+        ax.axhline(1.0, color="0.4", linestyle=":", linewidth=1)
+
+
 @styled
 def per_class_accuracy_bars(summary: pd.DataFrame, per_seed: pd.DataFrame | None = None,
                             title: str | None = None) -> Figure:
-    """Per-class accuracy: the mean over seeds as bars with their confidence interval
-    (``summary`` from :func:`cifarkit.evaluation.stats.per_class_summary`), each seed as a dot."""
+    """Per-class accuracy: the mean over seeds as bars with their 95% Student-t interval over
+    seeds (``summary`` from :func:`cifarkit.evaluation.stats.per_class_summary`), each seed as a
+    dot. Intervals are not clipped to [0, 1]: with few seeds one can pass 100%, and the axis
+    extends to show it (a dotted line marks 100%)."""
     classes = [str(c) for c in summary.index]
     x = np.arange(len(classes))
     mean = summary["mean"].to_numpy()
@@ -91,7 +105,7 @@ def per_class_accuracy_bars(summary: pd.DataFrame, per_seed: pd.DataFrame | None
     if has_ci.any():
         yerr = np.vstack([mean - summary["low"].to_numpy(), summary["high"].to_numpy() - mean])
         ax.errorbar(x[has_ci], mean[has_ci], yerr=yerr[:, has_ci], fmt="none", ecolor="0.15",
-                    elinewidth=1.2, capsize=4, label="95% CI")
+                    elinewidth=1.2, capsize=4, label="95% t CI over seeds (not clipped)")
     if per_seed is not None:
         for i, seed in enumerate(per_seed.index):
             offsets = (i - (len(per_seed) - 1) / 2) * 0.08
@@ -99,14 +113,12 @@ def per_class_accuracy_bars(summary: pd.DataFrame, per_seed: pd.DataFrame | None
                     color=colours[1], label="per seed" if i == 0 else None)
     n = int(summary["n"].max()) if len(summary) else 0
     ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_ylim(0, 1.02)
+    unclipped_ylim(ax, summary["low"].to_numpy(float), summary["high"].to_numpy(float))
     ax.set_ylabel("test accuracy")
     ax.grid(axis="x", visible=False)
     ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, 1.13))
     fig.suptitle(title or f"Per-class test accuracy over {n} seed{'s' if n != 1 else ''}")
     return fig
-
-
 
 
 @styled

@@ -34,14 +34,14 @@ def report_figures(report: Report) -> dict[str, Any]:
     histories = [r.history for r in results]
     curves = {c: stats.curve_summary(histories, c) for c in ("loss", "accuracy", "val_loss", "val_accuracy")}
     figures["curves.png"] = seed_curves({k: v for k, v in curves.items() if len(v)},
-                                              title=f"{title}: training curves, mean over {over} (95% band)")
+                                              title=f"{title}: training curves")
     class_curves = {c: stats.curve_summary(histories, f"val_acc_{c}") for c in names}
     if all(len(v) for v in class_curves.values()):
         figures["per_class_val_curves.png"] = per_class_seed_curves(
-            class_curves, title=f"{title}: per-class validation accuracy, mean over {over}")
+            class_curves, title=f"{title}: per-class validation accuracy")
     figures["per_class_accuracy.png"] = per_class_accuracy_bars(
         report.per_class_summary, report.per_class_accuracy,
-        title=f"{title}: per-class test accuracy over {over} (95% CI)")
+        title=f"{title}: per-class test accuracy over {over} (95% CI over seeds)")
     figures["confusion.png"] = confusion_matrix_figure(
         ev.normalise_rows(report.confusion_counts), names, report.confusion_counts,
         title=f"{title}: confusion matrix, counts summed over {over} (row %, count)")

@@ -99,7 +99,7 @@ def _ablations(profile: str) -> tuple[list[str], dict[str, Any]]:
     for group, comparison in results.items():
         lines.append(f"{group}:")
         lines += ["  " + row for row in comparison.table().to_string().splitlines()]
-    lines.append(findings.largest_ablation_effect(results))
+    lines.append(findings.primary_ablation_effects(results))
     figures = {"forest.png": plots.comparison_forest(ablations.forest_rows(results, plan.architectures))}
     return lines, figures
 

@@ -2,29 +2,43 @@
 
 Each function takes the objects the chapters compute (:class:`cifarkit.studies.variants.Comparison`
 and friends) and returns one sentence that claims only what their confidence intervals
-support. The introduction executes after the other chapters, so every run it reads is
-already in the store (it never trains: ``train=False``).
+support, through :func:`cifarkit.evaluation.stats.verdict`. The ablation finding reads each
+group's *declared* primary comparison, never the largest of many effects (picking the
+largest of several noisy differences overstates it). The introduction executes after the
+other chapters, so every run it reads is already in the store (it never trains:
+``train=False``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cifarkit.evaluation import stats
-from cifarkit.studies.variants import Comparison
+from cifarkit.studies.variants import Comparison, recipe_differences
 
 
 def headline(comparison: Comparison, model: str, baseline: str) -> str:
-    """"ResNet20 reaches 83.4% test accuracy (95% CI [..]) over 3 seeds; the baseline CNN ..."""
-    def one(label: str) -> str:
-        s = comparison.summary.loc[label]
-        ci = ("95% CI " + stats.interval_text(s["low"], s["high"], digits=1) if s["n"] > 1
-              else "one seed, no CI")
-        return f"{s['mean'] * 100:.1f}% ({ci})"
+    """"ResNet20 reaches 83.4% (95% CI [..] over 3 seeds; Wilson ... over the test images of one
+    model) test accuracy; the baseline CNN, whose config differs in ..., reaches ..."
 
-    n = int(comparison.summary.loc[model, "n"])
-    return (f"{model} reaches {one(model)} test accuracy over {n} seed{'s' if n != 1 else ''}; "
-            f"the {baseline} trained with the same recipe reaches {one(baseline)}. "
+    Parameters
+    ----------
+    comparison
+        The baseline chapter's comparison (``baseline`` is its reference).
+    model, baseline
+        Labels of the two variants.
+
+    Returns
+    -------
+    str
+        Both accuracies with what their intervals cover, what the two configs set
+        differently (when the comparison holds the configs), and the verdict on the
+        difference.
+    """
+    differs = ""
+    if model in comparison.configs and baseline in comparison.configs:
+        differs = " " + recipe_differences(comparison.configs[model], comparison.configs[baseline], model, baseline)
+    return (f"{model} reaches {comparison.accuracy_text(model)} test accuracy; "
+            f"the {baseline} reaches {comparison.accuracy_text(baseline)}.{differs} "
             f"{comparison.sentence(model)}")
 
 
@@ -38,16 +52,34 @@ def seed_spread(comparison: Comparison, model: str) -> str:
             f"five-point spread (44-49%) of the first attempt's repeated runs.")
 
 
-def largest_ablation_effect(comparisons: Mapping[str, Comparison]) -> str:
-    """The ablation whose difference to its reference is largest among the distinguishable ones."""
-    best = None
+def primary_ablation_effects(comparisons: Mapping[str, Comparison]) -> str:
+    """One sentence per ablation group on its declared primary comparison, then how many
+    contrasts were exploratory.
+
+    Parameters
+    ----------
+    comparisons
+        :func:`cifarkit.studies.ablations.run_ablations` output (group → comparison).
+
+    Returns
+    -------
+    str
+        ``"Augmentation (primary: ...): <verdict>. Schedule (primary: ...): <verdict>. ... The
+        other k contrasts are exploratory (Holm-adjusted in the chapter)."``
+    """
+    parts, exploratory = [], 0
     for group, comparison in comparisons.items():
-        for label, effect in comparison.paired.items():
-            if effect.distinguishable and (best is None or abs(effect.mean_diff) > abs(best[2].mean_diff)):
-                best = (group, label, effect, comparison)
-    if best is None:
-        total = sum(len(c.paired) for c in comparisons.values())
-        return (f"None of the {total} ablation variants differs from its reference by more than the seed-to-seed "
-                "noise at 95% confidence with this budget.")
-    group, label, _, comparison = best
-    return f"The largest measured effect in the ablations ({group}): {comparison.sentence(label)}"
+        label = comparison.primary_label
+        exploratory += len(comparison.exploratory)
+        if label is None:
+            parts.append(f"{group.capitalize()}: no primary comparison was declared.")
+            continue
+        reference = comparison.reference_of(label)
+        parts.append(f"{group.capitalize()} (primary: {label} against {reference}): "
+                     f"{comparison.verdict(label).sentence}")
+    if not parts:
+        return "No ablation group was run."
+    if exploratory:
+        parts.append(f"The other {exploratory} contrasts are exploratory; the chapter reports them with "
+                     "Holm-adjusted p-values.")
+    return " ".join(parts)

@@ -2,12 +2,20 @@
 
 Each *group* changes one thing against its own reference (the recipe of ``configs/``):
 
-* **augmentation × architecture**: crop + flip on and off, for the baseline CNN and ResNet20;
+* **augmentation × architecture**: crop + flip on and off, for the baseline CNN and ResNet20,
+  each architecture's "no augmentation" compared with the *same* architecture's crop + flip
+  (never across architectures, which would measure the architecture);
 * **schedule**: warmup + cosine (reference), step decay (×0.1 at 50% and 75% of training),
   constant learning rate;
 * **loss**: cross-entropy with label smoothing 0.1 (reference), plain cross-entropy, focal
   loss (γ = 2, Keras' ``CategoricalFocalCrossentropy``);
 * **regularisation**: weight decay 5e-4 (reference), no weight decay, and Cutout 8 px added.
+
+Each group has one **primary comparison**, declared in :data:`PRIMARY` by design, not by
+any measured effect: the reference recipe against the same recipe with one of its
+components removed (for the augmentation group: on the headline model,
+:attr:`Plan.headline`). Every other contrast is exploratory and reported with a
+Holm-adjusted p-value (within its group) beside the raw one.
 
 :func:`default_plan` scales the study to a profile's budget (which architecture the
 single-factor groups use, which training-set size, how many seeds) and states it in one
@@ -30,6 +38,16 @@ from cifarkit.studies.variants import Comparison, Variant, compare
 GROUPS = ("augmentation", "schedule", "loss", "regularisation")
 ARCH_LABELS = {"baseline_cnn": "baseline CNN", "resnet20": "ResNet20", "resnet32": "ResNet32",
                "resnet56": "ResNet56"}
+#: Each group's primary comparison: the variant compared with its reference, chosen as the
+#: removal of one component of the recipe (not by the size of any measured effect). For
+#: the augmentation group the variant is "<headline architecture>, no augmentation".
+PRIMARY: dict[str, str] = {"augmentation": "no augmentation", "schedule": "constant LR", "loss": "plain CE",
+                           "regularisation": "no weight decay"}
+HEADLINE_ARCHITECTURE = "resnet20"  # the model of the baseline chapter's headline
+
+
+def _arch(arch: str) -> str:
+    return ARCH_LABELS.get(arch, arch)
 
 
 def _step_decay(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -64,6 +82,26 @@ def group_variants(group: str, base: str, architectures: Sequence[str] = ("basel
     return {label: Variant(label, base, overrides) for label, overrides in rows}, rows[0][0]
 
 
+def group_references(group: str, architectures: Sequence[str] = ("baseline_cnn", "resnet20")) -> dict[str, str]:
+    """Variant → its own reference, where it is not the group's reference: in the augmentation
+    group each architecture's "no augmentation" against that architecture's "crop + flip"."""
+    if group != "augmentation":
+        return {}
+    return {f"{_arch(a)}, no augmentation": f"{_arch(a)}, crop + flip" for a in architectures}
+
+
+def primary_variant(group: str, architectures: Sequence[str] = ("baseline_cnn", "resnet20"),
+                    headline: str = HEADLINE_ARCHITECTURE) -> str:
+    """The label of the group's primary contrast (:data:`PRIMARY`); for the augmentation group
+    on ``headline`` when it is among ``architectures``, else on the first of them."""
+    if group not in PRIMARY:
+        raise CifarkitError(f"unknown ablation group {group!r}; choose from {', '.join(GROUPS)}")
+    if group == "augmentation":
+        arch = headline if headline in architectures else architectures[0]
+        return f"{_arch(arch)}, {PRIMARY[group]}"
+    return PRIMARY[group]
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the ablation chapter runs under one profile."""
@@ -74,14 +112,28 @@ class Plan:
     architectures: tuple[str, ...]              # of the augmentation group
     common: Mapping[str, Any] = field(default_factory=dict)  # budget overrides for every run
     groups: tuple[str, ...] = GROUPS
+    headline: str = HEADLINE_ARCHITECTURE       # architecture of the augmentation group's primary contrast
+
+    def primary(self, group: str) -> tuple[str, str]:
+        """(reference, variant) of ``group``'s primary comparison."""
+        variant = primary_variant(group, self.architectures, self.headline)
+        _, reference = group_variants(group, self.base, self.architectures)
+        return group_references(group, self.architectures).get(variant, reference), variant
 
     def describe(self) -> str:
-        """One sentence for the chapter: what this profile ran."""
+        """One sentence for the chapter: what this profile ran, and each group's primary comparison."""
+        from cifarkit.evaluation.stats import MIN_SEEDS_FOR_CLAIM
+
         budget = ", ".join(f"{k} = {v}" for k, v in self.common.items()) or "the profile's own data and epochs"
-        archs = " and ".join(ARCH_LABELS.get(a, a) for a in self.architectures)
+        archs = " and ".join(_arch(a) for a in self.architectures)
+        primaries = "; ".join(f"{g}: {v} against {r}" for g in self.groups for r, v in [self.primary(g)])
+        few = (f" With {self.seeds} seeds, fewer than {MIN_SEEDS_FOR_CLAIM}, a difference is called only when "
+               "it is decisive; otherwise the seeds are described." if self.seeds < MIN_SEEDS_FOR_CLAIM else "")
         return (f"Profile {self.profile}: {self.seeds} seeds per variant; augmentation on/off for {archs}; "
                 f"the single-factor groups ({', '.join(g for g in self.groups if g != 'augmentation')}) on "
-                f"{ARCH_LABELS.get(self.base, self.base)}; budget: {budget}.")
+                f"{_arch(self.base)}; budget: {budget}. Primary comparisons, declared in the study "
+                f"definition, each removing one component of the recipe ({primaries}); every other "
+                f"contrast is exploratory, with Holm-adjusted p-values within its group.{few}")
 
 
 def default_plan(profile: str, **changes: Any) -> Plan:
@@ -117,40 +169,29 @@ def run_ablations(plan: Plan, *, train: bool = True) -> dict[str, Comparison]:
     for group in plan.groups:
         variants, reference = group_variants(group, plan.base, plan.architectures)
         configs = {label: v.config(plan.profile, plan.common) for label, v in variants.items()}
-        out[group] = compare(configs, plan.seeds, reference=reference, train=train)
+        out[group] = compare(configs, plan.seeds, reference=reference, train=train,
+                             references=group_references(group, plan.architectures),
+                             primary=primary_variant(group, plan.architectures, plan.headline))
     return out
 
 
 def augmentation_effects(comparison: Comparison, architectures: Sequence[str]) -> dict[str, Any]:
-    """Per architecture, the paired effect of turning augmentation off (off − on)."""
-    from cifarkit.evaluation import stats
-
-    effects = {}
-    for arch in architectures:
-        name = ARCH_LABELS.get(arch, arch)
-        on, off = comparison.per_seed[f"{name}, crop + flip"], comparison.per_seed[f"{name}, no augmentation"]
-        effects[name] = stats.paired_comparison(on.to_dict(), off.to_dict())
-    return effects
+    """Per architecture, the paired effect of turning augmentation off (off − on, same architecture)."""
+    return {_arch(arch): comparison.paired[f"{_arch(arch)}, no augmentation"] for arch in architectures}
 
 
-def forest_rows(comparisons: Mapping[str, Comparison], architectures: Sequence[str]) -> pd.DataFrame:
-    """Rows for :func:`cifarkit.plots.comparison_forest`: every variant against its reference.
-
-    In the augmentation group each architecture's "no augmentation" is compared with the
-    same architecture's "crop + flip" (not with the group's reference).
-    """
+def forest_rows(comparisons: Mapping[str, Comparison], architectures: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows for :func:`cifarkit.plots.comparison_forest`: every variant against its own reference
+    (in the augmentation group, the same architecture's crop + flip), with its role (primary or
+    exploratory) and raw and Holm-adjusted p-values. ``architectures`` is not needed any more
+    (each comparison knows its references) and is accepted for old callers."""
     rows = []
     for group, comparison in comparisons.items():
-        if group == "augmentation":
-            for name, effect in augmentation_effects(comparison, architectures).items():
-                rows.append(_row(group, f"{name}: no augmentation", effect))
-            continue
+        holm = comparison.holm()
         for label, effect in comparison.paired.items():
-            rows.append(_row(group, label, effect))
-    return pd.DataFrame(rows, columns=["group", "variant", "mean_diff", "low", "high", "per_seed"])
-
-
-def _row(group: str, variant: str, effect: Any) -> dict[str, Any]:
-    diffs = [b - a for a, b in zip(effect.a, effect.b, strict=True)]
-    return {"group": group, "variant": variant, "mean_diff": effect.mean_diff,
-            "low": effect.low, "high": effect.high, "per_seed": diffs}
+            variant = label.replace(", no augmentation", ": no augmentation") if group == "augmentation" else label
+            rows.append({"group": group, "variant": variant, "mean_diff": effect.mean_diff, "low": effect.low,
+                         "high": effect.high, "per_seed": list(effect.diffs), "role": comparison.role(label),
+                         "p": effect.p_value, "p_holm": holm.get(label)})
+    return pd.DataFrame(rows, columns=["group", "variant", "mean_diff", "low", "high", "per_seed", "role",
+                                       "p", "p_holm"])

@@ -9,14 +9,18 @@ ResNet20 is pretrained on A (:func:`source_config`), then trained on B with each
 :data:`STRATEGIES` entry at several training-set sizes and seeds (:func:`run_grid`);
 every run goes through :func:`cifarkit.runs.get_or_train` (cached, MLflow-tracked). A
 target config names the source run's folder, itself content-addressed, so a changed
-source changes every target's run key.
+source changes every target's run key. The chapter's **primary comparison** is
+:data:`PRIMARY`: the linear probe of A's frozen features against random frozen features
+(:func:`transfer_check`); every strategy-against-scratch contrast is exploratory, with
+Holm-adjusted p-values (:func:`gains_over_scratch`).
 
 **ImageNet** (:func:`imagenet_availability`, :func:`imagenet_probe`,
 :func:`imagenet_finetune`): keras.applications backbones with ImageNet weights from Keras'
 cache or ``model.weights_path``. The transfer assumption is checked first with a linear
 probe (frozen backbone + trained head) of ImageNet against random weights; fine-tuning
-runs only if ImageNet features beat random ones. Missing weights make rows "not run",
-never a silent switch to random weights.
+runs only if ImageNet features score above random ones on the *validation* split (one
+seed, so the decision is exploratory; the test split is kept for reporting). Missing
+weights make rows "not run", never a silent switch to random weights.
 
 The defaults of each profile (sizes, epochs, seeds, strategies) are in
 :data:`PROFILE_DEFAULTS`; :func:`study_plan` fills every ``None`` parameter from them.
@@ -55,6 +59,9 @@ STRATEGIES: dict[str, tuple[bool, dict[str, Any] | None]] = {
     "difflr": (True, {"freeze_through": 0, "lr_group_decay": DIFF_LR_DECAY}),
     "random_frozen3": (False, {"freeze_through": 3}),
 }
+#: The chapter's primary comparison, declared in the study definition: the linear probe on
+#: task B, A's frozen features (``frozen3``) against the same network's random features.
+PRIMARY = ("random_frozen3", "frozen3")
 LABELS: dict[str, str] = {
     "scratch": "from scratch",
     "frozen1": "A-features frozen through stage 1",
@@ -251,57 +258,86 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def gains_over_scratch(runs: Sequence[GridRun]) -> pd.DataFrame:
-    """Paired (same seed) difference of each strategy to training from scratch, per size."""
+    """Paired (same seed) difference of each strategy to training from scratch, per size.
+
+    These contrasts are exploratory: ``p_holm`` adjusts the paired t-test's ``p`` over all of
+    them (Holm), and ``verdict``/``sentence`` come from
+    :func:`cifarkit.evaluation.stats.verdict` on the adjusted p-value.
+    """
     by_key = {(r.strategy, r.size, r.seed): r.accuracy for r in runs}
-    rows = []
+    cells = []
     for strategy, size in dict.fromkeys((r.strategy, r.size) for r in runs):
         if strategy in ("scratch", "random_frozen3"):  # the reference, and the probe's random baseline
             continue
         seeds = sorted(s for (st, n, s) in by_key if st == strategy and n == size and ("scratch", size, s) in by_key)
         if not seeds:
             continue
-        a = {s: by_key[(strategy, size, s)] for s in seeds}
-        b = {s: by_key[("scratch", size, s)] for s in seeds}
-        diffs = [a[s] - b[s] for s in sorted(a)]
-        summary = stats.summarise(diffs)
+        scratch = {s: by_key[("scratch", size, s)] for s in seeds}
+        ours = {s: by_key[(strategy, size, s)] for s in seeds}
+        cells.append((strategy, size, stats.paired_comparison(scratch, ours)))
+    adjusted = stats.holm([c.p_value for _, _, c in cells])
+    rows = []
+    for (strategy, size, c), p_holm in zip(cells, adjusted, strict=True):
+        v = stats.verdict(c, f"from scratch ({size:,} images)", f"{LABELS[strategy]} ({size:,} images)",
+                          metric="test accuracy on B", p_adjusted=p_holm)
         rows.append({"group": f"{size:,} images", "variant": LABELS[strategy], "strategy": strategy, "size": size,
-                     "mean_diff": summary.mean, "low": summary.low, "high": summary.high, "n": summary.n,
-                     "per_seed": diffs})
-    return pd.DataFrame(rows)
+                     "mean_diff": c.mean_diff, "low": c.low, "high": c.high, "n": c.n, "p": c.p_value,
+                     "p_holm": p_holm, "verdict": v.kind, "sentence": v.sentence, "per_seed": list(c.diffs)})
+    return pd.DataFrame(rows, columns=["group", "variant", "strategy", "size", "mean_diff", "low", "high", "n", "p",
+                                       "p_holm", "verdict", "sentence", "per_seed"])
+
+
+def gains_sentence(gains: pd.DataFrame) -> str:
+    """What :func:`gains_over_scratch` supports, in words: the contrasts whose difference can be
+    called after Holm's adjustment, or that none can. It never picks the largest or smallest
+    of the noisy differences."""
+    if gains.empty:
+        return "No strategy has runs to compare with training from scratch in this build."
+    k = len(gains)
+    claimed = gains[gains["verdict"] == "claimed"]
+    head = (f"All {k} strategy-and-size contrasts with training from scratch are exploratory (paired over "
+            f"seeds, Holm-adjusted over the {k})")
+    if claimed.empty:
+        return (f"{head}; none can be called a gain or a loss with this build's seeds. The table gives each "
+                "contrast's difference with its interval.")
+    return f"{head}; {len(claimed)} can be called: " + " ".join(claimed["sentence"])
 
 
 def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
-    """Linear probe on task B: A-pretrained features (frozen3) against random features (random_frozen3)."""
+    """The chapter's primary comparison (:data:`PRIMARY`): linear probe on task B, A-pretrained
+    features (frozen3) against random features (random_frozen3), paired over seeds.
+
+    ``transfers`` is True only when :func:`cifarkit.evaluation.stats.verdict` calls the
+    difference in favour of A's features.
+    """
     pre = {r.seed: r.accuracy for r in runs if r.strategy == "frozen3" and r.size == size}
     rnd = {r.seed: r.accuracy for r in runs if r.strategy == "random_frozen3" and r.size == size}
     seeds = sorted(set(pre) & set(rnd))
     if not seeds:
         return {"ran": False, "size": size}
     diffs = [pre[s] - rnd[s] for s in seeds]
-    gain = stats.summarise(diffs)
-    helps = gain.low > 0 if gain.has_ci else gain.mean > 0
+    comparison = stats.paired_comparison({s: rnd[s] for s in seeds}, {s: pre[s] for s in seeds})
+    verdict = stats.verdict(comparison, "the probe on random features", "the probe on A's features",
+                            metric="test accuracy on B")
     return {"ran": True, "size": size, "pretrained": stats.summarise([pre[s] for s in seeds]),
-            "random": stats.summarise([rnd[s] for s in seeds]), "gain": gain, "n": len(seeds),
-            "transfers": bool(helps)}
+            "random": stats.summarise([rnd[s] for s in seeds]), "gain": stats.summarise(diffs), "n": len(seeds),
+            "comparison": comparison, "verdict": verdict,
+            "transfers": verdict.claim and comparison.mean_diff > 0}
 
 
 def probe_verdict(check: dict[str, Any]) -> str:
-    """The linear probe's conclusion in words, claiming only what its interval supports."""
+    """The linear probe's conclusion: the :func:`cifarkit.evaluation.stats.verdict` sentence."""
     if not check.get("ran"):
-        return "the linear probe did not run in this build"
-    if check["transfers"] and check["gain"].has_ci:
-        return "A's features clearly beat random features"
-    if check["transfers"]:
-        return "A's features beat random features, but with one seed this is not yet established"
-    return "A's features do not beat random features here"
+        return "The linear probe did not run in this build."
+    return check["verdict"].sentence
 
 
 def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
-    """:func:`gains_over_scratch` for display: points with their 95% interval, indexed by size and strategy."""
-    ci = [f"[{lo * 100:.1f}, {hi * 100:.1f}]" if lo is not None and lo == lo else "n/a"
-          for lo, hi in zip(gains["low"], gains["high"], strict=True)]
-    shown = gains.assign(**{"gain (points)": (gains["mean_diff"] * 100).round(1), "95% CI": ci})
-    return shown[["group", "variant", "gain (points)", "95% CI", "n"]].set_index(["group", "variant"])
+    """:func:`gains_over_scratch` for display: points with their 95% interval, raw and
+    Holm-adjusted p, and the verdict, indexed by size and strategy."""
+    shown = stats.differences_display(gains)
+    shown.index = pd.MultiIndex.from_arrays([gains["group"], gains["variant"]], names=["group", "variant"])
+    return shown.rename(columns={"Δ (points)": "gain (points)"})
 
 
 def grid_cells_note(plan: StudyPlan) -> str:
@@ -378,10 +414,19 @@ IMAGENET_STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
+def _val_accuracy(run: Any) -> float:
+    """Accuracy on the validation split from the run's stored validation logits."""
+    logits, labels = run.predictions("val")
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
 def imagenet_probe(plan: StudyPlan, availability: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Linear probe (frozen backbone + trained head) with ImageNet vs random weights, per backbone.
 
-    Rows of backbones whose ImageNet file is missing say "not run"; nothing is trained for them.
+    Whether fine-tuning runs is decided on *validation* accuracy (column ``fine_tune``), so
+    the test split is only reported; with one seed the decision is exploratory and the
+    status says so. Rows of backbones whose ImageNet file is missing say "not run";
+    nothing is trained for them.
     """
     from cifarkit.runs import get_or_train
 
@@ -389,23 +434,30 @@ def imagenet_probe(plan: StudyPlan, availability: pd.DataFrame, seed: int = 0) -
     for row in availability.itertuples():
         out = {"backbone": row.backbone, "input_size": row.input_size}
         if not row.available:
-            rows.append({**out, "imagenet": "not run", "random": "not run", "status": f"not run: {row.file} missing"})
+            rows.append({**out, "imagenet val": "not run", "random val": "not run", "imagenet test": "not run",
+                         "random test": "not run", "fine_tune": False, "status": f"not run: {row.file} missing"})
             continue
-        acc = {}
+        val, test = {}, {}
         for imagenet in (True, False):
             cfg = imagenet_config(plan, row.backbone, imagenet=imagenet, freeze_through=BACKBONE_GROUPS,
                                   weights_path=row.path if imagenet else None)
             run = get_or_train(cfg, seed, label=f"[imagenet probe {row.backbone}] ")
-            acc["imagenet" if imagenet else "random"] = run.metrics()["test_accuracy"]
-        rows.append({**out, "imagenet": f"{acc['imagenet'] * 100:.1f}", "random": f"{acc['random'] * 100:.1f}",
-                     "status": "ImageNet features transfer" if acc["imagenet"] > acc["random"]
-                     else "no gain over random features: fine-tuning skipped"})
+            key = "imagenet" if imagenet else "random"
+            val[key], test[key] = _val_accuracy(run), float(run.metrics()["test_accuracy"])
+        fine_tune = val["imagenet"] > val["random"]
+        rows.append({**out, "imagenet val": f"{val['imagenet'] * 100:.1f}", "random val": f"{val['random'] * 100:.1f}",
+                     "imagenet test": f"{test['imagenet'] * 100:.1f}", "random test": f"{test['random'] * 100:.1f}",
+                     "fine_tune": fine_tune,
+                     "status": (f"ImageNet above random on validation (seed {seed} only: exploratory); fine-tuned"
+                                if fine_tune else f"ImageNet not above random on validation (seed {seed} only): "
+                                "fine-tuning skipped")})
     return pd.DataFrame(rows)
 
 
 def imagenet_finetune(plan: StudyPlan, availability: pd.DataFrame, probe: pd.DataFrame,
                       seed: int = 0) -> pd.DataFrame:
-    """Fine-tuning strategies, run only for backbones whose probe beat random features."""
+    """Fine-tuning strategies, run only for backbones whose probe scored above random features
+    on validation (:func:`imagenet_probe`'s ``fine_tune``); one seed, so exploratory."""
     from cifarkit.runs import get_or_train
 
     rows = []
@@ -414,13 +466,14 @@ def imagenet_finetune(plan: StudyPlan, availability: pd.DataFrame, probe: pd.Dat
             out = {"backbone": row.backbone, "strategy": strategy}
             if not row.available:
                 rows.append({**out, "test accuracy (%)": "not run", "status": f"not run: {row.file} missing"})
-            elif probed.status != "ImageNet features transfer":
-                rows.append({**out, "test accuracy (%)": "not run", "status": "skipped: the probe showed no transfer"})
+            elif not probed.fine_tune:
+                rows.append({**out, "test accuracy (%)": "not run",
+                             "status": "skipped: the probe was not above random features on validation"})
             else:
                 cfg = imagenet_config(plan, row.backbone, imagenet=True, weights_path=row.path, **section)
                 run = get_or_train(cfg, seed, label=f"[imagenet {row.backbone} {strategy}] ")
                 rows.append({**out, "test accuracy (%)": f"{run.metrics()['test_accuracy'] * 100:.1f}",
-                             "status": f"run {run.path.name}"})
+                             "status": f"run {run.path.name} (seed {seed} only: exploratory)"})
     return pd.DataFrame(rows)
 
 

@@ -5,7 +5,12 @@ config overrides), resolves them under a profile, gets their runs with
 :func:`gather_runs` (``runs.get_or_train`` for each seed, so nothing is trained twice and
 an interrupted build resumes) and compares them with :func:`compare`: per-seed metrics,
 mean with a Student-t 95% interval, and paired differences against a reference variant on
-matched seeds. :func:`runs_caption` is the caption text that names the runs behind a figure.
+matched seeds (each variant may name its own reference, e.g. the same architecture's
+recipe). One contrast may be declared *primary*; every other one is exploratory and
+carries a Holm-adjusted p-value beside its raw one. Sentences come from
+:func:`cifarkit.evaluation.stats.verdict`. :func:`runs_caption` is the caption text that
+names the runs behind a figure; :func:`recipe_differences` states what two configs set
+differently.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from cifarkit.core.config import ExperimentConfig, load_config
+from cifarkit.core.config import ExperimentConfig, load_config, overrides_between
 from cifarkit.core.errors import CifarkitError
 from cifarkit.evaluation import stats
 from cifarkit.runs import Run
@@ -115,7 +120,13 @@ def train_command(cfg: ExperimentConfig, seeds: Sequence[int]) -> str:
 
 @dataclass
 class Comparison:
-    """Variants compared on one metric over matched seeds."""
+    """Variants compared on one metric over matched seeds.
+
+    ``paired`` holds, for every variant that is not a reference, variant − its reference
+    (``references`` maps a variant to its own reference; the others use ``reference``).
+    ``primary`` names the variant whose contrast was declared primary; with a single
+    contrast that one is the primary. Every other contrast is exploratory.
+    """
 
     metric: str
     reference: str
@@ -123,33 +134,115 @@ class Comparison:
     runs: dict[str, dict[int, Run]]
     per_seed: pd.DataFrame                       # index: seed; columns: variant labels
     summary: pd.DataFrame                        # index: variant; mean, std, low, high, half_width, n
-    paired: dict[str, stats.PairedComparison]    # variant → (variant − reference)
+    paired: dict[str, stats.PairedComparison]    # variant → (variant − its reference)
     train_minutes: dict[str, float]              # mean training minutes per run
+    references: dict[str, str] = field(default_factory=dict)  # variant → its own reference
+    primary: str | None = None
+
+    def reference_of(self, label: str) -> str:
+        """The variant ``label`` is compared with."""
+        return self.references.get(label, self.reference)
+
+    @property
+    def primary_label(self) -> str | None:
+        """The declared primary contrast, or the only contrast when there is one."""
+        if self.primary is not None:
+            return self.primary
+        return next(iter(self.paired)) if len(self.paired) == 1 else None
+
+    @property
+    def exploratory(self) -> list[str]:
+        """The contrasts that are not primary, in order."""
+        return [label for label in self.paired if label != self.primary_label]
+
+    def holm(self) -> dict[str, float | None]:
+        """Holm-adjusted p-values over the exploratory contrasts (the primary one is not adjusted)."""
+        labels = self.exploratory
+        return dict(zip(labels, stats.holm([self.paired[k].p_value for k in labels]), strict=True))
+
+    def role(self, label: str) -> str:
+        """``"reference"``, ``"primary"`` or ``"exploratory"``."""
+        if label not in self.paired:
+            return "reference"
+        return "primary" if label == self.primary_label else "exploratory"
+
+    def verdict(self, label: str, *, metric_name: str = "test accuracy") -> stats.Verdict:
+        """:func:`cifarkit.evaluation.stats.verdict` of ``label`` against its reference; an
+        exploratory contrast is judged on its Holm-adjusted p-value."""
+        adjusted = self.holm().get(label) if self.role(label) == "exploratory" else None
+        return stats.verdict(self.paired[label], self.reference_of(label), label, metric=metric_name,
+                             p_adjusted=adjusted)
 
     def sentence(self, label: str, *, metric_name: str = "test accuracy") -> str:
-        """One sentence on ``label`` against the reference that claims only what the CI shows."""
-        return stats.describe_comparison(self.paired[label], self.reference, label, metric=metric_name)
+        """One sentence on ``label`` against its reference that claims only what the CI shows
+        (prefixed "Exploratory:" unless it is the primary contrast)."""
+        text = self.verdict(label, metric_name=metric_name).sentence
+        return text if self.role(label) == "primary" else f"Exploratory: {text}"
+
+    def sentences(self, *, metric_name: str = "test accuracy") -> list[str]:
+        """The primary contrast's sentence first (labelled), then each exploratory one."""
+        out = []
+        if self.primary_label is not None:
+            out.append(f"Primary comparison: {self.sentence(self.primary_label, metric_name=metric_name)}")
+        return out + [self.sentence(label, metric_name=metric_name) for label in self.exploratory]
 
     def mean(self, label: str) -> float:
         return float(self.summary.loc[label, "mean"])
 
+    def test_size(self, label: str) -> int | None:
+        """Test images each run of ``label`` was scored on (None when the runs do not say)."""
+        sizes = set()
+        for run in self.runs.get(label, {}).values():
+            size = run.metrics().get("test_size")
+            if size is None:
+                size = len(run.predictions("test")[1])
+            sizes.add(int(size))
+        return sizes.pop() if len(sizes) == 1 else None
+
+    def accuracy_text(self, label: str, digits: int = 1) -> str:
+        """``"86.2% (95% CI [85.9, 86.5] over 3 seeds; Wilson 95% CI [85.5, 86.9] over the 10,000
+        test images of one model)"``: the interval over seeds and, beside it, the test-set
+        sampling interval of one model at that accuracy."""
+        s = self.summary.loc[label]
+        n = int(s["n"])
+        over_seeds = (f"95% CI {stats.interval_text(s['low'], s['high'], digits=digits)} over {n} seeds"
+                      if n > 1 else "one seed, no CI over seeds")
+        size = self.test_size(label) if self.metric == "test_accuracy" else None
+        sampling = f"; {stats.accuracy_sampling_text(s['mean'], size, digits=digits)}" if size else ""
+        return f"{s['mean'] * 100:.{digits}f}% ({over_seeds}{sampling})"
+
     def table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
-        """Display table: mean, 95% CI, difference to the reference with its CI and p."""
+        """Display table: mean, 95% CI over seeds, difference to the reference with its CI, the
+        raw p and (for exploratory contrasts) the Holm-adjusted p, and each row's role."""
+        shared = len({self.reference_of(label) for label in self.paired} | {self.reference}) == 1
+        diff_name = f"Δ vs {self.reference}" if shared else "Δ vs own reference"
+        holm = self.holm()
         rows = []
         for label in self.summary.index:
             s, p = self.summary.loc[label], self.paired.get(label)
             ci = stats.interval_text(s["low"], s["high"], scale=scale, digits=digits)
-            if label == self.reference:
-                diff = diff_ci = p_text = "reference"
-            elif p is None or p.low is None:
-                diff, diff_ci, p_text = (f"{p.mean_diff * scale:+.{digits}f}" if p else "n/a"), "n/a", "n/a"
+            holm_text = "n/a"
+            if p is None:
+                diff = diff_ci = p_raw = holm_text = "reference"
+            elif p.low is None:
+                diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
+                diff_ci = "no spread, no interval" if p.no_spread else "n/a (1 seed)"
+                p_raw = "n/a"
             else:
-                diff = f"{p.mean_diff * scale:+.{digits}f}"
+                diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
                 diff_ci = stats.interval_text(p.low, p.high, scale=scale, digits=digits, signed=True)
-                p_text = "< 0.001" if p.p_value is not None and p.p_value < 0.001 else f"{p.p_value:.3f}"
-            rows.append({"variant": label, "mean (%)": f"{s['mean'] * scale:.{digits}f}", "95% CI": ci,
-                         "seeds": int(s["n"]), f"Δ vs {self.reference}": diff, "Δ 95% CI": diff_ci,
-                         "p (paired t)": p_text, "train min/run": f"{self.train_minutes[label]:.1f}"})
+                p_raw = stats.p_text(p.p_value)
+                if label in holm:
+                    holm_text = stats.p_text(holm[label])
+            if p is not None and label not in holm:
+                holm_text = "primary: not adjusted"
+            row = {"variant": label, "role": self.role(label), "mean (%)": f"{s['mean'] * scale:.{digits}f}",
+                   "95% CI (seeds)": ci, "seeds": int(s["n"])}
+            if not shared:
+                row["reference"] = "" if p is None else self.reference_of(label)
+            row.update({diff_name: diff, "Δ 95% CI": diff_ci, "p (paired t)": p_raw, "p (Holm)": holm_text,
+                        "train min/run": f"{self.train_minutes[label]:.1f}"})
+            rows.append(row)
         return pd.DataFrame(rows).set_index("variant")
 
     def caption(self) -> str:
@@ -157,29 +250,72 @@ class Comparison:
 
 
 def compare(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int], *, reference: str,
-            metric: str = "test_accuracy", train: bool = True) -> Comparison:
-    """Gather (training if needed) and compare ``configs`` over ``seeds`` on ``metric``."""
+            metric: str = "test_accuracy", train: bool = True, references: Mapping[str, str] | None = None,
+            primary: str | None = None) -> Comparison:
+    """Gather (training if needed) and compare ``configs`` over ``seeds`` on ``metric``.
+
+    ``references`` gives variants their own reference (default: ``reference``); ``primary``
+    declares the one primary contrast (with a single contrast it is that one).
+    """
     if reference not in configs:
         raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
-    return compare_runs(configs, gather_runs(configs, seeds, train=train), reference=reference, metric=metric)
+    return compare_runs(configs, gather_runs(configs, seeds, train=train), reference=reference, metric=metric,
+                        references=references, primary=primary)
 
 
 def compare_runs(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]], *,
-                 reference: str, metric: str = "test_accuracy") -> Comparison:
+                 reference: str, metric: str = "test_accuracy", references: Mapping[str, str] | None = None,
+                 primary: str | None = None) -> Comparison:
     """:func:`compare` on runs already gathered (e.g. by :func:`available_runs`)."""
     configs = {label: configs[label] for label in runs}
     if reference not in configs:
         raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
+    references = {k: v for k, v in (references or {}).items() if k in configs}
+    unknown = sorted({v for v in references.values() if v not in configs})
+    if unknown:
+        raise CifarkitError(f"references {unknown} are not among the variants: {', '.join(configs)}")
     runs = {label: dict(by_seed) for label, by_seed in runs.items()}
     per_seed = pd.DataFrame({label: {seed: float(run.metrics()[metric]) for seed, run in by_seed.items()}
                              for label, by_seed in runs.items()})
     per_seed.index.name = "seed"
     summary = stats.summarise_table(per_seed)
-    paired = {label: stats.paired_comparison(per_seed[reference].to_dict(), per_seed[label].to_dict())
-              for label in configs if label != reference}
+    is_reference = {reference} | set(references.values())
+    paired = {label: stats.paired_comparison(per_seed[references.get(label, reference)].dropna().to_dict(),
+                                             per_seed[label].dropna().to_dict())
+              for label in configs if label not in is_reference}
+    if primary is not None and primary not in paired:
+        raise CifarkitError(f"primary={primary!r} is not a compared variant; choose one of: {', '.join(paired)}")
     minutes = {label: sum(float(r.metrics().get("train_seconds", 0.0)) for r in by_seed.values()) / 60 / len(by_seed)
                for label, by_seed in runs.items()}
-    return Comparison(metric, reference, dict(configs), runs, per_seed, summary, paired, minutes)
+    return Comparison(metric, reference, dict(configs), runs, per_seed, summary, paired, minutes,
+                      references, primary)
+
+
+def recipe_differences(a: ExperimentConfig, b: ExperimentConfig, name_a: str = "A", name_b: str = "B") -> str:
+    """What ``b`` sets differently from ``a`` apart from the architecture itself, in words.
+
+    Parameters
+    ----------
+    a, b
+        Resolved configs (same profile, so the budget is the same).
+    name_a, name_b
+        How the sentence names them.
+
+    Returns
+    -------
+    str
+        ``"Apart from the architecture, the configs differ in model.dropout (A 0.0, B 0.3)
+        and train.optimizer.lr (A 0.2, B 0.05); every other setting is the same."``, generated
+        from :func:`cifarkit.core.config.overrides_between`.
+    """
+    forward, backward = overrides_between(a, b), overrides_between(b, a)
+    keys = [k for k in dict.fromkeys([*backward, *forward]) if k != "model.name"]
+    if not keys:
+        return "Apart from the architecture, the two configs are the same."
+    # overrides_between(b, a) holds a's values where they differ, overrides_between(a, b) b's.
+    parts = [f"{k} ({name_a} {backward.get(k, '-')}, {name_b} {forward.get(k, '-')})" for k in sorted(keys)]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Apart from the architecture, the configs differ in {listed}; every other setting is the same."
 
 
 def _seed_text(seeds: Sequence[int]) -> str:
