@@ -2,7 +2,7 @@
 
 Each seed trains fresh (never from the run store: a cached run would time nothing) into a
 folder of its own that is deleted once the seed is measured, through the same
-:func:`cifarkit.training.fit.train_run` every run uses; a seed cut short by the end of a session
+:func:`cifarkit.training.fit.train_run` every run uses; a seed cut short (the process killed or ended)
 keeps its checkpoint there and the next call resumes it. A Keras callback clocks each epoch from its first batch to the start of
 its validation pass, so the validation evaluation and the checkpoint write at the end of
 each epoch are excluded from the timed training; the total wall time (everything, data
@@ -43,7 +43,7 @@ class TrainClock(keras.callbacks.Callback):
     """Each epoch's training seconds, from its first batch to the start of its validation pass,
     written into the epoch's logs (``timed_train_seconds``). The checkpoint callback, which
     runs after this one on the same dict, keeps it in the run's history, so a resumed seed
-    adds up the epochs of earlier sessions from there."""
+    adds up the epochs of earlier, interrupted calls from there."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,7 +90,7 @@ class TimeToAccuracy:
     environment: dict[str, Any]          # the machine of the call that measured the latest seed
     tta_shift: int = 1
     train_size: int = 0                  # training images per epoch
-    config: dict[str, Any] | None = None  # the resolved config (files before session 10 lack it)
+    config: dict[str, Any] | None = None  # the resolved config (older result files lack it)
 
     @property
     def precision(self) -> str | None:
@@ -183,7 +183,7 @@ def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Pat
     """Train ``cfg`` with ``seed`` into ``scratch`` and measure it.
 
     ``scratch`` is deleted once the seed is measured. If an earlier call was interrupted
-    (a session that ended), its checkpoint there is resumed: the training seconds of its
+    (the process ended), its checkpoint there is resumed: the training seconds of its
     epochs come from their history rows, the total adds their epoch wall times.
     """
     from cifarkit.evaluation.metrics import tta_evaluate
@@ -228,7 +228,7 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     The JSON is rewritten after each seed. With ``resume`` a seed already in that file for the
     same config hash and TTA is kept rather than trained again, and a seed whose training was
     interrupted resumes from its last epoch (:func:`run_seed`), so ``--seeds 3`` can be
-    completed across sessions.
+    completed over several calls.
 
     ``out`` defaults to ``artifacts/bench/time-to-accuracy-<experiment>-<profile>-<hash12>.json``.
     """
@@ -267,7 +267,7 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
                  "from an interrupted earlier call" if (scratch / "checkpoint").exists() else "from scratch")
         result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
         results.append(result)
-        # Written after every seed: a session that ends mid-benchmark keeps the seeds it finished.
+        # Written after every seed: a benchmark stopped midway keeps the seeds it finished.
         report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
                                 environment, tta_shift, len(splits.y_train), resolved)
         write_json(path, report.as_dict())
@@ -382,7 +382,7 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
 
 def seeds_table(result: TimeToAccuracy) -> pd.DataFrame:
     """One row per seed of ``result``: accuracies, minutes, the epoch that reached the target,
-    and when it was measured (wall times on a shared host drift between sessions)."""
+    and when it was measured (wall times on a shared host drift from hour to hour)."""
     return pd.DataFrame([{
         "seed": s.seed,
         "test % (TTA)": round(100 * s.test_accuracy_tta, 2),

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from cifarkit.plots.style import bare_image_axes, new_figure, palette, styled
 
-# Figures of cifarkit.evaluation.metrics / cifarkit.evaluation.stats results (issue 4): reliability diagram,
+# Figures of cifarkit.evaluation.metrics / cifarkit.evaluation.stats results: reliability diagram,
 # confusion matrix, per-class accuracy with CIs over seeds, seed-averaged curves, galleries.
 
 
