@@ -82,6 +82,7 @@ from cifarkit.publish.toc import (
     resolved_parameters,
     validate_params,
 )
+from cifarkit.runs import remote
 
 log = logging.getLogger("cifarkit.publish.build")
 
@@ -116,6 +117,8 @@ class Options:
     output: Path = dataclasses.field(default_factory=project_root)
     strict: bool = True
     expect_cached: bool = False
+    push: bool = False  # push every complete local run to the remote after the build
+    remote: str | None = None  # the remote run store's URL (default $CIFARKIT_REMOTE)
 
 
 @contextlib.contextmanager
@@ -151,11 +154,14 @@ def run(opts: Options) -> list[ChapterResult]:
         os.environ["CIFARKIT_DATA"] = str(Path(source).resolve())
     os.environ["CIFARKIT_ARTIFACTS"] = str(artifacts_dir())
 
+    remote_url, push = remote.book_remote(opts.remote, opts.push)
     store = Store(artifacts_dir() / "book", opts.profile)
     results: list[ChapterResult] = []
     started = time.perf_counter()
     with build_lock(store.lock_path):
         remove_stale_temps(store)
+        if remote_url:  # before any chapter: a run the remote holds is not trained here
+            remote.pull_for_build(remote_url)
         log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
                  ", ".join(p.name for p in chapters) or "(none)")
         log.info("hashing sources, configs and data for the cache keys ...")
@@ -177,6 +183,8 @@ def run(opts: Options) -> list[ChapterResult]:
         _site(root, pages, store, substitutes, shared, opts, results)
         record_build(opts, results, time.perf_counter() - started)
     _emit_summary(results)
+    if push:
+        remote.push_after_build(remote_url)
     return results
 
 
