@@ -379,3 +379,59 @@ def test_keras_download_is_used_without_a_source(monkeypatch: pytest.MonkeyPatch
 def test_failed_download_says_how_to_fix(no_data_env: None) -> None:
     with pytest.raises(DataError, match=r"no data source is configured and the CIFAR-10 download failed.*CIFARKIT_DATA"):
         load_cifar10()
+
+
+# --------------------------------------------------------------------------- almost CIFAR-10
+
+
+def _cifar_tree(root: Path, classes: tuple[str, ...]) -> Path:
+    write_image_tree(root, classes=classes, train_per_class=2, test_per_class=1)
+    return root
+
+
+@pytest.mark.parametrize("classes, message", [
+    (tuple(c for c in CLASS_NAMES if c != "truck"),
+     r"looks like CIFAR-10 but its train/ and test/ have 9 classes: missing class folder truck/; add or "
+     r"rename the folders, or set data.classes"),
+    ((*CLASS_NAMES, "unicorn"), r"have 11 classes: extra class folder unicorn/;"),
+    (tuple("trucks" if c == "truck" else c for c in CLASS_NAMES),
+     r"10 classes: missing class folder truck/; extra class folder trucks/ \(a misspelt truck/\?\)"),
+])
+def test_a_class_folder_missing_or_extra_is_named(tmp_path: Path, classes: tuple[str, ...], message: str) -> None:
+    from cifarkit.data import make_splits
+
+    data = load_cifar10(_cifar_tree(tmp_path / "near", classes))
+    with pytest.raises(DataError, match=message):
+        make_splits(data, val_per_class=1)
+    chosen = [c for c in classes if c in CLASS_NAMES][:9]
+    assert make_splits(data, val_per_class=1, classes=chosen).class_names == tuple(chosen)  # data.classes set
+
+
+def test_a_data_set_of_its_own_is_not_a_near_miss(image_tree: Tree) -> None:
+    from cifarkit.data import make_splits
+
+    root, _ = image_tree  # cat, dog, frog: 3 of CIFAR-10's names
+    assert make_splits(load_cifar10(root), val_per_class=1).class_names == ("cat", "dog", "frog")
+
+
+def test_an_empty_image_file_is_named_with_its_reason(image_tree: Tree) -> None:
+    root, _ = image_tree
+    (root / "train" / "dog" / "002.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"train/dog/002.png: empty file \(0 bytes\); replace or remove it"):
+        load_cifar10(root)
+
+
+def test_a_non_image_named_like_one_says_so(image_tree: Tree) -> None:
+    root, _ = image_tree
+    (root / "test" / "cat" / "001.png").write_bytes(b"GIF89a not a png")
+    with pytest.raises(DataError, match=r"test/cat/001.png: cannot decode image: not a PNG or JPEG file"):
+        load_cifar10(root)
+
+
+def test_a_short_class_names_the_files_it_skipped(image_tree: Tree) -> None:
+    root, _ = image_tree
+    png = root / "train" / "dog" / "000.png"
+    png.rename(png.with_suffix(".webp"))
+    with pytest.raises(DataError, match=r"unequal per-class counts in .*train: cat=4, dog=3, frog=4 \(dog has 1 "
+                                        r"fewer and skipped .*train/dog/000.webp \(not .png/.jpg/.jpeg\)\)"):
+        load_cifar10(root)

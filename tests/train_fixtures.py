@@ -73,3 +73,17 @@ def write_fake_run(cfg, splits, seed, *, with_val=True):
                                  "test_accuracy": float(correct.mean()), "train_seconds": 60.0 + seed,
                                  "config_hash": cfg.content_hash(), "mlflow_run_id": f"fake{seed}"})
     return arrays
+
+
+def write_model_run(cfg, splits, seed=0, *, logits=None):
+    """A complete run folder holding a freshly built (untrained) model of ``cfg`` and, unless
+    ``logits`` are given, that model's own test logits: what an export must reproduce."""
+    from cifarkit.models import build_model, predict_logits
+
+    model = build_model(cfg.model, num_classes=len(splits.class_names))
+    arrays = write_fake_run(cfg, splits, seed)
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    model.save(run.model_path)
+    test_logits = predict_logits(model, splits.x_test) if logits is None else logits
+    np.savez(run.predictions_path, **{**arrays, "logits": test_logits})
+    return run, model

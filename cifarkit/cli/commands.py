@@ -271,6 +271,62 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_transfer(report) -> int:
+    """Print a push/pull report; refused runs are one line each, and exit 2 (via CifarkitError)."""
+    from cifarkit.core.errors import CifarkitError
+
+    for name in report.done:
+        print(f"{report.action}ed {name}")
+    for name, why in report.skipped:
+        print(f"skipped {name}: {why}")
+    print(report.summary())
+    if len(report.refused) == 1:
+        raise CifarkitError(report.refused[0][1])
+    if report.refused:
+        for _, problem in report.refused:
+            print(f"cifarkit: refused: {problem}", file=sys.stderr)
+        raise CifarkitError(f"{len(report.refused)} runs refused (each named above); the others were "
+                            f"{report.action}ed")
+    return 0
+
+
+def cmd_remote_push(args: argparse.Namespace) -> int:
+    from cifarkit.runs.remote import open_store
+
+    store = open_store(args.remote)
+    return _print_transfer(store.push(args.runs or None))
+
+
+def cmd_remote_pull(args: argparse.Namespace) -> int:
+    from cifarkit.runs.remote import open_store
+
+    store = open_store(args.remote)
+    return _print_transfer(store.pull(args.runs or None))
+
+
+def cmd_remote_ls(args: argparse.Namespace) -> int:
+    from cifarkit.runs import Run, runs_root
+    from cifarkit.runs.remote import open_store
+
+    store = open_store(args.remote)
+    rows = store.runs()
+    if not rows:
+        print(f"no runs on {store.url} yet; push them with `cifarkit remote push`")
+        return 0
+    print(f"{'run':<36} {'seed':>4} {'test_acc':>8} {'files':>5} {'MB':>8}  local")
+    for row in rows:
+        if row.manifest is None:
+            print(f"{row.name:<36} unusable: {row.problem}")
+            continue
+        status = row.manifest.status
+        acc = status.get("test_accuracy")
+        local = Run(runs_root() / row.name).status
+        print(f"{row.name:<36} {status.get('seed', '-')!s:>4} {f'{acc:.4f}' if isinstance(acc, float) else '-':>8} "
+              f"{len(row.manifest.files):>5} {row.manifest.total_bytes / 1e6:>8.1f}  {local}")
+    print(f"{len(rows)} run(s) on {store.url}")
+    return 0
+
+
 def cmd_book(args: argparse.Namespace) -> int:
     from cifarkit.core.paths import project_root
     from cifarkit.publish.build import ChapterFailed, Options, SiteBuildFailed, run
@@ -281,7 +337,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     opts = Options(profile=args.profile, chapter=args.chapter, params=parse_params(args.params),
                    root=(args.root or project_root()).resolve(),
                    output=(args.output or project_root()).resolve(), strict=args.strict,
-                   expect_cached=args.expect_cached)
+                   expect_cached=args.expect_cached, remote=args.remote, push=args.push)
     try:
         run(opts)
     except (ChapterFailed, SiteBuildFailed) as exc:
@@ -297,7 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cifarkit.publish.demo import SECTIONS, run_demo
 
     started = time.perf_counter()
-    results = run_demo(args.profile, tuple(args.section or SECTIONS))
+    results = run_demo(args.profile, tuple(args.section or SECTIONS), images=args.images)
     missing = [r.name for r in results if not r.ok]
     print(f"\ndemo: {len(results) - len(missing)} of {len(results)} sections in "
           f"{time.perf_counter() - started:.1f} s" + (f"; missing artifacts: {', '.join(missing)}" if missing else ""))

@@ -126,6 +126,7 @@ def _add_training(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = _group(sub, "bench", "benchmarks that print figures")
+    _add_bench_inference(bench)
     p = _add(bench, "throughput", c.cmd_bench_throughput,
              "img/s of the model alone vs with the real input pipeline")
     _experiment_args(p, default_experiment="resnet20")
@@ -196,10 +197,13 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="a tar written by `cifarkit artifacts backup`")
 
     p = _add(sub, "demo", c.cmd_demo, "presentation demo from cached artifacts: data, baseline, ablations, "
-             "interpretability; never trains")
+             "interpretability, then a live prediction; never trains")
     _profile_arg(p, what="whose runs to show")
-    p.add_argument("--section", nargs="+", choices=("data", "baseline", "ablations", "interpretability"),
+    p.add_argument("--section", nargs="+",
+                   choices=("data", "baseline", "ablations", "interpretability", "predict"),
                    help="only these sections")
+    p.add_argument("--images", nargs="+", default=[], metavar="PATH",
+                   help="your own PNG/JPEG files for the live prediction (adds the predict section)")
 
     p = _add(sub, "report", c.cmd_report,
              "summarise an experiment's complete runs over seeds (mean ± CI per metric) and write "
@@ -218,15 +222,11 @@ def _add_docs(sub: argparse._SubParsersAction) -> None:
          "rewrite the README's generated blocks and docs/benchmarks.md from this machine's artifacts/")
 
 
-def _run_args(p: argparse.ArgumentParser, flag: str | None = None, required: bool = True) -> None:
+def _run_args(p: argparse.ArgumentParser) -> None:
     """The one way a command names a stored run: a folder, a folder name, or an experiment
     with ``--seed`` and ``--profile`` (and ``--set``)."""
-    what = ("a run folder, a run folder name under artifacts/runs, or an experiment name resolved with "
-            "--seed and --profile")
-    if flag is None:
-        p.add_argument("run", nargs=None if required else "?", metavar="RUN", help=what)
-    else:
-        p.add_argument(flag, dest="run", metavar="RUN", help=what)
+    p.add_argument("run", metavar="RUN", help="a run folder, a run folder name under artifacts/runs, or an "
+                   "experiment name resolved with --seed and --profile")
     p.add_argument("--seed", type=_seed, help="seed of an experiment's run (default 0)")
     _profile_arg(p, what="profile of an experiment's run")
     _overrides_arg(p)
@@ -257,6 +257,27 @@ def _add_inference(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _add_bench_inference(bench: argparse._SubParsersAction) -> None:
+    p = _add(bench, "inference", inference.cmd_bench_inference,
+             "inference img/s at batch 1 and 256 and batch-1 p50/p99 latency: the Keras model, its "
+             "SavedModel export and its ONNX export side by side (median and range over repeats)")
+    p.add_argument("run", nargs="?", default="resnet20", metavar="RUN",
+                   help="a run folder, a run folder name, or an experiment name resolved with --seed and "
+                        "--profile (default resnet20)")
+    p.add_argument("--seed", type=_seed, help="seed of an experiment's run (default 0)")
+    _profile_arg(p, what="profile of an experiment's run")
+    _overrides_arg(p)
+    p.add_argument("--repeats", type=_positive_int, default=5, help="rounds over the backends (default 5)")
+    p.add_argument("--calls", type=_positive_int, default=200,
+                   help="batch-1 calls per round and backend (default 200)")
+    p.add_argument("--big-batches", type=_positive_int, default=4,
+                   help="batch-256 calls per round and backend (default 4)")
+    p.add_argument("--backend", action="append", choices=("keras", "savedmodel", "onnx"),
+                   help="time only this backend (repeatable; default all three)")
+    p.add_argument("--json", type=Path, help="also write the result to this file (it is always kept in "
+                   "artifacts/bench/inference-<run>.json)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -280,6 +301,10 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
                        help="do not turn Sphinx warnings into errors")
         p.add_argument("--expect-cached", action="store_true",
                        help="fail (exit 2) instead of executing when a chapter is not cached")
+        p.add_argument("--remote", metavar="URL", default=None,
+                       help="pull the remote's runs before executing (default $CIFARKIT_REMOTE)")
+        p.add_argument("--push", action="store_true",
+                       help="push every complete local run to the remote after the build (or CIFARKIT_PUSH=1)")
 
     params_help = 'parameters for the chapter, e.g. "seeds=5 epochs=30" (YAML values)'
     p = _add(book, "build", c.cmd_book, "execute every stale chapter, then build _build/html")
@@ -290,6 +315,27 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
     common(p)
     p.add_argument("chapter", help="the chapter's notebook name, e.g. ablations")
     p.add_argument("--params", default="", help=params_help)
+
+
+def _add_remote(sub: argparse._SubParsersAction) -> None:
+    remote = _group(sub, "remote", "a remote run store (s3://, gs://, file://): push, pull, ls; the "
+                                   "cloud backup and recovery of the runs")
+
+    def url(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--remote", metavar="URL", default=None,
+                       help="the store, e.g. s3://bucket/prefix or file:///path (default $CIFARKIT_REMOTE; "
+                            "S3 endpoint from $CIFARKIT_REMOTE_ENDPOINT or $AWS_ENDPOINT_URL)")
+
+    p = _add(remote, "push", c.cmd_remote_push, "upload complete local runs (only missing objects; each "
+             "run's manifest last)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run folder names (default: every complete local run)")
+    url(p)
+    p = _add(remote, "pull", c.cmd_remote_pull, "download remote runs, verify every sha256, then move them "
+             "in; complete local runs are never overwritten")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run folder names (default: every remote run)")
+    url(p)
+    p = _add(remote, "ls", c.cmd_remote_ls, "list the remote's runs and whether each is complete locally")
+    url(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_inference,
                          _add_book, _add_docs):
         add_commands(sub)
+    _add_remote(sub)
     return parser
 
 

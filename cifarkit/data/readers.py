@@ -356,10 +356,29 @@ def _split_classes(
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{cls}={n}" for cls, n in counts.items())
         raise DataError(
-            f"unequal per-class counts in {tree.name(split_parts)}: {listing}; every class of a "
-            "split needs the same number of images"
+            f"unequal per-class counts in {tree.name(split_parts)}: {listing}"
+            f"{_why_short(tree, split_parts, counts, files)}; every class of a split needs the same "
+            "number of images"
         )
     return found
+
+
+def _why_short(tree: _Tree, split_parts: tuple[str, ...], counts: dict[str, int],
+               files: dict[tuple[str, ...], list[str]]) -> str:
+    """The files a short class skipped (a .webp, a .png.part...) are the likely reason it is
+    short: name them, so the fix is one file rather than a hunt through a count."""
+    most = max(counts.values())
+    reasons = []
+    for cls, n in counts.items():
+        if n == most:
+            continue
+        skipped = sorted(name for name in files.get(split_parts + (cls,), []) if not _hidden(name)
+                         and not _is_image(name))
+        shown = ", ".join(tree.name(split_parts + (cls, name)) for name in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        reasons.append(f"{cls} has {most - n} fewer" + (f" and skipped {shown}{more} (not .png/.jpg/.jpeg)"
+                                                       if skipped else ""))
+    return f" ({'; '.join(reasons)})"
 
 
 def _layout(tree: _Tree) -> tuple[tuple[str, ...], dict[str, list[tuple[int, tuple[str, ...]]]]]:
@@ -402,7 +421,15 @@ def _warn_skipped(tree: _Tree, used: set[tuple[str, ...]]) -> None:
 
 
 def decode_image(data: bytes | Path, name: str) -> np.ndarray:
-    """Decode one 32x32 PNG/JPEG to a ``(32, 32, 3)`` uint8 RGB array."""
+    """Decode one 32x32 PNG/JPEG to a ``(32, 32, 3)`` uint8 RGB array.
+
+    Raises
+    ------
+    DataError
+        Naming the file and why: empty, not 32x32, or not decodable as PNG/JPEG.
+    """
+    if (len(data) if isinstance(data, bytes) else _size(data)) == 0:
+        raise DataError(f"{name}: empty file (0 bytes); replace or remove it")
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data, formats=("PNG", "JPEG")) as img:
             if img.size != (32, 32):
@@ -410,8 +437,20 @@ def decode_image(data: bytes | Path, name: str) -> np.ndarray:
             return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except DataError:
         raise
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: cannot decode image: not a PNG or JPEG file despite its name; replace or "
+                        "remove it") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{name}: cannot decode image ({type(exc).__name__}: {exc}); replace or remove it") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"{name}: cannot decode image, truncated or corrupt ({type(exc).__name__}: {detail}); "
+                        "replace or remove it") from None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None  # let the decoder name the problem
 
 
 def _decode_split(tree: _Tree, items: list[tuple[int, tuple[str, ...]]], split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cifarkit.core.errors import DataError
-from cifarkit.data.sources import Cifar10, load_cifar10, resolve_source
+from cifarkit.data.sources import CLASS_NAMES, Cifar10, load_cifar10, resolve_source
 
 if TYPE_CHECKING:
     from cifarkit.core.config import DataConfig
@@ -127,6 +127,50 @@ def _class_indices(all_names: tuple[str, ...], classes: Sequence[str] | None) ->
     return [all_names.index(name) for name in classes]
 
 
+NEAR_MISS = 2  # class folders missing plus extra for a tree to count as a damaged CIFAR-10
+
+
+def check_almost_cifar10(data: Cifar10) -> None:
+    """Refuse an image-folder tree that is CIFAR-10 with a class folder missing or extra.
+
+    Such a tree loads (its classes are whatever folders it has), but a run on it would be a
+    9- or 11-class study that reports itself as CIFAR-10. A tree that shares fewer than
+    ``10 - NEAR_MISS`` of CIFAR-10's class names is a data set of its own and passes.
+
+    Parameters
+    ----------
+    data : Cifar10
+        Decoded data; only image-folder sources are checked (the official batches name
+        their classes in ``batches.meta``).
+
+    Raises
+    ------
+    DataError
+        Naming the missing and extra class folders (an extra one close to a missing name is
+        said to be a likely misspelling) and the two fixes.
+    """
+    import difflib
+
+    if data.source_format not in ("image-folder", "image-folder-archive"):
+        return
+    names, expected = set(data.class_names), set(CLASS_NAMES)
+    missing, extra = sorted(expected - names), sorted(names - expected)
+    if not (missing or extra) or len(missing) + len(extra) > NEAR_MISS:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing class folder{'s' if len(missing) > 1 else ''} "
+                     f"{', '.join(f'{m}/' for m in missing)}")
+    for name in extra:
+        close = difflib.get_close_matches(name, missing, n=1, cutoff=0.6)
+        parts.append(f"extra class folder {name}/" + (f" (a misspelt {close[0]}/?)" if close else ""))
+    raise DataError(
+        f"{data.source}: looks like CIFAR-10 but its train/ and test/ have {len(names)} classes: "
+        f"{'; '.join(parts)}; add or rename the folders, or set data.classes to the classes you mean to "
+        f"use ({', '.join(sorted(names))})"
+    )
+
+
 def make_splits(
     data: Cifar10, *, val_per_class: int = 1000, seed: int = 0,
     train_per_class: int | None = None, test_limit: int | None = None,
@@ -137,8 +181,12 @@ def make_splits(
     ``classes`` keeps only those classes, relabelled 0..k-1 in the given order. Each kept
     class is split exactly as in the full split (its generator is seeded by its original
     index), so a class has the same validation images in every subset that holds it.
+    Without ``classes``, an image-folder tree that is CIFAR-10 with a class folder missing or
+    extra is refused (:func:`check_almost_cifar10`) rather than split as a 9- or 11-class set.
     """
     all_names = tuple(data.class_names)
+    if classes is None:
+        check_almost_cifar10(data)
     selected = _class_indices(all_names, classes)
     class_names = tuple(all_names[c] for c in selected)
     _check_args(val_per_class, seed, train_per_class, test_limit, len(class_names))

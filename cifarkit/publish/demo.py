@@ -1,4 +1,5 @@
-"""The presentation demo: data → baseline → ablations → interpretability from cached artifacts.
+"""The presentation demo: data → baseline → ablations → interpretability from cached artifacts,
+ending with a live prediction (the stored ResNet20 classifies test images, and the user's own).
 
 ``cifarkit demo`` (``make demo``) never trains and never downloads: each section reads
 the run store (``train=False``), prints its key numbers and writes its figures under
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cifarkit.core.paths import artifacts_dir
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("data", "baseline", "ablations", "interpretability")
+SECTIONS = ("data", "baseline", "ablations", "interpretability", "predict")
 
 
 @dataclass
@@ -138,25 +139,69 @@ def _interpretability(profile: str) -> tuple[list[str], dict[str, Any]]:
     return lines, figures
 
 
+PREDICT_SHOWN = 6  # test images classified live at the end of the demo
+
+
+def _predict(profile: str, images: Sequence[str | Path] = ()) -> tuple[list[str], dict[str, Any]]:
+    """A live prediction: ResNet20 seed 0 classifies a few test images now (the model is loaded
+    and run, nothing is read from stored predictions), then the user's own ``images``."""
+    from cifarkit.core.config import load_config
+    from cifarkit.data import splits_from_config
+    from cifarkit.interpret.study import sample_indices
+    from cifarkit.runs.predict import RESIZE_METHOD, BadInput, classifier_from_run, predict_files
+    from cifarkit.studies import variants as study
+
+    cfg = load_config("resnet20", profile)
+    run = study.gather_runs({"ResNet20": cfg}, [0], train=False)["ResNet20"][0]
+    classifier = classifier_from_run(run)
+    splits = splits_from_config(cfg.data)
+    shown = sample_indices(len(splits.x_test), min(PREDICT_SHOWN, len(splits.x_test)), seed=2)
+    classifier.probabilities(splits.x_test[shown[:1]])  # trace the forward pass once, untimed
+    started = time.perf_counter()
+    probs = classifier.probabilities(splits.x_test[shown])
+    millis = 1000 * (time.perf_counter() - started)
+    names = classifier.class_names
+    lines = [f"live prediction by {run.path.name} (ResNet20, seed 0) on {len(shown)} test images "
+             f"in {millis:.0f} ms:"]
+    for index, p in zip(shown, probs, strict=True):
+        truth, guess = names[splits.y_test[index]], names[int(p.argmax())]
+        lines.append(f"  test image {index:>5}  true {truth:<10}  predicted {guess:<10} {p.max():.2f}  "
+                     f"{'right' if truth == guess else 'wrong'}")
+    if images:
+        lines.append(f"your images (resized to 32x32 with Pillow: {RESIZE_METHOD}):")
+        for result in predict_files(classifier, images, top=3):
+            if isinstance(result, BadInput):
+                lines.append(f"  skipped: {result.error}")
+                continue
+            top = ", ".join(f"{name} {p:.2f}" for name, p in result.top)
+            lines.append(f"  {result.image.path}: {top}")
+            lines += [f"    note: {note}" for note in result.image.notes]
+    return lines, {}
+
+
 _BUILDERS: dict[str, Callable[[str], tuple[list[str], dict[str, Any]]]] = {
     "data": _data, "baseline": _baseline, "ablations": _ablations, "interpretability": _interpretability,
+    "predict": _predict,
 }
 
 
 def run_demo(profile: str, sections: tuple[str, ...] = SECTIONS, out_dir: Path | None = None,
-             echo: Callable[[str], None] = print) -> list[SectionResult]:
+             echo: Callable[[str], None] = print, images: Sequence[str | Path] = ()) -> list[SectionResult]:
     """Run each section, printing as it goes; a section with missing artifacts names the
-    command that makes them and the demo continues."""
+    command that makes them and the demo continues. ``images`` (the user's own PNG/JPEG
+    files) are classified in the ``predict`` section, which is added when they are given."""
     unknown = [s for s in sections if s not in _BUILDERS]
     if unknown:
         raise CifarkitError(f"unknown demo section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if images and "predict" not in sections:
+        sections = (*sections, "predict")
     out_root = out_dir or artifacts_dir() / "demo" / Path(profile).stem
     results = []
     for i, name in enumerate(sections, start=1):
         echo(f"\n=== [{i}/{len(sections)}] {name} (profile {profile}) ===")
         started = time.perf_counter()
         try:
-            lines, figures = _BUILDERS[name](profile)
+            lines, figures = _predict(profile, images) if name == "predict" else _BUILDERS[name](profile)
             written = _write_figures(out_root / name, figures)
             ok = True
         except CifarkitError as exc:

@@ -154,6 +154,33 @@ class Run:
     def snapshots(self) -> dict[int, Path]:
         return {int(p.stem.split("-")[1]): p for p in sorted(self.snapshots_dir.glob("epoch-*.keras"))}
 
+    def class_names(self) -> tuple[str, ...]:
+        """The run's class names in logit order, without decoding the data where possible.
+
+        From ``status.json`` (runs record them when they complete), else the config's
+        ``data.classes``, else the decoded-data cache of the run's data, else the data itself.
+
+        Raises
+        ------
+        CifarkitError
+            If the run is not complete, or its data can no longer be found.
+        """
+        self._require_complete()
+        record = self.status_record()
+        if record.get("class_names"):
+            return tuple(record["class_names"])
+        cfg = self.config()
+        if cfg.data.classes:
+            return tuple(cfg.data.classes)
+        from cifarkit.data import cache, splits_from_config
+
+        cached = cache.cache_file(record.get("data_hash") or "-")
+        try:
+            with np.load(cached, allow_pickle=False) as arrays:  # reads only the member asked for
+                return tuple(str(name) for name in arrays["class_names"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return tuple(splits_from_config(cfg.data).class_names)
+
     def config(self) -> ExperimentConfig:
         import yaml
 

@@ -132,6 +132,7 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
         source = source_model_path(cfg.transfer.source_run) if cfg.transfer and cfg.transfer.source_run else None
         outcome = train_run(cfg, seed, run.path, splits, epoch_hooks=[tracker.log_epoch], source_model=source)
         history = outcome.history
+        _log_missing_epochs(tracker, history)
         write_json(run.history_json_path, history)
         write_text(run.path / "history.csv", _history_csv(history))
         with atomic_path(run.predictions_path, suffix=".npz") as tmp:
@@ -142,7 +143,9 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
         write_json(run.metrics_path, outcome.metrics)
         version = tracker.finish(run, outcome.metrics, register=register)
         _set_status(run, COMPLETE, test_accuracy=outcome.metrics["test_accuracy"],
+                    class_names=list(splits.class_names),
                     train_seconds=outcome.metrics["train_seconds"], model_version=version,
+                    registered_model=tracker.registered_name,
                     resumed_from_epoch=outcome.resumed_from_epoch)
     except BaseException as exc:
         try:
@@ -162,6 +165,16 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
     _remove_checkpoints(run)
     log.info("%sdone: %s  test accuracy %.4f  (%.0f s training)", label, run.path.name,
              outcome.metrics["test_accuracy"], outcome.metrics["train_seconds"])
+
+
+def _log_missing_epochs(tracker: tracking.RunTracker, history: list[dict[str, float]]) -> None:
+    """Log the epochs MLflow lacks: a kill between an epoch's checkpoint and its metric upload
+    leaves that epoch in the checkpoint's history only, and the resumed run starts after it."""
+    logged = {m.step for m in tracker.client.get_metric_history(tracker.run_id, "loss")}
+    for number, row in enumerate(history, start=1):
+        epoch = int(row.get("epoch", number))
+        if epoch not in logged:
+            tracker.log_epoch(epoch, row)
 
 
 def _remove_checkpoints(run: Run) -> None:

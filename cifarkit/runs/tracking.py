@@ -1,5 +1,11 @@
 """MLflow tracking for runs: params, per-epoch metrics, artifacts and a registered model.
 
+Every run is registered as a version of a model named after what it computes
+(:func:`registry_name`): the experiment's name for the experiment's own config, the name and
+a short hash of the overrides for a variant. Each version carries the model's input/output
+signature and is tagged with config hash, seed, profile and test accuracy;
+:func:`alias_run` points an alias such as ``headline`` at one of them.
+
 The default store is a SQLite file ``artifacts/mlflow.db`` (no server), with artifacts
 under ``artifacts/mlflow-artifacts``; ``MLFLOW_TRACKING_URI`` overrides it. A resumed run
 continues its MLflow run (the id is kept in the run folder), so an interrupted training
@@ -8,6 +14,7 @@ shows up once, with all its epochs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +73,7 @@ class RunTracker:
 
     def __init__(self, client, run_id: str) -> None:
         self.client, self.run_id = client, run_id
+        self.registered_name: str | None = None  # set by a registration
 
     @classmethod
     def start_or_resume(cls, run: Run, cfg: ExperimentConfig, seed: int) -> RunTracker:
@@ -112,26 +120,52 @@ class RunTracker:
                 mlflow.log_artifact(str(run.path / name))
         version = None
         if register:
-            version = self._register(run)
+            version = self._register(run, metrics)
         self.client.set_terminated(self.run_id, status="FINISHED")
         return version
 
-    def _register(self, run: Run) -> int:
+    def _register(self, run: Run, metrics: dict[str, Any] | None = None) -> int | None:
+        """Log the model with its signature as a version of the model :func:`registry_name` names,
+        tagged with what tells one version from another."""
         import keras
         import mlflow
+        import numpy as np
+        from mlflow.models import infer_signature
 
-        from cifarkit.models import load_model
+        from cifarkit.models import load_model, predict_logits
 
         model = load_model(run.model_path)
-        experiment = run.status_record().get("experiment") or run.path.name.rsplit("-", 1)[0]
+        cfg = run.config()
+        name, differs = registry_name(cfg)
+        # Two images are enough to fix dtypes and shapes; the batch dimension is left free (-1).
+        example = np.zeros((2, *model.input.shape[1:]), np.float32)
+        signature = infer_signature(example, predict_logits(model, example))
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.keras.log_model(
-                model, name="model", registered_model_name=experiment,
+                model, name="model", registered_model_name=name, signature=signature,
                 pip_requirements=[f"keras=={keras.__version__}", "tensorflow"],
             )
         version = getattr(info, "registered_model_version", None)
-        log.info("registered %s version %s in MLflow (%s)", experiment, version, tracking_uri())
-        return int(version) if version is not None else None
+        if version is None:
+            return None
+        record = run.status_record()
+        seed = record.get("seed")
+        accuracy = (metrics or {}).get("test_accuracy")
+        tags = {"cifarkit.experiment": cfg.name, "cifarkit.config_hash": cfg.content_hash(),
+                "cifarkit.seed": seed, "cifarkit.profile": cfg.profile,
+                "cifarkit.test_accuracy": f"{accuracy:.6f}" if accuracy is not None else None,
+                "cifarkit.run": run.path.name, "cifarkit.run_dir": str(run.path),
+                "cifarkit.data_hash": record.get("data_hash"),
+                "cifarkit.input": "float32 (N, 32, 32, 3) raw pixels 0..255; output logits"}
+        for key, value in tags.items():
+            if value is not None:
+                self.client.set_model_version_tag(name, str(version), key, str(value))
+        self.client.set_registered_model_tag(name, "cifarkit.experiment", cfg.name)
+        self.client.set_registered_model_tag(name, "cifarkit.overrides", json.dumps(differs, sort_keys=True))
+        self.client.update_registered_model(name, description=_describe_variant(cfg.name, differs))
+        self.registered_name = name
+        log.info("registered %s version %s in MLflow (%s)", name, version, tracking_uri())
+        return int(version)
 
     def fail(self) -> None:
         try:
@@ -140,10 +174,108 @@ class RunTracker:
             log.warning("could not mark MLflow run %s failed", self.run_id)
 
 
+def variant_overrides(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What sets ``cfg`` apart from its experiment's own config under the same profile.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        A resolved config, e.g. a study's ablation arm.
+
+    Returns
+    -------
+    dict
+        Dotted keys of the fields that change what a run computes (the content hash's
+        fields) and ``cfg``'s values for them; empty for the experiment itself, and for a
+        config whose experiment or profile is not a file under ``configs/`` (nothing to
+        compare it with).
+    """
+    from cifarkit.core.config import load_config
+    from cifarkit.core.errors import CifarkitError
+
+    try:
+        base = load_config(cfg.name, cfg.profile)
+    except CifarkitError:
+        return {}
+    ours, theirs = flatten(cfg.identity()), flatten(base.identity())
+    values = flatten(cfg.model_dump(mode="json"))
+    # A field left out of the identity is at its default (core.schema._HASH_OMIT_AT_DEFAULT).
+    return {key: ours.get(key, values.get(key)) for key in sorted(set(ours) | set(theirs))
+            if ours.get(key) != theirs.get(key)}
+
+
+def registry_name(cfg: ExperimentConfig) -> tuple[str, dict[str, Any]]:
+    """The registered model a run of ``cfg`` is a version of, and the overrides behind the name.
+
+    The experiment's own config (under any profile) registers as the experiment's name,
+    e.g. ``resnet20``; a variant (an ablation arm, a ``--set``) as that name plus the first
+    8 hex digits of the SHA-256 of its :func:`variant_overrides`, e.g. ``resnet20-3f9a0c1e``,
+    so the versions of one name are seeds and profiles of one recipe.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        The run's resolved config.
+
+    Returns
+    -------
+    tuple of (str, dict)
+        The registered model name and the overrides (empty for the experiment itself).
+    """
+    differs = variant_overrides(cfg)
+    if not differs:
+        return cfg.name, {}
+    digest = hashlib.sha256(json.dumps(differs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{cfg.name}-{digest[:8]}", differs
+
+
+def _describe_variant(experiment: str, differs: dict[str, Any]) -> str:
+    if not differs:
+        return f"cifarkit experiment {experiment} as configured in configs/{experiment}.yaml (any profile)"
+    changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in differs.items())
+    return f"cifarkit experiment {experiment} with {changes}"
+
+
+def alias_run(run: Run, alias: str) -> tuple[str, int]:
+    """Point ``alias`` (e.g. ``headline``) of the run's registered model at the run's version.
+
+    Parameters
+    ----------
+    run : Run
+        A complete run that was registered (``status.json`` holds its model version).
+    alias : str
+        The alias to set; it moves from any other version of the same model.
+
+    Returns
+    -------
+    tuple of (str, int)
+        The registered model name and version.
+
+    Raises
+    ------
+    CifarkitError
+        If the run was never registered.
+    """
+    from cifarkit.core.errors import CifarkitError
+
+    record = run.status_record()
+    version = record.get("model_version")
+    if version is None:
+        raise CifarkitError(f"run {run.path.name} has no registered model version (trained with "
+                            "--no-register); train it again with registration to alias it")
+    name = record.get("registered_model") or registry_name(run.config())[0]
+    _client().set_registered_model_alias(name, alias, str(version))
+    return name, int(version)
+
+
 def model_versions(name: str) -> list[dict[str, Any]]:
-    """Registered versions of a model: version, run id, source."""
+    """Registered versions of a model: version, run id, source, aliases and cifarkit's tags
+    (without their ``cifarkit.`` prefix)."""
     client = _client()
-    return [{"version": int(v.version), "run_id": v.run_id, "source": v.source}
+    return [{"version": int(v.version), "run_id": v.run_id, "source": v.source,
+             "aliases": list(getattr(v, "aliases", []) or []),
+             "tags": {k.removeprefix("cifarkit."): val for k, val in (v.tags or {}).items()
+                      if k.startswith("cifarkit.")}}
             for v in client.search_model_versions(f"name='{name}'")]
 
 
