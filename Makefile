@@ -8,7 +8,7 @@ PROFILE ?= cpu
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint docs book chapter demo fast-goals fast-goals-bf16 site-check recover backup mlflow-ui clean-book
+.PHONY: help venv test test-fast lint docs book chapter demo publish export fast-goals fast-goals-bf16 site-check recover backup mlflow-ui clean-book
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,8 +33,9 @@ lint: $(STAMP)  ## ruff, and the import-order contracts (imports only go downwar
 	$(VENV)/bin/ruff check cifarkit tests tools
 	$(VENV)/bin/lint-imports
 
-book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full) and build _build/html
-	$(VENV)/bin/cifarkit book build --profile $(PROFILE)
+REMOTE ?=
+book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full), build _build/html; REMOTE=url pulls its runs first, PUSH=1 pushes after
+	$(VENV)/bin/cifarkit book build --profile $(PROFILE) $(if $(REMOTE),--remote "$(REMOTE)") $(if $(PUSH),--push)
 
 chapter: $(STAMP)  ## re-execute one chapter only (others shown as last built): make chapter NAME=data PARAMS="seeds=5"
 	$(VENV)/bin/cifarkit book chapter "$(NAME)" --profile $(PROFILE) --params "$(PARAMS)"
@@ -42,8 +43,8 @@ chapter: $(STAMP)  ## re-execute one chapter only (others shown as last built): 
 site-check: $(STAMP)  ## open every page of the built site (_build/html) in headless Chromium; run make book first
 	CIFARKIT_REQUIRE_BROWSER=1 $(PY) -m pytest -s -m browser tests/browser
 
-demo: $(STAMP)  ## presentation demo from cached artifacts (PROFILE=smoke|cpu): data, baseline, ablations, interpretability
-	$(VENV)/bin/cifarkit demo --profile $(PROFILE)
+demo: $(STAMP)  ## presentation demo from cached runs (PROFILE=smoke|cpu), ending with a live prediction; IMAGES="a.jpg b.png" adds yours
+	$(VENV)/bin/cifarkit demo --profile $(PROFILE) $(if $(IMAGES),--images $(IMAGES))
 
 fast-goals: $(STAMP)  ## the fast recipe's benchmarks (hours on 2 cores); rerun to go on: finished seeds and runs are kept
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100
@@ -58,13 +59,20 @@ fast-goals-bf16: $(STAMP)  ## the fast recipe's bfloat16 benchmarks, for a CPU w
 	    --set train.bfloat16=true --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
 	    --set train.optimizer.weight_decay=1.53e-3
 
-recover: $(STAMP)  ## restore artifacts/ from a backup: make recover FILE=backup.tar
-	@test -n "$(FILE)" || { echo "error: pass the backup: make recover FILE=path/to/backup.tar" >&2; exit 2; }
-	$(VENV)/bin/cifarkit artifacts recover "$(FILE)"
+recover: $(STAMP)  ## restore artifacts/: make recover FILE=backup.tar, or REMOTE=s3://bucket/prefix (pull every run, verified)
+	@test -n "$(FILE)$(REMOTE)" || { echo "error: pass FILE=path/to/backup.tar or REMOTE=s3://bucket/prefix" >&2; exit 2; }
+	$(if $(REMOTE),$(VENV)/bin/cifarkit remote pull --remote "$(REMOTE)",$(VENV)/bin/cifarkit artifacts recover "$(FILE)")
 
-backup: $(STAMP)  ## pack artifacts/ with a sha256 manifest: make backup FILE=backup.tar
-	@test -n "$(FILE)" || { echo "error: pass the target: make backup FILE=path/to/backup.tar" >&2; exit 2; }
-	$(VENV)/bin/cifarkit artifacts backup "$(FILE)"
+backup: $(STAMP)  ## back up: make backup FILE=backup.tar (tar with sha256 manifest), or REMOTE=s3://bucket/prefix (push every run)
+	@test -n "$(FILE)$(REMOTE)" || { echo "error: pass FILE=path/to/backup.tar or REMOTE=s3://bucket/prefix" >&2; exit 2; }
+	$(if $(REMOTE),$(VENV)/bin/cifarkit remote push --remote "$(REMOTE)",$(VENV)/bin/cifarkit artifacts backup "$(FILE)")
+
+publish: $(STAMP)  ## push the built site (_build/html) to the gh-pages branch; run make book first
+	@test -f _build/html/index.html || { echo "error: no _build/html; run make book first" >&2; exit 2; }
+	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html
+
+export: $(STAMP)  ## inference export of a run: make export RUN=resnet20 FORMAT=savedmodel|onnx
+	$(VENV)/bin/cifarkit export "$(or $(RUN),resnet20)" --profile $(PROFILE) --format $(or $(FORMAT),savedmodel)
 
 mlflow-ui: $(STAMP)  ## serve the MLflow UI on the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/artifacts/mlflow.db}" --port 5000
