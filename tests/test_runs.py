@@ -148,3 +148,20 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
     got = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop}
     want = {k: v for k, v in json.loads((reference_dir / "metrics.json").read_text()).items() if k not in drop}
     assert got == want
+
+
+def test_a_no_train_build_fails_on_a_missing_run_with_its_command(monkeypatch):
+    from cifarkit.core.config import load_config
+    from cifarkit.core.errors import CifarkitError
+    from cifarkit.runs import get_or_train
+    from cifarkit.runs.store import NO_TRAIN_ENV
+
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")
+    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "0" * 64)
+    cfg = load_config("resnet20", "smoke", {"train.epochs": 4})
+    with pytest.raises(CifarkitError) as err:
+        get_or_train(cfg, seed=1)
+    message = str(err.value)
+    assert "trains nothing (CIFARKIT_NO_TRAIN=1)" in message and "\n" not in message
+    assert "`cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1`" in message

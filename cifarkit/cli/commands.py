@@ -337,7 +337,8 @@ def cmd_book(args: argparse.Namespace) -> int:
     opts = Options(profile=args.profile, chapter=args.chapter, params=parse_params(args.params),
                    root=(args.root or project_root()).resolve(),
                    output=(args.output or project_root()).resolve(), strict=args.strict,
-                   expect_cached=args.expect_cached, remote=args.remote, push=args.push)
+                   expect_cached=args.expect_cached, remote=args.remote, push=args.push,
+                   no_train=args.no_train)
     try:
         run(opts)
     except (ChapterFailed, SiteBuildFailed) as exc:

@@ -301,6 +301,8 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
                        help="do not turn Sphinx warnings into errors")
         p.add_argument("--expect-cached", action="store_true",
                        help="fail (exit 2) instead of executing when a chapter is not cached")
+        p.add_argument("--no-train", action="store_true",
+                       help="train nothing: a chapter whose run is missing fails with the command that makes it")
         p.add_argument("--remote", metavar="URL", default=None,
                        help="pull the remote's runs before executing (default $CIFARKIT_REMOTE)")
         p.add_argument("--push", action="store_true",

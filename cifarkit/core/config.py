@@ -13,7 +13,9 @@ importable from here too.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import json
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -287,3 +289,18 @@ def _check_model_options(cfg: ExperimentConfig, files: list[tuple[Path, dict[str
             raise ConfigError(f"{source}: model.{key} = {getattr(model, key)!r}: only keras.applications "
                               f"backbones use it; {model.name!r} trains from scratch on 32x32 images, "
                               "remove the key")
+
+
+def train_command(experiment: str, profile: str, seeds: Sequence[int],
+                  cfg: ExperimentConfig | None = None) -> str:
+    """The exact command that trains the given seeds (with ``--set`` for a variant ``cfg``)."""
+    sets = ""
+    if cfg is not None and Path(str(experiment)).suffix not in (".yaml", ".yml"):
+        try:
+            base = load_config(experiment, profile)
+        except ConfigError:  # a profile given as a path is known by its stem only
+            base = load_config(experiment, None)
+        sets = "".join(f" --set {shlex.quote(f'{k}={json.dumps(v)}')}"
+                       for k, v in overrides_between(base, cfg).items())
+    return (f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))}{sets} "
+            f"--seed {' '.join(str(s) for s in seeds)}")

@@ -11,9 +11,7 @@ Chapters call the same functions.
 
 from __future__ import annotations
 
-import json
 import logging
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 import cifarkit
-from cifarkit.core.config import ExperimentConfig, load_config, overrides_between
-from cifarkit.core.errors import CifarkitError, ConfigError
+from cifarkit.core.config import ExperimentConfig, load_config, overrides_between, train_command  # noqa: F401 - re-exported
+from cifarkit.core.errors import CifarkitError
 from cifarkit.core.paths import artifacts_dir
 from cifarkit.evaluation import metrics as ev
 from cifarkit.evaluation import stats
@@ -152,21 +150,6 @@ def _json_float(x: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- finding runs
-
-
-def train_command(experiment: str, profile: str, seeds: Sequence[int],
-                  cfg: ExperimentConfig | None = None) -> str:
-    """The exact command that trains the given seeds (with ``--set`` for a variant ``cfg``)."""
-    sets = ""
-    if cfg is not None and Path(str(experiment)).suffix not in (".yaml", ".yml"):
-        try:
-            base = load_config(experiment, profile)
-        except ConfigError:  # a profile given as a path is known by its stem only
-            base = load_config(experiment, None)
-        sets = "".join(f" --set {shlex.quote(f'{k}={json.dumps(v)}')}"
-                       for k, v in overrides_between(base, cfg).items())
-    return (f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))}{sets} "
-            f"--seed {' '.join(str(s) for s in seeds)}")
 
 
 def find_runs(cfg: ExperimentConfig, seeds: Sequence[int]) -> tuple[dict[int, Run], dict[int, str]]:

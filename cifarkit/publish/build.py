@@ -117,6 +117,7 @@ class Options:
     output: Path = dataclasses.field(default_factory=project_root)
     strict: bool = True
     expect_cached: bool = False
+    no_train: bool = False  # chapters only read the run store: a missing run fails with its command
     push: bool = False  # push every complete local run to the remote after the build
     remote: str | None = None  # the remote run store's URL (default $CIFARKIT_REMOTE)
 
@@ -153,6 +154,10 @@ def run(opts: Options) -> list[ChapterResult]:
     if source is not None:
         os.environ["CIFARKIT_DATA"] = str(Path(source).resolve())
     os.environ["CIFARKIT_ARTIFACTS"] = str(artifacts_dir())
+    if opts.no_train:
+        from cifarkit.runs.store import NO_TRAIN_ENV
+
+        os.environ[NO_TRAIN_ENV] = "1"
 
     remote_url, push = remote.book_remote(opts.remote, opts.push)
     store = Store(artifacts_dir() / "book", opts.profile)

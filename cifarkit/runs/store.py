@@ -28,6 +28,10 @@ from cifarkit.runs.run import COMPLETE, FAILED, MISSING, RUNNING, Run, locate, r
 
 log = logging.getLogger(__name__)
 
+# Set by `cifarkit book build --no-train` for the chapters' kernels: a missing run is an error
+# naming its command, never a training run inside a notebook.
+NO_TRAIN_ENV = "CIFARKIT_NO_TRAIN"
+
 
 def _history_csv(history: list[dict[str, float]]) -> str:
     columns: list[str] = []
@@ -91,6 +95,13 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
         # complete run never reads it, so it is only wasted disk.
         _remove_checkpoints(run)
         return run
+    if os.environ.get(NO_TRAIN_ENV) == "1":
+        from cifarkit.core.config import train_command
+
+        raise CifarkitError(f"run {run.path.name} ({cfg.name}, seed {seed}) is {run.status} and this build "
+                            f"trains nothing ({NO_TRAIN_ENV}=1): make it with "
+                            f"`{train_command(cfg.name, cfg.profile, [seed], cfg)}`, or pull it from the "
+                            "remote store")
     runs_root().mkdir(parents=True, exist_ok=True)
     lock = FileLock(run.lock_path)
     try:
