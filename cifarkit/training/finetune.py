@@ -182,8 +182,12 @@ class ProgressiveUnfreeze(keras.callbacks.Callback):
         wanted = frozen_groups(self.transfer, epoch, len(self.groups))
         if wanted != self.frozen_now:
             set_frozen(self.model, self.groups, wanted)
-            # Keras traces the train step with the trainable variables of that moment.
+            # Keras traces the train and test steps with the trainable variables of that moment:
+            # the loss's L2 terms cover trainable kernels only, so a test step traced while more
+            # layers were frozen would report a stale validation loss (a resumed run, traced
+            # anew, would then disagree with an uninterrupted one).
             self.model.make_train_function(force=True)
+            self.model.make_test_function(force=True)
             log.info("epoch %d: %d of %d layer groups frozen", epoch + 1, wanted, len(self.groups))
             self.frozen_now = wanted
 
