@@ -208,6 +208,15 @@ def test_pull_replaces_an_unfinished_local_attempt_and_pushes_only_complete_runs
     assert Run(unfinished).complete and not (unfinished / "checkpoint").exists()
 
 
+def test_list_runs_leaves_out_the_pull_staging_folder():
+    from cifarkit.runs import list_runs
+
+    make_run()
+    # What a pull in progress (or killed) leaves under the runs root: <run>.<pid>.<hex>.
+    (runs_root() / ".staging" / f"{NAME}.{os.getpid()}.0123abcd").mkdir(parents=True)
+    assert [row["run"] for row in list_runs()] == [NAME]
+
+
 def test_pull_skips_a_run_whose_training_lock_is_held(file_remote):
     from filelock import FileLock
 

@@ -198,7 +198,7 @@ def list_runs() -> list[dict[str, Any]]:
     rows = []
     if not runs_root().exists():
         return rows
-    for folder in sorted(p for p in runs_root().iterdir() if p.is_dir()):
+    for folder in sorted(p for p in runs_root().iterdir() if p.is_dir() and not p.name.startswith(".")):
         record = Run(folder).status_record()
         rows.append({
             "run": folder.name,
