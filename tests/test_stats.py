@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cifarkit.evaluation import stats
+from cifarkit.evaluation import stats, verdicts
 
 
 def test_summary_matches_scipy_t_interval():
@@ -107,7 +107,7 @@ def test_mcnemar_on_constructed_tables():
     assert r.statistic == pytest.approx((20 - 1) ** 2 / 60)
     assert r.p_value == pytest.approx(sps.chi2.sf((20 - 1) ** 2 / 60, 1))
     assert stats.mcnemar(*table(5, 0, 0, 5)).p_value == 1.0
-    sentence = stats.describe_mcnemar(stats.mcnemar(*table(80, 10, 2, 8)), "A", "B")
+    sentence = verdicts.describe_mcnemar(stats.mcnemar(*table(80, 10, 2, 8)), "A", "B")
     assert sentence.startswith("A errs less often than B")
 
 
@@ -115,24 +115,24 @@ def test_sentence_follows_the_evidence():
     a = [0.900, 0.905, 0.898]
     b = [0.931, 0.934, 0.930]
     clear = stats.paired_comparison(a, b)
-    text = stats.describe_comparison(clear, "A", "B")
+    text = verdicts.describe_comparison(clear, "A", "B")
     d = np.subtract(b, a) * 100
     lo, hi = sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d))
     # Three seeds are fewer than MIN_SEEDS_FOR_CLAIM, but p < 0.001 with every seed the same way: decisive.
     assert text.startswith(f"B beats A by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]")
     assert "3 seeds" in text and "decisive" in text
     # Reversed roles: the better one is still named first, with a positive interval.
-    assert stats.describe_comparison(stats.paired_comparison(b, a), "A", "B").startswith(
+    assert verdicts.describe_comparison(stats.paired_comparison(b, a), "A", "B").startswith(
         f"A beats B by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]")
     noisy = stats.paired_comparison([0.90, 0.92, 0.88], [0.91, 0.89, 0.90])
-    text = stats.describe_comparison(noisy, "A", "B")
+    text = verdicts.describe_comparison(noisy, "A", "B")
     assert text.startswith("A and B are not distinguishable at 95% with 3 seeds")
     # Lower is better (NLL): a drop is a win.
     nll = stats.paired_comparison([1.00, 1.02, 0.99], [0.80, 0.83, 0.79])
-    text = stats.describe_comparison(nll, "A", "B", metric="NLL", scale=1, unit="nats",
+    text = verdicts.describe_comparison(nll, "A", "B", metric="NLL", scale=1, unit="nats",
                                      higher_is_better=False, digits=2)
     assert text.startswith("B beats A by 0.20 nats of NLL, 95% CI [0.1")
-    assert "cannot be compared" in stats.describe_comparison(stats.paired_comparison([0.9], [0.95]))
+    assert "cannot be compared" in verdicts.describe_comparison(stats.paired_comparison([0.9], [0.95]))
 
 
 def test_interval_text_formats_scaled_signed_and_missing_intervals():
@@ -180,7 +180,7 @@ VERDICT_CASES = [
 @pytest.mark.parametrize(("case", "a", "b", "kind", "start", "contains"), VERDICT_CASES,
                          ids=[c[0] for c in VERDICT_CASES])
 def test_verdict_table(case, a, b, kind, start, contains):
-    v = stats.verdict(stats.paired_comparison(a, b))
+    v = verdicts.verdict(stats.paired_comparison(a, b))
     assert v.kind == kind, v.sentence
     assert v.sentence.startswith(start), v.sentence
     for text in contains:
@@ -191,30 +191,30 @@ def test_verdict_table(case, a, b, kind, start, contains):
     assert "p = 0.000" not in v.sentence and "+-" not in v.sentence and "+−" not in v.sentence
     if kind in ("no spread", "one seed"):
         assert "CI" not in v.sentence and "p " not in v.sentence
-    assert v.sentence == stats.describe_comparison(stats.paired_comparison(a, b))
+    assert v.sentence == verdicts.describe_comparison(stats.paired_comparison(a, b))
     assert set(v.as_dict()) >= {"kind", "sentence", "n", "mean_diff", "low", "high", "p_value", "claim"}
 
 
 def test_verdict_rules_minimum_seeds_holm_and_validation():
     c = stats.paired_comparison([0.8] * 5, [0.81, 0.82, 0.802, 0.815, 0.808])
-    assert stats.verdict(c).claim
+    assert verdicts.verdict(c).claim
     # The same evidence with a stricter minimum is a description, not a claim.
-    described = stats.verdict(c, min_seeds=6)
+    described = verdicts.verdict(c, min_seeds=6)
     assert described.kind == "descriptive" and "beats" not in described.sentence
     # Holm-adjusted p above 0.05: not distinguishable, and the sentence shows both p-values.
-    adjusted = stats.verdict(c, p_adjusted=0.08)
+    adjusted = verdicts.verdict(c, p_adjusted=0.08)
     assert adjusted.kind == "not distinguishable" and "Holm-adjusted p = 0.080" in adjusted.sentence
     assert "p = 0.023" in adjusted.sentence and "once adjusted" in adjusted.sentence
     # The seeds that go the other way are named even when the difference is claimed.
     mixed = stats.paired_comparison([0.8] * 7, [0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.799])
-    v = stats.verdict(mixed)
+    v = verdicts.verdict(mixed)
     assert v.claim and "goes the other way in 1 of the 7 seeds" in v.sentence
     with pytest.raises(ValueError, match="min_seeds=1"):
-        stats.verdict(c, min_seeds=1)
+        verdicts.verdict(c, min_seeds=1)
     with pytest.raises(ValueError, match="p_adjusted=1.5"):
-        stats.verdict(c, p_adjusted=1.5)
-    assert stats.format_p(0.0) == "p < 0.001" and stats.format_p(None) == "p n/a"
-    assert stats.p_text(0.0421) == "0.042" and stats.p_text(None) == "n/a"
+        verdicts.verdict(c, p_adjusted=1.5)
+    assert verdicts.format_p(0.0) == "p < 0.001" and verdicts.format_p(None) == "p n/a"
+    assert verdicts.p_text(0.0421) == "0.042" and verdicts.p_text(None) == "n/a"
 
 
 def test_holm_matches_a_hand_computation():
@@ -244,11 +244,11 @@ def test_per_class_differences_adjust_over_classes_and_never_pick_extremes():
 
     a = pd.DataFrame({"cat": [0.5, 0.52, 0.51], "dog": [0.6, 0.61, 0.59], "ship": [0.9, 0.9, 0.9]})
     b = pd.DataFrame({"cat": [0.6, 0.65, 0.55], "dog": [0.62, 0.6, 0.61], "ship": [0.91, 0.91, 0.91]})
-    table = stats.per_class_differences(a, b, "CNN", "ResNet20")
+    table = verdicts.per_class_differences(a, b, "CNN", "ResNet20")
     assert table.loc["ship", "verdict"] == "no spread" and pd.isna(table.loc["ship", "p"])
     assert table.loc["cat", "p_holm"] == pytest.approx(min(1.0, 2 * table.loc["cat", "p"]))
-    sentence = stats.describe_per_class_differences(table, "CNN", "ResNet20")
+    sentence = verdicts.describe_per_class_differences(table, "CNN", "ResNet20")
     assert "3 contrasts, Holm-adjusted" in sentence and "no class-level difference" in sentence
     assert "most" not in sentence and "least" not in sentence
-    shown = stats.differences_display(table)
+    shown = verdicts.differences_display(table)
     assert shown.loc["ship", "95% CI"] == "no interval" and shown.loc["ship", "p (Holm)"] == "n/a"

@@ -25,7 +25,7 @@ from cifarkit.core.config import ExperimentConfig, load_config, overrides_betwee
 from cifarkit.core.errors import CifarkitError
 from cifarkit.core.paths import artifacts_dir
 from cifarkit.evaluation import metrics as ev
-from cifarkit.evaluation import stats
+from cifarkit.evaluation import stats, verdicts
 from cifarkit.runs import Run, locate
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def build_report(experiment: str | ExperimentConfig, profile: str | None = "cpu"
         augmented = {s: r.evaluation.tta.accuracy for s, r in results.items()}
         comparison = stats.paired_comparison(plain, augmented)
         views = list(next(iter(results.values())).evaluation.tta.views)
-        tta_verdict = stats.verdict(comparison, "plain evaluation", f"TTA ({len(views)} views)")
+        tta_verdict = verdicts.verdict(comparison, "plain evaluation", f"TTA ({len(views)} views)")
         tta_info = {
             "views": views,
             "views_text": ev.tta_views_text(views),
@@ -337,7 +337,7 @@ def format_report(report: Report) -> str:
         lines.append(_row(label, report.summary.loc[key], scale, digits))
         lines.append(f"  {report.tta['sentence']}")
         lines.append("  McNemar, TTA vs plain, per seed: " + "; ".join(
-            f"seed {s}: {m['b_only']} fixed / {m['a_only']} broken, {stats.format_p(m['p_value'])}"
+            f"seed {s}: {m['b_only']} fixed / {m['a_only']} broken, {verdicts.format_p(m['p_value'])}"
             for s, m in report.tta["mcnemar"].items()))
     pairs = ev.confusion_pairs(report.confusion_counts, report.class_names, 3)
     if len(pairs):

@@ -2,7 +2,7 @@
 
 Each function takes the objects the chapters compute (:class:`cifarkit.studies.variants.Comparison`
 and friends) and returns one sentence that claims only what their confidence intervals
-support, through :func:`cifarkit.evaluation.stats.verdict`. The ablation finding reads each
+support, through :func:`cifarkit.evaluation.verdicts.verdict`. The ablation finding reads each
 group's *declared* primary comparison, never the largest of many effects (picking the
 largest of several noisy differences overstates it). The introduction executes after the
 other chapters, so every run it reads is already in the store (it never trains:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cifarkit.core.config import ExperimentConfig
 from cifarkit.core.errors import CifarkitError
-from cifarkit.evaluation import stats
+from cifarkit.evaluation import stats, verdicts
 from cifarkit.studies.variants import (
     Comparison,
     Variant,
@@ -131,10 +131,10 @@ class Ladder:
             out.append("With one seed per step no interval can be given: each difference in the table is a "
                        "single run against a single run, and says nothing yet about which trick helps.")
         else:
-            out += [stats.describe_comparison(pair, previous[step], step, metric="test accuracy")
+            out += [verdicts.describe_comparison(pair, previous[step], step, metric="test accuracy")
                     for step, pair in pairs.items()]
         if overall is not None and len(self.steps) > 2:
-            out.append("All tricks together: " + stats.describe_comparison(
+            out.append("All tricks together: " + verdicts.describe_comparison(
                 overall, f"the first step ({self.steps[0]})", "the full recipe", metric="test accuracy"))
         return out
 

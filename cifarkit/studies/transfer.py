@@ -38,7 +38,7 @@ import pandas as pd
 
 from cifarkit.core.config import ExperimentConfig, load_config
 from cifarkit.core.errors import CifarkitError
-from cifarkit.evaluation import stats
+from cifarkit.evaluation import stats, verdicts
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def gains_over_scratch(runs: Sequence[GridRun]) -> pd.DataFrame:
 
     These contrasts are exploratory: ``p_holm`` adjusts the paired t-test's ``p`` over all of
     them (Holm), and ``verdict``/``sentence`` come from
-    :func:`cifarkit.evaluation.stats.verdict` on the adjusted p-value.
+    :func:`cifarkit.evaluation.verdicts.verdict` on the adjusted p-value.
     """
     by_key = {(r.strategy, r.size, r.seed): r.accuracy for r in runs}
     cells = []
@@ -278,7 +278,7 @@ def gains_over_scratch(runs: Sequence[GridRun]) -> pd.DataFrame:
     adjusted = stats.holm([c.p_value for _, _, c in cells])
     rows = []
     for (strategy, size, c), p_holm in zip(cells, adjusted, strict=True):
-        v = stats.verdict(c, f"from scratch ({size:,} images)", f"{LABELS[strategy]} ({size:,} images)",
+        v = verdicts.verdict(c, f"from scratch ({size:,} images)", f"{LABELS[strategy]} ({size:,} images)",
                           metric="test accuracy on B", p_adjusted=p_holm)
         rows.append({"group": f"{size:,} images", "variant": LABELS[strategy], "strategy": strategy, "size": size,
                      "mean_diff": c.mean_diff, "low": c.low, "high": c.high, "n": c.n, "p": c.p_value,
@@ -307,7 +307,7 @@ def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
     """The chapter's primary comparison (:data:`PRIMARY`): linear probe on task B, A-pretrained
     features (frozen3) against random features (random_frozen3), paired over seeds.
 
-    ``transfers`` is True only when :func:`cifarkit.evaluation.stats.verdict` calls the
+    ``transfers`` is True only when :func:`cifarkit.evaluation.verdicts.verdict` calls the
     difference in favour of A's features.
     """
     pre = {r.seed: r.accuracy for r in runs if r.strategy == "frozen3" and r.size == size}
@@ -317,7 +317,7 @@ def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
         return {"ran": False, "size": size}
     diffs = [pre[s] - rnd[s] for s in seeds]
     comparison = stats.paired_comparison({s: rnd[s] for s in seeds}, {s: pre[s] for s in seeds})
-    verdict = stats.verdict(comparison, "the probe on random features", "the probe on A's features",
+    verdict = verdicts.verdict(comparison, "the probe on random features", "the probe on A's features",
                             metric="test accuracy on B")
     return {"ran": True, "size": size, "pretrained": stats.summarise([pre[s] for s in seeds]),
             "random": stats.summarise([rnd[s] for s in seeds]), "gain": stats.summarise(diffs), "n": len(seeds),
@@ -326,7 +326,7 @@ def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
 
 
 def probe_verdict(check: dict[str, Any]) -> str:
-    """The linear probe's conclusion: the :func:`cifarkit.evaluation.stats.verdict` sentence."""
+    """The linear probe's conclusion: the :func:`cifarkit.evaluation.verdicts.verdict` sentence."""
     if not check.get("ran"):
         return "The linear probe did not run in this build."
     return check["verdict"].sentence
@@ -335,7 +335,7 @@ def probe_verdict(check: dict[str, Any]) -> str:
 def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
     """:func:`gains_over_scratch` for display: points with their 95% interval, raw and
     Holm-adjusted p, and the verdict, indexed by size and strategy."""
-    shown = stats.differences_display(gains)
+    shown = verdicts.differences_display(gains)
     shown.index = pd.MultiIndex.from_arrays([gains["group"], gains["variant"]], names=["group", "variant"])
     return shown.rename(columns={"Δ (points)": "gain (points)"})
 

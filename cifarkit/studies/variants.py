@@ -8,7 +8,7 @@ mean with a Student-t 95% interval, and paired differences against a reference v
 matched seeds (each variant may name its own reference, e.g. the same architecture's
 recipe). One contrast may be declared *primary*; every other one is exploratory and
 carries a Holm-adjusted p-value beside its raw one. Sentences come from
-:func:`cifarkit.evaluation.stats.verdict`. :func:`runs_caption` is the caption text that
+:func:`cifarkit.evaluation.verdicts.verdict`. :func:`runs_caption` is the caption text that
 names the runs behind a figure; :func:`recipe_differences` states what two configs set
 differently.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 
 from cifarkit.core.config import ExperimentConfig, load_config, overrides_between
 from cifarkit.core.errors import CifarkitError
-from cifarkit.evaluation import stats
+from cifarkit.evaluation import stats, verdicts
 from cifarkit.runs import Run
 
 log = logging.getLogger(__name__)
@@ -166,11 +166,11 @@ class Comparison:
             return "reference"
         return "primary" if label == self.primary_label else "exploratory"
 
-    def verdict(self, label: str, *, metric_name: str = "test accuracy") -> stats.Verdict:
-        """:func:`cifarkit.evaluation.stats.verdict` of ``label`` against its reference; an
+    def verdict(self, label: str, *, metric_name: str = "test accuracy") -> verdicts.Verdict:
+        """:func:`cifarkit.evaluation.verdicts.verdict` of ``label`` against its reference; an
         exploratory contrast is judged on its Holm-adjusted p-value."""
         adjusted = self.holm().get(label) if self.role(label) == "exploratory" else None
-        return stats.verdict(self.paired[label], self.reference_of(label), label, metric=metric_name,
+        return verdicts.verdict(self.paired[label], self.reference_of(label), label, metric=metric_name,
                              p_adjusted=adjusted)
 
     def sentence(self, label: str, *, metric_name: str = "test accuracy") -> str:
@@ -231,9 +231,9 @@ class Comparison:
             else:
                 diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
                 diff_ci = stats.interval_text(p.low, p.high, scale=scale, digits=digits, signed=True)
-                p_raw = stats.p_text(p.p_value)
+                p_raw = verdicts.p_text(p.p_value)
                 if label in holm:
-                    holm_text = stats.p_text(holm[label])
+                    holm_text = verdicts.p_text(holm[label])
             if p is not None and label not in holm:
                 holm_text = "primary: not adjusted"
             row = {"variant": label, "role": self.role(label), "mean (%)": f"{s['mean'] * scale:.{digits}f}",
