@@ -79,3 +79,12 @@ def test_a_registered_version_carries_tags_signature_and_an_alias(configs):
     run.status_path.write_text(json.dumps(status))
     assert tracking.alias_run(run, "headline") == (name, version)
     assert int(client.get_model_version_by_alias(name, "headline").version) == version
+
+    # The reproducibility appendix lists it, with its tags.
+    from cifarkit.publish.reproducibility import registered_models
+
+    table = registered_models("quick")
+    row = table[table["model"] == name].iloc[0]
+    assert row["version"] == version and row["seed"] == "2" and row["test accuracy (%)"] == 25.0
+    assert "headline" in row["aliases"] and row["config hash"] == cfg.content_hash()[:12]
+    assert registered_models("other").empty

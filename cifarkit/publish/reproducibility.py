@@ -58,3 +58,23 @@ def run_table(profile: str | None = None) -> pd.DataFrame:
     columns = ["run", "experiment", "seed", "config hash", "test accuracy (%)", "train min",
                "MLflow run id", "model version"]
     return pd.DataFrame(rows, columns=columns).sort_values(["experiment", "config hash", "seed"]).reset_index(drop=True)
+
+
+def registered_models(profile: str | None = None) -> pd.DataFrame:
+    """Every registered model version in MLflow (of ``profile`` if given): name, version,
+    aliases and the tags each version carries (config hash, seed, profile, test accuracy)."""
+    from cifarkit.runs.tracking import model_versions, registered_model_names
+
+    rows = []
+    for name in registered_model_names():
+        for v in model_versions(name):
+            tags = v["tags"]
+            if profile is not None and tags.get("profile") not in (None, profile):
+                continue
+            accuracy = tags.get("test_accuracy")
+            rows.append({"model": name, "version": v["version"], "aliases": ", ".join(v["aliases"]),
+                         "seed": tags.get("seed"), "profile": tags.get("profile"),
+                         "config hash": str(tags.get("config_hash") or "")[:12],
+                         "test accuracy (%)": round(100 * float(accuracy), 2) if accuracy else None})
+    columns = ["model", "version", "aliases", "seed", "profile", "config hash", "test accuracy (%)"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["model", "version"]).reset_index(drop=True)

@@ -268,15 +268,22 @@ def alias_run(run: Run, alias: str) -> tuple[str, int]:
     return name, int(version)
 
 
+def registered_model_names() -> list[str]:
+    """Names of every registered model in the store, sorted."""
+    return sorted(m.name for m in _client().search_registered_models())
+
+
 def model_versions(name: str) -> list[dict[str, Any]]:
     """Registered versions of a model: version, run id, source, aliases and cifarkit's tags
     (without their ``cifarkit.`` prefix)."""
     client = _client()
+    # search_model_versions leaves the aliases out (SQL store); get_model_version has them.
+    found = [client.get_model_version(name, v.version) for v in client.search_model_versions(f"name='{name}'")]
     return [{"version": int(v.version), "run_id": v.run_id, "source": v.source,
              "aliases": list(getattr(v, "aliases", []) or []),
              "tags": {k.removeprefix("cifarkit."): val for k, val in (v.tags or {}).items()
                       if k.startswith("cifarkit.")}}
-            for v in client.search_model_versions(f"name='{name}'")]
+            for v in found]
 
 
 def run_link(run_id: str) -> str:
