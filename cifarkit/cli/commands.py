@@ -338,7 +338,7 @@ def cmd_book(args: argparse.Namespace) -> int:
                    root=(args.root or project_root()).resolve(),
                    output=(args.output or project_root()).resolve(), strict=args.strict,
                    expect_cached=args.expect_cached, remote=args.remote, push=args.push,
-                   no_train=args.no_train)
+                   no_train=args.no_train, plan=args.plan)
     try:
         run(opts)
     except (ChapterFailed, SiteBuildFailed) as exc:
@@ -359,3 +359,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\ndemo: {len(results) - len(missing)} of {len(results)} sections in "
           f"{time.perf_counter() - started:.1f} s" + (f"; missing artifacts: {', '.join(missing)}" if missing else ""))
     return 1 if missing else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cifarkit.publish.toc import parse_params
+    from cifarkit.studies import plan as study
+
+    planned = study.study_plan(args.profile, args.chapter, parse_params(args.params))
+    speeds = study.measured_speeds(planned, probe=not args.no_probe)
+    with pd_display():
+        table = study.plan_table(planned, speeds)
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    print(study.total_text(planned, speeds))
+    if args.action == "run":
+        trained = study.train_plan(planned, speeds)
+        print(f"trained {len(trained)} run(s); every run of the plan is stored")
+    return 0

@@ -216,6 +216,18 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     _tta_shift_arg(p)
 
 
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "plan", c.cmd_plan, "the study plan: every run a book build needs, stored or missing, with "
+             "estimated minutes on this machine; 'run' trains the missing ones")
+    p.add_argument("action", nargs="?", choices=("show", "run"), default="show",
+                   help="show the plan (default) or train its missing runs")
+    _profile_arg(p)
+    p.add_argument("--chapter", help="only this chapter's runs")
+    p.add_argument("--params", default="", help='the chapter\'s parameters, e.g. "seeds=5" (YAML values)')
+    p.add_argument("--no-probe", action="store_true",
+                   help="estimate only from stored runs (no throughput probe for unmeasured model families)")
+
+
 def _add_docs(sub: argparse._SubParsersAction) -> None:
     docs = _group(sub, "docs", "documents generated from stored results")
     _add(docs, "update", c.cmd_docs_update,
@@ -301,6 +313,8 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
                        help="do not turn Sphinx warnings into errors")
         p.add_argument("--expect-cached", action="store_true",
                        help="fail (exit 2) instead of executing when a chapter is not cached")
+        p.add_argument("--no-plan", dest="plan", action="store_false",
+                       help="do not train the study plan's missing runs first (chapters train what they miss)")
         p.add_argument("--no-train", action="store_true",
                        help="train nothing: a chapter whose run is missing fails with the command that makes it")
         p.add_argument("--remote", metavar="URL", default=None,
@@ -349,10 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="warnings and errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_commands in (_add_inspection, _add_training, _add_bench, _add_results, _add_inference,
-                         _add_book, _add_docs):
+    for add_commands in (_add_inspection, _add_training, _add_plan, _add_bench, _add_results, _add_inference,
+                         _add_book, _add_remote, _add_docs):
         add_commands(sub)
-    _add_remote(sub)
     return parser
 
 

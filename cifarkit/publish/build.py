@@ -118,6 +118,7 @@ class Options:
     strict: bool = True
     expect_cached: bool = False
     no_train: bool = False  # chapters only read the run store: a missing run fails with its command
+    plan: bool = True  # train the study plan's missing runs before executing any chapter
     push: bool = False  # push every complete local run to the remote after the build
     remote: str | None = None  # the remote run store's URL (default $CIFARKIT_REMOTE)
 
@@ -167,6 +168,8 @@ def run(opts: Options) -> list[ChapterResult]:
         remove_stale_temps(store)
         if remote_url:  # before any chapter: a run the remote holds is not trained here
             remote.pull_for_build(remote_url)
+        planned_minutes = (_train_the_plan(opts, [p.name for p in chapters])
+                           if opts.plan and not opts.expect_cached else None)
         log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
                  ", ".join(p.name for p in chapters) or "(none)")
         log.info("hashing sources, configs and data for the cache keys ...")
@@ -186,11 +189,35 @@ def run(opts: Options) -> list[ChapterResult]:
                 raise
             results.append(result)
         _site(root, pages, store, substitutes, shared, opts, results)
-        record_build(opts, results, time.perf_counter() - started)
+        record_build(opts, results, time.perf_counter() - started, planned_minutes)
     _emit_summary(results)
+    if planned_minutes is not None:
+        estimated, actual = planned_minutes
+        sys.stdout.write(f"study plan: estimated {estimated:.1f} min of training, took {actual:.1f} min; "
+                         f"the whole build took {(time.perf_counter() - started) / 60:.1f} min\n")
     if push:
         remote.push_after_build(remote_url)
     return results
+
+
+def _train_the_plan(opts: Options, names: Sequence[str]) -> tuple[float, float] | None:
+    """Print the study plan of this build (the book, or ``--chapter`` with its ``--params``) and
+    train its missing runs before any chapter executes, so no chapter trains. Returns the
+    estimated and the actual minutes of that training."""
+    from cifarkit.studies import plan as study
+
+    chapter = opts.chapter if opts.chapter in study.CHAPTERS else None
+    if (opts.chapter is not None and chapter is None) or not set(names) & set(study.CHAPTERS):
+        return None  # chapters that train nothing
+    planned = study.study_plan(opts.profile, chapter, opts.params if chapter else None, chapters=names)
+    speeds = study.measured_speeds(planned)
+    table = study.plan_table(planned, speeds)
+    log.info("study plan:\n%s", table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    log.info("study plan: %s", study.total_text(planned, speeds))
+    estimated = sum(study.estimate_minutes(e, speeds) or 0.0 for e in planned if not e.complete)
+    started = time.perf_counter()
+    study.train_plan(planned, speeds)
+    return estimated, (time.perf_counter() - started) / 60
 
 
 def builds_file(profile: str) -> Path:
@@ -198,7 +225,8 @@ def builds_file(profile: str) -> Path:
     return artifacts_dir() / "book" / f"builds-{profile}.json"
 
 
-def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float) -> None:
+def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float,
+                 planned_minutes: tuple[float, float] | None = None) -> None:
     """Append this build to :func:`builds_file`: when, on which machine, how long, per chapter.
 
     The README's measured costs are generated from these records (:mod:`cifarkit.publish.readme`).
@@ -216,6 +244,8 @@ def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float
         "seconds": round(seconds, 1), "executed": sum(r.status == "executed" for r in results),
         "cached": sum(r.status == "cached" for r in results),
         "chapters": [dataclasses.asdict(r) for r in results],
+        "plan_minutes": None if planned_minutes is None else {"estimated": round(planned_minutes[0], 1),
+                                                             "actual": round(planned_minutes[1], 1)},
         "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
     })
     write_json(path, history[-50:])

@@ -207,7 +207,8 @@ def train_source(plan: StudyPlan, seed: int = 0):
     return get_or_train(source_config(plan), seed, label="[transfer source] ")
 
 
-def _cells(plan: StudyPlan) -> list[tuple[str, int, int]]:
+def grid_cells(plan: StudyPlan) -> list[tuple[str, int, int]]:
+    """Every (strategy, size, seed) target run of the grid, with the transfer check's baseline."""
     cells = [(st, size, seed) for size in plan.sizes for st in plan.strategies for seed in plan.seeds]
     if "random_frozen3" not in plan.strategies:  # the transfer check's random-feature baseline
         cells += [("random_frozen3", plan.probe_size, seed) for seed in plan.seeds]
@@ -219,7 +220,7 @@ def run_grid(plan: StudyPlan) -> tuple[Any, list[GridRun]]:
     from cifarkit.runs import get_or_train
 
     source = train_source(plan)
-    cells = _cells(plan)
+    cells = grid_cells(plan)
     done = []
     for i, (strategy, size, seed) in enumerate(cells, start=1):
         cfg = target_config(plan, strategy, size, source.path.name)
