@@ -227,15 +227,17 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tupl
 
 
 def _probe(cfg: ExperimentConfig) -> float:
+    """Real-pipeline img/s of ``cfg``'s family on this machine: the kept probe if it was measured
+    on this CPU, else a short measurement, kept for next time."""
     import json
 
-    from cifarkit.bench.throughput import throughput
+    from cifarkit.bench.throughput import Throughput, throughput
     from cifarkit.core.atomic import write_json
     from cifarkit.core.repro import environment_record
 
-    result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=10, warmup=3, repeats=1,
-                        overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
-    path = result.default_path()
+    precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"
+    path = Throughput(cfg.model.name, cfg.train.batch_size, 0, 0.0, 0.0, augment_mode=cfg.train.augment.mode,
+                      profile=cfg.profile, experiment=cfg.name, precision=precision).default_path()
     record = environment_record()
     try:  # a file measured on another CPU is not this machine's figure: measure again
         kept = json.loads(path.read_text())
@@ -243,6 +245,9 @@ def _probe(cfg: ExperimentConfig) -> float:
             return float(kept["pipeline_img_s"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    log.info("measuring %s's training speed on this machine (once per host)...", cfg.model.name)
+    result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=10, warmup=3, repeats=1,
+                        overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
     write_json(path, result.as_dict())
     return result.pipeline_img_s
 
