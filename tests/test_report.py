@@ -142,3 +142,31 @@ def test_no_runs_is_a_one_line_error_with_the_command(experiment, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"cifarkit train {path} --profile none --seed 0 1" in err
+
+
+@pytest.mark.slow
+def test_recomputation_from_a_real_saved_model_matches_its_stored_logits(experiment):
+    """No fake model: a real saved model.keras is loaded and run for the missing validation
+    logits and for TTA; its plain accuracy must equal the one from the stored test logits."""
+    from train_fixtures import write_model_run
+
+    from cifarkit.evaluation.report import build_report
+    from cifarkit.models import predict_logits
+
+    path, cfg, splits = experiment
+    run, model = write_model_run(cfg, splits, seed=0)
+    with np.load(run.predictions_path) as stored:
+        kept = {k: stored[k] for k in ("logits", "labels")}  # drop the validation logits (an older run)
+    np.savez(run.predictions_path, **kept)
+
+    report = build_report(cfg, seeds=[0], tta=True, tta_shift=1)
+    result = report.results[0]
+    assert any("recomputed from model.keras" in note for note in result.notes)
+    assert not any("model re-run gives plain accuracy" in note for note in result.notes)
+    assert result.evaluation.tta.plain_accuracy == pytest.approx(result.evaluation.accuracy, abs=1e-12)
+    val = predict_logits(model, splits.x_val)
+    # The temperature was fitted on the recomputed validation logits: refit and compare.
+    from cifarkit.evaluation import metrics as ev
+
+    refit = ev.evaluate_logits(kept["logits"], kept["labels"], splits.class_names, val=(val, splits.y_val))
+    assert result.evaluation.calibration.temperature == pytest.approx(refit.calibration.temperature)

@@ -30,17 +30,14 @@ from cifarkit.plots.evaluation import (
 )
 from cifarkit.plots.style import (
     apply_style,
-    channel_colours,
     palette,
     split_colours,
     to_png_bytes,
 )
 from cifarkit.plots.training import (
     lr_finder_figure,
-    per_class_curves,
     per_class_seed_curves,
     seed_curves,
-    training_curves,
 )
 
-__all__ = ["accuracy_vs_size_figure", "apply_style", "channel_colours", "channel_histograms", "class_balance_bars", "comparison_forest", "confusion_matrix_figure", "ladder_figure", "lr_finder_figure", "mistake_gallery", "palette", "per_class_accuracy_bars", "per_class_comparison_bars", "per_class_curves", "per_class_seed_curves", "reliability_diagram", "sample_grid", "seed_curves", "split_colours", "to_png_bytes", "training_curves"]
+__all__ = ["accuracy_vs_size_figure", "apply_style", "channel_histograms", "class_balance_bars", "comparison_forest", "confusion_matrix_figure", "ladder_figure", "lr_finder_figure", "mistake_gallery", "palette", "per_class_accuracy_bars", "per_class_comparison_bars", "per_class_seed_curves", "reliability_diagram", "sample_grid", "seed_curves", "split_colours", "to_png_bytes"]

@@ -57,12 +57,6 @@ def split_colours() -> dict[str, tuple[float, float, float]]:
     return dict(zip(SPLIT_ORDER, palette(3), strict=True))
 
 
-def channel_colours() -> dict[str, tuple[float, float, float]]:
-    """Colours for the red/green/blue channels, taken from the colour-blind palette."""
-    cb = palette(10)
-    return {"red": cb[3], "green": cb[2], "blue": cb[0]}
-
-
 def apply_style() -> None:
     """Apply cifarkit's plot style to matplotlib's global rcParams (idempotent).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,39 +31,6 @@ def lr_finder_figure(result: Any, title: str | None = None) -> Figure:
     ax.legend()
     ax.set_title(title or "Learning-rate range test")
     return fig
-
-
-@styled
-def training_curves(history: Sequence[Mapping[str, float]], title: str | None = None) -> Figure:
-    """Loss and accuracy per epoch, training against validation."""
-    fig, axes = new_figure(width=9.0, height=3.6, ncols=2)
-    epochs = [row["epoch"] for row in history]
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.plot(epochs, [row.get(metric, np.nan) for row in history], marker="o", label="train")
-        ax.plot(epochs, [row.get(f"val_{metric}", np.nan) for row in history], marker="o", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-    axes[1].legend()
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-@styled
-def per_class_curves(history: Sequence[Mapping[str, float]], class_names: Sequence[str],
-                     title: str | None = None) -> Figure:
-    """Validation accuracy of each class per epoch (from the ``val_acc_<class>`` history columns)."""
-    fig, ax = new_figure(width=7.0, height=4.2)
-    epochs = [row["epoch"] for row in history]
-    colours = palette(len(class_names))
-    for colour, name in zip(colours, class_names, strict=True):
-        ax.plot(epochs, [row.get(f"val_acc_{name}", np.nan) for row in history], color=colour, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.legend(ncols=2, fontsize="small")
-    ax.set_title(title or "Per-class validation accuracy")
-    return fig
-
 
 
 def _seed_columns(curve: pd.DataFrame) -> list[str]:
