@@ -11,6 +11,22 @@ from data_fixtures import write_image_tree, write_official_batches
 from cifarkit.data import readers
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_hog() -> Any:
+    """``CIFARKIT_CPU_HOG=N`` starts N busy processes for the whole run, so the suite proves it
+    does not depend on an idle machine (timing-sensitive code must cope with a loaded host)."""
+    import os
+    import subprocess
+    import sys
+
+    count = int(os.environ.get("CIFARKIT_CPU_HOG", "0") or 0)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point CIFARKIT_CACHE and CIFARKIT_ARTIFACTS at fresh tmp folders (never real artifacts)."""
