@@ -86,11 +86,11 @@ def test_onnx_export_matches_the_run(tiny, tmp_path, model):
     run, _ = write_model_run(cfg, splits)
     result = export_run(run, "onnx", out=tmp_path / "onnx")
     assert sorted(p.name for p in result.path.iterdir()) == ["export.json", "model.onnx"]
-    session = onnxruntime.InferenceSession(str(result.path / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert json.loads(session.get_modelmeta().custom_metadata_map["class_names"]) == list(splits.class_names)
-    assert [i.name for i in session.get_inputs()] == ["images"]
-    logits = dict(zip([o.name for o in session.get_outputs()],
-                      session.run(None, {"images": splits.x_test}), strict=True))["logits"]
+    ort_model = onnxruntime.InferenceSession(str(result.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert json.loads(ort_model.get_modelmeta().custom_metadata_map["class_names"]) == list(splits.class_names)
+    assert [i.name for i in ort_model.get_inputs()] == ["images"]
+    logits = dict(zip([o.name for o in ort_model.get_outputs()],
+                      ort_model.run(None, {"images": splits.x_test}), strict=True))["logits"]
     stored, _ = run.predictions("test")
     assert np.max(np.abs(logits - stored)) <= 1e-4
     assert result.parity["max_abs_logit_diff"] <= 1e-4

@@ -423,12 +423,12 @@ def _savedmodel_runner(path: Path) -> tuple[Any, tuple[str, ...]]:
 
 def _onnx_runner(path: Path) -> tuple[Any, tuple[str, ...]]:
     _, _, onnxruntime = _onnx_modules()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = tuple(json.loads(session.get_modelmeta().custom_metadata_map["class_names"]))
-    outputs = [o.name for o in session.get_outputs()]
+    ort_model = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = tuple(json.loads(ort_model.get_modelmeta().custom_metadata_map["class_names"]))
+    outputs = [o.name for o in ort_model.get_outputs()]
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(outputs, session.run(None, {INPUT_SPEC["name"]: images}), strict=True))
+        return dict(zip(outputs, ort_model.run(None, {INPUT_SPEC["name"]: images}), strict=True))
 
     return run, names
 
