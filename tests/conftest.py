@@ -10,9 +10,10 @@ from data_fixtures import write_image_tree, write_official_batches
 
 from cifarkit.data import readers
 
+_HOGS: list[Any] = []
 
-@pytest.fixture(scope="session", autouse=True)
-def _cpu_hog() -> Any:
+
+def pytest_sessionstart() -> None:
     """``CIFARKIT_CPU_HOG=N`` starts N busy processes for the whole run, so the suite proves it
     does not depend on an idle machine (timing-sensitive code must cope with a loaded host)."""
     import os
@@ -20,9 +21,11 @@ def _cpu_hog() -> Any:
     import sys
 
     count = int(os.environ.get("CIFARKIT_CPU_HOG", "0") or 0)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    yield
-    for hog in hogs:
+    _HOGS.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count))
+
+
+def pytest_sessionfinish() -> None:
+    for hog in _HOGS:
         hog.kill()
         hog.wait()
 

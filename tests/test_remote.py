@@ -98,7 +98,7 @@ def file_remote(tmp_path) -> str:
     return f"file://{tmp_path / 'remote-store'}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_endpoint():
     """moto's S3 server in a thread of this process, on a free localhost port."""
     missing = [m for m in S3_NEEDS if importlib.util.find_spec(m) is None]
