@@ -29,7 +29,9 @@ def _env(tmp_path: Path, data: Path) -> dict[str, str]:
 
 
 def _cache_files_all_valid(cache: Path) -> list[Path]:
-    files = sorted((cache / "data").glob("*.npz")) if (cache / "data").exists() else []
+    # final names only: an atomic write in progress is a dot-file (`.<name>.*.tmp.npz`)
+    files = sorted(p for p in (cache / "data").glob("*.npz") if not p.name.startswith(".")) \
+        if (cache / "data").exists() else []
     for path in files:
         with np.load(path, allow_pickle=False) as stored:
             assert stored["x_train"].dtype == np.uint8 and stored["x_train"].shape[1:] == (32, 32, 3)
