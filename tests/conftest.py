@@ -31,6 +31,24 @@ def pytest_sessionfinish() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _restore_logging() -> Any:
+    """Undo the CLI's logging set-up after each test: its handler writes to the stderr that
+    test captured, which is closed once the test ends (a later log line would then fail)."""
+    import logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+    for handler in before:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point CIFARKIT_CACHE and CIFARKIT_ARTIFACTS at fresh tmp folders (never real artifacts)."""
     root = tmp_path_factory.mktemp("cifarkit-home")
