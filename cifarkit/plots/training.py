@@ -96,7 +96,9 @@ def seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) ->
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].legend()
+    labelled = [ax for ax in (axes[1], axes[0]) if ax.get_legend_handles_labels()[0]]
+    if labelled:  # one legend, on the accuracy panel when it has curves
+        labelled[0].legend()
     fig.suptitle(_title(title, "Training curves", curves), fontsize=10)
     return fig
 
