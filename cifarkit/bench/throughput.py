@@ -65,13 +65,17 @@ class Throughput:
         return {**asdict(self), "ratio": self.ratio, "ratio_range": self.ratio_range}
 
     def default_path(self) -> Path:
-        """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
-        from cifarkit.core.paths import artifacts_dir
+        """Where this result is kept: :func:`result_path` of its experiment and settings."""
+        return result_path(self.experiment or self.model, self.profile, self.augment_mode, self.batch_size,
+                           self.precision)
 
-        who = self.experiment or self.model
-        tail = "-bf16" if self.precision == "mixed_bfloat16" else ""
-        name = f"throughput-{who}-{self.profile}-{self.augment_mode}-b{self.batch_size}{tail}.json"
-        return artifacts_dir() / "bench" / name
+
+def result_path(experiment: str, profile: str, augment_mode: str, batch_size: int, precision: str) -> Path:
+    """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
+    from cifarkit.core.paths import artifacts_dir
+
+    tail = "-bf16" if precision == "mixed_bfloat16" else ""
+    return artifacts_dir() / "bench" / f"throughput-{experiment}-{profile}-{augment_mode}-b{batch_size}{tail}.json"
 
 
 def _timed_fit(model, dataset, steps: int, warmup: int) -> float:

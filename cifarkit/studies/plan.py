@@ -206,6 +206,7 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tupl
     kept under ``artifacts/bench/`` with the machine record, so it runs once per host).
     """
     from cifarkit.runs import Run, list_runs, runs_root
+    from cifarkit.studies.transfer import training_images
 
     speeds: dict[tuple[str, str, int], list[float]] = {}
     for row in list_runs():
@@ -213,9 +214,9 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tupl
             continue
         try:
             cfg = Run(runs_root() / row["run"]).config()
-            images = PlannedRun(cfg, 0, row["run"], True).training_images
         except (CifarkitError, OSError, ValueError):
             continue
+        images = training_images(cfg)
         speeds.setdefault(speed_key(cfg), []).append(images * cfg.train.epochs / float(row["train_seconds"]))
     out = {key: float(pd.Series(values).median()) for key, values in speeds.items()}
     if probe:
@@ -231,13 +232,12 @@ def _probe(cfg: ExperimentConfig) -> float:
     on this CPU, else a short measurement, kept for next time."""
     import json
 
-    from cifarkit.bench.throughput import Throughput, throughput
+    from cifarkit.bench.throughput import result_path, throughput
     from cifarkit.core.atomic import write_json
     from cifarkit.core.repro import environment_record
 
     precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"
-    path = Throughput(cfg.model.name, cfg.train.batch_size, 0, 0.0, 0.0, augment_mode=cfg.train.augment.mode,
-                      profile=cfg.profile, experiment=cfg.name, precision=precision).default_path()
+    path = result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
     record = environment_record()
     try:  # a file measured on another CPU is not this machine's figure: measure again
         kept = json.loads(path.read_text())
