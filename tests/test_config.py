@@ -136,3 +136,17 @@ def test_bfloat16_is_a_switch_that_leaves_other_runs_hashes_alone():
     assert bf16.identity()["train"]["bfloat16"] is True and bf16.content_hash() != base.content_hash()
     with pytest.raises(ConfigError, match="exclude each other"):
         load_config("airbench", "smoke", overrides={"train.bfloat16": True, "train.mixed_precision": True})
+
+
+def test_a_profile_can_set_one_experiments_settings_only(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("train: {epochs: 4}\nexperiments:\n  resnet20: {train: {epochs: 3, snapshot_epochs: [1]}}\n")
+    resnet, cnn = load_config("resnet20", profile), load_config("baseline_cnn", profile)
+    assert (resnet.train.epochs, resnet.train.snapshot_epochs) == (3, (1,))
+    assert (cnn.train.epochs, cnn.train.snapshot_epochs) == (4, ())
+    profile.write_text("experiments:\n  resnet2O: {train: {epochs: 2}}\n")
+    with pytest.raises(ConfigError, match="experiments: resnet2O not under configs/"):
+        load_config("resnet20", profile)
+    profile.write_text("experiments:\n  resnet20: {train: {snapshot_epochs: [99]}}\n")
+    with pytest.raises(ConfigError, match="snapshot_epochs"):
+        load_config("resnet20", profile)

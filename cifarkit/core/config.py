@@ -254,8 +254,22 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
         raw_prof = read_yaml(prof_path)
         if "name" in raw_prof:
             raise ConfigError(f"{prof_path}: name: a profile cannot rename the experiment; remove the key")
+        # A profile may add settings for one experiment only (``experiments: {resnet20: {...}}``),
+        # e.g. the headline run's snapshots; they apply after the profile's general settings.
+        raw_prof = dict(raw_prof)
+        per_experiment = raw_prof.pop("experiments", None) or {}
+        if not isinstance(per_experiment, dict) or not all(isinstance(v, dict) for v in per_experiment.values()):
+            raise ConfigError(f"{prof_path}: experiments must map experiment names to settings, e.g. "
+                              "`experiments: {resnet20: {train: {snapshot_epochs: [1]}}}`")
+        unknown = sorted(set(per_experiment) - set(available("experiments")))
+        if unknown:
+            raise ConfigError(f"{prof_path}: experiments: {', '.join(unknown)} not under configs/; choose "
+                              f"from {', '.join(available('experiments'))}")
         files.append((prof_path, raw_prof))
         merged = deep_merge(merged, raw_prof)
+        if exp_path.stem in per_experiment:
+            files.append((prof_path, per_experiment[exp_path.stem]))
+            merged = deep_merge(merged, per_experiment[exp_path.stem])
         merged["profile"] = prof_path.stem
     if overrides:
         raw_over = dotted_overrides(overrides)

@@ -216,6 +216,11 @@ class TrainConfig(_Strict):
     augment: AugmentConfig = AugmentConfig()
     ema: EmaConfig | None = Field(None, description="Weight EMA / lookahead (None = off).")
     snapshot_epochs: tuple[int, ...] = Field((), description="Also save the model after these epochs.")
+    validate_every: int = Field(
+        1, ge=1, le=1000, description="Run the validation pass after every this many epochs (it must divide "
+                                      "epochs, so the last epoch is always validated). A full validation pass "
+                                      "costs as much as a fifth of a short subset run: studies that do not "
+                                      "plot validation curves validate only at the end.")
     deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
     mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
     bfloat16: bool = Field(
@@ -231,6 +236,9 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} must be below epochs={self.epochs}"
             )
+        if self.epochs % self.validate_every:
+            raise ValueError(f"validate_every={self.validate_every} must divide epochs={self.epochs}, so that "
+                             "the last epoch is validated; choose a divisor of epochs (1 validates every epoch)")
         late = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
         if late:
             raise ValueError(f"snapshot_epochs {late} fall outside 1..epochs={self.epochs}")

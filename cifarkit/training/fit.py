@@ -148,7 +148,8 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
                                  epoch_hooks or [], state["train_seconds"]),
         ]
         model.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
-                  validation_data=val_ds, callbacks=fit_callbacks, verbose=0, shuffle=False)
+                  validation_data=val_ds, validation_freq=train_cfg.validate_every, callbacks=fit_callbacks,
+                  verbose=0, shuffle=False)
 
     logits = predict_logits(model, splits.x_test)
     val_logits = predict_logits(model, splits.x_val)  # for calibration fitted on validation only
