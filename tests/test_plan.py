@@ -45,11 +45,62 @@ def test_estimates_come_from_measured_speed_and_say_when_there_is_none():
     assert study.estimate_minutes(resnet, {}) is None
     cfg = resnet.config
     images, epochs = resnet.training_images, cfg.train.epochs
-    evaluated = 10 * cfg.data.val_per_class * epochs + cfg.data.test_limit
-    assert study.estimate_minutes(resnet, {key: 100.0}) == pytest.approx(
-        (images * epochs / 100.0 + evaluated / 300.0) / 60)
-    text = study.total_text(planned, {key: 100.0})
+    # training steps at 100 img/s; a validation pass per epoch, the final test and validation
+    # predictions at 400 img/s; 5 s of start-up; then the stored runs' correction (x 1.5)
+    evaluated = 10 * cfg.data.val_per_class * (epochs + 1) + cfg.data.test_limit
+    speed = study.Speed(100.0, 400.0, 5.0, factor=1.5)
+    assert study.estimate_minutes(resnet, {key: speed}) == pytest.approx(
+        1.5 * (images * epochs / 100.0 + evaluated / 400.0 + 5.0) / 60)
+    text = study.total_text(planned, {key: speed})
     assert text.startswith(f"{len(planned)} distinct runs, 0 stored, {len(planned)} to train")
-    assert "whose model family has no measured speed here" in text  # the CNN's speed is unknown
-    table = study.plan_table(planned, {key: 100.0})
+    assert "not estimated: their model family has no measured speed here" in text  # the CNN's
+    table = study.plan_table(planned, {key: speed})
     assert list(table["stored"].unique()) == ["missing"] and table["est. min"].notna().sum() == 2
+    assert set(study.chapter_minutes(planned, {key: speed})) == {"baseline"}
+
+
+def test_validating_less_often_is_priced_and_must_end_on_the_last_epoch():
+    from cifarkit.core.config import load_config
+    from cifarkit.core.errors import ConfigError
+
+    every = load_config("baseline_cnn", "smoke", {"train.epochs": 4})
+    last = load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 4})
+    speed = study.Speed(100.0, 500.0, 0.0)
+    saved = 3 * 10 * every.data.val_per_class / 500.0 / 60  # three fewer validation passes
+    assert study.run_minutes(every, speed) - study.run_minutes(last, speed) == pytest.approx(saved)
+    with pytest.raises(ConfigError, match="validate_every=3 must divide epochs=4"):
+        load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 3})
+
+
+def test_a_float16_plan_on_a_machine_without_a_gpu_says_so_instead_of_guessing(monkeypatch):
+    monkeypatch.setattr(study, "_gpu_available", lambda: False)
+    planned = study.study_plan("full", "baseline")
+    speeds = study.measured_speeds(planned, probe=False)
+    assert all("no GPU speed was measured" in str(v) for v in speeds.values()) and speeds
+    text = study.total_text(planned, speeds)
+    assert "10 distinct runs" in text and "300 epochs" in text and "no GPU speed was measured" in text
+    assert "about" not in text  # no figure is made up
+
+
+def test_each_chapter_states_its_budget_from_the_plan_functions():
+    text = study.chapter_budget("smoke", "baseline")
+    assert text == ("Budget of this chapter (profile smoke): 4 runs: baseline_cnn, resnet20 on 1,000 training "
+                    "images for 3 epochs (batch 128, float32), seeds 0, 1.")
+    ablations = study.chapter_budget("cpu", "ablations", {"seeds": 5})
+    assert "on 5,000 training images for 3 epochs" in ablations and "seeds 0, 1, 2, 3, 4" in ablations
+    with pytest.raises(CifarkitError, match="trains no runs"):
+        study.chapter_budget("cpu", "intro")
+
+
+def test_the_default_book_shares_its_headline_runs_and_trains_its_ladder():
+    planned = study.study_plan("cpu")
+    headline = [e for e in planned if e.config.name in ("resnet20", "baseline_cnn") and e.seed == 0
+                and not study.changes(e.config)]
+    # interpretability explains the headline runs themselves; ResNet20's keep their snapshots
+    assert len(headline) == 2 and all("interpretability" in e.chapters for e in headline)
+    assert next(e for e in headline if e.config.name == "resnet20").config.train.snapshot_epochs == (1,)
+    assert all(e.training_images == 40_000 for e in headline)
+    ladder = [e for e in planned if "fast_training" in e.chapters]
+    assert len(ladder) == 8  # every step of the ladder, at the chapter's budget
+    ablations = [e for e in planned if e.chapters == ["ablations"]]
+    assert ablations and all(e.config.train.validate_every == e.config.train.epochs for e in ablations)

@@ -48,6 +48,10 @@ class Throughput:
     # One figure per repeat, (a) and (b) interleaved; the img/s fields above are their medians.
     synthetic_runs: list[float] = field(default_factory=list)
     pipeline_runs: list[float] = field(default_factory=list)
+    # What a run costs besides its training steps, for the study plan's estimates: building and
+    # compiling a model plus tracing its first step, and the evaluation pass's speed.
+    startup_seconds: float | None = None
+    predict_img_s: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -78,8 +82,9 @@ def result_path(experiment: str, profile: str, augment_mode: str, batch_size: in
     return artifacts_dir() / "bench" / f"throughput-{experiment}-{profile}-{augment_mode}-b{batch_size}{tail}.json"
 
 
-def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
-    """Images per second over ``steps`` batches after ``warmup`` untimed ones."""
+def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:
+    """Seconds per batch over ``steps`` batches after ``warmup`` untimed ones, and the seconds the
+    warm-up took beyond that many steps (tracing, on a model's first fit)."""
     import keras
 
     stamps: list[float] = []
@@ -88,8 +93,10 @@ def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
         def on_train_batch_end(self, batch, logs=None):
             stamps.append(time.perf_counter())
 
+    started = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
-    return (stamps[-1] - stamps[warmup - 1]) / steps
+    per_step = (stamps[-1] - stamps[warmup - 1]) / steps
+    return per_step, max(0.0, stamps[warmup - 1] - started - warmup * per_step)
 
 
 def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
@@ -173,19 +180,37 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     epochs = -(-(warmup + steps) * batch * repeats // len(splits.x_train)) + 1
     real = train_dataset(splits.x_train, splits.y_train, num_classes=len(names), batch_size=batch, seed=0,
                          start_epoch=0, epochs=epochs, aug=cfg.train.augment)
-    model_a, model_b = fresh_model(), fresh_model()
-    rates_a, rates_b = [], []
+    model_a = fresh_model()
+    built = time.perf_counter()
+    model_b = fresh_model()
+    build_seconds = time.perf_counter() - built
+    rates_a, rates_b, tracing = [], [], 0.0
     for r in range(repeats):
         log.info("timing %s, repeat %d/%d: (a) synthetic batches of %d, then (b) the real pipeline "
                  "(%d steps each)...", cfg.name, r + 1, repeats, batch, steps)
-        rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup))
-        rates_b.append(batch / _timed_fit(model_b, real, steps, warmup))
+        rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup)[0])
+        per_step, extra = _timed_fit(model_b, real, steps, warmup)
+        rates_b.append(batch / per_step)
+        tracing = tracing if r else extra
     input_only = _input_rate(real, batch, steps, warmup)
+    predict_rate = _predict_rate(model_b, splits.x_val)
     environment = environment_record()
     return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)), float(np.median(rates_b)),
                       input_only, augment_mode=cfg.train.augment.mode, profile=cfg.profile,
                       framework=f"keras {environment['packages']['keras']}", environment=environment,
-                      experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b)
+                      experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b,
+                      startup_seconds=build_seconds + tracing, predict_img_s=predict_rate)
+
+
+def _predict_rate(model, images: np.ndarray, n: int = 2048) -> float:
+    """Images per second of cifarkit's evaluation pass (the one after each epoch and at the end)."""
+    from cifarkit.models import predict_logits
+
+    sample = images[:n]
+    predict_logits(model, sample[:256])  # traces the prediction function
+    started = time.perf_counter()
+    predict_logits(model, sample)
+    return len(sample) / (time.perf_counter() - started)
 
 
 # Files keep Keras's policy name; tables say the compute dtype, as the time-to-accuracy table does.

@@ -370,6 +370,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with pd_display():
         table = study.plan_table(planned, speeds)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    per_chapter = study.chapter_minutes(planned, speeds)
+    if per_chapter:
+        print("estimated minutes per chapter (a shared run counts for the first chapter that uses it): "
+              + ", ".join(f"{name} {minutes:.0f}" for name, minutes in per_chapter.items()))
     print(study.total_text(planned, speeds))
     if args.action == "run":
         trained = study.train_plan(planned, speeds)

@@ -168,8 +168,11 @@ def run(opts: Options) -> list[ChapterResult]:
         remove_stale_temps(store)
         if remote_url:  # before any chapter: a run the remote holds is not trained here
             remote.pull_for_build(remote_url)
-        planned_minutes = (_train_the_plan(opts, [p.name for p in chapters])
-                           if opts.plan and not opts.expect_cached else None)
+        cost = _train_the_plan(opts, [p.name for p in chapters]) if opts.plan and not opts.expect_cached else None
+        if cost is not None:  # every run the chapters need exists now: a chapter that trains is a bug
+            from cifarkit.runs.store import NO_TRAIN_ENV
+
+            os.environ[NO_TRAIN_ENV] = "1"
         log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
                  ", ".join(p.name for p in chapters) or "(none)")
         log.info("hashing sources, configs and data for the cache keys ...")
@@ -189,35 +192,99 @@ def run(opts: Options) -> list[ChapterResult]:
                 raise
             results.append(result)
         _site(root, pages, store, substitutes, shared, opts, results)
-        record_build(opts, results, time.perf_counter() - started, planned_minutes)
+        seconds = time.perf_counter() - started
+        record_build(opts, results, seconds, cost)
     _emit_summary(results)
-    if planned_minutes is not None:
-        estimated, actual = planned_minutes
-        sys.stdout.write(f"study plan: estimated {estimated:.1f} min of training, took {actual:.1f} min; "
-                         f"the whole build took {(time.perf_counter() - started) / 60:.1f} min\n")
+    if cost is not None:
+        sys.stdout.write("\n" + cost.report(results, seconds / 60) + "\n")
     if push:
         remote.push_after_build(remote_url)
     return results
 
 
-def _train_the_plan(opts: Options, names: Sequence[str]) -> tuple[float, float] | None:
+@dataclasses.dataclass
+class PlanCost:
+    """The study plan's cost in minutes per chapter, estimated before and measured after."""
+
+    trained: dict[str, int]              # chapter -> runs trained (a shared run counts for its first)
+    estimated: dict[str, float]          # chapter -> estimated training minutes
+    actual: dict[str, float]             # chapter -> actual training minutes
+    execute_estimated: dict[str, float]  # chapter -> execution minutes of the last build here
+    probe_minutes: float = 0.0           # measuring this machine's speeds (once per host)
+
+    def report(self, results: Sequence[ChapterResult], total_minutes: float) -> str:
+        """The build's last lines: per chapter and in total, estimated against actual minutes."""
+        executed = {r.name: r.seconds / 60 for r in results}
+        names = [r.name for r in results]
+        header = f"{'chapter':<18} {'runs':>4} {'train est.':>10} {'train':>7} {'execute est.':>12} {'execute':>8}"
+        lines = ["estimated against actual minutes:", header, "-" * len(header)]
+        for name in names:
+            est = self.execute_estimated.get(name)
+            lines.append(f"{name:<18} {self.trained.get(name, 0):>4} {self.estimated.get(name, 0.0):>10.1f} "
+                         f"{self.actual.get(name, 0.0):>7.1f} {'-' if est is None else f'{est:.1f}':>12} "
+                         f"{executed.get(name, 0.0):>8.1f}")
+        estimate = sum(self.estimated.values()) + sum(self.execute_estimated.get(n, 0.0) for n in names)
+        unknown = [n for n in names if n not in self.execute_estimated and executed.get(n, 0.0) > 0]
+        ratio = f" ({100 * (total_minutes / estimate - 1):+.0f}%)" if estimate > 0 else ""
+        lines.append(f"whole build: estimated {estimate:.1f} min, took {total_minutes:.1f} min{ratio}; training "
+                     f"{sum(self.actual.values()):.1f} min, speed probes {self.probe_minutes:.1f} min")
+        if unknown:
+            lines.append(f"(no execution estimate yet for {', '.join(unknown)}: the next build here has one)")
+        return "\n".join(lines)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"estimated": {k: round(v, 2) for k, v in self.estimated.items()},
+                "actual": {k: round(v, 2) for k, v in self.actual.items()},
+                "execute_estimated": {k: round(v, 2) for k, v in self.execute_estimated.items()},
+                "trained": self.trained, "probe_minutes": round(self.probe_minutes, 2)}
+
+
+def _execution_estimates(profile: str, names: Sequence[str]) -> dict[str, float]:
+    """Minutes each chapter took to execute in the newest build of ``profile`` on this machine
+    that executed it (a chapter's execution reads runs only, so it costs the same each time)."""
+    from cifarkit.core.repro import environment_record
+
+    try:
+        history = json.loads(builds_file(profile).read_text())
+    except (OSError, ValueError):
+        return {}
+    env = environment_record()
+    machine = {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")}
+    out: dict[str, float] = {}
+    for record in reversed(history):
+        if record.get("machine") != machine:
+            continue
+        for chapter in record.get("chapters", []):
+            if chapter.get("status") == "executed" and chapter["name"] in names and chapter["name"] not in out:
+                out[chapter["name"]] = float(chapter["seconds"]) / 60
+    return out
+
+
+def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     """Print the study plan of this build (the book, or ``--chapter`` with its ``--params``) and
     train its missing runs before any chapter executes, so no chapter trains. Returns the
-    estimated and the actual minutes of that training."""
+    estimated and actual minutes per chapter."""
     from cifarkit.studies import plan as study
 
     chapter = opts.chapter if opts.chapter in study.CHAPTERS else None
     if (opts.chapter is not None and chapter is None) or not set(names) & set(study.CHAPTERS):
         return None  # chapters that train nothing
     planned = study.study_plan(opts.profile, chapter, opts.params if chapter else None, chapters=names)
+    probing = time.perf_counter()
     speeds = study.measured_speeds(planned)
+    probe_minutes = (time.perf_counter() - probing) / 60
     table = study.plan_table(planned, speeds)
     log.info("study plan:\n%s", table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     log.info("study plan: %s", study.total_text(planned, speeds))
-    estimated = sum(study.estimate_minutes(e, speeds) or 0.0 for e in planned if not e.complete)
-    started = time.perf_counter()
-    study.train_plan(planned, speeds)
-    return estimated, (time.perf_counter() - started) / 60
+    executing = [opts.chapter] if opts.chapter else list(names)
+    cost = PlanCost({}, study.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
+                    probe_minutes)
+    first_chapter = {e.folder: e.chapters[0] for e in planned}
+    for folder, minutes in study.train_plan(planned, speeds).items():
+        name = first_chapter[folder]
+        cost.actual[name] = cost.actual.get(name, 0.0) + minutes
+        cost.trained[name] = cost.trained.get(name, 0) + 1
+    return cost
 
 
 def builds_file(profile: str) -> Path:
@@ -226,7 +293,7 @@ def builds_file(profile: str) -> Path:
 
 
 def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float,
-                 planned_minutes: tuple[float, float] | None = None) -> None:
+                 cost: PlanCost | None = None) -> None:
     """Append this build to :func:`builds_file`: when, on which machine, how long, per chapter.
 
     The README's measured costs are generated from these records (:mod:`cifarkit.publish.readme`).
@@ -244,8 +311,9 @@ def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float
         "seconds": round(seconds, 1), "executed": sum(r.status == "executed" for r in results),
         "cached": sum(r.status == "cached" for r in results),
         "chapters": [dataclasses.asdict(r) for r in results],
-        "plan_minutes": None if planned_minutes is None else {"estimated": round(planned_minutes[0], 1),
-                                                             "actual": round(planned_minutes[1], 1)},
+        "plan_minutes": None if cost is None else {"estimated": round(sum(cost.estimated.values()), 1),
+                                                   "actual": round(sum(cost.actual.values()), 1),
+                                                   "per_chapter": cost.as_record()},
         "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
     })
     write_json(path, history[-50:])

@@ -128,6 +128,7 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
     from cifarkit.training.checkpoint import CheckpointManager, disk_full
     from cifarkit.training.fit import train_run
 
+    started = time.perf_counter()  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
     # An unreadable or truncated checkpoint fails here, before anything is written.
     CheckpointManager(run.path / "checkpoint").latest()
     run.path.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,8 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
                     class_names=list(splits.class_names),
                     train_seconds=outcome.metrics["train_seconds"], model_version=version,
                     registered_model=tracker.registered_name,
-                    resumed_from_epoch=outcome.resumed_from_epoch)
+                    resumed_from_epoch=outcome.resumed_from_epoch,
+                    wall_seconds=round(time.perf_counter() - started, 2))
     except BaseException as exc:
         try:
             _set_status(run, FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -209,6 +211,8 @@ def list_runs() -> list[dict[str, Any]]:
             "status": record.get("status", MISSING),
             "test_accuracy": record.get("test_accuracy"),
             "train_seconds": record.get("train_seconds"),
+            "wall_seconds": record.get("wall_seconds"),
+            "resumed_from_epoch": record.get("resumed_from_epoch"),
             "mlflow_run_id": record.get("mlflow_run_id"),
             "config_hash": record.get("config_hash"),
             "model_version": record.get("model_version"),

@@ -81,24 +81,64 @@ def transfer_runs(profile: str, sizes: Sequence[int] | None = None, strategies: 
 
 
 def interpretability_runs(profile: str, seed: int = 0, **_: Any) -> Runs:
-    """The interpretability chapter: ResNet20 and the CNN, and ResNet20 with epoch snapshots."""
-    from cifarkit.interpret.study import snapshot_plan
-
-    resnet, cnn = load_config("resnet20", profile), load_config("baseline_cnn", profile)
-    snapshots = load_config("resnet20", profile,
-                            overrides={"train.snapshot_epochs": list(snapshot_plan(resnet.train.epochs))})
-    return [(resnet, seed), (cnn, seed), (snapshots, seed)]
+    """The interpretability chapter: the headline ResNet20 and CNN runs of ``seed`` (the
+    profile has ResNet20 keep snapshots for attention over training)."""
+    return [(load_config("resnet20", profile), seed), (load_config("baseline_cnn", profile), seed)]
 
 
-def fast_training_runs(profile: str, seeds: int = 1, train_steps: int | None = None, **_: Any) -> Runs:
-    """The fast-training chapter: the ladder's first ``train_steps`` steps (2 in smoke, else 0)."""
+def fast_training_runs(profile: str, seeds: int = 1, budget: Mapping[str, Any] | None = None,
+                       steps: int | None = None, **_: Any) -> Runs:
+    """The fast-training chapter: the ladder's steps at the profile's chapter budget
+    (:func:`cifarkit.studies.ladder.chapter_ladder`)."""
     from cifarkit.studies import ladder
     from cifarkit.studies.variants import seed_list
 
-    train = (2 if profile == "smoke" else 0) if train_steps is None else int(train_steps)
-    configs = ladder.ladder_configs(profile)
+    common, train = ladder.chapter_ladder(profile, budget, steps)
+    configs = ladder.ladder_configs(profile, common)
     chosen = ladder.steps_to_train(list(configs), train)
     return [(configs[step], seed) for step in chosen for seed in seed_list(seeds)]
+
+
+def precision_text(cfg: ExperimentConfig) -> str:
+    """The compute precision a run of ``cfg`` trains in, as its chapter states it."""
+    if cfg.train.bfloat16:
+        return "mixed bfloat16"
+    return "mixed float16 on a GPU (float32 on a CPU)" if cfg.train.mixed_precision else "float32"
+
+
+def budget_text(runs: Runs) -> str:
+    """What ``runs`` cost in images, epochs, seeds and precision, in one sentence for a chapter.
+
+    Examples
+    --------
+    >>> from cifarkit.studies import plan
+    >>> plan.budget_text(plan.baseline_runs("smoke"))  # doctest: +SKIP
+    '4 runs: baseline_cnn, resnet20 on 1,000 training images for 3 epochs (batch 128, float32), seeds 0, 1.'
+    """
+    from cifarkit.studies.transfer import training_images
+
+    groups: dict[tuple[int, int, int, str], tuple[list[str], set[int], list[int]]] = {}
+    for cfg, seed in runs:
+        key = (training_images(cfg), cfg.train.epochs, cfg.train.batch_size, precision_text(cfg))
+        names, seeds, count = groups.setdefault(key, ([], set(), [0]))
+        if cfg.name not in names:
+            names.append(cfg.name)
+        seeds.add(seed)
+        count[0] += 1
+    parts = [f"{count[0]} run{'s' if count[0] != 1 else ''}: {', '.join(names)} on {images:,} training images "
+             f"for {epochs} epoch{'s' if epochs != 1 else ''} (batch {batch}, {precision}), "
+             f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+             for (images, epochs, batch, precision), (names, seeds, count) in groups.items()]
+    return "; ".join(parts) + "." if parts else "No runs."
+
+
+def chapter_budget(profile: str, chapter: str, params: Mapping[str, Any] | None = None) -> str:
+    """:func:`budget_text` of one chapter's runs under ``profile`` and its parameters: the
+    sentence each training chapter glues, from the same function the plan uses."""
+    if chapter not in CHAPTERS:
+        raise CifarkitError(f"chapter {chapter!r} trains no runs; chapters that train: {', '.join(CHAPTERS)}")
+    given = {k: v for k, v in (params or {}).items() if v is not None}
+    return f"Budget of this chapter (profile {profile}): " + budget_text(CHAPTERS[chapter](profile, **given))
 
 
 #: chapter name (its notebook's name) -> the function that declares its runs.
@@ -195,79 +235,160 @@ def changes(cfg: ExperimentConfig) -> str:
 
 def speed_key(cfg: ExperimentConfig) -> tuple[str, str, int]:
     """Runs of one model family, precision and batch size train at the same speed per image."""
-    return cfg.model.name, "bfloat16" if cfg.train.bfloat16 else "float32", cfg.train.batch_size
+    precision = "bfloat16" if cfg.train.bfloat16 else "float16" if cfg.train.mixed_precision else "float32"
+    return cfg.model.name, precision, cfg.train.batch_size
 
 
-def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tuple[str, str, int], float]:
-    """Training images per second for every speed key of ``plan``'s missing runs, on this machine.
+@dataclass(frozen=True)
+class Speed:
+    """What one speed key costs on this machine.
 
-    Read from the run store first (the complete runs of the same family: images x epochs /
-    training seconds), else from a short throughput probe (:func:`cifarkit.bench.throughput`,
-    kept under ``artifacts/bench/`` with the machine record, so it runs once per host).
+    ``train_img_s`` and ``predict_img_s`` price the training steps and the evaluation passes;
+    ``startup_seconds`` is a run's fixed cost (building, compiling and tracing the model,
+    saving and tracking it); ``factor`` is the median of actual over estimated wall time of
+    the complete runs of this key already in the run store (1.0 when there are none).
     """
-    from cifarkit.runs import Run, list_runs, runs_root
-    from cifarkit.studies.transfer import training_images
 
-    speeds: dict[tuple[str, str, int], list[float]] = {}
+    train_img_s: float
+    predict_img_s: float
+    startup_seconds: float
+    factor: float = 1.0
+    runs: int = 0  # stored runs the factor was measured on
+
+
+#: Speed keys with no figure, and why (e.g. the full profile's float16 on a machine without a GPU).
+Unmeasured = dict[tuple[str, str, int], str]
+
+
+def _gpu_available() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tuple[str, str, int], Speed | str]:
+    """Every speed key of ``plan``'s missing runs priced on this machine, or why it is not.
+
+    The speeds come from a short throughput probe per key (:func:`cifarkit.bench.throughput`,
+    kept under ``artifacts/bench/`` with the machine record, so it runs once per host); the
+    complete runs of the same key in the run store then correct the probe's estimate by the
+    median ratio of their actual to their estimated wall time. A float16 key (the ``full``
+    profile's mixed precision) on a machine without a GPU is not guessed from CPU speeds.
+    """
+    keys: dict[tuple[str, str, int], ExperimentConfig] = {}
+    for e in plan:  # each key priced on its first missing run's config
+        if not e.complete:
+            keys.setdefault(speed_key(e.config), e.config)
+    out: dict[tuple[str, str, int], Speed | str] = {}
+    for key, cfg in keys.items():
+        if key[1] == "float16" and not _gpu_available():
+            out[key] = "float16 runs are meant for a GPU and this machine has none: no GPU speed was measured"
+            continue
+        if probe:
+            out[key] = _probe(cfg)
+    stored = _stored_ratios()
+    for key, speed in list(out.items()):
+        ratios = stored.get(key, [])
+        if isinstance(speed, Speed) and ratios:
+            out[key] = Speed(speed.train_img_s, speed.predict_img_s, speed.startup_seconds,
+                             float(pd.Series(ratios).median()), len(ratios))
+    return out
+
+
+def _stored_ratios() -> dict[tuple[str, str, int], list[float]]:
+    """Per speed key, actual / estimated wall time of each complete, never-resumed stored run
+    whose key has a kept probe on this machine."""
+    from cifarkit.runs import Run, list_runs, runs_root
+
+    ratios: dict[tuple[str, str, int], list[float]] = {}
+    probes: dict[tuple[str, str, int], Speed | None] = {}
     for row in list_runs():
-        if row["status"] != "complete" or not row["train_seconds"]:
+        if row["status"] != "complete" or not row.get("wall_seconds") or row.get("resumed_from_epoch"):
             continue
         try:
             cfg = Run(runs_root() / row["run"]).config()
         except (CifarkitError, OSError, ValueError):
             continue
-        images = training_images(cfg)
-        speeds.setdefault(speed_key(cfg), []).append(images * cfg.train.epochs / float(row["train_seconds"]))
-    out = {key: float(pd.Series(values).median()) for key, values in speeds.items()}
-    if probe:
-        for entry in plan:
-            key = speed_key(entry.config)
-            if not entry.complete and key not in out:
-                out[key] = _probe(entry.config)
-    return out
+        key = speed_key(cfg)
+        if key not in probes:
+            probes[key] = _kept_probe(cfg)
+        if probes[key] is not None:
+            seconds = 60 * run_minutes(cfg, probes[key])
+            ratios.setdefault(key, []).append(float(row["wall_seconds"]) / seconds)
+    return ratios
 
 
-def _probe(cfg: ExperimentConfig) -> float:
-    """Real-pipeline img/s of ``cfg``'s family on this machine: the kept probe if it was measured
-    on this CPU, else a short measurement, kept for next time."""
-    import json
-
-    from cifarkit.bench.throughput import result_path, throughput
-    from cifarkit.core.atomic import write_json
-    from cifarkit.core.repro import environment_record
+def _probe_path(cfg: ExperimentConfig):
+    from cifarkit.bench.throughput import result_path
 
     precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"
-    path = result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
+    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
+
+
+def _kept_probe(cfg: ExperimentConfig) -> Speed | None:
+    """The kept probe of ``cfg``'s key if it was measured on this CPU with the start-up figures."""
+    import json
+
+    from cifarkit.core.repro import environment_record
+
     record = environment_record()
-    try:  # a file measured on another CPU is not this machine's figure: measure again
-        kept = json.loads(path.read_text())
-        if (kept["environment"].get("cpu"), kept["environment"].get("cpu_isa")) == (record["cpu"], record["cpu_isa"]):
-            return float(kept["pipeline_img_s"])
+    try:  # a file measured on another CPU is not this machine's figure
+        kept = json.loads(_probe_path(cfg).read_text())
+        same_cpu = (kept["environment"].get("cpu"), kept["environment"].get("cpu_isa")) == (
+            record["cpu"], record["cpu_isa"])
+        if same_cpu and kept.get("startup_seconds") is not None and kept.get("predict_img_s"):
+            return Speed(float(kept["pipeline_img_s"]), float(kept["predict_img_s"]), float(kept["startup_seconds"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    return None
+
+
+def _probe(cfg: ExperimentConfig) -> Speed:
+    """``cfg``'s key priced on this machine: the kept probe, else a short measurement, kept."""
+    from cifarkit.bench.throughput import throughput
+    from cifarkit.core.atomic import write_json
+
+    kept = _kept_probe(cfg)
+    if kept is not None:
+        return kept
     log.info("measuring %s's training speed on this machine (once per host)...", cfg.model.name)
-    result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=10, warmup=3, repeats=1,
+    # About 1,500 images timed: enough to price a run within the noise of this host, short
+    # enough that a cold build's probes cost a minute or two.
+    steps = max(3, -(-1536 // cfg.train.batch_size))
+    result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=steps, warmup=2, repeats=1,
                         overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
-    write_json(path, result.as_dict())
-    return result.pipeline_img_s
+    write_json(_probe_path(cfg), result.as_dict())
+    return Speed(result.pipeline_img_s, result.predict_img_s or 3 * result.pipeline_img_s,
+                 result.startup_seconds or 0.0)
 
 
-def estimate_minutes(entry: PlannedRun, speeds: Mapping[tuple[str, str, int], float]) -> float | None:
-    """Training minutes of ``entry`` at the measured speed of its family (None if unmeasured).
+def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
+    """Wall minutes of one run of ``cfg`` at ``speed``, before the stored runs' correction.
 
-    The validation pass after each epoch and the final test predictions run at about three
-    times the training speed (no backward pass), so they add their images at that rate.
+    Training steps at the training speed; a validation pass every ``train.validate_every``
+    epochs and the final test and validation predictions at the evaluation speed; and the
+    fixed start-up cost (which the probe measures as building, compiling and tracing).
     """
+    from cifarkit.studies.transfer import training_images
+
+    train = training_images(cfg) * cfg.train.epochs / speed.train_img_s
+    n_classes = len(cfg.data.classes) if cfg.data.classes else 10
+    val_images = cfg.data.val_per_class * n_classes
+    test_images = cfg.data.test_limit or 1_000 * n_classes  # CIFAR-10's test set: 1,000 per class
+    passes = cfg.train.epochs // cfg.train.validate_every
+    evaluation = (val_images * (passes + 1) + test_images) / speed.predict_img_s
+    return (train + evaluation + speed.startup_seconds) / 60
+
+
+def estimate_minutes(entry: PlannedRun, speeds: Mapping[tuple[str, str, int], Speed | str]) -> float | None:
+    """Wall minutes of ``entry`` on this machine (None if its key has no measured speed)."""
     speed = speeds.get(speed_key(entry.config))
-    if not speed:
+    if not isinstance(speed, Speed):
         return None
-    cfg = entry.config
-    train = entry.training_images * cfg.train.epochs / speed
-    evaluation = (10 * cfg.data.val_per_class * cfg.train.epochs + (cfg.data.test_limit or 10_000)) / (3 * speed)
-    return (train + evaluation) / 60
+    return run_minutes(entry.config, speed) * speed.factor
 
 
-def plan_table(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], float]) -> pd.DataFrame:
+def plan_table(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> pd.DataFrame:
     """One row per run: experiment, changes, seed, epochs, images, chapters, stored, estimate."""
     rows = [{"experiment": e.config.name, "changes": _short(changes(e.config) or "-"), "seed": e.seed,
              "epochs": e.config.train.epochs, "train images": e.training_images,
@@ -281,36 +402,58 @@ def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], float]) -> str:
-    """The plan's size and estimated cost in one line."""
+def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]
+                    ) -> dict[str, float]:
+    """Estimated training minutes per chapter; a run several chapters share counts for the first."""
+    out: dict[str, float] = {}
+    for e in plan:
+        if not e.complete:
+            out[e.chapters[0]] = out.get(e.chapters[0], 0.0) + (estimate_minutes(e, speeds) or 0.0)
+    return out
+
+
+def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> str:
+    """The plan's size and estimated cost in one line (with why any run has no estimate)."""
     missing = [e for e in plan if not e.complete]
     minutes = [estimate_minutes(e, speeds) for e in missing]
     known = sum(m for m in minutes if m is not None)
-    unknown = sum(m is None for m in minutes)
-    text = (f"{len(plan)} distinct runs, {len(plan) - len(missing)} stored, {len(missing)} to train: "
-            f"about {known:.0f} min of training on this machine")
+    unknown = [e for e, m in zip(missing, minutes, strict=True) if m is None]
+    epochs = sum(e.config.train.epochs for e in missing)
+    images = sum(e.training_images * e.config.train.epochs for e in missing)
+    text = (f"{len(plan)} distinct runs, {len(plan) - len(missing)} stored, {len(missing)} to train "
+            f"({epochs:,} epochs, {images:,} training images in all)")
+    if len(unknown) < len(missing):
+        text += f": about {known:.0f} min on this machine"
+        if unknown:
+            text += f" for {len(missing) - len(unknown)} of them"
+    reasons = sorted({speeds.get(speed_key(e.config)) or "their model family has no measured speed here"
+                      for e in unknown}, key=str)
     if unknown:
-        text += f" plus {unknown} run(s) whose model family has no measured speed here"
+        text += f"; {len(unknown)} run(s) not estimated: " + "; ".join(map(str, reasons))
     return text
 
 
 # --------------------------------------------------------------------------- training it
 
 
-def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], float]) -> list[str]:
+def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> dict[str, float]:
     """Train the plan's missing runs in order with one overall progress line per run (run i of N,
-    elapsed, ETA from the estimates); resumable, since every run is. Returns the trained folders."""
+    elapsed, ETA from the estimates, corrected by how the finished runs went); resumable,
+    since every run is. Returns each trained folder's actual wall minutes."""
     from cifarkit.runs import get_or_train
 
     missing = [e for e in plan if not e.complete]
     estimates = [estimate_minutes(e, speeds) or 0.0 for e in missing]
     started = time.perf_counter()
-    trained = []
+    trained: dict[str, float] = {}
     for i, entry in enumerate(missing):
         elapsed = (time.perf_counter() - started) / 60
-        left = sum(estimates[i:])
+        done = sum(estimates[:i])
+        pace = elapsed / done if done > 0 and i >= 3 else 1.0  # after a few runs, the plan's own pace
         log.info("[plan: run %d of %d, %.1f min elapsed, about %.0f min left] %s seed %d (%s)", i + 1,
-                 len(missing), elapsed, left, entry.config.name, entry.seed, changes(entry.config) or "as configured")
+                 len(missing), elapsed, pace * sum(estimates[i:]), entry.config.name, entry.seed,
+                 changes(entry.config) or "as configured")
+        run_started = time.perf_counter()
         get_or_train(entry.config, entry.seed, label=f"[plan {i + 1}/{len(missing)}] ")
-        trained.append(entry.folder)
+        trained[entry.folder] = (time.perf_counter() - run_started) / 60
     return trained
