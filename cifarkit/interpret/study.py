@@ -5,7 +5,6 @@ sentences that report them. Notebooks call these and display; nothing here draws
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,12 +59,6 @@ def sample_indices(n_total: int, n: int, seed: int = 0) -> np.ndarray:
     if n > n_total:
         raise CifarkitError(f"cannot sample {n} images from {n_total}; lower the sample size")
     return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
-
-
-def snapshot_plan(epochs: int) -> tuple[int, ...]:
-    """Epochs to snapshot for attention over training: the first and the middle one (the final
-    model is the last epoch)."""
-    return tuple(sorted({1, max(1, math.ceil(epochs / 2))} - {epochs}))
 
 
 def method_key(method: str, layer: str | None = None) -> str:

@@ -139,15 +139,18 @@ class Plan:
 def default_plan(profile: str, **changes: Any) -> Plan:
     """The budget of each profile; ``changes`` (e.g. from the chapter's parameters) win.
 
-    ``cpu``: the single-factor groups train the baseline CNN on 10,000 training images
-    (1,000 per class) for the profile's 10 epochs, about 2 min a run here, so the ~24 runs
-    fit about an hour; ResNet20 appears in the augmentation group with the same budget.
-    ``smoke``: the profile's tiny data and two seeds; numbers exercise the code only.
+    ``cpu``: every run trains on 5,000 training images (500 per class) for 3 epochs and is
+    validated once, after its last epoch (this chapter plots no validation curves); the
+    single-factor groups use the baseline CNN and ResNet20 appears in the augmentation group
+    with the same budget (``cifarkit plan --chapter ablations`` prints the cost).
+    ``smoke``: the profile's tiny data, two seeds and two of the groups (the others run the
+    same code); numbers exercise the code only.
     """
     plans = {
-        "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20")),
+        "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
+                      groups=("augmentation", "loss")),
         "cpu": Plan("cpu", seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
-                    common={"data.train_per_class": 1000}),
+                    common={"data.train_per_class": 500, "train.epochs": 3, "train.validate_every": 3}),
         "full": Plan("full", seeds=5, base="resnet20", architectures=("baseline_cnn", "resnet20")),
     }
     plan = plans.get(profile, replace(plans["cpu"], profile=profile))

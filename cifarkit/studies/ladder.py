@@ -59,6 +59,28 @@ def ablation_overrides() -> list[tuple[str, dict[str, Any]]]:
     return steps
 
 
+#: What each profile's book trains of the ladder: the overrides of every step (its budget) and
+#: how many steps, from the first (None: all). ``cpu``: all eight steps on 5,000 training
+#: images (500 per class; 100 per class kept for validation, as airbench keeps 1,000 of
+#: 50,000 for it) for two epochs, validated once after the last; ``smoke``: the first two
+#: steps at the profile's tiny budget (the others run the same code).
+CHAPTER_LADDERS: dict[str, tuple[dict[str, Any], int | None]] = {
+    "smoke": ({}, 2),
+    "cpu": ({"data.train_per_class": 500, "data.val_per_class": 100, "train.epochs": 2,
+             "train.validate_every": 2}, None),
+    "full": ({}, None),
+}
+
+
+def chapter_ladder(profile: str, budget: Mapping[str, Any] | None = None,
+                   steps: int | None = None) -> tuple[dict[str, Any], bool | int]:
+    """The ladder a book build of ``profile`` trains: (budget overrides, steps to train), the
+    chapter's parameters (``budget``, ``steps``) replacing the profile's defaults."""
+    default_budget, default_steps = CHAPTER_LADDERS.get(profile, CHAPTER_LADDERS["cpu"])
+    chosen = default_steps if steps is None else int(steps)
+    return dict(default_budget if budget is None else budget), True if chosen is None else chosen
+
+
 def ladder_variants(experiment: str = EXPERIMENT) -> dict[str, Variant]:
     """One variant per ladder step, in order; each holds the cumulative overrides."""
     return {label: Variant(label, experiment, overrides) for label, overrides in ablation_overrides()}

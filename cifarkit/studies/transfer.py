@@ -101,15 +101,14 @@ class StudyPlan:
 
 
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # About 3 minutes here: one small size, one seed (so no CIs), two epochs.
+    # One small size, one seed (so no CIs), two epochs: exercises the code.
     "smoke": dict(sizes=(250,), strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
                   seeds=(0,), source_epochs=3, source_per_class=None, target_epochs={250: 2},
                   val_per_class=50, probe_size=250, test_limit=500, imagenet_size=250, imagenet_epochs=1),
-    # Estimated ~27 min on an idle 2-core machine, ~50 min with the cores shared (34 runs: 60k
-    # source images; 9k target images per strategy and seed at ~170 img/s when every layer
-    # trains, ~4.5x that with stages 1-3 frozen; ~20 s of tracing and evaluation per run).
-    "cpu": dict(sizes=(500, 2500), strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
-                seeds=(0, 1, 2), source_epochs=3, source_per_class=None, target_epochs={500: 8, 2500: 2},
+    # Every strategy at one small task-B size over three seeds, from a two-epoch source
+    # (`cifarkit plan --chapter transfer` prints the cost on this machine).
+    "cpu": dict(sizes=(500,), strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
+                seeds=(0, 1, 2), source_epochs=2, source_per_class=None, target_epochs={500: 8},
                 val_per_class=50, probe_size=500, test_limit=2500, imagenet_size=2500, imagenet_epochs=3),
     # The whole grid, for a GPU.
     "full": dict(sizes=(500, 2500, 20000), strategies=("scratch", "frozen1", "frozen2", "frozen3", "finetune",

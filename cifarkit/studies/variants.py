@@ -309,7 +309,8 @@ def recipe_differences(a: ExperimentConfig, b: ExperimentConfig, name_a: str = "
         from :func:`cifarkit.core.config.overrides_between`.
     """
     forward, backward = overrides_between(a, b), overrides_between(b, a)
-    keys = [k for k in dict.fromkeys([*backward, *forward]) if k != "model.name"]
+    # Snapshots are extra files a run keeps, not part of how it trains.
+    keys = [k for k in dict.fromkeys([*backward, *forward]) if k not in ("model.name", "train.snapshot_epochs")]
     if not keys:
         return "Apart from the architecture, the two configs are the same."
     # overrides_between(b, a) holds a's values where they differ, overrides_between(a, b) b's.
