@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from cifarkit.core import tfquiet
 from cifarkit.core.tfquiet import filtered_stderr, without_startup_notices
 
 NOTICES = (
@@ -43,3 +44,19 @@ def test_importing_cifarkit_then_tensorflow_prints_no_startup_lines():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "after\n", result.stderr
+
+
+def test_without_tensorflow_the_hook_answers_not_found(monkeypatch):
+    """A PyTorch-only tool that imports cifarkit's standard-library helpers asks whether
+    TensorFlow exists (``importlib.util.find_spec``): the hook must say "no", not raise."""
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    finder = tfquiet.QuietTensorFlowImport()
+    monkeypatch.setattr(tfquiet.importlib, "import_module", missing)
+    assert finder.find_spec("tensorflow") is None
+    monkeypatch.setattr(tfquiet.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(tfquiet.sys, "meta_path", [])
+    monkeypatch.delitem(tfquiet.sys.modules, "tensorflow", raising=False)
+    tfquiet.install()
+    assert tfquiet.sys.meta_path == []  # nothing to quieten

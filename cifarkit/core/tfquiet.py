@@ -13,6 +13,7 @@ stderr, in order. ``CIFARKIT_TF_LOGS=1`` turns the filter off.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import importlib.abc
 import importlib.machinery
 import os
@@ -97,6 +98,8 @@ class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             with filtered_stderr():
                 tf = importlib.import_module("tensorflow")
                 tf.config.list_physical_devices()  # creates the platforms: the cuInit call
+        except ModuleNotFoundError:  # no TensorFlow here (e.g. a PyTorch-only tool): "not found"
+            return None
         finally:
             if self in sys.meta_path:
                 sys.meta_path.remove(self)
@@ -107,6 +110,8 @@ class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Install the hook once per process, unless TensorFlow is loaded or ``CIFARKIT_TF_LOGS=1``."""
     if os.environ.get("CIFARKIT_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    if importlib.util.find_spec("tensorflow") is None:  # locates, does not import
         return
     if not any(isinstance(finder, QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowImport())
