@@ -121,3 +121,30 @@ def test_bfloat16_sets_the_policy_and_warns_on_a_cpu_without_it(monkeypatch, cap
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_resnet20_is_compared_with_pytorch_per_layout_and_precision_not_with_transfer_runs(tmp_path):
+    def keras(experiment, batch, img_s, precision="float32"):
+        return Throughput("resnet20", batch, 40, img_s, img_s, 9000.0, "per_image", "cpu", "keras 3.15.0", EPYC,
+                          experiment, precision=precision, synthetic_runs=[img_s - 5, img_s, img_s + 5],
+                          pipeline_runs=[img_s] * 3).as_dict()
+
+    _write(tmp_path, "throughput-resnet20-cpu-per_image-b128.json", keras("resnet20", 128, 480.0))
+    _write(tmp_path, "throughput-resnet20-cpu-per_image-b128-bf16.json", keras("resnet20", 128, 590.0,
+                                                                               "mixed_bfloat16"))
+    _write(tmp_path, "throughput-transfer_target-cpu-per_image-b32.json", keras("transfer_target", 32, 300.0))
+    for name, layout, precision, img_s in (("torch", "nchw", "float32", 458.0), ("torch-cl", "channels_last",
+                                            "float32", 528.0), ("torch-cl-bf16", "channels_last",
+                                                                "mixed_bfloat16", 800.0)):
+        _write(tmp_path, f"throughput-resnet20-{name}.json",
+               {"model": "resnet20", "experiment": "resnet20", "framework": "torch 2.13.0+cpu", "batch_size": 128,
+                "synthetic_img_s": img_s, "synthetic_runs": [img_s - 2, img_s + 2], "precision": precision,
+                "memory_format": layout, "environment": EPYC})
+    table = load_throughputs(tmp_path)
+    nchw = framework_comparison(table, "resnet20", "resnet20", "float32", "nchw")
+    assert "480 img/s (475-485)" in nchw and "458 img/s (456-460)" in nchw and "1.05×" in nchw
+    assert "epochs of" not in nchw  # the airbench94 schedule sentence is airbench's only
+    assert "528 img/s" in framework_comparison(table, "resnet20", "resnet20", "float32", "channels_last")
+    bf16 = framework_comparison(table, "resnet20", "resnet20", "bfloat16", "channels_last")
+    assert "590 img/s" in bf16 and "800 img/s" in bf16 and "0.74×" in bf16
+    assert "300 img/s" not in nchw  # a transfer run's batch-32 figure is not ResNet20's

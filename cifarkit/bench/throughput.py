@@ -240,6 +240,9 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"),
                 "ratio range": _range_text(data.get("ratio_range")),
+                "model alone range": _range_text(_min_max(data.get("synthetic_runs")), digits=0),
+                "memory format": data.get("memory_format", "nhwc" if "keras" in data.get("framework", "keras")
+                                          else ""),
                 "cpu": env.get("cpu", "unknown"),
                 "isa": env.get("cpu_isa", "unknown"), "cores": env.get("cpu_count"),
                 "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
@@ -249,8 +252,12 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _range_text(pair: list[float] | None) -> str:
-    return f"{pair[0]:.2f}-{pair[1]:.2f}" if pair else "one run"
+def _range_text(pair: list[float] | tuple[float, float] | None, digits: int = 2) -> str:
+    return f"{pair[0]:.{digits}f}-{pair[1]:.{digits}f}" if pair else "one run"
+
+
+def _min_max(values: list[float] | None) -> tuple[float, float] | None:
+    return (min(values), max(values)) if values and len(values) > 1 else None
 
 
 def _machine(row: pd.Series) -> str:
@@ -258,28 +265,40 @@ def _machine(row: pd.Series) -> str:
     return f"{row['cpu']}{isa}, {row['cores']} cores"
 
 
-def framework_comparison(table: pd.DataFrame, model: str = "airbench",
-                         reference: str = "airbench94") -> str | None:
-    """One sentence comparing cifarkit's ``model`` with the reference implementation's
-    training speed (model alone, newest row of each), or None when either is missing.
-    Figures taken on different CPUs (model name, vector ISA or core count) are said to be
-    incomparable rather than compared."""
+def framework_comparison(table: pd.DataFrame, model: str = "airbench", reference: str = "airbench94",
+                         precision: str = "float32", memory_format: str | None = None) -> str | None:
+    """One sentence comparing cifarkit's ``model`` (an experiment, e.g. ``airbench`` or
+    ``resnet20``) with a reference implementation's training speed, model alone, at the
+    reference's batch size and in ``precision`` (``float32`` or ``bfloat16``), newest row of
+    each; or None when either is missing. ``reference`` is the reference file's model name
+    (``airbench94``, or ``resnet20`` for the PyTorch ResNet20), ``memory_format`` its layout
+    (``nchw``, ``channels_last``; None: any). Figures taken on different CPUs (model name,
+    vector ISA or core count) are said to be incomparable rather than compared."""
     if table.empty:
         return None
-    # airbench94's reference script trains in float32, so a bfloat16 row is not like for like.
-    ours = table[(table["model"] == model) & table["framework"].str.startswith("keras")
-                 & (table["precision"] == "float32")]
-    theirs = table[table["model"] == reference]
-    if ours.empty or theirs.empty:
+    keras = table["framework"].str.startswith("keras")
+    theirs = table[~keras & (table["model"] == reference) & (table["precision"] == precision)]
+    if memory_format is not None:
+        theirs = theirs[theirs["memory format"] == memory_format]
+    if theirs.empty:
         return None
-    a, b = ours.sort_values("measured").iloc[-1], theirs.sort_values("measured").iloc[-1]
+    b = theirs.sort_values("measured").iloc[-1]
+    ours = table[keras & (table["experiment"] == model) & (table["precision"] == precision)
+                 & (table["batch"] == b["batch"])]
+    if ours.empty:
+        return None
+    a = ours.sort_values("measured").iloc[-1]
     if (a["cpu"], a["isa"], a["cores"]) != (b["cpu"], b["isa"], b["cores"]):
-        return (f"The {model} and {reference} speeds were measured on different machines "
+        return (f"The {model} and {reference} ({b['framework']}) speeds were measured on different machines "
                 f"({_machine(a)} vs {_machine(b)}) and are not compared.")
-    minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
-    return (f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}) "
-            f"trains at {a['model alone (img/s)']:.0f} img/s and {reference}'s own code "
-            f"({b['framework']}) at {b['model alone (img/s)']:.0f} img/s, model alone at batch "
-            f"{int(b['batch'])}: {a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed. "
-            f"At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
-            f"would take about {minutes:.0f} min of training here.")
+    layout = "" if b["memory format"] in ("", None) else f", {b['memory format']}"
+    text = (f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}, {precision}) "
+            f"trains at {a['model alone (img/s)']:.0f} img/s ({a['model alone range']}) and {reference} in "
+            f"{b['framework']} ({precision}{layout}) at {b['model alone (img/s)']:.0f} img/s "
+            f"({b['model alone range']}), model alone at batch {int(b['batch'])}: "
+            f"{a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed.")
+    if reference == "airbench94":
+        minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
+        text += (f" At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
+                 f"would take about {minutes:.0f} min of training here.")
+    return text
