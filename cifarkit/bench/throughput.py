@@ -36,7 +36,7 @@ class Throughput:
     model: str
     batch_size: int
     steps: int
-    synthetic_img_s: float
+    synthetic_img_s: float | None  # None: the study plan's probe, which times the real pipeline only
     pipeline_img_s: float
     input_only_img_s: float | None = None  # the tf.data pipeline alone, no model
     augment_mode: str = "per_image"
@@ -54,8 +54,8 @@ class Throughput:
     predict_img_s: float | None = None
 
     @property
-    def ratio(self) -> float:
-        return self.pipeline_img_s / self.synthetic_img_s
+    def ratio(self) -> float | None:
+        return self.pipeline_img_s / self.synthetic_img_s if self.synthetic_img_s else None
 
     @property
     def ratio_range(self) -> tuple[float, float] | None:
@@ -111,7 +111,8 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
-               steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None) -> Throughput:
+               steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None,
+               model_alone: bool = True) -> Throughput:
     """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
     the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
 
@@ -129,6 +130,8 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
         Timed and untimed (tracing, warm-up) batches per measurement.
     repeats : int, default 3
         Measurements of each of (a) and (b).
+    model_alone : bool, default True
+        Also time (a); the study plan's probe needs (b) only and skips it (half the time).
 
     Returns
     -------
@@ -148,13 +151,13 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     previous_policy = keras.mixed_precision.global_policy()
     try:
         precision = configure_precision(cfg)
-        return _throughput(cfg, precision, batch_size, steps, warmup, repeats)
+        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone)
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
-                warmup: int, repeats: int) -> Throughput:
+                warmup: int, repeats: int, model_alone: bool = True) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -180,7 +183,7 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     epochs = -(-(warmup + steps) * batch * repeats // len(splits.x_train)) + 1
     real = train_dataset(splits.x_train, splits.y_train, num_classes=len(names), batch_size=batch, seed=0,
                          start_epoch=0, epochs=epochs, aug=cfg.train.augment)
-    model_a = fresh_model()
+    model_a = fresh_model() if model_alone else None
     built = time.perf_counter()
     model_b = fresh_model()
     build_seconds = time.perf_counter() - built
@@ -188,14 +191,16 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     for r in range(repeats):
         log.info("timing %s, repeat %d/%d: (a) synthetic batches of %d, then (b) the real pipeline "
                  "(%d steps each)...", cfg.name, r + 1, repeats, batch, steps)
-        rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup)[0])
+        if model_a is not None:
+            rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup)[0])
         per_step, extra = _timed_fit(model_b, real, steps, warmup)
         rates_b.append(batch / per_step)
         tracing = tracing if r else extra
     input_only = _input_rate(real, batch, steps, warmup)
     predict_rate = _predict_rate(model_b, splits.x_val)
     environment = environment_record()
-    return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)), float(np.median(rates_b)),
+    return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)) if rates_a else None,
+                      float(np.median(rates_b)),
                       input_only, augment_mode=cfg.train.augment.mode, profile=cfg.profile,
                       framework=f"keras {environment['packages']['keras']}", environment=environment,
                       experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b,
@@ -229,6 +234,8 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
     for path in sorted(folder.glob(THROUGHPUT_GLOB)):
         try:
             data = json.loads(path.read_text())
+            if data.get("synthetic_img_s", 0) is None:
+                continue  # a study-plan probe (real pipeline only), not a benchmark
             env = data.get("environment") or {}
             rows.append({
                 "experiment": data.get("experiment") or data["model"], "model": data["model"],

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 FULL = {"faithfulness": 500, "randomisation": 100, "training": 200, "steps": 16, "smooth_samples": 20}
 SMALL = {"faithfulness": 50, "randomisation": 16, "training": 32, "steps": 8, "smooth_samples": 8}
+# The default book's: the smoke chapter's maps cost about two minutes on 2 cores and grow with
+# images x steps, so FULL (about 20x SMALL) would outlast the whole cold build there.
+CPU = {"faithfulness": 100, "randomisation": 24, "training": 48, "steps": 12, "smooth_samples": 10}
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,12 @@ class Sizes:
 def chapter_sizes(cfg, *, n_faithfulness: int | None = None, n_randomisation: int | None = None,
                   n_training: int | None = None, n_show: int = 6, steps: int | None = None,
                   smooth_samples: int | None = None) -> Sizes:
-    """The chapter's sizes for a profile: :data:`FULL` when it uses the whole test set,
-    :data:`SMALL` (CI-sized) when it keeps a slice of it (smoke); explicit values win and
-    image counts are capped at the test set's size."""
+    """The chapter's sizes for a profile: :data:`CPU` under ``cpu``; otherwise :data:`FULL` when
+    it uses the whole test set and :data:`SMALL` (CI-sized) when it keeps a slice of it
+    (smoke); explicit values win and image counts are capped at the test set's size."""
     limit = cfg.data.test_limit
     test_n = 10_000 if limit is None else limit
-    base = FULL if limit is None or limit >= 5000 else SMALL
+    base = CPU if cfg.profile == "cpu" else FULL if limit is None or limit >= 5000 else SMALL
     given = {"faithfulness": n_faithfulness, "randomisation": n_randomisation, "training": n_training,
              "steps": steps, "smooth_samples": smooth_samples}
     values = {k: v if v is not None else base[k] for k, v in given.items()}

@@ -354,8 +354,9 @@ def _probe(cfg: ExperimentConfig) -> Speed:
     log.info("measuring %s's training speed on this machine (once per host)...", cfg.model.name)
     # About 1,500 images timed: enough to price a run within the noise of this host, short
     # enough that a cold build's probes cost a minute or two.
-    steps = max(3, -(-1536 // cfg.train.batch_size))
+    steps = max(2, -(-1536 // cfg.train.batch_size))
     result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=steps, warmup=2, repeats=1,
+                        model_alone=False,
                         overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
     write_json(_probe_path(cfg), result.as_dict())
     return Speed(result.pipeline_img_s, result.predict_img_s or 3 * result.pipeline_img_s,
@@ -436,14 +437,32 @@ def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
 # --------------------------------------------------------------------------- training it
 
 
-def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> dict[str, float]:
-    """Train the plan's missing runs in order with one overall progress line per run (run i of N,
+RUNNERS = ("local", "ray")
+
+
+def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str], *,
+               runner: str = "local", address: str | None = None, remote_url: str | None = None) -> dict[str, float]:
+    """Train the plan's missing runs with one overall progress line per run (run i of N,
     elapsed, ETA from the estimates, corrected by how the finished runs went); resumable,
-    since every run is. Returns each trained folder's actual wall minutes."""
+    since every run is. Returns each trained folder's actual wall minutes.
+
+    ``runner="ray"`` fans the runs out as tasks on the Ray cluster at ``address``
+    (:func:`cifarkit.runs.cluster.train_on_ray`; through ``remote_url`` when given).
+    """
     from cifarkit.runs import get_or_train
 
+    if runner not in RUNNERS:
+        raise CifarkitError(f"runner={runner!r} is not a runner; choose from {', '.join(RUNNERS)}")
     missing = [e for e in plan if not e.complete]
     estimates = [estimate_minutes(e, speeds) or 0.0 for e in missing]
+    if runner == "ray":
+        from cifarkit.runs.cluster import Job, train_on_ray
+
+        if not missing:
+            return {}
+        outcomes = train_on_ray([Job(e.config, e.seed, e.folder) for e in missing], address or "auto",
+                                remote_url=remote_url, estimates=estimates)
+        return {folder: outcome.minutes for folder, outcome in outcomes.items()}
     started = time.perf_counter()
     trained: dict[str, float] = {}
     for i, entry in enumerate(missing):
