@@ -13,9 +13,9 @@ stderr, in order. ``CIFARKIT_TF_LOGS=1`` turns the filter off.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import re
 import sys

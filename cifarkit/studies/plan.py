@@ -408,8 +408,9 @@ def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, 
     """Estimated training minutes per chapter; a run several chapters share counts for the first."""
     out: dict[str, float] = {}
     for e in plan:
-        if not e.complete:
-            out[e.chapters[0]] = out.get(e.chapters[0], 0.0) + (estimate_minutes(e, speeds) or 0.0)
+        minutes = None if e.complete else estimate_minutes(e, speeds)
+        if minutes is not None:  # runs without a measured speed are not priced at zero
+            out[e.chapters[0]] = out.get(e.chapters[0], 0.0) + minutes
     return out
 
 
