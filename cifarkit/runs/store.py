@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def _set_status(run: Run, status: str, **extra: Any) -> None:
 
 
 def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, register: bool = True,
-                 label: str = "") -> Run:
+                 label: str = "", epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> Run:
     """Return the complete run for (cfg, seed), training (or resuming) it first if needed.
 
     Parameters
@@ -66,6 +67,9 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
         Register the finished model as a version in MLflow's model registry.
     label : str, default ""
         A prefix for the log lines (e.g. ``"[run 2/6] "``).
+    epoch_hooks : sequence of callables, optional
+        Called as ``hook(epoch, row)`` after each epoch's checkpoint is on disk (e.g. to copy
+        it to the remote store, as the Ray runner does).
 
     Returns
     -------
@@ -117,13 +121,14 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
             log.info("%scached: %s (finished by another process)", label, run.path.name)
             return run
         splits = splits_from_config(cfg.data)
-        _train_into(run, cfg, seed, splits, register=register, label=label)
+        _train_into(run, cfg, seed, splits, register=register, label=label, epoch_hooks=epoch_hooks)
         return run
     finally:
         lock.release()
 
 
-def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str) -> None:
+def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str,
+                epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> None:
     from cifarkit.core.repro import environment_record
     from cifarkit.training.checkpoint import CheckpointManager, disk_full
     from cifarkit.training.fit import train_run
@@ -142,7 +147,8 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
                 config_hash=cfg.content_hash(), pid=os.getpid(), mlflow_run_id=tracker.run_id)
     try:
         source = source_model_path(cfg.transfer.source_run) if cfg.transfer and cfg.transfer.source_run else None
-        outcome = train_run(cfg, seed, run.path, splits, epoch_hooks=[tracker.log_epoch], source_model=source)
+        outcome = train_run(cfg, seed, run.path, splits, epoch_hooks=[tracker.log_epoch, *epoch_hooks],
+                            source_model=source)
         history = outcome.history
         _log_missing_epochs(tracker, history)
         write_json(run.history_json_path, history)
