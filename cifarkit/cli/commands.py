@@ -338,7 +338,7 @@ def cmd_book(args: argparse.Namespace) -> int:
                    root=(args.root or project_root()).resolve(),
                    output=(args.output or project_root()).resolve(), strict=args.strict,
                    expect_cached=args.expect_cached, remote=args.remote, push=args.push,
-                   no_train=args.no_train, plan=args.plan)
+                   no_train=args.no_train, plan=args.plan, runner=args.runner, address=args.address)
     try:
         run(opts)
     except (ChapterFailed, SiteBuildFailed) as exc:
@@ -376,6 +376,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
               + ", ".join(f"{name} {minutes:.0f}" for name, minutes in per_chapter.items()))
     print(study.total_text(planned, speeds))
     if args.action == "run":
-        trained = study.train_plan(planned, speeds)
+        from cifarkit.runs.remote import configured_url
+
+        remote_url = configured_url(args.remote) if args.runner == "ray" else None
+        trained = study.train_plan(planned, speeds, runner=args.runner, address=args.address, remote_url=remote_url)
         print(f"trained {len(trained)} run(s); every run of the plan is stored")
     return 0

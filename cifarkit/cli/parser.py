@@ -216,6 +216,13 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     _tta_shift_arg(p)
 
 
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner", choices=("local", "ray"), default="local",
+                   help="where the plan's missing runs train: this process (default) or tasks on a Ray cluster")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="the Ray cluster (auto, HOST:PORT or ray://HOST:PORT; default auto); with --runner ray")
+
+
 def _add_plan(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "plan", c.cmd_plan, "the study plan: every run a book build needs, stored or missing, with "
              "estimated minutes on this machine; 'run' trains the missing ones")
@@ -226,6 +233,10 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", default="", help='the chapter\'s parameters, e.g. "seeds=5" (YAML values)')
     p.add_argument("--no-probe", action="store_true",
                    help="estimate only from stored runs (no throughput probe for unmeasured model families)")
+    p.add_argument("--remote", metavar="URL", default=None,
+                   help="with --runner ray: workers push finished runs here and the driver pulls them "
+                        "(default $CIFARKIT_REMOTE; without one, runs travel in the tasks' results)")
+    _runner_args(p)
 
 
 def _add_docs(sub: argparse._SubParsersAction) -> None:
@@ -321,6 +332,7 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
                        help="pull the remote's runs before executing (default $CIFARKIT_REMOTE)")
         p.add_argument("--push", action="store_true",
                        help="push every complete local run to the remote after the build (or CIFARKIT_PUSH=1)")
+        _runner_args(p)
 
     params_help = 'parameters for the chapter, e.g. "seeds=5 epochs=30" (YAML values)'
     p = _add(book, "build", c.cmd_book, "execute every stale chapter, then build _build/html")

@@ -121,6 +121,8 @@ class Options:
     plan: bool = True  # train the study plan's missing runs before executing any chapter
     push: bool = False  # push every complete local run to the remote after the build
     remote: str | None = None  # the remote run store's URL (default $CIFARKIT_REMOTE)
+    runner: str = "local"  # where the plan's missing runs train: "local" or "ray"
+    address: str | None = None  # the Ray cluster, with runner "ray"
 
 
 @contextlib.contextmanager
@@ -280,7 +282,9 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     cost = PlanCost({}, study.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
                     probe_minutes)
     first_chapter = {e.folder: e.chapters[0] for e in planned}
-    for folder, minutes in study.train_plan(planned, speeds).items():
+    trained = study.train_plan(planned, speeds, runner=opts.runner, address=opts.address,
+                               remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
+    for folder, minutes in trained.items():
         name = first_chapter[folder]
         cost.actual[name] = cost.actual.get(name, 0.0) + minutes
         cost.trained[name] = cost.trained.get(name, 0) + 1

@@ -26,7 +26,7 @@ credentials the usual way for each backend (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_A
 or ``AWS_PROFILE`` for S3). fsspec and s3fs are the optional ``remote`` extra.
 """
 
-from cifarkit.runs.remote.access import ENV_ENDPOINT, ENV_URL
+from cifarkit.runs.remote.access import ENV_ENDPOINT, ENV_URL, configured_url
 from cifarkit.runs.remote.book import (
     ENV_PUSH,
     book_remote,
@@ -43,6 +43,6 @@ from cifarkit.runs.remote.manifest import (
 )
 from cifarkit.runs.remote.transfer import RemoteStore, open_store
 
-__all__ = ["ENV_ENDPOINT", "ENV_PUSH", "ENV_URL", "FORMAT", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES", "Manifest",
+__all__ = ["ENV_ENDPOINT", "ENV_PUSH", "ENV_URL", "FORMAT", "configured_url", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES", "Manifest",
            "RemoteStore", "book_remote", "local_manifest", "open_store", "pull_for_build", "push_after_build",
            "push_requested"]

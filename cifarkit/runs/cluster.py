@@ -1,0 +1,341 @@
+"""Train runs as Ray tasks on a cluster; each finished run comes back whole or not at all.
+
+Ray (an optional dependency: ``pip install -e '.[ray]'``) schedules one task per missing
+run, asking for the CPUs (and, for a float16 config, the GPU) the run needs, and retries a
+task whose worker or node died. A task trains with the same code path as a local run
+(:func:`cifarkit.runs.get_or_train`) into a run store of its node's own, then hands the
+finished run to the driver through the remote store's contract
+(:mod:`cifarkit.runs.remote`): content-addressed objects first, the manifest last. With a
+remote store configured the worker pushes there and the driver pulls; without one the
+worker returns the same objects and manifest in the task's result and the driver writes
+them into a local inbox laid out as a remote store and pulls from it. Either way the pull
+verifies every file's size and sha256, moves the run in under its training lock and never
+overwrites a complete run, so a run is committed whole or not at all and two drivers never
+commit the same run twice.
+
+A retried task on the same node resumes from that node's last epoch checkpoint (the run
+store of a node outlives its worker processes). With a remote store, every epoch's
+checkpoint is also copied there (:class:`CheckpointMirror`), so a retry on another node
+resumes from it too; without one, a retry elsewhere starts the run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifarkit.core.config import ExperimentConfig
+from cifarkit.core.errors import CifarkitError
+
+log = logging.getLogger(__name__)
+
+RAY_MISSING = ("the Ray runner needs Ray, an optional dependency: pip install -e '.[ray]' "
+               "(pinned in requirements.lock)")
+#: Where a node keeps the runs its tasks train (under the node's temp folder unless set).
+WORKER_STORE_ENV = "CIFARKIT_RAY_WORKER_ARTIFACTS"
+#: Environment the driver passes to every task: the data and the configs it planned with.
+PASSED_ENV = ("CIFARKIT_DATA", "CIFARKIT_CONFIGS", "CIFARKIT_CACHE")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to train on the cluster."""
+
+    config: ExperimentConfig
+    seed: int
+    folder: str
+
+
+@dataclass
+class Outcome:
+    """What a task reports: the run, the node and worker process that trained it, its minutes."""
+
+    folder: str
+    node: str
+    pid: int
+    minutes: float
+    resumed_from_epoch: int | None
+
+
+def resources(cfg: ExperimentConfig, cpus: float = 1.0) -> dict[str, float]:
+    """What one run asks the scheduler for: ``cpus`` CPUs, and a GPU for a float16 config (the
+    ``full`` profile's mixed precision)."""
+    return {"num_cpus": cpus, "num_gpus": 1.0 if cfg.train.mixed_precision else 0.0}
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise CifarkitError(RAY_MISSING) from None
+    return ray
+
+
+def _reachable(address: str) -> str | None:
+    """Why ``host:port`` or ``ray://host:port`` cannot be reached (None if a TCP connect works;
+    ``auto`` and ``local`` are left to Ray)."""
+    if address in ("auto", "local"):
+        return None
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return f"{address!r} is not an address; use auto, HOST:PORT or ray://HOST:PORT"
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return None
+    except OSError as exc:
+        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+
+
+def connect(address: str):
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``); a
+    cluster that cannot be reached fails with one line naming the address."""
+    ray = _import_ray()
+    problem = _reachable(address)
+    if problem is not None:
+        raise CifarkitError(f"cannot reach the Ray cluster at {address}: {problem}; start one with "
+                            "`ray start --head` (and `ray start --address HEAD:6379` on other machines) "
+                            "or pass its address")
+    env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise CifarkitError(f"cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]) from None
+    return ray
+
+
+def _node_store() -> Path:
+    """This node's own run store: one per Ray node, kept across its worker processes."""
+    import ray
+
+    base = os.environ.get(WORKER_STORE_ENV) or os.path.join(tempfile.gettempdir(), "cifarkit-ray")
+    return Path(base) / ray.get_runtime_context().get_node_id()[:12]
+
+
+class CheckpointMirror:
+    """A run's last epoch checkpoint kept on the remote store too, so that a task retried on
+    another node resumes from it instead of epoch 0.
+
+    Keys ``checkpoints/<run>/epoch-NNN/{model.keras,state.json}`` and, written last,
+    ``checkpoints/<run>/latest.json`` (the same pointer-last rule as a local checkpoint:
+    a reader sees the previous checkpoint or the new one, never a mix).
+    """
+
+    FILES = ("model.keras", "state.json")
+
+    def __init__(self, store, run_dir: Path) -> None:
+        self.store, self.run_dir, self.run = store, run_dir, run_dir.name
+
+    def _key(self, rel: str) -> str:
+        return f"{self.store.root}/checkpoints/{self.run}/{rel}"
+
+    def push(self, epoch: int, row: Mapping[str, Any] | None = None) -> None:
+        """Epoch hook: copy the checkpoint the run just wrote, pointer last."""
+        local = self.run_dir / "checkpoint"
+        pointer = json.loads((local / "latest.json").read_text())
+        folder = pointer["folder"]
+        if self.store.local:
+            self.store.fs.makedirs(self._key(folder), exist_ok=True)
+        for name in self.FILES:
+            self.store.fs.put_file(str(local / folder / name), self._key(f"{folder}/{name}"))
+        self.store._put_bytes((local / "latest.json").read_bytes(), self._key("latest.json"))
+
+    def restore(self) -> int | None:
+        """Copy the remote checkpoint into a run folder that has none; the epoch it resumes
+        after, or None (no remote checkpoint, or a local one, which wins)."""
+        from cifarkit.core.atomic import write_json
+        from cifarkit.training.checkpoint import CheckpointManager
+
+        local = self.run_dir / "checkpoint"
+        if (local / "latest.json").exists():
+            return None
+        try:
+            pointer = json.loads(self.store.fs.cat_file(self._key("latest.json")))
+            folder, epoch = str(pointer["folder"]), int(pointer["epoch"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        if not re.fullmatch(r"epoch-\d{3}", folder):  # never trust a remote path
+            log.warning("ignoring the remote checkpoint of %s: folder %r", self.run, folder)
+            return None
+        staging = local / f".{folder}.partial"
+        staging.mkdir(parents=True, exist_ok=True)
+        for name in self.FILES:
+            self.store.fs.get_file(self._key(f"{folder}/{name}"), str(staging / name))
+        staging.rename(local / folder)
+        write_json(local / "latest.json", pointer)
+        try:
+            CheckpointManager(local).latest()  # truncated or corrupt: start again instead
+        except CifarkitError as exc:
+            log.warning("the remote checkpoint of %s is unusable (%s); starting it again", self.run, exc)
+            shutil.rmtree(local, ignore_errors=True)
+            return None
+        return epoch
+
+    def remove(self) -> None:
+        """The run is complete and pushed: its remote checkpoint is not needed any more."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.store.fs.rm(self._key("").rstrip("/"), recursive=True)
+
+
+def train_task(config_yaml: str, seed: int, remote_url: str | None) -> dict[str, Any]:
+    """The task body, run in a worker: train (or resume) into the node's store, then hand the
+    run over. Returns the outcome fields and, without a remote, the run's manifest and objects."""
+    import ray
+    import yaml
+
+    from cifarkit.runs.remote.transfer import RemoteStore
+    from cifarkit.runs.store import get_or_train
+
+    started = time.perf_counter()
+    store = _node_store()
+    os.environ["CIFARKIT_ARTIFACTS"] = str(store)
+    cfg = ExperimentConfig.model_validate(yaml.safe_load(config_yaml))
+    mirror = None
+    if remote_url:  # resume from the last checkpoint any earlier attempt pushed, on any node
+        from cifarkit.data.identity import data_hash_for
+        from cifarkit.runs.run import locate
+
+        mirror = CheckpointMirror(RemoteStore(remote_url), locate(cfg, seed, data_hash_for(cfg.data)).path)
+        resumed = mirror.restore()
+        if resumed:
+            log.info("resuming %s after epoch %d from the remote checkpoint", mirror.run, resumed)
+    run = get_or_train(cfg, seed, label=f"[ray {socket.gethostname()}:{os.getpid()}] ",
+                       epoch_hooks=[mirror.push] if mirror else ())
+    result: dict[str, Any] = {"folder": run.path.name, "node": ray.get_runtime_context().get_node_id(),
+                              "pid": os.getpid(), "seconds": time.perf_counter() - started,
+                              "resumed_from_epoch": run.status_record().get("resumed_from_epoch")}
+    if remote_url:
+        RemoteStore(remote_url).push([run.path.name])
+        mirror.remove()
+        return result
+    return {**result, **pack(run.path.name, store / "outbox")}
+
+
+def pack(name: str, outbox: Path) -> dict[str, Any]:
+    """The complete local run ``name`` as a remote store holds it (its manifest and its objects
+    by sha256), pushed through a store folder ``outbox`` so that it is the same contract."""
+    from cifarkit.runs.remote.transfer import RemoteStore
+
+    store = RemoteStore(outbox.as_uri())
+    store.push([name])
+    manifest = store.read_manifest(name)
+    return {"manifest": manifest.to_bytes(),
+            "objects": {e.sha256: store.fs.cat_file(store.object_key(e.sha256)) for e in manifest.files.values()}}
+
+
+def _commit(result: Mapping[str, Any], remote_url: str | None, inbox: Path) -> str | None:
+    """Bring a finished task's run into the driver's store (verified, atomic, never twice).
+    Returns why it was not committed, or None when it was (or was already complete here)."""
+    from cifarkit.runs.remote.transfer import RemoteStore
+
+    name = result["folder"]
+    if remote_url:
+        report = RemoteStore(remote_url).pull([name])
+    else:
+        store = RemoteStore(inbox.as_uri())
+        store._ensure_folders()
+        for sha, data in result["objects"].items():  # objects first, the manifest last
+            store._put_bytes(data, store.object_key(sha))
+        store._put_bytes(result["manifest"], store.manifest_key(name))
+        report = store.pull([name])
+    if report.refused:
+        return "; ".join(f"{run}: {why}" for run, why in report.refused)
+    return None
+
+
+def node_labels(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Node id → how the progress lines name it: its name (``ray start --node-name``, else its
+    address), with the id's first 8 hex digits where several nodes share a name (as nodes on
+    one machine do)."""
+    names = {n["NodeID"]: str(n.get("NodeName") or n.get("NodeManagerAddress") or "?") for n in nodes}
+    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return {node: f"{name}/{node[:8]}" if name in shared else name for node, name in names.items()}
+
+
+def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = None,
+                 estimates: Sequence[float] | None = None, cpus_per_run: float = 1.0,
+                 retries: int = 3) -> dict[str, Outcome]:
+    """Train ``jobs`` as Ray tasks at ``address`` and commit each finished run to the local store.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+        The runs to train (the plan's missing ones).
+    address : str
+        ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``.
+    remote_url : str, optional
+        A remote run store every node can reach; workers push there and the driver pulls.
+        Without one, runs travel in the tasks' results.
+    estimates : sequence of float, optional
+        Estimated minutes per job, for the progress line's ETA.
+    cpus_per_run : float, default 1
+        CPUs each task asks for.
+    retries : int, default 3
+        How often a task whose worker process or node died is run again.
+
+    Returns
+    -------
+    dict
+        Run folder → :class:`Outcome` (node, worker process, minutes).
+
+    Raises
+    ------
+    CifarkitError
+        Ray missing, the cluster unreachable, or a run that failed or could not be committed.
+    """
+    from cifarkit.core.paths import artifacts_dir
+
+    ray = connect(address)
+    nodes = node_labels(ray.nodes())
+    task = ray.remote(max_calls=1)(train_task)  # a fresh process per run: no TF state carried over
+    inbox = artifacts_dir() / "ray-inbox"
+    pending = {}
+    for i, job in enumerate(jobs):
+        ref = task.options(**resources(job.config, cpus_per_run), max_retries=retries,
+                           retry_exceptions=False, name=f"cifarkit:{job.folder}").remote(
+            job.config.to_yaml(), job.seed, remote_url)
+        pending[ref] = i
+    estimates = list(estimates or [0.0] * len(jobs))
+    started, done = time.perf_counter(), {}
+    log.info("[ray %s] %d run(s) submitted to %d node(s): %s", address, len(jobs), len(nodes),
+             ", ".join(sorted(set(nodes.values()))))
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:
+            raise CifarkitError(f"run {jobs[i].folder} failed on the cluster: "
+                                f"{str(exc).strip().splitlines()[-1][:300]}") from None
+        problem = _commit(result, remote_url, inbox)
+        if problem is not None:
+            raise CifarkitError(f"run {jobs[i].folder} came back incomplete and was not committed: {problem}")
+        node = nodes.get(result["node"]) or result["node"][:12]
+        done[result["folder"]] = Outcome(result["folder"], node, int(result["pid"]), result["seconds"] / 60,
+                                         result.get("resumed_from_epoch"))
+        elapsed = (time.perf_counter() - started) / 60
+        left = sum(estimates[j] for j in pending.values())
+        log.info("[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min of runs left] %s on %s "
+                 "(worker %d, %.1f min%s)", len(done), len(jobs), elapsed, left, result["folder"], node,
+                 result["pid"], result["seconds"] / 60,
+                 f", resumed from epoch {result['resumed_from_epoch']}" if result.get("resumed_from_epoch") else "")
+    by_node: dict[str, list[str]] = {}
+    for outcome in done.values():
+        by_node.setdefault(outcome.node, []).append(outcome.folder)
+    log.info("[ray %s] every run committed; %s", address,
+             "; ".join(f"{node} trained {len(runs)}: {', '.join(runs)}" for node, runs in sorted(by_node.items())))
+    return done
