@@ -78,9 +78,10 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
     monkeypatch.setenv(WORKER_STORE_ENV, str(tmp_path / "node-stores"))  # inherited by the raylets' workers
     monkeypatch.setenv(ENV_DATA, data_source)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    node = {"num_cpus": 1, "object_store_memory": 200 * 1024**2}  # a run comes back in a few MB
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(**node)
         cluster.wait_for_nodes()
         driver = _cli(["plan", "run", "--profile", "smoke", "--chapter", "baseline", "--runner", "ray",
                        "--address", cluster.address], tmp_path / "driver", data_source)
@@ -96,6 +97,7 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
         out, _ = driver.communicate(timeout=900)
     finally:
         cluster.shutdown()
+    print(out)  # the driver's progress lines: which node trained which run (shown with pytest -s)
     assert driver.returncode == 0, out
     assert killed is not None, "no worker was caught mid-run to kill:\n" + out
     done = re.findall(r"\] (\S+) on (\S+) \(worker (\d+)", out)
@@ -103,6 +105,7 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
     nodes = {node for _, node, _ in done}
     assert len(nodes) == 2, f"both nodes should train: {done}"
     pid, run = killed
+    print(f"killed worker {pid} while it trained {run}")
     retried = [worker for folder, _, worker in done if folder == run]
     assert retried and int(retried[0]) != pid, f"{run} was not retried after its worker {pid} was killed"
 
