@@ -47,7 +47,9 @@ class EpochProgress(keras.callbacks.Callback):
         self.epoch_times.append(took)
         remaining = (self.total_epochs - epoch - 1) * (sum(self.epoch_times) / len(self.epoch_times))
         logs = logs or {}
-        log.info("%sepoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs  ETA %s",
-                 self.label, epoch + 1, self.total_epochs, logs.get("loss", float("nan")),
-                 logs.get("accuracy", float("nan")), logs.get("val_loss", float("nan")),
-                 logs.get("val_accuracy", float("nan")), took, _fmt_seconds(remaining))
+        # An epoch without a validation pass (train.validate_every) says so instead of "nan".
+        val = (f"val_loss {logs['val_loss']:.4f}  val_acc {logs.get('val_accuracy', float('nan')):.4f}"
+               if "val_loss" in logs else "not validated")
+        log.info("%sepoch %d/%d  loss %.4f  acc %.4f  %s  %.1fs  ETA %s", self.label, epoch + 1,
+                 self.total_epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), val, took,
+                 _fmt_seconds(remaining))
