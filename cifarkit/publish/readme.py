@@ -60,6 +60,7 @@ def costs_block() -> str:
 
 def headline_block() -> str:
     """Test accuracy over seeds of :data:`HEADLINE_EXPERIMENTS`, for each non-smoke profile with runs."""
+    from cifarkit.core.config import load_config
     from cifarkit.evaluation.stats import interval_text, summarise
     from cifarkit.runs import Run, list_runs, runs_root
 
@@ -67,12 +68,13 @@ def headline_block() -> str:
     complete = [r for r in list_runs() if r["status"] == "complete"]
     for profile in HEADLINE_PROFILES:
         for experiment in HEADLINE_EXPERIMENTS:
-            mine = [r for r in complete if r["experiment"] == experiment and r["profile"] == profile]
-            # one config per experiment and profile: the base config (ablation arms are other names)
-            if not mine:
+            # the experiment's own config under the profile (the baseline chapter's runs), not the
+            # ablation or transfer variants that share its experiment name
+            config_hash = load_config(experiment, profile).content_hash()
+            same = [r for r in complete if r["experiment"] == experiment and r["profile"] == profile
+                    and r["config_hash"] == config_hash]
+            if not same:
                 continue
-            config_hash = Run(runs_root() / mine[-1]["run"]).summary.get("config_hash")
-            same = [r for r in mine if r["config_hash"] == config_hash]
             s = summarise([r["test_accuracy"] for r in same])
             cfg = Run(runs_root() / same[-1]["run"]).config()
             rows.append(f"| {experiment} | `{profile}` | {s.n} | {s.mean * 100:.2f}% | "
