@@ -225,7 +225,9 @@ class PlanCost:
             lines.append(f"{name:<18} {self.trained.get(name, 0):>4} {self.estimated.get(name, 0.0):>10.1f} "
                          f"{self.actual.get(name, 0.0):>7.1f} {'-' if est is None else f'{est:.1f}':>12} "
                          f"{executed.get(name, 0.0):>8.1f}")
-        estimate = sum(self.estimated.values()) + sum(self.execute_estimated.get(n, 0.0) for n in names)
+        cached = {r.name for r in results if r.status == "cached"}  # found fresh: they cost nothing
+        estimate = sum(self.estimated.values()) + sum(self.execute_estimated.get(n, 0.0) for n in names
+                                                      if n not in cached)
         unknown = [n for n in names if n not in self.execute_estimated and executed.get(n, 0.0) > 0]
         ratio = f" ({100 * (total_minutes / estimate - 1):+.0f}%)" if estimate > 0 else ""
         lines.append(f"whole build: estimated {estimate:.1f} min, took {total_minutes:.1f} min{ratio}; training "
