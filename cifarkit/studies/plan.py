@@ -118,7 +118,8 @@ def budget_text(runs: Runs) -> str:
     from cifarkit.studies.transfer import training_images
 
     groups: dict[tuple[int, int, int, str], tuple[list[str], set[int], list[int]]] = {}
-    for cfg, seed in runs:
+    distinct = {(cfg.content_hash(), seed): (cfg, seed) for cfg, seed in runs}  # a shared reference once
+    for cfg, seed in distinct.values():
         key = (training_images(cfg), cfg.train.epochs, cfg.train.batch_size, precision_text(cfg))
         names, seeds, count = groups.setdefault(key, ([], set(), [0]))
         if cfg.name not in names:
