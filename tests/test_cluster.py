@@ -78,7 +78,7 @@ def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all
 
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "worker"))
     made = make_run("tiny_baseline_cnn-0123456789ab")
-    packed = cluster.pack(made.path.name, tmp_path / "worker" / "outbox")
+    packed = cluster.pack(made.path.name)
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "driver"))
     result = {"folder": made.path.name, **packed}
     assert cluster._commit(result, None, tmp_path / "driver" / "ray-inbox") is None
@@ -90,10 +90,41 @@ def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all
     # A run whose model came back altered is refused by name, and nothing of it enters the store.
     other = make_run("tiny_baseline_cnn-ba9876543210", root=tmp_path / "worker" / "runs")
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "worker"))
-    packed = cluster.pack(other.path.name, tmp_path / "worker" / "outbox")
+    packed = cluster.pack(other.path.name)
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "driver"))
     model_sha = Manifest.parse(packed["manifest"], other.path.name).files["model.keras"].sha256
     packed["objects"][model_sha] = packed["objects"][model_sha][:-10] + b"0123456789"
     problem = cluster._commit({"folder": other.path.name, **packed}, None, tmp_path / "driver" / "ray-inbox2")
     assert problem and "model.keras" in problem
     assert not (tmp_path / "driver" / "runs" / other.path.name).exists()
+
+
+def test_the_checkpoint_mirror_writes_only_checkpoint_keys(tmp_path):
+    pytest.importorskip("fsspec")
+    from cifarkit.runs.remote import RemoteStore
+
+    store = RemoteStore((tmp_path / "remote").as_uri())
+    store.write_key("checkpoints/resnet20-0123456789ab/latest.json", b"{}")
+    assert (tmp_path / "remote" / "checkpoints" / "resnet20-0123456789ab" / "latest.json").read_bytes() == b"{}"
+    for rel in ("runs/resnet20-0123456789ab.json", "checkpoints/../objects/ab", "checkpoints/x/latest.json"):
+        with pytest.raises(CifarkitError, match="only checkpoints/<run>/latest.json"):
+            store.write_key(rel, b"{}")
+
+
+def test_a_transfer_runs_source_is_brought_to_the_node_packed_or_refused(tmp_path, monkeypatch):
+    pytest.importorskip("fsspec")
+    from test_remote import make_run
+
+    from cifarkit.runs import Run
+
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "driver"))
+    source = make_run("tiny_baseline_cnn-0123456789ab")
+    packed = cluster.pack(source.path.name)
+    node = tmp_path / "node"
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(node))
+    with pytest.raises(CifarkitError, match="is not on this node and the driver sent none"):
+        cluster._bring_source(source.path.name, None, None, node)
+    cluster._bring_source(source.path.name, None, packed, node)
+    here = Run(node / "runs" / source.path.name)
+    assert here.complete and (here.path / "model.keras").read_bytes() == (source.path / "model.keras").read_bytes()
+    cluster._bring_source(source.path.name, None, None, node)  # already there: nothing to bring

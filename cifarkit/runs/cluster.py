@@ -152,7 +152,7 @@ class CheckpointMirror:
             self.store.fs.makedirs(self._key(folder), exist_ok=True)
         for name in self.FILES:
             self.store.fs.put_file(str(local / folder / name), self._key(f"{folder}/{name}"))
-        self.store._put_bytes((local / "latest.json").read_bytes(), self._key("latest.json"))
+        self.store.write_key(f"checkpoints/{self.run}/latest.json", (local / "latest.json").read_bytes())
 
     def restore(self) -> int | None:
         """Copy the remote checkpoint into a run folder that has none; the epoch it resumes
@@ -191,9 +191,14 @@ class CheckpointMirror:
             self.store.fs.rm(self._key("").rstrip("/"), recursive=True)
 
 
-def train_task(config_yaml: str, seed: int, remote_url: str | None) -> dict[str, Any]:
+def train_task(config_yaml: str, seed: int, remote_url: str | None,
+               source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The task body, run in a worker: train (or resume) into the node's store, then hand the
-    run over. Returns the outcome fields and, without a remote, the run's manifest and objects."""
+    run over. Returns the outcome fields and, without a remote, the run's manifest and objects.
+
+    A transfer run's source run must be in the node's store first: it is pulled from the remote,
+    or, without one, ``source`` carries it packed (:func:`pack`) from the driver.
+    """
     import ray
     import yaml
 
@@ -204,6 +209,8 @@ def train_task(config_yaml: str, seed: int, remote_url: str | None) -> dict[str,
     store = _node_store()
     os.environ["CIFARKIT_ARTIFACTS"] = str(store)
     cfg = ExperimentConfig.model_validate(yaml.safe_load(config_yaml))
+    if cfg.transfer and cfg.transfer.source_run:
+        _bring_source(cfg.transfer.source_run, remote_url, source, store)
     mirror = None
     if remote_url:  # resume from the last checkpoint any earlier attempt pushed, on any node
         from cifarkit.data.identity import data_hash_for
@@ -222,19 +229,36 @@ def train_task(config_yaml: str, seed: int, remote_url: str | None) -> dict[str,
         RemoteStore(remote_url).push([run.path.name])
         mirror.remove()
         return result
-    return {**result, **pack(run.path.name, store / "outbox")}
+    return {**result, **pack(run.path.name)}
 
 
-def pack(name: str, outbox: Path) -> dict[str, Any]:
-    """The complete local run ``name`` as a remote store holds it (its manifest and its objects
-    by sha256), pushed through a store folder ``outbox`` so that it is the same contract."""
+def _bring_source(name: str, remote_url: str | None, source: Mapping[str, Any] | None, store: Path) -> None:
+    """Put the complete source run ``name`` into this node's store (verified, as a pull is)."""
     from cifarkit.runs.remote.transfer import RemoteStore
+    from cifarkit.runs.run import Run, runs_root
 
-    store = RemoteStore(outbox.as_uri())
-    store.push([name])
-    manifest = store.read_manifest(name)
-    return {"manifest": manifest.to_bytes(),
-            "objects": {e.sha256: store.fs.cat_file(store.object_key(e.sha256)) for e in manifest.files.values()}}
+    if Run(runs_root() / name).complete:
+        return
+    if remote_url:
+        report = RemoteStore(remote_url).pull([name])
+    elif source is not None:
+        inbox = RemoteStore((store / "ray-inbox").as_uri())
+        inbox.receive(source["manifest"], source["objects"])
+        report = inbox.pull([name])
+    else:
+        raise CifarkitError(f"transfer source run {name} is not on this node and the driver sent none")
+    if report.refused:
+        raise CifarkitError(f"transfer source run {name} could not be brought to this node: "
+                            + "; ".join(why for _, why in report.refused))
+
+
+def pack(name: str) -> dict[str, Any]:
+    """The complete local run ``name`` as a store holds it: its manifest and its objects by sha256."""
+    from cifarkit.runs.remote import pack_run
+    from cifarkit.runs.run import Run, runs_root
+
+    manifest, objects = pack_run(Run(runs_root() / name))
+    return {"manifest": manifest, "objects": objects}
 
 
 def _commit(result: Mapping[str, Any], remote_url: str | None, inbox: Path) -> str | None:
@@ -247,10 +271,10 @@ def _commit(result: Mapping[str, Any], remote_url: str | None, inbox: Path) -> s
         report = RemoteStore(remote_url).pull([name])
     else:
         store = RemoteStore(inbox.as_uri())
-        store._ensure_folders()
-        for sha, data in result["objects"].items():  # objects first, the manifest last
-            store._put_bytes(data, store.object_key(sha))
-        store._put_bytes(result["manifest"], store.manifest_key(name))
+        try:
+            store.receive(result["manifest"], result["objects"])  # objects first, the manifest last
+        except CifarkitError as exc:
+            return f"{name}: {exc}"
         report = store.pull([name])
     if report.refused:
         return "; ".join(f"{run}: {why}" for run, why in report.refused)
@@ -303,16 +327,30 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
     nodes = node_labels(ray.nodes())
     task = ray.remote(max_calls=1)(train_task)  # a fresh process per run: no TF state carried over
     inbox = artifacts_dir() / "ray-inbox"
-    pending = {}
-    for i, job in enumerate(jobs):
-        ref = task.options(**resources(job.config, cpus_per_run), max_retries=retries,
-                           retry_exceptions=False, name=f"cifarkit:{job.folder}").remote(
-            job.config.to_yaml(), job.seed, remote_url)
-        pending[ref] = i
+    folders = {job.folder for job in jobs}
+    waiting = list(range(len(jobs)))  # a transfer run waits until its source run is committed here
+    pending: dict[Any, int] = {}
+    done: dict[str, Outcome] = {}
+
+    def submit_ready() -> None:
+        for i in list(waiting):
+            job = jobs[i]
+            source_run = job.config.transfer.source_run if job.config.transfer else None
+            if source_run in folders and source_run not in done:
+                continue
+            waiting.remove(i)
+            # Without a remote the source travels with the task, packed from this store.
+            source = pack(source_run) if source_run and not remote_url else None
+            ref = task.options(**resources(job.config, cpus_per_run), max_retries=retries,
+                               retry_exceptions=False, name=f"cifarkit:{job.folder}").remote(
+                job.config.to_yaml(), job.seed, remote_url, source)
+            pending[ref] = i
+
+    submit_ready()
     estimates = list(estimates or [0.0] * len(jobs))
-    started, done = time.perf_counter(), {}
-    log.info("[ray %s] %d run(s) submitted to %d node(s): %s", address, len(jobs), len(nodes),
-             ", ".join(sorted(set(nodes.values()))))
+    started = time.perf_counter()
+    log.info("[ray %s] %d run(s) for %d node(s): %s (%d waiting for their transfer source)", address, len(jobs),
+             len(nodes), ", ".join(sorted(set(nodes.values()))), len(waiting))
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         i = pending.pop(ready[0])
@@ -328,7 +366,8 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
         done[result["folder"]] = Outcome(result["folder"], node, int(result["pid"]), result["seconds"] / 60,
                                          result.get("resumed_from_epoch"))
         elapsed = (time.perf_counter() - started) / 60
-        left = sum(estimates[j] for j in pending.values())
+        submit_ready()
+        left = sum(estimates[j] for j in [*pending.values(), *waiting])
         log.info("[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min of runs left] %s on %s "
                  "(worker %d, %.1f min%s)", len(done), len(jobs), elapsed, left, result["folder"], node,
                  result["pid"], result["seconds"] / 60,

@@ -40,9 +40,10 @@ from cifarkit.runs.remote.manifest import (
     MAX_MANIFEST_BYTES,
     Manifest,
     local_manifest,
+    pack_run,
 )
 from cifarkit.runs.remote.transfer import RemoteStore, open_store
 
 __all__ = ["ENV_ENDPOINT", "ENV_PUSH", "ENV_URL", "FORMAT", "configured_url", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES", "Manifest",
-           "RemoteStore", "book_remote", "local_manifest", "open_store", "pull_for_build", "push_after_build",
+           "RemoteStore", "book_remote", "local_manifest", "open_store", "pack_run", "pull_for_build", "push_after_build",
            "push_requested"]

@@ -176,6 +176,18 @@ def local_manifest(run: Run) -> tuple[Manifest, dict[str, Path]]:
     return Manifest(run.path.name, files, run.status_record()), paths
 
 
+def pack_run(run: Run) -> tuple[bytes, dict[str, bytes]]:
+    """A complete local run in memory as a store holds it: its manifest's bytes and its
+    objects by sha256 (each distinct object once), for a transport that is not a store
+    (a Ray task's return value). :meth:`RemoteStore.receive` is the other end."""
+    manifest, paths = local_manifest(run)
+    objects: dict[str, bytes] = {}
+    for rel, entry in manifest.files.items():
+        if entry.sha256 not in objects:
+            objects[entry.sha256] = paths[rel].read_bytes()
+    return manifest.to_bytes(), objects
+
+
 def local_runs(names: Iterable[str] | None, refused: list[tuple[str, str]]) -> list[Run]:
     """The complete local runs to push: ``names`` (run folder names or paths), default every one.
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,9 @@ from cifarkit.runs.run import Run, runs_root
 log = logging.getLogger("cifarkit.runs.remote")
 
 _STAGING = ".staging"
+#: The keys the checkpoint mirror writes besides objects and manifests.
+_CHECKPOINT_KEY = re.compile(r"checkpoints/[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}-[0-9a-f]{12}/"
+                             r"(latest\.json|epoch-\d{3}/(model\.keras|state\.json))")
 
 
 # ---------------------------------------------------------------------------- reports
@@ -196,6 +201,58 @@ class RemoteStore(StoreAccess):
             if "is not on the remote" not in str(exc):
                 log.warning("replacing the remote's unusable manifest of %s: %s", name, exc)
             return None
+
+    # ------------------------------------------------------------------ packed runs
+    def receive(self, manifest: bytes, objects: Mapping[str, bytes]) -> str:
+        """Store a run handed over in memory (:func:`~cifarkit.runs.remote.manifest.pack_run`):
+        every object checked against the manifest, objects first, the manifest last.
+
+        Parameters
+        ----------
+        manifest : bytes
+            The run's manifest as :meth:`Manifest.to_bytes` writes it.
+        objects : mapping of str to bytes
+            sha256 -> content, for every object the manifest lists.
+
+        Returns
+        -------
+        str
+            The run's name; :meth:`pull` then brings it into the local store.
+
+        Raises
+        ------
+        CifarkitError
+            The manifest is unusable, or an object is missing or does not match its sha256.
+        """
+        try:
+            name = json.loads(manifest).get("run")
+        except (ValueError, AttributeError):
+            name = None
+        if not isinstance(name, str):
+            raise CifarkitError("the packed run's manifest names no run; pack it again with pack_run")
+        check_run_name(name)
+        parsed = Manifest.parse(manifest, name)
+        for rel, entry in parsed.files.items():
+            data = objects.get(entry.sha256)
+            if data is None or len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+                raise CifarkitError(f"the packed run {name} has no valid object for {rel} (sha256 "
+                                    f"{entry.sha256[:12]}...); pack it again with pack_run")
+        with self._errors(f"writing the objects of {name}"):
+            self._ensure_folders()
+            for sha in {e.sha256 for e in parsed.files.values()}:
+                self._put_bytes(objects[sha], self.object_key(sha))
+        with self._errors(f"writing the manifest of {name}"):
+            self._put_bytes(manifest, self.manifest_key(name))
+        return name
+
+    def write_key(self, rel: str, data: bytes) -> None:
+        """Write ``data`` whole or not at all under ``rel`` (a path below the store's root that
+        is neither an object nor a manifest: the checkpoint mirror's pointer)."""
+        if not _CHECKPOINT_KEY.fullmatch(rel):
+            raise CifarkitError(f"rel={rel!r}: only checkpoints/<run>/latest.json and "
+                                "checkpoints/<run>/epoch-NNN/{model.keras,state.json} may be written")
+        with self._errors(f"writing {rel}"):
+            self._put_bytes(data, f"{self.root}/{rel}")
 
     # ------------------------------------------------------------------ pull
     def pull(self, names: Iterable[str] | None = None) -> TransferReport:
