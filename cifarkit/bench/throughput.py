@@ -52,6 +52,12 @@ class Throughput:
     # compiling a model plus tracing its first step, and the evaluation pass's speed.
     startup_seconds: float | None = None
     predict_img_s: float | None = None
+    steps_per_execution: int = 1
+    intra_op_threads: int | None = None  # TensorFlow's thread pools as set for the measurement (None: default)
+    inter_op_threads: int | None = None
+    # A run's cost after its last step: tracing the evaluation and prediction passes, saving the
+    # model and logging it to MLflow (about the same again as a save); None when not measured.
+    finish_seconds: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -82,6 +88,12 @@ def result_path(experiment: str, profile: str, augment_mode: str, batch_size: in
     return artifacts_dir() / "bench" / f"throughput-{experiment}-{profile}-{augment_mode}-b{batch_size}{tail}.json"
 
 
+def config_result_path(cfg: ExperimentConfig) -> Path:
+    """Where the measurement of ``cfg``'s model, batch and precision is kept (:func:`result_path`)."""
+    precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"  # the names' only precision tail
+    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
+
+
 def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:
     """Seconds per batch over ``steps`` batches after ``warmup`` untimed ones, and the seconds the
     warm-up took beyond that many steps (tracing, on a model's first fit)."""
@@ -95,8 +107,10 @@ def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:
 
     started = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
-    per_step = (stamps[-1] - stamps[warmup - 1]) / steps
-    return per_step, max(0.0, stamps[warmup - 1] - started - warmup * per_step)
+    per_call = int(getattr(model, "steps_per_execution", 1) or 1)  # batch callbacks come once per call
+    warm = warmup // per_call
+    per_step = (stamps[-1] - stamps[warm - 1]) / steps
+    return per_step, max(0.0, stamps[warm - 1] - started - warmup * per_step)
 
 
 def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
@@ -112,7 +126,7 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
                steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None,
-               model_alone: bool = True) -> Throughput:
+               model_alone: bool = True, steps_per_execution: int = 1) -> Throughput:
     """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
     the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
 
@@ -132,6 +146,9 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
         Measurements of each of (a) and (b).
     model_alone : bool, default True
         Also time (a); the study plan's probe needs (b) only and skips it (half the time).
+    steps_per_execution : int, default 1
+        Keras' ``steps_per_execution``: batches run per call of the compiled step (it must
+        divide ``steps`` and ``warmup``).
 
     Returns
     -------
@@ -144,6 +161,9 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
 
     if repeats < 1 or steps < 1 or warmup < 1:
         raise CifarkitError(f"repeats={repeats}, steps={steps}, warmup={warmup}: each must be at least 1")
+    if steps_per_execution < 1 or steps % steps_per_execution or warmup % steps_per_execution:
+        raise CifarkitError(f"steps_per_execution={steps_per_execution}: must be at least 1 and divide steps={steps} "
+                            f"and warmup={warmup}")
     from cifarkit.core.config import load_config
     from cifarkit.training.fit import configure_precision
 
@@ -151,13 +171,13 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     previous_policy = keras.mixed_precision.global_policy()
     try:
         precision = configure_precision(cfg)
-        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone)
+        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone, steps_per_execution)
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
-                warmup: int, repeats: int, model_alone: bool = True) -> Throughput:
+                warmup: int, repeats: int, model_alone: bool = True, steps_per_execution: int = 1) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -173,7 +193,8 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     def fresh_model():
         set_seeds(0, deterministic=cfg.train.deterministic)
         model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
-        compile_model(model, cfg.train, steps_per_epoch=100, class_names=names)
+        compile_model(model, cfg.train, steps_per_epoch=100, class_names=names,
+                      steps_per_execution=steps_per_execution)
         return model
 
     rng = np.random.default_rng(0)
@@ -197,6 +218,7 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
         rates_b.append(batch / per_step)
         tracing = tracing if r else extra
     input_only = _input_rate(real, batch, steps, warmup)
+    finish = _finish_seconds(model_b, splits.x_val, splits.y_val, len(names))
     predict_rate = _predict_rate(model_b, splits.x_val)
     environment = environment_record()
     return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)) if rates_a else None,
@@ -204,7 +226,31 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
                       input_only, augment_mode=cfg.train.augment.mode, profile=cfg.profile,
                       framework=f"keras {environment['packages']['keras']}", environment=environment,
                       experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b,
-                      startup_seconds=build_seconds + tracing, predict_img_s=predict_rate)
+                      startup_seconds=build_seconds + tracing, predict_img_s=predict_rate,
+                      finish_seconds=finish, steps_per_execution=steps_per_execution,
+                      intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or None,
+                      inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads() or None)
+
+
+def _finish_seconds(model, images: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Seconds a run spends beyond its steps and its evaluated images: the first validation
+    pass's and the first prediction's tracing, and saving the model twice (``model.keras``, then
+    the copy MLflow registers), each timed on a few images so that tracing is what is measured."""
+    import tempfile
+
+    from cifarkit.data.pipeline import eval_dataset
+    from cifarkit.models import predict_logits
+
+    few = slice(0, 64)
+    started = time.perf_counter()
+    model.evaluate(eval_dataset(images[few], labels[few], num_classes=num_classes), verbose=0)
+    predict_logits(model, images[few])
+    traced = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model.save(Path(folder) / "model.keras")
+        saved = time.perf_counter() - started
+    return traced + 2 * saved
 
 
 def _predict_rate(model, images: np.ndarray, n: int = 2048) -> float:

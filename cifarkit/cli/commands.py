@@ -125,16 +125,30 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     if args.bfloat16:
         overrides["train.bfloat16"] = True
     overrides = {**dict(args.overrides), **overrides}
+    from cifarkit.core.errors import CifarkitError
+
+    for name in ("intra_threads", "inter_threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CifarkitError(f"--{name.replace('_', '-')}={value}: a thread count is at least 1")
+    trial = args.steps_per_execution != 1 or args.intra_threads or args.inter_threads
+    if args.intra_threads or args.inter_threads:  # before TensorFlow starts its thread pools
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_threads or 0)
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads or 0)
     result = throughput(args.experiment, args.profile, batch_size=args.batch_size, steps=args.steps,
-                        repeats=args.repeats, overrides=overrides)
+                        repeats=args.repeats, overrides=overrides, steps_per_execution=args.steps_per_execution)
     from cifarkit.core.atomic import write_json
 
-    kept = result.default_path()
-    write_json(kept, result.as_dict())  # the fast-training chapter reads it from there
+    kept = None if trial else result.default_path()
+    if kept is not None:
+        write_json(kept, result.as_dict())  # the fast-training chapter reads it from there
     if args.json:
         write_json(args.json, result.as_dict())
     print(json.dumps(result.as_dict(), indent=2))
-    print(f"written: {kept}")
+    print(f"written: {kept}" if kept else "not kept under artifacts/bench (a trial of steps per execution or "
+          "threads; the book's figures use the defaults)")
     spread = result.ratio_range
     runs = len(result.synthetic_runs)
 

@@ -140,6 +140,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="override train.augment.mode (compare the per-image and vectorised pipelines)")
     p.add_argument("--bfloat16", action="store_true",
                    help="time under mixed_bfloat16 (train.bfloat16); kept in its own -bf16 file")
+    p.add_argument("--steps-per-execution", type=int, default=1, metavar="N",
+                   help="Keras' steps_per_execution: batches per call of the compiled step; it must divide "
+                   "--steps and the warm-up of 8 (a trial: not kept under artifacts/bench)")
+    p.add_argument("--intra-threads", type=int, metavar="N",
+                   help="TensorFlow's intra-op thread pool (default: one per core; a trial, not kept)")
+    p.add_argument("--inter-threads", type=int, metavar="N",
+                   help="TensorFlow's inter-op thread pool (default: one per core; a trial, not kept)")
 
     p = _add(bench, "time-to-accuracy", c.cmd_bench_time_to_accuracy,
              "train fresh runs (no cache) and time training until validation accuracy reaches a target; "

@@ -159,7 +159,7 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
         with atomic_path(run.model_path, suffix=".keras") as tmp:
             outcome.model.save(tmp)
         write_json(run.metrics_path, outcome.metrics)
-        version = tracker.finish(run, outcome.metrics, register=register)
+        version = tracker.finish(run, outcome.metrics, register=register, model=outcome.model)
         _set_status(run, COMPLETE, test_accuracy=outcome.metrics["test_accuracy"],
                     class_names=list(splits.class_names),
                     train_seconds=outcome.metrics["train_seconds"], model_version=version,

@@ -246,7 +246,7 @@ class Speed:
 
     ``train_img_s`` and ``predict_img_s`` price the training steps and the evaluation passes;
     ``startup_seconds`` is a run's fixed cost (building, compiling and tracing the model,
-    saving and tracking it); ``factor`` is the median of actual over estimated wall time of
+    tracing its evaluation and prediction, saving and registering it); ``factor`` is the median of actual over estimated wall time of
     the complete runs of this key already in the run store (1.0 when there are none).
     """
 
@@ -319,26 +319,21 @@ def _stored_ratios() -> dict[tuple[str, str, int], list[float]]:
     return ratios
 
 
-def _probe_path(cfg: ExperimentConfig):
-    from cifarkit.bench.throughput import result_path
-
-    precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"
-    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
-
-
 def _kept_probe(cfg: ExperimentConfig) -> Speed | None:
     """The kept probe of ``cfg``'s key if it was measured on this CPU with the start-up figures."""
     import json
 
+    from cifarkit.bench.throughput import config_result_path
     from cifarkit.core.repro import environment_record
 
     record = environment_record()
     try:  # a file measured on another CPU is not this machine's figure
-        kept = json.loads(_probe_path(cfg).read_text())
+        kept = json.loads(config_result_path(cfg).read_text())
         same_cpu = (kept["environment"].get("cpu"), kept["environment"].get("cpu_isa")) == (
             record["cpu"], record["cpu_isa"])
-        if same_cpu and kept.get("startup_seconds") is not None and kept.get("predict_img_s"):
-            return Speed(float(kept["pipeline_img_s"]), float(kept["predict_img_s"]), float(kept["startup_seconds"]))
+        if same_cpu and kept.get("finish_seconds") is not None and kept.get("predict_img_s"):
+            return Speed(float(kept["pipeline_img_s"]), float(kept["predict_img_s"]),
+                         float(kept["startup_seconds"]) + float(kept["finish_seconds"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
@@ -346,7 +341,7 @@ def _kept_probe(cfg: ExperimentConfig) -> Speed | None:
 
 def _probe(cfg: ExperimentConfig) -> Speed:
     """``cfg``'s key priced on this machine: the kept probe, else a short measurement, kept."""
-    from cifarkit.bench.throughput import throughput
+    from cifarkit.bench.throughput import config_result_path, throughput
     from cifarkit.core.atomic import write_json
 
     kept = _kept_probe(cfg)
@@ -359,9 +354,9 @@ def _probe(cfg: ExperimentConfig) -> Speed:
     result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=steps, warmup=2, repeats=1,
                         model_alone=False,
                         overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
-    write_json(_probe_path(cfg), result.as_dict())
+    write_json(config_result_path(cfg), result.as_dict())
     return Speed(result.pipeline_img_s, result.predict_img_s or 3 * result.pipeline_img_s,
-                 result.startup_seconds or 0.0)
+                 (result.startup_seconds or 0.0) + (result.finish_seconds or 0.0))
 
 
 def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
@@ -369,7 +364,8 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
 
     Training steps at the training speed; a validation pass every ``train.validate_every``
     epochs and the final test and validation predictions at the evaluation speed; and the
-    fixed start-up cost (which the probe measures as building, compiling and tracing).
+    fixed cost (which the probe measures as building, compiling and tracing, plus tracing the
+    evaluation and prediction passes and saving the model).
     """
     from cifarkit.studies.transfer import training_images
 

@@ -109,6 +109,9 @@ def make_metrics(class_names: tuple[str, ...]) -> list[keras.metrics.Metric]:
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int,
-                  class_names: tuple[str, ...], lr_factors: dict[str, float] | None = None) -> None:
+                  class_names: tuple[str, ...], lr_factors: dict[str, float] | None = None,
+                  steps_per_execution: int = 1) -> None:
+    # steps_per_execution > 1 (several steps per tf.function call) is offered to the throughput
+    # benchmark only: training keeps 1, so that per-step callbacks see every step.
     model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, lr_factors), loss=make_loss(cfg.loss),
-                  metrics=make_metrics(class_names), jit_compile=False)
+                  metrics=make_metrics(class_names), jit_compile=False, steps_per_execution=steps_per_execution)
