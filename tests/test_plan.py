@@ -85,7 +85,7 @@ def test_a_float16_plan_on_a_machine_without_a_gpu_says_so_instead_of_guessing(m
 def test_each_chapter_states_its_budget_from_the_plan_functions():
     text = study.chapter_budget("smoke", "baseline")
     assert text == ("Budget of this chapter (profile smoke): 4 runs: baseline_cnn, resnet20 on 1,000 training "
-                    "images for 3 epochs (batch 128, float32), seeds 0, 1.")
+                    "images for 2 epochs (batch 128, float32), seeds 0, 1.")
     ablations = study.chapter_budget("cpu", "ablations", {"seeds": 5})
     assert "on 5,000 training images for 3 epochs" in ablations and "seeds 0, 1, 2, 3, 4" in ablations
     with pytest.raises(CifarkitError, match="trains no runs"):

@@ -18,9 +18,10 @@ from cifarkit.interpret.cams import METHOD_LABELS, Explainer, predicted_classes
 log = logging.getLogger(__name__)
 
 FULL = {"faithfulness": 500, "randomisation": 100, "training": 200, "steps": 16, "smooth_samples": 20}
-SMALL = {"faithfulness": 50, "randomisation": 16, "training": 32, "steps": 8, "smooth_samples": 8}
-# The default book's: the smoke chapter's maps cost about two minutes on 2 cores and grow with
-# images x steps, so FULL (about 20x SMALL) would outlast the whole cold build there.
+# CI-sized (the smoke book): enough images and steps to run every method and metric, no more;
+# the chapter's cost grows with images x steps x methods.
+SMALL = {"faithfulness": 16, "randomisation": 8, "training": 16, "steps": 6, "smooth_samples": 4}
+# The default book's, on 2 cores: FULL (five times as many images) would outlast the whole cold build.
 CPU = {"faithfulness": 100, "randomisation": 24, "training": 48, "steps": 12, "smooth_samples": 10}
 
 
