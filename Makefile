@@ -34,9 +34,9 @@ lint: $(STAMP)  ## ruff, and the import-order contracts (imports only go downwar
 	$(VENV)/bin/lint-imports
 
 REMOTE ?=
-book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full), build _build/html; REMOTE=url pulls first, PUSH=1 pushes after; RUNNER=ray [RAY_ADDRESS=host:port] trains on a Ray cluster
+book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full), build _build/html; REMOTE=url pulls first, PUSH=1 pushes after; RUNNER=ray [RAY_ADDRESS=host:port] trains on a Ray cluster; JOBS=N runs at once locally
 	$(VENV)/bin/cifarkit book build --profile $(PROFILE) $(if $(REMOTE),--remote "$(REMOTE)") $(if $(PUSH),--push) \
-	    $(if $(RUNNER),--runner $(RUNNER)) $(if $(RAY_ADDRESS),--address "$(RAY_ADDRESS)")
+	    $(if $(RUNNER),--runner $(RUNNER)) $(if $(RAY_ADDRESS),--address "$(RAY_ADDRESS)") $(if $(JOBS),--jobs $(JOBS))
 
 chapter: $(STAMP)  ## re-execute one chapter only (others shown as last built): make chapter NAME=data PARAMS="seeds=5"
 	$(VENV)/bin/cifarkit book chapter "$(NAME)" --profile $(PROFILE) --params "$(PARAMS)"

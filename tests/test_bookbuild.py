@@ -762,3 +762,20 @@ def test_staging_copies_the_book_roots_static_css(tmp_path):
     store = keys.Store(tmp_path / "store", "smoke")
     plan = pub_site.staging_plan(root, pub_toc.read_toc(root), store)
     assert plan["_static/site.css"] == root / "_static" / "site.css"
+
+
+def test_the_build_report_compares_estimates_only_where_there_are_some():
+    from cifarkit.publish.build import ChapterResult, PlanCost
+
+    results = [ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "executed", 6.0)]
+    first = PlanCost({"baseline": 6}, {"baseline": 20.0}, {"baseline": 22.0}, {}, probe_minutes=2.0)
+    text = first.report(results, total_minutes=27.0)
+    assert "training: estimated 20.0, took 22.0 (+10%) min" in text
+    assert "chapters: took 2.1 min (not yet timed on this machine: no estimate)" in text
+    # the plan is priced after the probes: 25 of the 27 minutes are compared with its 20
+    assert "whole build: took 27.0 min (speed probes 2.0, training 22.0, chapters 2.1, site and the rest 0.9)" in text
+    assert "from the plan on, estimated 20.0, took 25.0 (+25%) min" in text
+    assert "no execution estimate yet for baseline, intro" in text
+    second = PlanCost({}, {}, {}, {"baseline": 2.0, "intro": 0.1}, probe_minutes=0.0)
+    text = second.report([ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "cached", 0.0)], 2.5)
+    assert "chapters: estimated 2.0, took 2.0 (+0%) min" in text and "no execution estimate yet" not in text

@@ -104,3 +104,23 @@ def test_the_default_book_shares_its_headline_runs_and_trains_its_ladder():
     assert len(ladder) == 8  # every step of the ladder, at the chapter's budget
     ablations = [e for e in planned if e.chapters == ["ablations"]]
     assert ablations and all(e.config.train.validate_every == e.config.train.epochs for e in ablations)
+
+
+def _planned(cfg, seed: int, complete: bool = False) -> study.PlannedRun:
+    return study.PlannedRun(cfg, seed, f"{cfg.name}-{seed:012d}", complete, ["baseline"])
+
+
+def test_tiny_runs_train_two_at_a_time_and_long_ones_one_at_a_time():
+    from cifarkit.core.config import load_config
+
+    cfg = load_config("baseline_cnn", "smoke")
+    plan = [_planned(cfg, 0), _planned(cfg, 1), _planned(cfg, 2, complete=True)]
+    tracing_bound = {study.speed_key(cfg): study.Speed(train_img_s=5000, predict_img_s=9000, startup_seconds=20)}
+    step_bound = {study.speed_key(cfg): study.Speed(train_img_s=50, predict_img_s=150, startup_seconds=5)}
+    jobs, why = study.local_jobs(plan, tracing_bound, cores=2)
+    assert jobs == 2 and why.startswith("two at a time: their fixed cost") and "%" in why
+    assert study.local_jobs(plan, step_bound, cores=2)[0] == 1
+    assert study.local_jobs(plan, tracing_bound, cores=1)[0] == 1  # one core: nothing to overlap
+    assert study.local_jobs(plan[1:], tracing_bound, cores=2)[0] == 1  # one missing run
+    with pytest.raises(CifarkitError, match="jobs=0: the runs trained at once are at least 1"):
+        study.train_plan(plan, tracing_bound, jobs=0)

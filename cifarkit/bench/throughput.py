@@ -210,8 +210,8 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     build_seconds = time.perf_counter() - built
     rates_a, rates_b, tracing = [], [], 0.0
     for r in range(repeats):
-        log.info("timing %s, repeat %d/%d: (a) synthetic batches of %d, then (b) the real pipeline "
-                 "(%d steps each)...", cfg.name, r + 1, repeats, batch, steps)
+        log.info("timing %s, repeat %d/%d: %s the real pipeline (%d steps of %d)...", cfg.name, r + 1, repeats,
+                 "(a) synthetic batches, then (b)" if model_a is not None else "", steps, batch)
         if model_a is not None:
             rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup)[0])
         per_step, extra = _timed_fit(model_b, real, steps, warmup)

@@ -125,12 +125,6 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     if args.bfloat16:
         overrides["train.bfloat16"] = True
     overrides = {**dict(args.overrides), **overrides}
-    from cifarkit.core.errors import CifarkitError
-
-    for name in ("intra_threads", "inter_threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CifarkitError(f"--{name.replace('_', '-')}={value}: a thread count is at least 1")
     trial = args.steps_per_execution != 1 or args.intra_threads or args.inter_threads
     if args.intra_threads or args.inter_threads:  # before TensorFlow starts its thread pools
         import tensorflow as tf
@@ -352,7 +346,8 @@ def cmd_book(args: argparse.Namespace) -> int:
                    root=(args.root or project_root()).resolve(),
                    output=(args.output or project_root()).resolve(), strict=args.strict,
                    expect_cached=args.expect_cached, remote=args.remote, push=args.push,
-                   no_train=args.no_train, plan=args.plan, runner=args.runner, address=args.address)
+                   no_train=args.no_train, plan=args.plan, runner=args.runner, address=args.address,
+                   jobs=args.jobs)
     try:
         run(opts)
     except (ChapterFailed, SiteBuildFailed) as exc:
@@ -393,6 +388,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from cifarkit.runs.remote import configured_url
 
         remote_url = configured_url(args.remote) if args.runner == "ray" else None
-        trained = study.train_plan(planned, speeds, runner=args.runner, address=args.address, remote_url=remote_url)
+        trained = study.train_plan(planned, speeds, runner=args.runner, address=args.address, remote_url=remote_url,
+                                   jobs=args.jobs)
         print(f"trained {len(trained)} run(s); every run of the plan is stored")
     return 0

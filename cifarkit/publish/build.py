@@ -123,6 +123,7 @@ class Options:
     remote: str | None = None  # the remote run store's URL (default $CIFARKIT_REMOTE)
     runner: str = "local"  # where the plan's missing runs train: "local" or "ray"
     address: str | None = None  # the Ray cluster, with runner "ray"
+    jobs: int | None = None  # local runner: runs trained at once (None: the plan decides)
 
 
 @contextlib.contextmanager
@@ -226,12 +227,24 @@ class PlanCost:
                          f"{self.actual.get(name, 0.0):>7.1f} {'-' if est is None else f'{est:.1f}':>12} "
                          f"{executed.get(name, 0.0):>8.1f}")
         cached = {r.name for r in results if r.status == "cached"}  # found fresh: they cost nothing
-        estimate = sum(self.estimated.values()) + sum(self.execute_estimated.get(n, 0.0) for n in names
-                                                      if n not in cached)
+        train_est, train_actual = sum(self.estimated.values()), sum(self.actual.values())
+        execute_est = sum(self.execute_estimated.get(n, 0.0) for n in names if n not in cached)
+        execute_actual = sum(executed.values())
         unknown = [n for n in names if n not in self.execute_estimated and executed.get(n, 0.0) > 0]
-        ratio = f" ({100 * (total_minutes / estimate - 1):+.0f}%)" if estimate > 0 else ""
-        lines.append(f"whole build: estimated {estimate:.1f} min, took {total_minutes:.1f} min{ratio}; training "
-                     f"{sum(self.actual.values()):.1f} min, speed probes {self.probe_minutes:.1f} min")
+        # The plan's figure is priced after the probes ran, so the comparison starts there.
+        after_probes = total_minutes - self.probe_minutes
+        estimate = train_est + execute_est
+
+        def versus(est: float, actual: float) -> str:
+            return f"estimated {est:.1f}, took {actual:.1f}" + (f" ({100 * (actual / est - 1):+.0f}%)" if est > 0 else "")
+
+        lines.append(f"training: {versus(train_est, train_actual)} min; chapters: "
+                     + (f"{versus(execute_est, execute_actual)} min" if not unknown else
+                        f"took {execute_actual:.1f} min (not yet timed on this machine: no estimate)"))
+        lines.append(f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, training "
+                     f"{train_actual:.1f}, chapters {execute_actual:.1f}, site and the rest "
+                     f"{max(0.0, after_probes - train_actual - execute_actual):.1f}); from the plan on, "
+                     f"{versus(estimate, after_probes)} min")
         if unknown:
             lines.append(f"(no execution estimate yet for {', '.join(unknown)}: the next build here has one)")
         return "\n".join(lines)
@@ -283,8 +296,13 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     executing = [opts.chapter] if opts.chapter else list(names)
     cost = PlanCost({}, study.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
                     probe_minutes)
+    timed = [n for n in executing if n in cost.execute_estimated]
+    log.info("chapters: %s", f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
+             "(at most, as at their last execution on this machine)" if len(timed) == len(executing) else
+             f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
+             "here); the build's last lines give their minutes")
     first_chapter = {e.folder: e.chapters[0] for e in planned}
-    trained = study.train_plan(planned, speeds, runner=opts.runner, address=opts.address,
+    trained = study.train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
                                remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
     for folder, minutes in trained.items():
         name = first_chapter[folder]

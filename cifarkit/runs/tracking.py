@@ -44,6 +44,12 @@ def _client():
     return MlflowClient(tracking_uri())
 
 
+def prepare_store() -> None:
+    """Create the tracking store (its tables) now, before several processes use it at once:
+    two processes creating a new SQLite store together collide on its first table."""
+    _client().search_experiments(max_results=1)
+
+
 def _experiment_id(client, name: str) -> str:
     from mlflow.exceptions import MlflowException
 

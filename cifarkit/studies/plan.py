@@ -438,19 +438,69 @@ def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
 RUNNERS = ("local", "ray")
 
 
+def local_jobs(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str],
+               cores: int | None = None) -> tuple[int, str]:
+    """How many runs the local runner trains at once on this machine, and why.
+
+    A run's fixed cost (building the model, tracing its step functions, saving it) is Python
+    work on one core, while its training steps use every core. When the fixed cost is most of
+    the missing runs' estimated time (tiny runs, as in the smoke book), two runs at a time keep
+    both cores busy; otherwise one at a time. Each run's result is the same either way (same
+    seeds, deterministic ops, its own process's thread pools as configured).
+    """
+    import os
+
+    cores = cores or os.cpu_count() or 1
+    fixed = total = 0.0
+    for e in plan:
+        speed = speeds.get(speed_key(e.config))
+        if not e.complete and isinstance(speed, Speed):
+            fixed += speed.startup_seconds / 60 * speed.factor
+            total += run_minutes(e.config, speed) * speed.factor
+    share = fixed / total if total else 0.0
+    missing = sum(not e.complete for e in plan)
+    if cores >= 2 and missing >= 2 and share >= 0.5:
+        return 2, f"two at a time: their fixed cost (tracing, saving; one core) is {share:.0%} of their time"
+    return 1, "one at a time" + (f": their training steps ({1 - share:.0%} of their time) use every core"
+                                  if total else "")
+
+
+def _train_in_worker(config_yaml: str, seed: int, label: str, level: int) -> float:
+    """One run in a worker process of the local runner; its wall minutes."""
+    import logging as logging_
+
+    import yaml
+
+    from cifarkit.runs import get_or_train
+
+    logging_.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                         datefmt="%H:%M:%S", force=True)
+    for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
+        logging_.getLogger(noisy).setLevel(max(level, logging_.WARNING))
+    started = time.perf_counter()
+    get_or_train(ExperimentConfig.model_validate(yaml.safe_load(config_yaml)), seed, label=label)
+    return (time.perf_counter() - started) / 60
+
+
 def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str], *,
-               runner: str = "local", address: str | None = None, remote_url: str | None = None) -> dict[str, float]:
+               runner: str = "local", address: str | None = None, remote_url: str | None = None,
+               jobs: int | None = None) -> dict[str, float]:
     """Train the plan's missing runs with one overall progress line per run (run i of N,
     elapsed, ETA from the estimates, corrected by how the finished runs went); resumable,
     since every run is. Returns each trained folder's actual wall minutes.
 
-    ``runner="ray"`` fans the runs out as tasks on the Ray cluster at ``address``
-    (:func:`cifarkit.runs.cluster.train_on_ray`; through ``remote_url`` when given).
+    ``runner="local"`` trains here, ``jobs`` runs at a time (default: :func:`local_jobs`
+    decides); more than one run at a time trains each in a worker process, a transfer run
+    only after its source run. ``runner="ray"`` fans the runs out as tasks on the Ray
+    cluster at ``address`` (:func:`cifarkit.runs.cluster.train_on_ray`; through
+    ``remote_url`` when given).
     """
     from cifarkit.runs import get_or_train
 
     if runner not in RUNNERS:
         raise CifarkitError(f"runner={runner!r} is not a runner; choose from {', '.join(RUNNERS)}")
+    if jobs is not None and jobs < 1:
+        raise CifarkitError(f"jobs={jobs}: the runs trained at once are at least 1")
     missing = [e for e in plan if not e.complete]
     estimates = [estimate_minutes(e, speeds) or 0.0 for e in missing]
     if runner == "ray":
@@ -461,6 +511,12 @@ def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
         outcomes = train_on_ray([Job(e.config, e.seed, e.folder) for e in missing], address or "auto",
                                 remote_url=remote_url, estimates=estimates)
         return {folder: outcome.minutes for folder, outcome in outcomes.items()}
+    if jobs is None:
+        jobs, why = local_jobs(plan, speeds)
+        if missing:
+            log.info("training the %d missing run(s) %s", len(missing), why)
+    if jobs > 1 and len(missing) > 1:
+        return _train_at_once(missing, estimates, jobs)
     started = time.perf_counter()
     trained: dict[str, float] = {}
     for i, entry in enumerate(missing):
@@ -473,4 +529,50 @@ def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
         run_started = time.perf_counter()
         get_or_train(entry.config, entry.seed, label=f"[plan {i + 1}/{len(missing)}] ")
         trained[entry.folder] = (time.perf_counter() - run_started) / 60
+    return trained
+
+
+def _train_at_once(missing: Sequence[PlannedRun], estimates: Sequence[float], jobs: int) -> dict[str, float]:
+    """The local runner with ``jobs`` worker processes (spawned: no TensorFlow state shared)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from cifarkit.runs import tracking
+
+    tracking.prepare_store()
+    folders = {e.folder for e in missing}
+    waiting = list(range(len(missing)))  # a transfer run waits for its source run
+    trained: dict[str, float] = {}
+    level = logging.getLogger("cifarkit").getEffectiveLevel()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict[Any, int] = {}
+
+        def submit_ready() -> None:
+            for i in list(waiting):
+                cfg = missing[i].config
+                source = cfg.transfer.source_run if cfg.transfer else None
+                if source in folders and source not in trained:
+                    continue
+                if len(running) >= jobs:
+                    return
+                waiting.remove(i)
+                label = f"[plan {i + 1}/{len(missing)}] "
+                log.info("%sstarting %s seed %d (%s)", label, cfg.name, missing[i].seed,
+                         changes(cfg) or "as configured")
+                running[pool.submit(_train_in_worker, cfg.to_yaml(), missing[i].seed, label, level)] = i
+
+        submit_ready()
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = running.pop(future)
+                trained[missing[i].folder] = future.result()  # a failed run raises here, by name
+                elapsed = (time.perf_counter() - started) / 60
+                done = sum(estimates[j] for j in range(len(missing)) if missing[j].folder in trained)
+                left = sum(estimates[j] for j in [*running.values(), *waiting])
+                pace = elapsed / done if done > 0 and len(trained) >= 3 else 1.0 / jobs
+                log.info("[plan: %d of %d done, %.1f min elapsed, about %.0f min left] %s", len(trained),
+                         len(missing), elapsed, pace * left, missing[i].folder)
+            submit_ready()
     return trained
