@@ -779,3 +779,13 @@ def test_the_build_report_compares_estimates_only_where_there_are_some():
     second = PlanCost({}, {}, {}, {"baseline": 2.0, "intro": 0.1}, probe_minutes=0.0)
     text = second.report([ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "cached", 0.0)], 2.5)
     assert "chapters: estimated 2.0, took 2.0 (+0%) min" in text and "no execution estimate yet" not in text
+
+
+def test_the_build_report_counts_overlapping_runs_by_wall_time():
+    from cifarkit.publish.build import ChapterResult, PlanCost
+
+    cost = PlanCost({"baseline": 4}, {"baseline": 6.0}, {"baseline": 9.0}, {}, probe_minutes=1.0,
+                    train_wall_minutes=5.0)
+    text = cost.report([ChapterResult("baseline", "executed", 60.0)], total_minutes=7.5)
+    assert "training: estimated 6.0, took 5.0 (-17%) min (runs at once; their own minutes add up to 9.0)" in text
+    assert "site and the rest 0.5" in text

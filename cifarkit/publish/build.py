@@ -214,6 +214,7 @@ class PlanCost:
     actual: dict[str, float]             # chapter -> actual training minutes
     execute_estimated: dict[str, float]  # chapter -> execution minutes of the last build here
     probe_minutes: float = 0.0           # measuring this machine's speeds (once per host)
+    train_wall_minutes: float | None = None  # the training phase's wall time (runs may overlap)
 
     def report(self, results: Sequence[ChapterResult], total_minutes: float) -> str:
         """The build's last lines: per chapter and in total, estimated against actual minutes."""
@@ -227,7 +228,8 @@ class PlanCost:
                          f"{self.actual.get(name, 0.0):>7.1f} {'-' if est is None else f'{est:.1f}':>12} "
                          f"{executed.get(name, 0.0):>8.1f}")
         cached = {r.name for r in results if r.status == "cached"}  # found fresh: they cost nothing
-        train_est, train_actual = sum(self.estimated.values()), sum(self.actual.values())
+        train_est, run_minutes = sum(self.estimated.values()), sum(self.actual.values())
+        train_actual = run_minutes if self.train_wall_minutes is None else self.train_wall_minutes
         execute_est = sum(self.execute_estimated.get(n, 0.0) for n in names if n not in cached)
         execute_actual = sum(executed.values())
         unknown = [n for n in names if n not in self.execute_estimated and executed.get(n, 0.0) > 0]
@@ -238,7 +240,9 @@ class PlanCost:
         def versus(est: float, actual: float) -> str:
             return f"estimated {est:.1f}, took {actual:.1f}" + (f" ({100 * (actual / est - 1):+.0f}%)" if est > 0 else "")
 
-        lines.append(f"training: {versus(train_est, train_actual)} min; chapters: "
+        overlap = f" (runs at once; their own minutes add up to {run_minutes:.1f})" \
+            if run_minutes > train_actual + 0.05 else ""
+        lines.append(f"training: {versus(train_est, train_actual)} min{overlap}; chapters: "
                      + (f"{versus(execute_est, execute_actual)} min" if not unknown else
                         f"took {execute_actual:.1f} min (not yet timed on this machine: no estimate)"))
         lines.append(f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, training "
@@ -253,7 +257,8 @@ class PlanCost:
         return {"estimated": {k: round(v, 2) for k, v in self.estimated.items()},
                 "actual": {k: round(v, 2) for k, v in self.actual.items()},
                 "execute_estimated": {k: round(v, 2) for k, v in self.execute_estimated.items()},
-                "trained": self.trained, "probe_minutes": round(self.probe_minutes, 2)}
+                "trained": self.trained, "probe_minutes": round(self.probe_minutes, 2),
+                "train_wall_minutes": None if self.train_wall_minutes is None else round(self.train_wall_minutes, 2)}
 
 
 def _execution_estimates(profile: str, names: Sequence[str]) -> dict[str, float]:
@@ -302,8 +307,10 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
              f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
              "here); the build's last lines give their minutes")
     first_chapter = {e.folder: e.chapters[0] for e in planned}
+    training = time.perf_counter()
     trained = study.train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
                                remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
+    cost.train_wall_minutes = (time.perf_counter() - training) / 60
     for folder, minutes in trained.items():
         name = first_chapter[folder]
         cost.actual[name] = cost.actual.get(name, 0.0) + minutes
