@@ -20,7 +20,10 @@ def results_tables(profile: str | None = None, markdown: bool = True) -> str | N
     from cifarkit.bench.time_to_accuracy import load_results, results_table, seeds_table
 
     def show(table: pd.DataFrame) -> str:
-        return table.to_markdown() if markdown else table.to_string()
+        # A figure a row does not have (a reference framework's pipeline speed) shows as "-", not nan.
+        if not markdown:
+            return table.to_string(na_rep="-")
+        return table.astype(object).where(table.notna(), None).to_markdown(missingval="-")
 
     parts = []
     results = load_results(profile)

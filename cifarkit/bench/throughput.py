@@ -292,7 +292,8 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
                 "model alone (img/s)": float(data["synthetic_img_s"]),
                 "real pipeline (img/s)": data.get("pipeline_img_s"),
                 "ratio": data.get("ratio"),
-                "ratio range": _range_text(data.get("ratio_range")),
+                # A reference framework's file times the model alone: no pipeline, so no ratio.
+                "ratio range": _range_text(data.get("ratio_range")) if data.get("pipeline_img_s") else "-",
                 "model alone range": _range_text(_min_max(data.get("synthetic_runs")), digits=0),
                 "memory format": data.get("memory_format", "nhwc" if "keras" in data.get("framework", "keras")
                                           else ""),
