@@ -46,17 +46,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    """A positive count (runs at once, threads, steps per call)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 class _OneLineErrors(argparse.ArgumentParser):
     """Usage errors as one line (exit 2), like every other user error; --help shows usage."""
 
@@ -151,12 +140,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="override train.augment.mode (compare the per-image and vectorised pipelines)")
     p.add_argument("--bfloat16", action="store_true",
                    help="time under mixed_bfloat16 (train.bfloat16); kept in its own -bf16 file")
-    p.add_argument("--steps-per-execution", type=_count, default=1, metavar="N",
+    p.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
                    help="Keras' steps_per_execution: batches per call of the compiled step; it must divide "
                    "--steps and the warm-up of 8 (a trial: not kept under artifacts/bench)")
-    p.add_argument("--intra-threads", type=_count, metavar="N",
+    p.add_argument("--intra-threads", type=_positive_int, metavar="N",
                    help="TensorFlow's intra-op thread pool (default: one per core; a trial, not kept)")
-    p.add_argument("--inter-threads", type=_count, metavar="N",
+    p.add_argument("--inter-threads", type=_positive_int, metavar="N",
                    help="TensorFlow's inter-op thread pool (default: one per core; a trial, not kept)")
 
     p = _add(bench, "time-to-accuracy", c.cmd_bench_time_to_accuracy,
@@ -239,7 +228,7 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
                    help="where the plan's missing runs train: this process (default) or tasks on a Ray cluster")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="the Ray cluster (auto, HOST:PORT or ray://HOST:PORT; default auto); with --runner ray")
-    p.add_argument("--jobs", type=_count, default=None, metavar="N",
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                    help="local runner: runs trained at once, each in a worker process (default: two when "
                    "the runs' fixed cost, which uses one core, is most of their time, else one)")
 
