@@ -8,7 +8,6 @@ keeps its traceback.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,15 +19,9 @@ log = logging.getLogger("cifarkit")
 
 def setup_logging(verbosity: int) -> None:
     """Configure stdlib logging once: -q warnings only, default info, -v debug."""
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
-    if level > logging.DEBUG:
-        # TensorFlow's C++ and absl chatter would drown the progress lines.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
-        for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    from cifarkit.core.tfquiet import setup_logging as configure
+
+    configure({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

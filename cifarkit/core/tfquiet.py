@@ -115,3 +115,18 @@ def install() -> None:
         return
     if not any(isinstance(finder, QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowImport())
+
+
+def setup_logging(level: int) -> None:
+    """Configure stdlib logging once for a cifarkit process (the CLI, or a worker it spawns):
+    timestamped lines on stderr; above DEBUG, the libraries' chatter is kept to warnings."""
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    if level > logging.DEBUG:
+        # TensorFlow's C++ and absl chatter would drown the progress lines.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
+        for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -467,16 +467,12 @@ def local_jobs(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
 
 def _train_in_worker(config_yaml: str, seed: int, label: str, level: int) -> float:
     """One run in a worker process of the local runner; its wall minutes."""
-    import logging as logging_
-
     import yaml
 
+    from cifarkit.core.tfquiet import setup_logging
     from cifarkit.runs import get_or_train
 
-    logging_.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                         datefmt="%H:%M:%S", force=True)
-    for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
-        logging_.getLogger(noisy).setLevel(max(level, logging_.WARNING))
+    setup_logging(level)  # a spawned process starts with no logging configured
     started = time.perf_counter()
     get_or_train(ExperimentConfig.model_validate(yaml.safe_load(config_yaml)), seed, label=label)
     return (time.perf_counter() - started) / 60
