@@ -417,7 +417,39 @@ def test_a_data_set_of_its_own_is_not_a_near_miss(image_tree: Tree) -> None:
 def test_an_empty_image_file_is_named_with_its_reason(image_tree: Tree) -> None:
     root, _ = image_tree
     (root / "train" / "dog" / "002.png").write_bytes(b"")
-    with pytest.raises(DataError, match=r"train/dog/002.png: empty file \(0 bytes\); replace or remove it"):
+    with pytest.raises(DataError, match=r"train/dog/002.png is empty \(0 bytes\); replace it with the image or "
+                                        r"remove it"):
+        load_cifar10(root)
+
+
+def test_an_extra_empty_image_file_is_named_not_counted(image_tree: Tree, tmp_path: Path) -> None:
+    root, _ = image_tree
+    (root / "train" / "dog" / "004.png").write_bytes(b"")  # dog would count 5 images, the others 4
+    with pytest.raises(DataError, match=r"^\S*train/dog/004.png is empty \(0 bytes\);") as info:
+        load_cifar10(root)
+    assert "unequal" not in str(info.value)
+    with pytest.raises(DataError, match=r"images.tgz:images/train/dog/004.png is empty \(0 bytes\);"):
+        load_cifar10(tar_dir(root, tmp_path / "images.tgz"))
+
+
+def test_a_stray_class_folder_in_one_split_is_named(image_tree: Tree) -> None:
+    root, _ = image_tree
+    stray = root / "train" / "unicorn"
+    stray.mkdir()
+    for name in ("000.png", "001.png"):  # fewer images than the real classes hold
+        shutil.copy(root / "train" / "cat" / name, stray / name)
+    with pytest.raises(DataError, match=r"^unexpected class folder \S*train/unicorn \(test/ has no unicorn/\); "
+                                        r"expected one of cat, dog, frog \(the classes train/ and test/ share\); "
+                                        r"remove it, or add test/unicorn/ if it is a class$"):
+        load_cifar10(root)
+
+
+def test_a_stray_folder_beside_the_ten_cifar_classes_is_named_not_counted(tmp_path: Path) -> None:
+    root = tmp_path / "near"
+    write_image_tree(root, classes=(*CLASS_NAMES, "unicorn"), train_per_class=2, test_per_class=1)
+    (root / "train" / "unicorn" / "000.png").unlink()
+    with pytest.raises(DataError, match=r"^unexpected class folder \S*train/unicorn \(beside the ten CIFAR-10 "
+                                        r"classes\); expected one of airplane, automobile, .*, truck"):
         load_cifar10(root)
 
 

@@ -336,7 +336,8 @@ def _split_classes(
     tree: _Tree, split_parts: tuple[str, ...], sub: dict[tuple[str, ...], set[str]],
     files: dict[tuple[str, ...], list[str]],
 ) -> dict[str, list[str]]:
-    """Class name -> sorted image file names of one split folder, validated."""
+    """Class name -> sorted image file names of one split folder; no class folder and no
+    image file in it empty."""
     classes = sorted(d for d in sub.get(split_parts, set()) if not _hidden(d))
     if not classes:
         raise DataError(
@@ -351,16 +352,65 @@ def _split_classes(
                 f"empty class folder {tree.name(split_parts + (cls,))}: no .png/.jpg/.jpeg images "
                 f"(found {len(names)} other file(s)); add images or remove the folder"
             )
+        for name in images:
+            # Checked before the counts: an empty file would count as an image and show up
+            # only as one class holding more images than the others.
+            if _is_empty(tree.files[split_parts + (cls, name)]):
+                raise DataError(_empty_message(tree.name(split_parts + (cls, name))))
         found[cls] = images
-    counts = {cls: len(images) for cls, images in found.items()}
-    if len(set(counts.values())) > 1:
-        listing = ", ".join(f"{cls}={n}" for cls, n in counts.items())
-        raise DataError(
-            f"unequal per-class counts in {tree.name(split_parts)}: {listing}"
-            f"{_why_short(tree, split_parts, counts, files)}; every class of a split needs the same "
-            "number of images"
-        )
     return found
+
+
+def _check_same_classes(tree: _Tree, root: tuple[str, ...], per_split: dict[str, dict[str, list[str]]]) -> None:
+    """Both splits hold the same class folders; a stray one is named as such."""
+    train, test = set(per_split["train"]), set(per_split["test"])
+    if train == test:
+        return
+    shared = sorted(train & test)
+    # A folder in one split only whose name is no CIFAR-10 class (train/unicorn/) is a stray
+    # folder; a CIFAR-10 name is more likely a folder missing from the other split.
+    stray = [root + (split, cls) for split, other in (("train", test), ("test", train))
+             for cls in sorted(set(per_split[split]) - other) if cls not in CLASS_NAMES]
+    if stray and shared:
+        if len(stray) == 1:
+            split, cls = stray[0][-2:]
+            other = "test" if split == "train" else "train"
+            where, fix = f"{other}/ has no {cls}/", f"remove it, or add {other}/{cls}/ if it is a class"
+        else:
+            where, fix = "each in one split only", "remove them, or give each a folder in both train/ and test/"
+        raise DataError(_unexpected_message(tree, stray, where, shared, "the classes train/ and test/ share", fix))
+    raise DataError(
+        f"{tree.name(root)}: train/ and test/ hold different classes (only in train: "
+        f"{sorted(train - test) or 'none'}; only in test: "
+        f"{sorted(test - train) or 'none'}); both need the same class folders"
+    )
+
+
+def _unexpected_message(tree: _Tree, folders: list[tuple[str, ...]], where: str, expected: list[str],
+                        which: str, fix: str) -> str:
+    return (f"unexpected class folder{'s' if len(folders) > 1 else ''} "
+            f"{', '.join(tree.name(parts) for parts in folders)} ({where}); expected one of "
+            f"{', '.join(expected)} ({which}); {fix}")
+
+
+def _check_counts(tree: _Tree, split_parts: tuple[str, ...], found: dict[str, list[str]],
+                  files: dict[tuple[str, ...], list[str]]) -> None:
+    counts = {cls: len(images) for cls, images in found.items()}
+    if len(set(counts.values())) <= 1:
+        return
+    extra = sorted(set(found) - set(CLASS_NAMES))
+    if extra and set(CLASS_NAMES) <= set(found):
+        # CIFAR-10's ten folders and a stray one beside them: the stray folder is the problem,
+        # not the count it happens to hold.
+        raise DataError(_unexpected_message(
+            tree, [split_parts + (cls,) for cls in extra], "beside the ten CIFAR-10 classes",
+            list(CLASS_NAMES), "CIFAR-10's classes", "remove it" if len(extra) == 1 else "remove them"))
+    listing = ", ".join(f"{cls}={n}" for cls, n in counts.items())
+    raise DataError(
+        f"unequal per-class counts in {tree.name(split_parts)}: {listing}"
+        f"{_why_short(tree, split_parts, counts, files)}; every class of a split needs the same "
+        "number of images"
+    )
 
 
 def _why_short(tree: _Tree, split_parts: tuple[str, ...], counts: dict[str, int],
@@ -393,14 +443,10 @@ def _layout(tree: _Tree) -> tuple[tuple[str, ...], dict[str, list[tuple[int, tup
                 f"{', '.join(sorted(present)) or 'none'}); it needs both train/ and test/"
             )
     per_split = {split: _split_classes(tree, root + (split,), sub, files) for split in SPLITS}
-    train_classes, test_classes = set(per_split["train"]), set(per_split["test"])
-    if train_classes != test_classes:
-        raise DataError(
-            f"{tree.name(root)}: train/ and test/ hold different classes (only in train: "
-            f"{sorted(train_classes - test_classes) or 'none'}; only in test: "
-            f"{sorted(test_classes - train_classes) or 'none'}); both need the same class folders"
-        )
-    class_names = tuple(sorted(train_classes))
+    _check_same_classes(tree, root, per_split)
+    for split in SPLITS:
+        _check_counts(tree, root + (split,), per_split[split], files)
+    class_names = tuple(sorted(per_split["train"]))
     items = {
         split: [
             (label, root + (split, cls, name))
@@ -428,8 +474,8 @@ def decode_image(data: bytes | Path, name: str) -> np.ndarray:
     DataError
         Naming the file and why: empty, not 32x32, or not decodable as PNG/JPEG.
     """
-    if (len(data) if isinstance(data, bytes) else _size(data)) == 0:
-        raise DataError(f"{name}: empty file (0 bytes); replace or remove it")
+    if _is_empty(data):
+        raise DataError(_empty_message(name))
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data, formats=("PNG", "JPEG")) as img:
             if img.size != (32, 32):
@@ -444,6 +490,17 @@ def decode_image(data: bytes | Path, name: str) -> np.ndarray:
         detail = " ".join(str(exc).split())[:200]
         raise DataError(f"{name}: cannot decode image, truncated or corrupt ({type(exc).__name__}: {detail}); "
                         "replace or remove it") from None
+
+
+def _is_empty(data: bytes | Path | None) -> bool:
+    """True for a 0-byte image file (read bytes, or a path on disk)."""
+    if data is None:
+        return False
+    return (len(data) if isinstance(data, bytes) else _size(data)) == 0
+
+
+def _empty_message(name: str) -> str:
+    return f"{name} is empty (0 bytes); replace it with the image or remove it"
 
 
 def _size(path: Path) -> int | None:
