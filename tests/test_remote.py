@@ -380,6 +380,29 @@ def test_no_remote_configured_is_one_line(capsys):
     assert code == 2 and err.count("\n") == 1 and "CIFARKIT_REMOTE" in err and "--remote" in err
 
 
+def test_a_remote_folder_that_does_not_exist_is_one_line_naming_the_url(file_remote, capsys):
+    make_run()
+    for action in ("pull", "ls"):
+        code, out, err = cli(capsys, "remote", action, "--remote", file_remote)
+        assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+        assert err.startswith(f"cifarkit: error: the remote {file_remote} does not exist"), err
+    assert not Path(file_remote.removeprefix("file://")).exists()  # reading it created nothing
+
+
+def test_an_existing_empty_store_pulls_nothing(file_remote, capsys):
+    Path(file_remote.removeprefix("file://")).mkdir()
+    code, out, err = cli(capsys, "remote", "pull", "--remote", file_remote)
+    assert code == 0 and err == "" and out.startswith(f"pulled 0 run(s) from {file_remote}:"), (out, err)
+    code, out, _ = cli(capsys, "remote", "ls", "--remote", file_remote)
+    assert code == 0 and out.startswith(f"no runs on {file_remote} yet")
+
+
+def test_a_book_build_that_pushes_may_start_a_new_store(file_remote):
+    assert rm.pull_for_build(file_remote, push=True).done == []
+    with pytest.raises(CifarkitError, match=f"^the remote {file_remote} does not exist"):
+        rm.pull_for_build(file_remote)
+
+
 @pytest.mark.s3
 def test_an_unreachable_endpoint_is_one_line_naming_the_url_and_what_to_set(moto_endpoint, monkeypatch,
                                                                              tmp_path, capsys):

@@ -170,7 +170,7 @@ def run(opts: Options) -> list[ChapterResult]:
     with build_lock(store.lock_path):
         remove_stale_temps(store)
         if remote_url:  # before any chapter: a run the remote holds is not trained here
-            remote.pull_for_build(remote_url)
+            remote.pull_for_build(remote_url, push)
         cost = _train_the_plan(opts, [p.name for p in chapters]) if opts.plan and not opts.expect_cached else None
         if cost is not None:  # every run the chapters need exists now: a chapter that trains is a bug
             from cifarkit.runs.store import NO_TRAIN_ENV

@@ -196,6 +196,22 @@ class StoreAccess:
         return None
 
     # ------------------------------------------------------------------ remote listing
+    def exists(self) -> bool:
+        """Whether the store's folder exists; always True on an object store, which has no
+        folders (an empty prefix is an empty store, a missing bucket fails when listed)."""
+        if self.atomic_put:
+            return True
+        with self._errors("looking for the store"):
+            return bool(self.fs.isdir(self.root))
+
+    def require_exists(self) -> None:
+        """Refuse to read a store whose folder does not exist: a mistyped URL would otherwise
+        read as an empty store (push creates the folder)."""
+        if not self.exists():
+            raise RemoteUnavailable(
+                f"the remote {self.url} does not exist (no folder {self.root}); check the URL, or create "
+                f"the store by pushing to it: cifarkit remote push --remote {self.url}")
+
     def _list(self, prefix: str) -> dict[str, int]:
         """Base name -> size of the keys under ``prefix``; empty when the prefix does not exist."""
         self.fs.invalidate_cache(prefix)
@@ -234,7 +250,14 @@ class StoreAccess:
         return Manifest.parse(data, name)
 
     def runs(self) -> list[RemoteRun]:
-        """Every remote run with its manifest, or the problem that makes it unusable."""
+        """Every remote run with its manifest, or the problem that makes it unusable.
+
+        Raises
+        ------
+        RemoteUnavailable
+            The store's folder does not exist, or the remote cannot be used at all.
+        """
+        self.require_exists()
         rows = []
         for name in self.run_names():
             try:

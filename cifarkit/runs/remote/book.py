@@ -50,13 +50,19 @@ def book_remote(remote: str | None, push_flag: bool) -> tuple[str | None, bool]:
     return url, wanted
 
 
-def pull_for_build(url: str) -> TransferReport:
+def pull_for_build(url: str, push: bool = False) -> TransferReport:
     """Before the book's chapters run: pull every remote run that is not complete locally.
 
     A refused run is logged and left to the run store (a chapter that needs it trains it);
-    an unreachable remote or missing credentials stop the build with one line.
+    an unreachable remote, missing credentials or a store folder that does not exist stop
+    the build with one line, except that a build which pushes afterwards (``push``) may
+    start a new store: then there is nothing to pull.
     """
-    report = RemoteStore(url).pull()
+    store = RemoteStore(url)
+    if push and not store.exists():
+        log.info("remote %s does not exist yet: nothing to pull; the push after the build creates it", url)
+        return TransferReport("pull", store.url)
+    report = store.pull()
     for name, problem in report.refused:
         log.warning("not pulled: %s", problem if name in problem else f"{name}: {problem}")
     already = sum("complete locally" in why for _, why in report.skipped)

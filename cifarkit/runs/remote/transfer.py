@@ -272,10 +272,12 @@ class RemoteStore(StoreAccess):
         Raises
         ------
         RemoteUnavailable
-            The remote is unreachable, has no credentials, denies access or has no bucket.
+            The remote is unreachable, has no credentials, denies access, has no bucket, or
+            its folder does not exist (an existing empty store pulls nothing).
         """
         report = TransferReport("pull", self.url)
         started = time.perf_counter()
+        self.require_exists()
         listed = self.run_names()
         explicit = names is not None
         wanted = [Path(n).name for n in names] if explicit else listed
