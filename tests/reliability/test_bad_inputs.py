@@ -175,6 +175,10 @@ CASES: tuple[Case, ...] = (
           "no train/ and test/ split folders found"),
     _data("unequal-class-counts", "one class short of an image", "unequal",
           "unequal per-class counts in"),
+    _data("empty-image-file", "0-byte `.png` beside a class's images", "empty_image",
+          "train/dog/004.png is empty (0 bytes)"),
+    _data("stray-class-folder", "`train/unicorn/` that `test/` lacks", "stray_class",
+          "unexpected class folder"),
     _data("different-classes", "class in train/ missing from test/", "different_classes",
           "train/ and test/ hold different classes"),
     _data("unsupported-file", "a `.txt` file as the source", "notes.txt", "unsupported data source"),
@@ -198,6 +202,8 @@ CASES: tuple[Case, ...] = (
     Case("seed-not-a-number", "cli", "`--seed x`", ("train", "resnet20", "--seed", "x"),
          "seed must be a non-negative integer, got 'x'"),
     Case("unknown-subcommand", "cli", "`cifarkit nope`", ("nope",), "invalid choice: 'nope'"),
+    Case("remote-missing", "cli", "`remote pull` from a folder that does not exist",
+         ("remote", "pull", "--remote", "file://{in}/no-such-store"), "does not exist"),
     Case("train-missing-data", "cli", "`train` while CIFARKIT_DATA names a missing folder",
          ("train", "resnet20", "--profile", "smoke", "--seed", "0"),
          "(from CIFARKIT_DATA) does not exist", env=(("CIFARKIT_DATA", "{in}/no-such-folder"),)),
@@ -279,6 +285,11 @@ def _data_inputs(inputs: Path, base: Path) -> None:
     (_tree(inputs, "wrong_size") / "train" / "cat" / "001.png").write_bytes(png_bytes((40, 30)))
     shutil.rmtree(_tree(inputs, "no_test") / "test")
     (_tree(inputs, "unequal") / "train" / "dog" / "003.png").unlink()
+    _write(_tree(inputs, "empty_image") / "train" / "dog" / "004.png", b"")
+    stray = _tree(inputs, "stray_class") / "train" / "unicorn"
+    stray.mkdir()
+    for name in ("000.png", "001.png"):
+        shutil.copy(inputs / "stray_class" / "train" / "cat" / name, stray / name)
     shutil.rmtree(_tree(inputs, "different_classes") / "test" / "frog")
     _write(inputs / "no_splits" / "README.txt", "photos go here\n")
     _write(inputs / "notes.txt", "not data\n")
