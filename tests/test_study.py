@@ -212,8 +212,7 @@ def test_compare_rejects_an_unknown_primary_or_reference(tiny_profile):
 
 
 def test_comparison_figures_render():
-    rows = ablations.forest_rows({"g": _fake_comparison({"a": [0.01, 0.02, 0.0], "b": [-0.1, -0.12, -0.09]})},
-                                 ["baseline_cnn"])
+    rows = ablations.forest_rows({"g": _fake_comparison({"a": [0.01, 0.02, 0.0], "b": [-0.1, -0.12, -0.09]})})
     assert list(rows["variant"]) == ["a", "b"]
     assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
     summary = pd.DataFrame({"mean": [0.5, 0.6], "low": [0.4, 0.5], "high": [0.6, 0.7], "n": [3, 3]},
@@ -347,7 +346,7 @@ def test_ablation_study_on_fake_runs_reads_primaries_and_compares_within_archite
     # Fake runs score the same whatever the config: every contrast is a tie, and says so.
     text = findings.primary_ablation_effects(results)
     assert text.count("no spread observed, no interval") == len(plan.groups) and "beats" not in text
-    rows = ablations.forest_rows(results, plan.architectures)
+    rows = ablations.forest_rows(results)
     assert (rows["role"] == "primary").sum() == len(plan.groups)
     assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
     table = results["schedule"].table()

@@ -68,9 +68,6 @@ def p_text(p: float | None) -> str:
     return format_p(p).removeprefix("p ").removeprefix("= ")
 
 
-_p = format_p  # the name the sentences below used first
-
-
 def _sentence(text: str) -> str:
     """Capitalise the first letter (labels such as "baseline CNN" may start a sentence)."""
     return text[:1].upper() + text[1:]

@@ -101,7 +101,7 @@ def _ablations(profile: str) -> tuple[list[str], dict[str, Any]]:
         lines.append(f"{group}:")
         lines += ["  " + row for row in comparison.table().to_string().splitlines()]
     lines.append(findings.primary_ablation_effects(results))
-    figures = {"forest.png": plots.comparison_forest(ablations.forest_rows(results, plan.architectures))}
+    figures = {"forest.png": plots.comparison_forest(ablations.forest_rows(results))}
     return lines, figures
 
 

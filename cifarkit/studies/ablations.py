@@ -178,16 +178,10 @@ def run_ablations(plan: Plan, *, train: bool = True) -> dict[str, Comparison]:
     return out
 
 
-def augmentation_effects(comparison: Comparison, architectures: Sequence[str]) -> dict[str, Any]:
-    """Per architecture, the paired effect of turning augmentation off (off − on, same architecture)."""
-    return {_arch(arch): comparison.paired[f"{_arch(arch)}, no augmentation"] for arch in architectures}
-
-
-def forest_rows(comparisons: Mapping[str, Comparison], architectures: Sequence[str] | None = None) -> pd.DataFrame:
+def forest_rows(comparisons: Mapping[str, Comparison]) -> pd.DataFrame:
     """Rows for :func:`cifarkit.plots.comparison_forest`: every variant against its own reference
     (in the augmentation group, the same architecture's crop + flip), with its role (primary or
-    exploratory) and raw and Holm-adjusted p-values. ``architectures`` is not needed any more
-    (each comparison knows its references) and is accepted for old callers."""
+    exploratory) and raw and Holm-adjusted p-values."""
     rows = []
     for group, comparison in comparisons.items():
         holm = comparison.holm()
