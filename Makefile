@@ -29,9 +29,10 @@ test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
 test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
 	$(PY) -m pytest -m "not slow and not data and not browser"
 
-lint: $(STAMP)  ## ruff, and the import-order contracts (imports only go downward, no cycles)
+lint: $(STAMP)  ## ruff, the import-order contracts (imports only go downward, no cycles), and code nothing calls (vulture)
 	$(VENV)/bin/ruff check cifarkit tests tools
 	$(VENV)/bin/lint-imports
+	$(PY) tools/deadcode.py
 
 REMOTE ?=
 book: $(STAMP)  ## execute the chapters (PROFILE=smoke|cpu|full), build _build/html; REMOTE=url pulls first, PUSH=1 pushes after; RUNNER=ray [RAY_ADDRESS=host:port] trains on a Ray cluster; JOBS=N runs at once locally

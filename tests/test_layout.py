@@ -3,6 +3,7 @@ model registry names exactly the models a config may name."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def test_an_upward_or_cyclic_import_breaks_the_lint_and_is_named(tmp_path, modul
     package, leaf = module.removesuffix(".py").split("/")
     # the layers report names the importing module; the cycles report names the package and the leaf
     assert f"cifarkit.{package}" in result.stdout and leaf in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vulture") is None, reason="vulture is not installed in this venv")
+def test_a_function_nothing_calls_fails_the_dead_code_lint(tmp_path):
+    copy = tmp_path / "checkout"
+    for folder in ("cifarkit", "tests", "tools", "book"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "_build"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    target = copy / "cifarkit" / "evaluation" / "stats.py"
+    target.write_text(target.read_text() + "\n\ndef never_called_anywhere():\n    return 1\n")
+    result = subprocess.run([sys.executable, str(copy / "tools" / "deadcode.py"), str(copy)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cifarkit/evaluation/stats.py" in result.stdout and "'never_called_anywhere'" in result.stdout
 
 
 def test_the_registry_builds_exactly_the_models_a_config_may_name():

@@ -296,9 +296,3 @@ def model_versions(name: str) -> list[dict[str, Any]]:
              "tags": {k.removeprefix("cifarkit."): val for k, val in (v.tags or {}).items()
                       if k.startswith("cifarkit.")}}
             for v in found]
-
-
-def run_link(run_id: str) -> str:
-    """Where to find a run in the MLflow UI started by ``make mlflow-ui``."""
-    return f"http://127.0.0.1:5000/#/runs/{run_id}"
-

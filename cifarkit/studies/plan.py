@@ -234,7 +234,11 @@ def changes(cfg: ExperimentConfig) -> str:
 # --------------------------------------------------------------------------- estimates
 
 
-def speed_key(cfg: ExperimentConfig) -> tuple[str, str, int]:
+#: What runs that train at the same speed per image share: model family, precision, batch size.
+SpeedKey = tuple[str, str, int]
+
+
+def speed_key(cfg: ExperimentConfig) -> SpeedKey:
     """Runs of one model family, precision and batch size train at the same speed per image."""
     precision = "bfloat16" if cfg.train.bfloat16 else "float16" if cfg.train.mixed_precision else "float32"
     return cfg.model.name, precision, cfg.train.batch_size
@@ -257,17 +261,13 @@ class Speed:
     runs: int = 0  # stored runs the factor was measured on
 
 
-#: Speed keys with no figure, and why (e.g. the full profile's float16 on a machine without a GPU).
-Unmeasured = dict[tuple[str, str, int], str]
-
-
 def _gpu_available() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tuple[str, str, int], Speed | str]:
+def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[SpeedKey, Speed | str]:
     """Every speed key of ``plan``'s missing runs priced on this machine, or why it is not.
 
     The speeds come from a short throughput probe per key (:func:`cifarkit.bench.throughput`,
@@ -276,11 +276,11 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tupl
     median ratio of their actual to their estimated wall time. A float16 key (the ``full``
     profile's mixed precision) on a machine without a GPU is not guessed from CPU speeds.
     """
-    keys: dict[tuple[str, str, int], ExperimentConfig] = {}
+    keys: dict[SpeedKey, ExperimentConfig] = {}
     for e in plan:  # each key priced on its first missing run's config
         if not e.complete:
             keys.setdefault(speed_key(e.config), e.config)
-    out: dict[tuple[str, str, int], Speed | str] = {}
+    out: dict[SpeedKey, Speed | str] = {}
     for key, cfg in keys.items():
         if key[1] == "float16" and not _gpu_available():
             out[key] = "float16 runs are meant for a GPU and this machine has none: no GPU speed was measured"
@@ -296,13 +296,13 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[tupl
     return out
 
 
-def _stored_ratios() -> dict[tuple[str, str, int], list[float]]:
+def _stored_ratios() -> dict[SpeedKey, list[float]]:
     """Per speed key, actual / estimated wall time of each complete, never-resumed stored run
     whose key has a kept probe on this machine."""
     from cifarkit.runs import Run, list_runs, runs_root
 
-    ratios: dict[tuple[str, str, int], list[float]] = {}
-    probes: dict[tuple[str, str, int], Speed | None] = {}
+    ratios: dict[SpeedKey, list[float]] = {}
+    probes: dict[SpeedKey, Speed | None] = {}
     for row in list_runs():
         if row["status"] != "complete" or not row.get("wall_seconds") or row.get("resumed_from_epoch"):
             continue
@@ -378,7 +378,7 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
     return (train + evaluation + speed.startup_seconds) / 60
 
 
-def estimate_minutes(entry: PlannedRun, speeds: Mapping[tuple[str, str, int], Speed | str]) -> float | None:
+def estimate_minutes(entry: PlannedRun, speeds: Mapping[SpeedKey, Speed | str]) -> float | None:
     """Wall minutes of ``entry`` on this machine (None if its key has no measured speed)."""
     speed = speeds.get(speed_key(entry.config))
     if not isinstance(speed, Speed):
@@ -386,7 +386,7 @@ def estimate_minutes(entry: PlannedRun, speeds: Mapping[tuple[str, str, int], Sp
     return run_minutes(entry.config, speed) * speed.factor
 
 
-def plan_table(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> pd.DataFrame:
+def plan_table(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]) -> pd.DataFrame:
     """One row per run: experiment, changes, seed, epochs, images, chapters, stored, estimate."""
     rows = [{"experiment": e.config.name, "changes": _short(changes(e.config) or "-"), "seed": e.seed,
              "epochs": e.config.train.epochs, "train images": e.training_images,
@@ -400,7 +400,7 @@ def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]
+def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]
                     ) -> dict[str, float]:
     """Estimated training minutes per chapter; a run several chapters share counts for the first."""
     out: dict[str, float] = {}
@@ -411,7 +411,7 @@ def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, 
     return out
 
 
-def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str]) -> str:
+def total_text(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]) -> str:
     """The plan's size and estimated cost in one line (with why any run has no estimate)."""
     missing = [e for e in plan if not e.complete]
     minutes = [estimate_minutes(e, speeds) for e in missing]
@@ -438,7 +438,7 @@ def total_text(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int],
 RUNNERS = ("local", "ray")
 
 
-def local_jobs(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str],
+def local_jobs(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str],
                cores: int | None = None) -> tuple[int, str]:
     """How many runs the local runner trains at once on this machine, and why.
 
@@ -478,7 +478,7 @@ def _train_in_worker(config_yaml: str, seed: int, label: str, level: int) -> flo
     return (time.perf_counter() - started) / 60
 
 
-def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[tuple[str, str, int], Speed | str], *,
+def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str], *,
                runner: str = "local", address: str | None = None, remote_url: str | None = None,
                jobs: int | None = None) -> dict[str, float]:
     """Train the plan's missing runs with one overall progress line per run (run i of N,
