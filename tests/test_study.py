@@ -10,7 +10,7 @@ from train_fixtures import tiny_image_tree, write_fake_run
 
 from cifarkit import plots
 from cifarkit.cli import main
-from cifarkit.core.config import load_config, overrides_between
+from cifarkit.core.config import dotted_overrides, flatten, load_config, overrides_between
 from cifarkit.core.errors import CifarkitError
 from cifarkit.data import splits_from_config
 from cifarkit.publish import findings, reproducibility
@@ -37,6 +37,13 @@ def test_overrides_between_round_trips(tiny_profile):
     assert diff == {"train.augment.enabled": False, "train.schedule.name": "constant",
                     "train.schedule.warmup_epochs": 0.0}
     assert load_config("resnet20", tiny_profile, overrides=diff).content_hash() == variant.content_hash()
+
+
+def test_flatten_gives_dotted_keys_that_dotted_overrides_nests_back():
+    nested = {"train": {"epochs": 3, "schedule": {"name": "cosine"}, "ema": {}}, "seed": 1}
+    flat = flatten(nested)
+    assert flat == {"train.epochs": 3, "train.schedule.name": "cosine", "seed": 1}
+    assert dotted_overrides(flat) == {"train": {"epochs": 3, "schedule": {"name": "cosine"}}, "seed": 1}
 
 
 def test_compare_matches_an_independent_computation(tiny_profile):

@@ -192,17 +192,21 @@ def dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"train": {"epochs": 3}}`` gives
+    ``{"train.epochs": 3}``; an empty nested dict leaves no key. The inverse of
+    :func:`dotted_overrides` for a config dump, and the form MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def overrides_between(base: ExperimentConfig, variant: ExperimentConfig) -> dict[str, Any]:
     """The dotted overrides that turn ``base`` into ``variant`` (leaf values that differ)."""
-
-    def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                out.update(flatten(value, f"{prefix}{key}."))
-            return out
-        return {prefix[:-1]: node}
-
     skip = {"name", "profile", "description", "seeds"}
     a, b = flatten(base.model_dump(mode="json")), flatten(variant.model_dump(mode="json"))
     return {k: v for k, v in b.items() if k.split(".")[0] not in skip and a.get(k, object()) != v}

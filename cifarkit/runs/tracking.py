@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from cifarkit.core.atomic import write_json
-from cifarkit.core.config import ExperimentConfig
+from cifarkit.core.config import ExperimentConfig, flatten
 from cifarkit.core.paths import artifacts_dir
 
 if TYPE_CHECKING:
@@ -61,17 +61,6 @@ def _experiment_id(client, name: str) -> str:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 class RunTracker:
