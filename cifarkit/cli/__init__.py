@@ -14,8 +14,6 @@ from collections.abc import Sequence
 
 from cifarkit.core.errors import CifarkitError
 
-log = logging.getLogger("cifarkit")
-
 
 def setup_logging(verbosity: int) -> None:
     """Configure stdlib logging once: -q warnings only, default info, -v debug."""

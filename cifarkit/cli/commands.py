@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("cifarkit")
+log = logging.getLogger(__name__)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

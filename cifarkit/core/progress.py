@@ -8,7 +8,7 @@ import time
 import keras
 from tqdm import tqdm
 
-log = logging.getLogger("cifarkit.training.fit")
+log = logging.getLogger(__name__)
 
 
 def _fmt_seconds(seconds: float) -> str:

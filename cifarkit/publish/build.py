@@ -84,7 +84,7 @@ from cifarkit.publish.toc import (
 )
 from cifarkit.runs import remote
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class ChapterResult:

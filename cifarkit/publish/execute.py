@@ -18,7 +18,7 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.publish.keys import Store, file_hash
 from cifarkit.publish.toc import Page
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 KERNEL_NAME = "cifarkit"
 

@@ -18,7 +18,7 @@ from typing import Any
 from cifarkit.core.paths import PACKAGE_DIR, artifacts_dir, project_root
 from cifarkit.publish.toc import BuildError, Page
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 KEY_VERSION = 1
 

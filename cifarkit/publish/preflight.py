@@ -13,7 +13,7 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.core.paths import artifacts_dir
 from cifarkit.publish.execute import KERNEL_NAME, one_line
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 MIN_FREE_BYTES = 2 * 1024**3
 DOWNLOAD_HOST = ("www.cs.toronto.edu", 443)  # where Keras downloads CIFAR-10 from

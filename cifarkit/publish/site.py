@@ -18,7 +18,7 @@ from cifarkit.publish.keys import Store
 from cifarkit.publish.preflight import jupyter_book_command
 from cifarkit.publish.toc import BuildError, Page
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 def _notebook_text(nb: Mapping[str, Any]) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"

@@ -15,7 +15,7 @@ import yaml
 
 from cifarkit.core.errors import CifarkitError
 
-log = logging.getLogger("cifarkit.publish.build")
+log = logging.getLogger(__name__)
 
 
 class BuildError(CifarkitError):

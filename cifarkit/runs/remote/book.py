@@ -15,8 +15,7 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.runs.remote.access import ENV_URL, configured_url
 from cifarkit.runs.remote.transfer import RemoteStore, TransferReport
 
-# One logger for the whole remote store, as before it was split into modules.
-log = logging.getLogger("cifarkit.runs.remote")
+log = logging.getLogger(__name__)
 
 ENV_PUSH = "CIFARKIT_PUSH"
 

@@ -23,8 +23,7 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.data.cache import hash_file
 from cifarkit.runs.run import COMPLETE, Run, runs_root
 
-# One logger for the whole remote store, as before it was split into modules.
-log = logging.getLogger("cifarkit.runs.remote")
+log = logging.getLogger(__name__)
 
 FORMAT = "cifarkit-run/1"
 

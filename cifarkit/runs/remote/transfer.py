@@ -44,8 +44,7 @@ from cifarkit.runs.remote.manifest import (
 )
 from cifarkit.runs.run import Run, runs_root
 
-# One logger for the whole remote store, as before it was split into modules.
-log = logging.getLogger("cifarkit.runs.remote")
+log = logging.getLogger(__name__)
 
 _STAGING = ".staging"
 #: The keys the checkpoint mirror writes besides objects and manifests.
