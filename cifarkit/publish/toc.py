@@ -60,7 +60,7 @@ def toc_files(toc: Mapping[str, Any]) -> list[str]:
             return
         if "glob" in node:
             raise BuildError(f"_toc.yml: glob entry {node['glob']!r} is not supported by "
-                             "cifarkit.publish.build; list the files one by one")
+                             "cifarkit book build; list the files one by one")
         if "file" in node:
             found.append(str(node["file"]))
         for key in _TOC_CHILD_KEYS:

@@ -1,4 +1,4 @@
-"""Bad-input corpus: every case is a real ``cifarkit`` (or bookbuild) process.
+"""Bad-input corpus: every case is a real ``cifarkit`` process (``cifarkit book build`` included).
 
 Each case runs ``[sys.executable, "-m", "cifarkit.cli", ...]`` (or ``-m cifarkit.cli book build``)
 against a tmp artifacts folder that already holds a complete (fake) run, its lock file and a
@@ -57,7 +57,7 @@ WRITE_DOC_ENV = "CIFARKIT_WRITE_BAD_INPUTS_DOC"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 TF_NOISE = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
-# INFO progress lines: cifarkit's and bookbuild's log format, and MLflow's own (it sets its
+# INFO progress lines: cifarkit's log format (the book build's included), and MLflow's own (it sets its
 # logger up on import, e.g. "Creating initial MLflow database tables...").
 PROGRESS = re.compile(r"^(\d{4}/\d\d/\d\d )?\d\d:\d\d:\d\d (DEBUG|INFO) ")
 HEAVY = ("tensorflow", "keras")
@@ -80,7 +80,7 @@ class Case:
     what: str  # the bad input, in words (for the docs table)
     argv: tuple[str, ...]  # after the program; {in}, {good}, {tiny_cfg} are filled in
     expect: str  # a distinctive substring of the error line
-    program: str = "cifarkit"  # or "bookbuild"
+    program: str = "cifarkit"  # or "cifarkit book build"
     env: tuple[tuple[str, str], ...] = ()
     marker: str | None = None  # a file the payload would create (must not exist afterwards)
     craft: str | None = None  # checkpoint to craft into the run folder first (slow cases)
@@ -209,23 +209,22 @@ CASES: tuple[Case, ...] = (
          "(from CIFARKIT_DATA) does not exist", env=(("CIFARKIT_DATA", "{in}/no-such-folder"),)),
     Case("unknown-chapter", "cli", "book build of a chapter that does not exist",
          ("--profile", "smoke", "--chapter", "nope"), "unknown chapter 'nope'; chapters are:",
-         program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
+         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
     Case("book-unknown-profile", "cli", "book build with an unknown profile", ("--profile", "gpu"),
-         "unknown profile 'gpu'", program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
+         "unknown profile 'gpu'", program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
     Case("params-not-key-value", "cli", "`--params oops`",
          ("--profile", "smoke", "--chapter", "data", "--params", "oops"), "'oops' is not name=value",
-         program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
+         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
     Case("params-without-chapter", "cli", "`--params` without `--chapter`",
          ("--profile", "smoke", "--params", "seeds=5"), "--params needs --chapter NAME",
-         program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
+         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
     Case("params-unknown-name", "cli", "`--params` naming a parameter the chapter lacks",
          ("--profile", "smoke", "--chapter", "data", "--params", "nosuch=1"),
          "chapter data has no parameter(s) nosuch; it accepts:",
-         program="bookbuild", env=(("CIFARKIT_DATA", "{good}"),)),
+         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
 )
 
-PROGRAMS = {"cifarkit": ("-m", "cifarkit.cli"), "bookbuild": ("-m", "cifarkit.cli", "book", "build")}
-SHOWN = {"cifarkit": "cifarkit", "bookbuild": "cifarkit book build"}
+PROGRAMS = {"cifarkit": ("-m", "cifarkit.cli"), "cifarkit book build": ("-m", "cifarkit.cli", "book", "build")}
 
 
 # --------------------------------------------------------------------------- the world
@@ -420,7 +419,7 @@ def run_case(case: Case, world: dict[str, Path], imports_file: Path) -> subproce
 def shown_command(case: Case, world: dict[str, Path]) -> str:
     env = " ".join(f"{k}={normalise(fill(v, world), world)}" for k, v in case.env)
     args = " ".join(normalise(fill(a, world), world) for a in case.argv)
-    return " ".join(filter(None, [env, SHOWN[case.program], args]))
+    return " ".join(filter(None, [env, case.program, args]))
 
 
 # --------------------------------------------------------------------------- checkpoints

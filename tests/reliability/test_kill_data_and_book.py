@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bookbuild import make_book, needs_kernel, write_nb
+from test_book_build import make_book, needs_kernel, write_nb
 from train_fixtures import tiny_experiment, tiny_image_tree
 
 pytestmark = pytest.mark.slow
