@@ -26,11 +26,11 @@ import numpy as np
 from filelock import FileLock
 
 from cifarkit.core.atomic import atomic_path, write_json
+from cifarkit.core.hashing import CHUNK, hash_file  # noqa: F401 - CHUNK is public here too
 from cifarkit.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 INDEX_VERSION = 1
 INDEX_MAX_ENTRIES = 64
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test", "class_names", "source_format")
@@ -52,15 +52,6 @@ def lock_for(path: Path) -> FileLock:
 
 
 # --------------------------------------------------------------------------- hashing
-
-
-def hash_file(path: Path) -> str:
-    """SHA-256 hex digest of a file's bytes, streamed in 1 MB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def iter_files(root: Path) -> Iterator[tuple[str, Path]]:

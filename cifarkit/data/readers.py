@@ -36,6 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cifarkit.core.errors import DataError
+from cifarkit.core.hashing import CHUNK
 from cifarkit.data import cache
 from cifarkit.data.safe_pickle import load_pickle_batch, load_pickle_meta
 
@@ -175,7 +176,7 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 def _check_md5(path: Path) -> None:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
-        while chunk := fh.read(cache.CHUNK):
+        while chunk := fh.read(CHUNK):
             digest.update(chunk)
     actual = digest.hexdigest()
     if actual != OFFICIAL_MD5:

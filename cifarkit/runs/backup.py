@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 
 from cifarkit.core.atomic import atomic_path
 from cifarkit.core.errors import CifarkitError
+from cifarkit.core.hashing import hash_file
 from cifarkit.core.paths import artifacts_dir, cache_dir
-from cifarkit.data.cache import hash_file
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,12 @@ from typing import Any, Protocol
 
 from cifarkit.core.atomic import atomic_path
 from cifarkit.core.errors import CifarkitError
-from cifarkit.data.cache import hash_file
+from cifarkit.core.hashing import CHUNK, hash_file
 from cifarkit.runs.remote.manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest, check_run_name
 
 ENV_URL = "CIFARKIT_REMOTE"
 ENV_ENDPOINT = "CIFARKIT_REMOTE_ENDPOINT"
 
-CHUNK = 1 << 20
 # Backends whose writes are atomic per key (a reader sees the whole object or none).
 _ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 _LOCAL = frozenset({"file", "local"})

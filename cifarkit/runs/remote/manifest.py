@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cifarkit.core.errors import CifarkitError
-from cifarkit.data.cache import hash_file
+from cifarkit.core.hashing import hash_file
 from cifarkit.runs.run import COMPLETE, Run, runs_root
 
 log = logging.getLogger(__name__)
