@@ -56,9 +56,9 @@ fast-goals: $(STAMP)  ## the fast recipe's benchmarks (hours on 2 cores); rerun 
 	$(VENV)/bin/cifarkit bench ladder --seeds 1
 
 fast-goals-bf16: $(STAMP)  ## the fast recipe's bfloat16 benchmarks, for a CPU with avx512_bf16 or amx_bf16 (about 2.5 h)
-	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100 --set train.bfloat16=true
+	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100 --set train.precision=bfloat16
 	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 91.5 --seeds 1 --epochs 12 --set data.val_per_class=100 \
-	    --set train.bfloat16=true --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
+	    --set train.precision=bfloat16 --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
 	    --set train.optimizer.weight_decay=1.53e-3
 
 recover: $(STAMP)  ## restore artifacts/: make recover FILE=backup.tar, or REMOTE=s3://bucket/prefix (pull every run, verified)

@@ -105,20 +105,20 @@ def test_native_bfloat16_needs_avx512_bf16_or_amx(tmp_path):
     assert not cpu_has_bfloat16(str(info))
 
 
-def test_bfloat16_sets_the_policy_and_warns_on_a_cpu_without_it(monkeypatch, caplog):
+def test_bfloat16_sets_the_policy_and_warns_on_a_cpu_without_it(caplog):
     import keras
 
-    from cifarkit.core import repro
     from cifarkit.core.config import load_config
+    from cifarkit.core.precision import Machine, use_machine
     from cifarkit.training.fit import configure_precision
 
-    monkeypatch.setattr(repro, "cpu_has_bfloat16", lambda: False)
     try:
-        assert configure_precision(load_config("airbench", "smoke", {"train.bfloat16": True})) == "mixed_bfloat16"
-        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
-        assert "no native bfloat16" in caplog.text
-        assert configure_precision(load_config("airbench", "smoke")) == "float32"
-        assert keras.mixed_precision.global_policy().name == "float32"
+        with use_machine(Machine(cpu_bfloat16=False)):
+            assert configure_precision(load_config("airbench", "smoke", {"train.precision": "bfloat16"})) == "mixed_bfloat16"
+            assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+            assert "no native bfloat16" in caplog.text
+            assert configure_precision(load_config("airbench", "smoke")) == "float32"  # auto, here
+            assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

@@ -129,13 +129,12 @@ def test_bad_overrides_are_one_line_errors(overrides, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
-def test_bfloat16_is_a_switch_that_leaves_other_runs_hashes_alone():
-    base = load_config("airbench", "smoke")
-    assert "bfloat16" not in base.identity()["train"]  # omitted at its default: old run keys still hold
-    bf16 = load_config("airbench", "smoke", overrides={"train.bfloat16": True})
-    assert bf16.identity()["train"]["bfloat16"] is True and bf16.content_hash() != base.content_hash()
-    with pytest.raises(ConfigError, match="exclude each other"):
-        load_config("airbench", "smoke", overrides={"train.bfloat16": True, "train.mixed_precision": True})
+def test_the_precision_is_one_setting_and_part_of_the_key():
+    base = load_config("airbench", "smoke", overrides={"train.precision": "float32"})
+    bf16 = load_config("airbench", "smoke", overrides={"train.precision": "bfloat16"})
+    assert bf16.identity()["train"]["precision"] == "bfloat16" and bf16.content_hash() != base.content_hash()
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config("airbench", "smoke", overrides={"train.precision": "half"})
 
 
 def test_a_profile_can_set_one_experiments_settings_only(tmp_path):

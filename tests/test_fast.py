@@ -296,7 +296,7 @@ def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree
     assert [row["epoch"] for row in seed["val_curve"]] == [1, 2]
     assert 0 <= seed["test_accuracy_tta"] <= 1
     assert data["summary"]["reached"] == 1
-    assert data["config"]["train"]["batch_size"] == 16 and data["config"]["train"]["bfloat16"] is False
+    assert data["config"]["train"]["batch_size"] == 16 and data["config"]["train"]["precision"] in ("float32", "bfloat16")
     assert not list((out.parent).glob(".partial-*"))
 
     # A second call keeps seed 0 (no retraining), recomputes its target, and keeps the record of
@@ -411,7 +411,7 @@ def test_load_results_and_table(tmp_path: Path) -> None:
 def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tmp_path: Path) -> None:
     from cifarkit.bench.time_to_accuracy import headline, load_results, results_table
 
-    _result_json(tmp_path / "time-to-accuracy-a.json", config={"train": {"bfloat16": True}})
+    _result_json(tmp_path / "time-to-accuracy-a.json", config={"train": {"precision": "bfloat16"}})
     _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def", config={"train": {"bfloat16": False}})
     by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
     bf16, fp32 = by_hash["abc"], by_hash["def"]
@@ -424,13 +424,13 @@ def test_results_table_names_what_the_measured_config_changed(tmp_path: Path) ->
     from cifarkit.bench.time_to_accuracy import config_changes, load_results, results_table
     from cifarkit.core.config import load_config
 
-    wide = load_config("airbench", "cpu", {"train.bfloat16": True, "model.airbench.widths": [128, 384, 384]})
+    wide = load_config("airbench", "cpu", {"model.airbench.widths": [128, 384, 384]})
     _result_json(tmp_path / "time-to-accuracy-a.json", config=wide.model_dump(mode="json"))
     _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def",
                  config=load_config("airbench", "cpu").model_dump(mode="json"))
     _result_json(tmp_path / "time-to-accuracy-c.json", config_hash="ghi", config={"train": {"epochs": "x"}})
     by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
-    assert config_changes(by_hash["abc"]) == "model.airbench.widths=[128, 384, 384], train.bfloat16=True"
+    assert config_changes(by_hash["abc"]) == "model.airbench.widths=[128, 384, 384]"
     assert config_changes(by_hash["def"]) == "none"
     assert config_changes(by_hash["ghi"]) == "not comparable"
     assert list(results_table([by_hash["def"]])["changes"]) == ["none"]
@@ -482,7 +482,7 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
 
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
     assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
-                 "--steps", "2", "--batch-size", "8"]) == 0
+                 "--steps", "2", "--batch-size", "8", "--precision", "float32"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("airbench batch 8 float32, median of 3 interleaved runs (range): (a) model alone ")
     kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
@@ -499,7 +499,7 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
     import keras
 
     assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
-                 "--steps", "2", "--batch-size", "8", "--bfloat16"]) == 0
+                 "--steps", "2", "--batch-size", "8", "--precision", "bfloat16"]) == 0
     assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
     table = load_throughputs(kept.parent)
     assert sorted(table["precision"]) == ["bfloat16", "float32"]

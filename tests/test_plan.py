@@ -72,20 +72,30 @@ def test_validating_less_often_is_priced_and_must_end_on_the_last_epoch():
         load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 3})
 
 
-def test_a_float16_plan_on_a_machine_without_a_gpu_says_so_instead_of_guessing(monkeypatch):
-    monkeypatch.setattr(study, "_gpu_available", lambda: False)
+def test_a_float16_plan_on_a_machine_without_a_gpu_is_refused_before_anything_trains():
+    from cifarkit.core.precision import Machine, use_machine
+
     planned = study.study_plan("full", "baseline")
-    speeds = study.measured_speeds(planned, probe=False)
-    assert all("no GPU speed was measured" in str(v) for v in speeds.values()) and speeds
-    text = study.total_text(planned, speeds)
-    assert "10 distinct runs" in text and "300 epochs" in text and "no GPU speed was measured" in text
-    assert "about" not in text  # no figure is made up
+    assert {e.config.train.precision for e in planned} == {"float16"}
+    with use_machine(Machine(gpus=())), pytest.raises(CifarkitError, match=r"float16.*needs a GPU.*precision=float32"):
+        study.measured_speeds(planned, probe=False)
+    # Driver missing: a card is installed but TensorFlow lists none; the reason is in the line.
+    broken = Machine(gpus=(), gpu_nodes=("/dev/nvidia0",), reason="this TensorFlow has no CUDA libraries")
+    with use_machine(broken), pytest.raises(CifarkitError, match="no CUDA libraries"):
+        study.measured_speeds(planned, probe=False)
+    with use_machine(Machine(gpus=("Fake GPU",))):
+        assert study.measured_speeds(planned, probe=False) == {}  # allowed; priced by a probe on that machine
 
 
 def test_each_chapter_states_its_budget_from_the_plan_functions():
-    text = study.chapter_budget("smoke", "baseline")
+    from cifarkit.core.precision import Machine, use_machine
+
+    with use_machine(Machine(cpu_bfloat16=False)):  # auto resolves to float32 on such a CPU
+        text = study.chapter_budget("smoke", "baseline")
     assert text == ("Budget of this chapter (profile smoke): 4 runs: baseline_cnn, resnet20 on 1,000 training "
                     "images for 2 epochs (batch 128, float32), seeds 0, 1.")
+    with use_machine(Machine(cpu_bfloat16=True)):
+        assert "(batch 128, bfloat16 (mixed; native on this CPU))" in study.chapter_budget("smoke", "baseline")
     ablations = study.chapter_budget("cpu", "ablations", {"seeds": 5})
     assert "on 5,000 training images for 3 epochs" in ablations and "seeds 0, 1, 2, 3, 4" in ablations
     with pytest.raises(CifarkitError, match="trains no runs"):

@@ -90,8 +90,10 @@ def result_path(experiment: str, profile: str, augment_mode: str, batch_size: in
 
 def config_result_path(cfg: ExperimentConfig) -> Path:
     """Where the measurement of ``cfg``'s model, batch and precision is kept (:func:`result_path`)."""
-    precision = "mixed_bfloat16" if cfg.train.bfloat16 else "float32"  # the names' only precision tail
-    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size, precision)
+    from cifarkit.core.precision import POLICIES
+
+    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size,
+                       POLICIES[cfg.train.precision])
 
 
 def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:

@@ -97,7 +97,10 @@ class TimeToAccuracy:
         """``bfloat16`` or ``float32`` as the config asked (None when the file has no config)."""
         if self.config is None:
             return None
-        return "bfloat16" if self.config.get("train", {}).get("bfloat16") else "float32"
+        train = self.config.get("train", {})
+        if "precision" in train:
+            return "bfloat16" if train["precision"] == "bfloat16" else "float32"
+        return "bfloat16" if train.get("bfloat16") else "float32"  # a file written before train.precision
 
     def summary(self) -> dict[str, Any]:
         """Across-seed summaries; ``time_to_target`` lists the seeds that reached the target
@@ -336,7 +339,7 @@ def _interval(values: list[float]) -> str:
 
 def config_changes(result: TimeToAccuracy) -> str:
     """What the measured config sets differently from the experiment's config under its profile
-    today, as ``key=value`` overrides (e.g. ``train.bfloat16=True``), so rows that share an
+    today, as ``key=value`` overrides (e.g. ``train.precision=bfloat16``), so rows that share an
     experiment name can be told apart; "not recorded" for files without a config."""
     from pydantic import ValidationError
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from cifarkit.core.errors import CifarkitError
+
 log = logging.getLogger(__name__)
 
 
@@ -116,14 +118,32 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    from cifarkit.bench import engine
+    from cifarkit.core.atomic import write_json
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.torch_python and not Path(args.torch_python).is_file():
+        raise CifarkitError(f"--torch-python {args.torch_python} does not exist; pass a Python that has torch "
+                            "(e.g. a venv with pip install torch) or leave it out")
+    result = engine.compare(models, repeats=args.repeats, steps=args.steps, torch_python=args.torch_python)
+    path = engine.result_path()
+    write_json(path, result)
+    with pd_display():
+        print(engine.engine_table(result).to_string(index=False))
+    print(engine.machine_text(result))
+    print(f"kept in {path}")
+    return 0
+
+
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     import json
 
     from cifarkit.bench.throughput import throughput
 
     overrides = {"train.augment.mode": args.augment_mode} if args.augment_mode else {}
-    if args.bfloat16:
-        overrides["train.bfloat16"] = True
+    if args.precision:
+        overrides["train.precision"] = args.precision
     overrides = {**dict(args.overrides), **overrides}
     trial = args.steps_per_execution != 1 or args.intra_threads or args.inter_threads
     if args.intra_threads or args.inter_threads:  # before TensorFlow starts its thread pools

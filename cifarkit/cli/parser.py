@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -138,8 +139,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    "artifacts/bench/throughput-*.json)")
     p.add_argument("--augment-mode", choices=("per_image", "batch"),
                    help="override train.augment.mode (compare the per-image and vectorised pipelines)")
-    p.add_argument("--bfloat16", action="store_true",
-                   help="time under mixed_bfloat16 (train.bfloat16); kept in its own -bf16 file")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                   help="override train.precision (default: the config's, 'auto' resolved for this machine); "
+                   "bfloat16 figures are kept in their own -bf16 file")
     p.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
                    help="Keras' steps_per_execution: batches per call of the compiled step; it must divide "
                    "--steps and the warm-up of 8 (a trial: not kept under artifacts/bench)")
@@ -147,6 +149,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="TensorFlow's intra-op thread pool (default: one per core; a trial, not kept)")
     p.add_argument("--inter-threads", type=_positive_int, metavar="N",
                    help="TensorFlow's inter-op thread pool (default: one per core; a trial, not kept)")
+
+    p = _add(bench, "engine", c.cmd_bench_engine,
+             "training img/s side by side, each arm in a fresh process, interleaved: Keras' and the fused batch "
+             "norm, float32 and (where native) bfloat16, beside PyTorch's ResNet20")
+    p.add_argument("--models", default="resnet20,baseline_cnn,airbench",
+                   help="comma-separated experiments to time (default: resnet20,baseline_cnn,airbench)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="rounds over all arms (default 3)")
+    p.add_argument("--steps", type=_positive_int, default=40, help="timed batches per measurement (default 40)")
+    p.add_argument("--torch-python", default=os.environ.get("CIFARKIT_TORCH_PYTHON"),
+                   help="a Python with PyTorch for the ResNet20 reference (default $CIFARKIT_TORCH_PYTHON; "
+                   "without one the PyTorch arms are left out)")
 
     p = _add(bench, "time-to-accuracy", c.cmd_bench_time_to_accuracy,
              "train fresh runs (no cache) and time training until validation accuracy reaches a target; "

@@ -40,7 +40,6 @@ _HASH_OMIT_AT_DEFAULT: tuple[tuple[str, ...], ...] = (
     ("train", "augment", "alternating_flip"),
     ("train", "ema"),
     ("train", "ema", "ramp"),
-    ("train", "bfloat16"),
     ("data", "classes"),
     ("transfer",),
 )
@@ -106,6 +105,9 @@ class ModelConfig(_Strict):
     )
     weights_path: str | None = Field(None, description="Local file with the backbone weights.")
     input_size: int = Field(32, ge=32, le=512, description="Resize inputs to this size.")
+    batch_norm: Literal["fused", "keras"] = Field(
+        "fused", description="Batch normalisation of the CIFAR models: 'fused' is TensorFlow's fused kernel "
+                             "(cifarkit.models.batchnorm), 'keras' is Keras' own layer (the engine's reference).")
 
     @model_validator(mode="before")
     @classmethod
@@ -222,16 +224,35 @@ class TrainConfig(_Strict):
                                       "costs as much as a fifth of a short subset run: studies that do not "
                                       "plot validation curves validate only at the end.")
     deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
-    mixed_precision: bool = Field(False, description="mixed_float16; only applied on a GPU.")
-    bfloat16: bool = Field(
-        False, description="mixed_bfloat16 (bfloat16 compute, float32 weights) on any device; airbench "
-                           "trained 1.35x faster on a CPU with AVX-512 BF16; a CPU without native "
-                           "bfloat16 emulates it (not measured here; expect it slower).")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute precision (weights stay float32). 'auto' is resolved when the config "
+                            "is loaded: float16 with a GPU, bfloat16 on a CPU with native bfloat16 "
+                            "(avx512_bf16, amx_bf16), float32 otherwise; see cifarkit.core.precision.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_precision(cls, data: Any) -> Any:
+        # 'auto' never reaches the hash: the run key names the precision that will be computed.
+        # Configs stored before the precision setting had two switches; they read as the same choice.
+        from cifarkit.core import precision
+
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        legacy = [key for key in ("bfloat16", "mixed_precision") if key in data]
+        if len(legacy) == 1:
+            raise ValueError(f"train.{legacy[0]} was replaced by train.precision; set train.precision to "
+                             "one of auto, float32, bfloat16, float16")
+        if legacy:  # a stored config, which spells out both switches
+            bf16, fp16 = data.pop("bfloat16"), data.pop("mixed_precision")
+            data.setdefault("precision", "bfloat16" if bf16 else "float16" if fp16 else "float32")
+        requested = data.get("precision", "auto")
+        if requested == "auto":
+            data["precision"] = precision.resolve("auto")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.bfloat16 and self.mixed_precision:
-            raise ValueError("bfloat16 and mixed_precision (float16) exclude each other; set one of them")
         if self.schedule.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} must be below epochs={self.epochs}"
@@ -283,6 +304,16 @@ class ExperimentConfig(_Strict):
     model: ModelConfig
     train: TrainConfig = TrainConfig()
     transfer: TransferConfig | None = Field(None, description="Transfer learning (None = train from scratch).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_fused_batch_norm(cls, data: Any) -> Any:
+        # A config stored before the fused batch norm spells out train.bfloat16 and
+        # train.mixed_precision: its run used Keras' batch norm, and reads back as such.
+        if isinstance(data, dict) and isinstance(data.get("train"), dict) and isinstance(data.get("model"), dict):
+            if {"bfloat16", "mixed_precision"} <= data["train"].keys() and "batch_norm" not in data["model"]:
+                data = {**data, "model": {**data["model"], "batch_norm": "keras"}}
+        return data
 
     @model_validator(mode="after")
     def _transfer_consistent(self) -> ExperimentConfig:

@@ -52,6 +52,7 @@ from keras import layers, ops
 
 from cifarkit.core.config import AirbenchConfig, ModelConfig
 from cifarkit.core.errors import CifarkitError
+from cifarkit.models.batchnorm import batch_norm
 from cifarkit.models.common import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -211,10 +212,10 @@ def _conv(x: Any, filters: int, name: str, ab: AirbenchConfig, l2: float) -> Any
                          kernel_regularizer=regularizer(l2), name=name)(x)
 
 
-def _bn_act(x: Any, name: str, ab: AirbenchConfig, l2: float, out_name: str | None = None) -> Any:
+def _bn_act(x: Any, name: str, ab: AirbenchConfig, l2: float, bn: str, out_name: str | None = None) -> Any:
     """BN without a learned scale (airbench freezes it at 1), bias at ``bn_bias_lr``, then the activation."""
     scaled = ab.bn_bias_lr != 1.0
-    x = layers.BatchNormalization(momentum=1.0 - ab.bn_momentum, epsilon=BN_EPSILON, scale=False,
+    x = batch_norm(bn, momentum=1.0 - ab.bn_momentum, epsilon=BN_EPSILON, scale=False,
                                   center=not scaled, name=f"{name}_bn")(x)
     if scaled:
         x = ScaledBias(math.sqrt(ab.bn_bias_lr), l2=l2, name=f"{name}_bias")(x)
@@ -222,7 +223,7 @@ def _bn_act(x: Any, name: str, ab: AirbenchConfig, l2: float, out_name: str | No
 
 
 def airbench_net(ab: AirbenchConfig | None = None, num_classes: int = 10, dropout: float = 0.0,
-                 l2: float = 0.0) -> keras.Model:
+                 l2: float = 0.0, bn: str = "fused") -> keras.Model:
     """The airbench94 network in Keras, flat and named like cifarkit's other models.
 
     ``normalize`` -> ``whiten`` (2x2 valid, 24 ch; or a trainable 2x2 conv when
@@ -245,9 +246,9 @@ def airbench_net(ab: AirbenchConfig | None = None, num_classes: int = 10, dropou
         prefix = f"group{group}"
         x = _conv(x, width, f"{prefix}_conv1", ab, l2)
         x = layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
-        x = _bn_act(x, f"{prefix}_1", ab, l2)
+        x = _bn_act(x, f"{prefix}_1", ab, l2, bn)
         x = _conv(x, width, f"{prefix}_conv2", ab, l2)
-        x = _bn_act(x, f"{prefix}_2", ab, l2, out_name=f"{prefix}_out")
+        x = _bn_act(x, f"{prefix}_2", ab, l2, bn, out_name=f"{prefix}_out")
     x = layers.MaxPooling2D(3, name="head_pool")(x)
     x = layers.Flatten(name="head_flatten")(x)
     if dropout > 0:

@@ -11,7 +11,7 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.models.common import check_common, conv_bn_relu, image_input, logits_head, normalize
 
 
-def baseline_cnn(num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
+def baseline_cnn(num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0, bn: str = "fused") -> keras.Model:
     """Three conv blocks (32, 64, 128 filters: conv3x3-BN-ReLU, 2x2 max-pool), flatten, dense logits.
 
     One convolution per block keeps it fast on a 2-core CPU (a second convolution per block
@@ -23,7 +23,7 @@ def baseline_cnn(num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0) -
     x = normalize(inputs)
     for block, filters in enumerate((32, 64, 128), start=1):
         prefix = f"block{block}"
-        x = conv_bn_relu(x, filters, prefix, "1", l2, relu_name=f"{prefix}_out")
+        x = conv_bn_relu(x, filters, prefix, "1", l2, relu_name=f"{prefix}_out", bn=bn)
         x = layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
     x = layers.Flatten(name="head_flatten")(x)
     if dropout > 0:

@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from cifarkit.core.errors import CifarkitError
+from cifarkit.models.batchnorm import batch_norm
 
 CIFAR_MEAN: tuple[float, float, float] = (125.3, 123.0, 113.9)
 CIFAR_STD: tuple[float, float, float] = (63.0, 62.1, 66.7)
@@ -53,9 +54,9 @@ def logits_head(x: Any, num_classes: int, l2: float) -> Any:
 
 
 def conv_bn_relu(x: Any, filters: int, prefix: str, suffix: str, l2: float,
-                  relu_name: str | None = None) -> Any:
+                  relu_name: str | None = None, bn: str = "fused") -> Any:
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                       kernel_regularizer=regularizer(l2), name=f"{prefix}_conv{suffix}")(x)
-    x = layers.BatchNormalization(**BN, name=f"{prefix}_bn{suffix}")(x)
+    x = batch_norm(bn, **BN, name=f"{prefix}_bn{suffix}")(x)
     return layers.ReLU(name=relu_name or f"{prefix}_relu{suffix}")(x)
 

@@ -33,15 +33,16 @@ def _backbone(cfg: ModelConfig, num_classes: int, l2: float) -> keras.Model:
 
 def _resnet(depth: int) -> Builder:
     def build(cfg: ModelConfig, num_classes: int, l2: float) -> keras.Model:
-        return resnet.cifar_resnet(depth, num_classes=num_classes, dropout=cfg.dropout, l2=l2)
+        return resnet.cifar_resnet(depth, num_classes=num_classes, dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm)
     return build
 
 
 MODELS: dict[str, Builder] = {
-    "baseline_cnn": lambda cfg, n, l2: cnn.baseline_cnn(num_classes=n, dropout=cfg.dropout, l2=l2),
+    "baseline_cnn": lambda cfg, n, l2: cnn.baseline_cnn(num_classes=n, dropout=cfg.dropout, l2=l2,
+                                                         bn=cfg.batch_norm),
     **{f"resnet{depth}": _resnet(depth) for depth in (20, 32, 44, 56)},
     "airbench": lambda cfg, n, l2: airbench.airbench_net(cfg.airbench, num_classes=n,
-                                                         dropout=cfg.dropout, l2=l2),
+                                                         dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm),
     **{name: _backbone for name in backbones.BACKBONES},
 }
 

@@ -9,6 +9,7 @@ import keras
 from keras import layers, ops
 
 from cifarkit.core.errors import CifarkitError
+from cifarkit.models.batchnorm import batch_norm
 from cifarkit.models.common import (
     BN,
     check_common,
@@ -43,7 +44,7 @@ class ChannelPad(layers.Layer):
         return {**super().get_config(), "before": self.before, "after": self.after}
 
 
-def _basic_block(x: Any, filters: int, stride: int, prefix: str, l2: float) -> Any:
+def _basic_block(x: Any, filters: int, stride: int, prefix: str, l2: float, bn: str) -> Any:
     """conv3x3-BN-ReLU-conv3x3-BN, + shortcut, ReLU; the output layer is ``<prefix>_out``."""
     in_channels = x.shape[-1]
     shortcut = x
@@ -55,11 +56,11 @@ def _basic_block(x: Any, filters: int, stride: int, prefix: str, l2: float) -> A
     y = layers.Conv2D(filters, 3, strides=stride, padding="valid" if stride > 1 else "same",
                       use_bias=False, kernel_initializer="he_normal",
                       kernel_regularizer=regularizer(l2), name=f"{prefix}_conv1")(y)
-    y = layers.BatchNormalization(**BN, name=f"{prefix}_bn1")(y)
+    y = batch_norm(bn, **BN, name=f"{prefix}_bn1")(y)
     y = layers.ReLU(name=f"{prefix}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                       kernel_regularizer=regularizer(l2), name=f"{prefix}_conv2")(y)
-    y = layers.BatchNormalization(**BN, name=f"{prefix}_bn2")(y)
+    y = batch_norm(bn, **BN, name=f"{prefix}_bn2")(y)
     if stride > 1:
         # pool_size 1 with stride 2 is x[:, ::2, ::2, :]: subsampling without parameters.
         shortcut = layers.MaxPooling2D(1, strides=stride, name=f"{prefix}_shortcut_pool")(shortcut)
@@ -71,7 +72,7 @@ def _basic_block(x: Any, filters: int, stride: int, prefix: str, l2: float) -> A
 
 
 def cifar_resnet(depth: int, num_classes: int = 10, dropout: float = 0.0,
-                 l2: float = 0.0) -> keras.Model:
+                 l2: float = 0.0, bn: str = "fused") -> keras.Model:
     """The CIFAR ResNet of He et al. (2016, section 4.2), ``depth = 6n + 2``.
 
     3x3 conv (16) -> 3 stages of n basic blocks (16, 32, 64 filters; stride 2 at the first
@@ -79,6 +80,7 @@ def cifar_resnet(depth: int, num_classes: int = 10, dropout: float = 0.0,
     Shortcuts use **option A**: where the shape changes the identity is subsampled and
     zero-padded in channels (:class:`ChannelPad`), which adds no parameters, so counts match
     the paper (ResNet20 0.27M, 32 0.46M, 44 0.66M, 56 0.85M). He-normal initialisation.
+    ``bn`` picks the batch-norm layer (:func:`cifarkit.models.batchnorm.batch_norm`).
     """
     if depth < 8 or (depth - 2) % 6:
         raise CifarkitError(f"ResNet depth {depth} is not 6n+2; use 20, 32, 44, 56, 110, ...")
@@ -86,11 +88,11 @@ def cifar_resnet(depth: int, num_classes: int = 10, dropout: float = 0.0,
     n = (depth - 2) // 6
     inputs = image_input()
     x = normalize(inputs)
-    x = conv_bn_relu(x, 16, "stem", "", l2)
+    x = conv_bn_relu(x, 16, "stem", "", l2, bn=bn)
     for stage, filters in enumerate((16, 32, 64), start=1):
         for block in range(1, n + 1):
             stride = 2 if stage > 1 and block == 1 else 1
-            x = _basic_block(x, filters, stride, f"stage{stage}_block{block}", l2)
+            x = _basic_block(x, filters, stride, f"stage{stage}_block{block}", l2, bn)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)

@@ -71,7 +71,7 @@ class Outcome:
 def resources(cfg: ExperimentConfig, cpus: float = 1.0) -> dict[str, float]:
     """What one run asks the scheduler for: ``cpus`` CPUs, and a GPU for a float16 config (the
     ``full`` profile's mixed precision)."""
-    return {"num_cpus": cpus, "num_gpus": 1.0 if cfg.train.mixed_precision else 0.0}
+    return {"num_cpus": cpus, "num_gpus": 1.0 if cfg.train.precision == "float16" else 0.0}
 
 
 def _import_ray():

@@ -129,10 +129,14 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
 
 def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str,
                 epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> None:
+    from cifarkit.core import precision
     from cifarkit.core.repro import environment_record
     from cifarkit.training.checkpoint import CheckpointManager, disk_full
     from cifarkit.training.fit import train_run
 
+    # float16 on a machine without a usable GPU stops here, before a folder exists, so such
+    # a run can never be stored (or pushed) under a float16 key.
+    precision.require_device(cfg.train.precision)
     started = time.perf_counter()  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
     # An unreadable or truncated checkpoint fails here, before anything is written.
     CheckpointManager(run.path / "checkpoint").latest()
@@ -140,7 +144,10 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
     resuming = (run.path / "checkpoint" / "latest.json").exists()
     log.info("%s%s %s (seed %d) -> %s", label, "resuming" if resuming else "training", cfg.name, seed, run.path)
     write_text(run.config_path, cfg.to_yaml())
-    write_json(run.path / "env.json", environment_record())
+    # Where it ran and in what precision, beside the packages: the run's key holds the precision.
+    write_json(run.path / "env.json", {**environment_record(), "precision": cfg.train.precision,
+                                       "dtype_policy": precision.POLICIES[cfg.train.precision],
+                                       **precision.environment()})
     tracker = tracking.RunTracker.start_or_resume(run, cfg, seed)
     _set_status(run, RUNNING, experiment=cfg.name, profile=cfg.profile, seed=seed,
                 run_hash=run_hash(cfg, seed, splits.source_hash), data_hash=splits.source_hash,

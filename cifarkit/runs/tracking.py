@@ -50,6 +50,12 @@ def prepare_store() -> None:
     _client().search_experiments(max_results=1)
 
 
+def _device() -> str:
+    from cifarkit.core.precision import machine
+
+    return machine().device
+
+
 def _experiment_id(client, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -85,7 +91,8 @@ class RunTracker:
         created = client.create_run(
             _experiment_id(client, cfg.name), run_name=f"{run.path.name}-seed{seed}",
             tags={"cifarkit.run_dir": str(run.path), "cifarkit.seed": str(seed),
-                  "cifarkit.profile": cfg.profile, "cifarkit.config_hash": cfg.content_hash()})
+                  "cifarkit.profile": cfg.profile, "cifarkit.config_hash": cfg.content_hash(),
+                  "cifarkit.precision": cfg.train.precision, "cifarkit.device": _device()})
         run_id = created.info.run_id
         params = flatten({**cfg.model_dump(mode="json"), "seed": seed})
         from mlflow.entities import Param

@@ -101,9 +101,9 @@ def fast_training_runs(profile: str, seeds: int = 1, budget: Mapping[str, Any] |
 
 def precision_text(cfg: ExperimentConfig) -> str:
     """The compute precision a run of ``cfg`` trains in, as its chapter states it."""
-    if cfg.train.bfloat16:
-        return "mixed bfloat16"
-    return "mixed float16 on a GPU (float32 on a CPU)" if cfg.train.mixed_precision else "float32"
+    from cifarkit.core import precision
+
+    return precision.describe(cfg.train.precision)
 
 
 def budget_text(runs: Runs) -> str:
@@ -240,8 +240,7 @@ SpeedKey = tuple[str, str, int]
 
 def speed_key(cfg: ExperimentConfig) -> SpeedKey:
     """Runs of one model family, precision and batch size train at the same speed per image."""
-    precision = "bfloat16" if cfg.train.bfloat16 else "float16" if cfg.train.mixed_precision else "float32"
-    return cfg.model.name, precision, cfg.train.batch_size
+    return cfg.model.name, cfg.train.precision, cfg.train.batch_size
 
 
 @dataclass(frozen=True)
@@ -261,30 +260,29 @@ class Speed:
     runs: int = 0  # stored runs the factor was measured on
 
 
-def _gpu_available() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[SpeedKey, Speed | str]:
     """Every speed key of ``plan``'s missing runs priced on this machine, or why it is not.
 
     The speeds come from a short throughput probe per key (:func:`cifarkit.bench.throughput`,
     kept under ``artifacts/bench/`` with the machine record, so it runs once per host); the
     complete runs of the same key in the run store then correct the probe's estimate by the
-    median ratio of their actual to their estimated wall time. A float16 key (the ``full``
-    profile's mixed precision) on a machine without a GPU is not guessed from CPU speeds.
+    median ratio of their actual to their estimated wall time.
+
+    Raises
+    ------
+    CifarkitError
+        A missing float16 run (the ``full`` profile's mixed precision) on a machine without a
+        GPU that TensorFlow can use: refused here, before anything trains.
     """
+    from cifarkit.core import precision
+
     keys: dict[SpeedKey, ExperimentConfig] = {}
     for e in plan:  # each key priced on its first missing run's config
         if not e.complete:
             keys.setdefault(speed_key(e.config), e.config)
     out: dict[SpeedKey, Speed | str] = {}
     for key, cfg in keys.items():
-        if key[1] == "float16" and not _gpu_available():
-            out[key] = "float16 runs are meant for a GPU and this machine has none: no GPU speed was measured"
-            continue
+        precision.require_device(key[1])
         if probe:
             out[key] = _probe(cfg)
     stored = _stored_ratios()

@@ -48,21 +48,20 @@ class TrainOutcome:
 
 
 def configure_precision(cfg: ExperimentConfig) -> str:
-    """mixed_bfloat16 when asked for (any device); mixed_float16 when asked for and a GPU is
-    present; float32 otherwise. Sets Keras's global policy and returns its name."""
-    import tensorflow as tf
+    """Set Keras' global dtype policy for ``cfg.train.precision`` and return its name.
 
-    from cifarkit.core.repro import cpu_has_bfloat16
+    The precision is already resolved (``auto`` became float32, bfloat16 or float16 when the
+    config was loaded, :mod:`cifarkit.core.precision`). float16 without a GPU TensorFlow can
+    use raises :class:`~cifarkit.core.errors.CifarkitError` instead of training in float32.
+    """
+    from cifarkit.core import precision
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    if cfg.train.bfloat16:
-        policy = "mixed_bfloat16"
-        if not gpu and not cpu_has_bfloat16():
-            log.warning("train.bfloat16 is on but this CPU has no native bfloat16 (avx512_bf16 or "
-                        "amx_bf16), so it is emulated and may train slower than float32; "
-                        "set train.bfloat16: false if it does")
-    else:
-        policy = "mixed_float16" if cfg.train.mixed_precision and gpu else "float32"
+    precision.require_device(cfg.train.precision)
+    if not precision.native_on_cpu(cfg.train.precision):
+        log.warning("train.precision is bfloat16 but this CPU has no native bfloat16 (avx512_bf16 or "
+                    "amx_bf16), so it is emulated and trains several times slower than float32; "
+                    "set train.precision: float32 (or auto)")
+    policy = precision.POLICIES[cfg.train.precision]
     keras.mixed_precision.set_global_policy(policy)
     return policy
 

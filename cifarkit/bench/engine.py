@@ -1,0 +1,189 @@
+"""The training engine side by side: batch-norm kernel x precision x model, beside PyTorch.
+
+One command answers "how fast does cifarkit train here, and against what": every arm (a model,
+a precision, Keras' batch norm or the fused one, or the PyTorch ResNet20 reference of
+``tools/resnet20_torch_throughput.py``) is timed in a **fresh process**, the arms are
+**interleaved** (arm 1, arm 2, ..., arm 1, arm 2, ...) so drift on a shared host hits them
+alike, each ``repeats`` times; the table gives each arm's median and range, its speed-up over
+Keras' batch norm in float32, and for ResNet20 its ratio to PyTorch's channels-last step in
+the same precision (model alone on one synthetic batch, as the PyTorch script measures).
+
+bfloat16 arms run only where the CPU computes bfloat16 natively (``avx512_bf16``,
+``amx_bf16``); elsewhere it is emulated and several times slower, which is not worth timing.
+The PyTorch arms need a Python with torch (``--torch-python``); cifarkit does not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cifarkit.core.errors import CifarkitError
+
+TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "resnet20_torch_throughput.py"
+ENGINE_GLOB = "engine-*.json"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One thing to time: a cifarkit model (``framework`` keras) or the PyTorch reference."""
+
+    model: str
+    precision: str            # float32 or bfloat16
+    batch_norm: str = "fused"  # fused or keras; "-" for PyTorch
+    framework: str = "keras"
+
+    @property
+    def label(self) -> str:
+        if self.framework == "torch":
+            return f"PyTorch {self.model}, channels_last, {self.precision}"
+        kernel = "fused batch norm" if self.batch_norm == "fused" else "Keras batch norm"
+        return f"cifarkit {self.model}, {kernel}, {self.precision}"
+
+
+def arms(models: list[str], precisions: list[str], torch: bool) -> list[Arm]:
+    """Every arm of the comparison, in the order they are run within a repeat."""
+    out = [Arm(m, p, bn) for m in models for p in precisions for bn in ("keras", "fused")]
+    if torch and "resnet20" in models:
+        out += [Arm("resnet20", p, "-", "torch") for p in precisions]
+    return out
+
+
+def _arm_command(arm: Arm, out: Path, steps: int, batch_size: int, torch_python: str | None) -> list[str]:
+    if arm.framework == "torch":
+        assert torch_python is not None
+        cmd = [torch_python, str(TORCH_SCRIPT), "--channels-last", "--repeats", "1", "--steps", str(steps),
+               "--batch-size", str(batch_size), "--json", str(out)]
+        return cmd + (["--bf16"] if arm.precision == "bfloat16" else [])
+    spec = json.dumps({**asdict(arm), "steps": steps, "batch_size": batch_size, "out": str(out)})
+    return [sys.executable, "-m", "cifarkit.bench.engine", spec]
+
+
+def _time_arm_here(spec: dict[str, Any]) -> None:
+    """Run in the arm's own process: time the model alone and the real pipeline once each."""
+    from cifarkit.bench.throughput import throughput
+    from cifarkit.core.atomic import write_json
+
+    result = throughput(spec["model"], "cpu", batch_size=spec["batch_size"], steps=spec["steps"], repeats=1,
+                        overrides={"train.precision": spec["precision"], "model.batch_norm": spec["batch_norm"]})
+    write_json(Path(spec["out"]), result.as_dict())
+
+
+def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size: int = 128,
+            precisions: list[str] | None = None, torch_python: str | None = None,
+            progress: Any = print) -> dict[str, Any]:
+    """Time every arm ``repeats`` times, interleaved, each in a fresh process.
+
+    Parameters
+    ----------
+    models : list of str
+        Experiments whose models are timed (``resnet20``, ``baseline_cnn``, ``airbench``).
+    repeats, steps, batch_size : int
+        Rounds over all arms; timed steps per measurement; batch size of every arm.
+    precisions : list of str, optional
+        Default: float32, and bfloat16 where the CPU has it natively.
+    torch_python : str, optional
+        A Python with PyTorch for the ResNet20 reference arms; None leaves them out.
+
+    Returns
+    -------
+    dict
+        ``machine`` (CPU, flags), ``arms`` (each arm's label and per-repeat figures).
+    """
+    from cifarkit.core.repro import cpu_has_bfloat16, environment_record
+
+    if repeats < 1 or steps < 8:
+        raise CifarkitError(f"repeats={repeats}, steps={steps}: need repeats >= 1 and steps >= 8")
+    precisions = precisions or (["float32", "bfloat16"] if cpu_has_bfloat16() else ["float32"])
+    plan = arms(models, precisions, torch_python is not None)
+    figures: dict[Arm, dict[str, list[float]]] = {a: {"model_alone": [], "pipeline": []} for a in plan}
+    with tempfile.TemporaryDirectory(prefix="cifarkit-engine-") as scratch:
+        for r in range(repeats):
+            for i, arm in enumerate(plan):
+                out = Path(scratch) / f"{r}-{i}.json"
+                progress(f"[repeat {r + 1}/{repeats}, arm {i + 1}/{len(plan)}] {arm.label}")
+                done = subprocess.run(_arm_command(arm, out, steps, batch_size, torch_python),
+                                      capture_output=True, text=True)
+                if done.returncode != 0 or not out.is_file():
+                    raise CifarkitError(f"arm '{arm.label}' failed (exit {done.returncode}): "
+                                        f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+                data = json.loads(out.read_text())
+                figures[arm]["model_alone"].append(float(data["synthetic_img_s"]))
+                if data.get("pipeline_img_s"):
+                    figures[arm]["pipeline"].append(float(data["pipeline_img_s"]))
+    env = environment_record()
+    return {"machine": {"cpu": env["cpu"], "cpu_isa": env["cpu_isa"], "cpu_bfloat16": cpu_has_bfloat16(),
+                        "cpu_count": env["cpu_count"], "packages": env["packages"]},
+            "recorded_at": env["recorded_at"], "repeats": repeats, "steps": steps, "batch_size": batch_size,
+            "arms": [{**asdict(a), "label": a.label, **figures[a]} for a in plan]}
+
+
+def _median_range(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def _ratio(values: list[float], reference: list[float]) -> str:
+    """Median of the per-repeat ratios with their range (each repeat's pair ran in one round)."""
+    if not values or not reference:
+        return "-"
+    ratios = [a / b for a, b in zip(values, reference, strict=False)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def engine_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per arm: img/s of the model alone and of the real pipeline (median, range), the
+    speed-up over Keras' batch norm in float32, and for ResNet20 the ratio to PyTorch's
+    channels-last step in the same precision (model alone)."""
+    rows = []
+    by_key = {(a["model"], a["precision"], a["batch_norm"], a["framework"]): a for a in result["arms"]}
+    for a in result["arms"]:
+        plain = by_key.get((a["model"], "float32", "keras", "keras"))
+        torch = by_key.get((a["model"], a["precision"], "-", "torch"))
+        rows.append({
+            "arm": a["label"],
+            "model alone img/s": _median_range(a["model_alone"]),
+            "real pipeline img/s": _median_range(a["pipeline"]),
+            "× Keras BN float32 (pipeline)": (_ratio(a["pipeline"], plain["pipeline"])
+                                               if plain and a["framework"] == "keras" else "-"),
+            "× PyTorch same precision (model alone)": (_ratio(a["model_alone"], torch["model_alone"])
+                                                        if torch and a["framework"] == "keras" else "-"),
+        })
+    return pd.DataFrame(rows)
+
+
+def machine_text(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    bf16 = "native bfloat16 (avx512_bf16/amx_bf16)" if m["cpu_bfloat16"] else "no native bfloat16"
+    return (f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, {bf16}; "
+            f"{result['repeats']} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
+            f"each arm in a fresh process, recorded {result['recorded_at']}")
+
+
+def result_path() -> Path:
+    from cifarkit.core.paths import artifacts_dir
+    from cifarkit.core.repro import cpu_has_bfloat16, cpu_vector_isa
+
+    return artifacts_dir() / "bench" / f"engine-{cpu_vector_isa()}{'-bf16' if cpu_has_bfloat16() else ''}.json"
+
+
+def load_engine_results(folder: Path | None = None) -> list[dict[str, Any]]:
+    """Every kept engine comparison (one per kind of host), newest first."""
+    from cifarkit.core.paths import artifacts_dir
+
+    folder = folder or artifacts_dir() / "bench"
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob(ENGINE_GLOB))]
+    return sorted(results, key=lambda r: r["recorded_at"], reverse=True)
+
+
+if __name__ == "__main__":  # one arm, in its own process (see _arm_command)
+    _time_arm_here(json.loads(sys.argv[1]))
