@@ -252,3 +252,13 @@ def test_per_class_differences_adjust_over_classes_and_never_pick_extremes():
     assert "most" not in sentence and "least" not in sentence
     shown = verdicts.differences_display(table)
     assert shown.loc["ship", "95% CI"] == "no interval" and shown.loc["ship", "p (Holm)"] == "n/a"
+
+
+@pytest.mark.parametrize("values", [[0.01, -0.02, 0.03], [0.5, 0.5, 0.5], [0.3, 0.1, 0.7, 0.2, 0.9]])
+def test_bootstrap_interval_is_the_percentile_bootstrap_of_the_mean(values):
+    # Independent computation: resample with the seeded generator, take the 2.5% and 97.5% quantiles.
+    x = np.asarray(values)
+    means = x[np.random.default_rng(7).integers(0, len(x), size=(2000, len(x)))].mean(axis=1)
+    expected = tuple(np.quantile(means, [0.025, 0.975]))
+    assert stats.bootstrap_mean_ci(values, 0.95, n_boot=2000, seed=7) == pytest.approx(expected, abs=1e-12)
+    assert stats.bootstrap_mean_ci(values[:1]) is None
