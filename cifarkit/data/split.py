@@ -89,6 +89,9 @@ def _class_split(
             f"val_per_class={val_per_class}{train_text} exceeds the {available} training images of "
             f"class {cls} ({name}); lower data.val_per_class or data.train_per_class"
         )
+    # Not scikit-learn's StratifiedShuffleSplit: one generator for all classes, and test images
+    # taken after the training ones, so a smaller train_per_class or another set of classes
+    # would move validation images. A generator per (seed, class), validation first, does not.
     order = members[np.random.default_rng([seed, cls]).permutation(available)]
     val = order[:val_per_class]
     train = order[val_per_class:val_per_class + wanted_train]

@@ -210,6 +210,9 @@ def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
         raise ValueError("no validation examples to fit a temperature on")
     if not 0 < bounds[0] < bounds[1]:
         raise ValueError(f"bounds={bounds} must be two increasing positive temperatures, e.g. (0.05, 20.0)")
+    # Not scikit-learn's CalibratedClassifierCV(method="temperature"): it wraps an estimator and
+    # keeps T in a private calibrator; here the input is a run's stored validation logits, and
+    # the report shows T itself and whether it hit a search bound.
     result = minimize_scalar(lambda log_t: _nll_at(logits, labels, float(np.exp(log_t))),
                              bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                              options={"xatol": 1e-6})
