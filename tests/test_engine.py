@@ -1,5 +1,5 @@
-"""The fused batch norm against Keras' own layer, and the precision a run resolves to.
-
+"""The training engine: the fused batch norm against Keras' own layer, the precision a run resolves to,
+and the last epoch's validation computed from the kept logits.
 Known answers: the same input through both layers in training mode for k steps must give the
 same outputs, input and parameter gradients (to float rounding) and the same moving mean and
 moving variance (Keras' convention: the biased batch variance, while TensorFlow's fused kernel
@@ -170,3 +170,27 @@ def test_float16_without_a_gpu_is_refused_with_the_fix_and_allowed_with_one(poli
     with use_machine(Machine(gpus=("Fake GPU",))):
         assert configure_precision(cfg) == "mixed_float16"
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
+
+
+@pytest.mark.parametrize("loss", [{"label_smoothing": 0.1}, {"name": "focal", "focal_gamma": 2.0}])
+def test_the_last_epochs_validation_from_logits_equals_keras_own_pass(loss):
+    from cifarkit.core.schema import LossConfig, TrainConfig
+    from cifarkit.data.pipeline import eval_dataset
+    from cifarkit.models import predict_logits
+    from cifarkit.training.fit import keras_validation_epochs, validation_logs
+    from cifarkit.training.recipe import compile_model
+
+    names = ("a", "b", "c")
+    cfg = TrainConfig(epochs=4, validate_every=2, precision="float32", loss=LossConfig(**loss))
+    assert keras_validation_epochs(cfg) == [2]  # Keras validates epoch 2; epoch 4 comes from the logits
+    model = build_model(load_config("baseline_cnn", "smoke", {"train.precision": "float32"}).model,
+                        num_classes=3, l2=1e-3)
+    compile_model(model, cfg, 1, names)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, size=(70, 32, 32, 3)).astype(np.uint8)
+    y = rng.integers(0, 3, size=70)
+    theirs = model.evaluate(eval_dataset(x, y, num_classes=3, batch_size=32), return_dict=True, verbose=0)
+    ours = validation_logs(model, predict_logits(model, x), y, 3, names)
+    assert set(ours) == {f"val_{k}" for k in theirs}
+    for key, value in theirs.items():
+        assert ours[f"val_{key}"] == pytest.approx(value, rel=1e-5, abs=1e-6), key
