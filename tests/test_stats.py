@@ -172,6 +172,19 @@ VERDICT_CASES = [
      "B beats A by 1.1 points of accuracy, 95% CI [0.2, 2.0] (paired t-test over 5 seeds, p = 0.023).", []),
     ("n = 5, not distinguishable", [0.8] * 5, [0.81, 0.79, 0.82, 0.785, 0.805], "not distinguishable",
      "A and B are not distinguishable at 95% with 5 seeds: B − A changes sign", ["95% CI [−1.6, +2.0]"]),
+    ("n = 5, bounded", [0.8] * 5, [0.801, 0.797, 0.804, 0.799, 0.802], "bounded",
+     "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.4 points "
+     "(95% CI [−0.3, +0.4]", ["5 seeds", "changes sign"]),
+    ("n = 5, bounded, the bound rounded up", [0.8] * 5, [0.8, 0.79, 0.806, 0.8, 0.804], "bounded",
+     "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.8 points "
+     "(95% CI [−0.8, +0.8]", ["positive in 2, negative in 1 of 5"]),
+    ("n = 5, interval wider than the margin", [0.8] * 5, [0.81, 0.79, 0.82, 0.785, 0.805], "not distinguishable",
+     "A and B are not distinguishable", ["95% CI [−1.6, +2.0]"]),
+    ("n = 3, inside the margin: described, not bounded", [0.8] * 3, [0.801, 0.799, 0.8015], "not distinguishable",
+     "A and B are not distinguishable at 95% with 3 seeds: B − A changes sign",
+     ["bounds the difference below 0.4 points", "3 seeds are fewer than the 5", "describes the seeds"]),
+    ("n = 4, inside the margin: described, not bounded", [0.8] * 4, [0.802, 0.799, 0.801, 0.8], "not distinguishable",
+     "A and B are not distinguishable at 95% with 4 seeds", ["4 seeds are fewer than the 5"]),
     ("n = 5, B worse", BASE5, [b - d for b, d in zip(BASE5, [0.02, 0.03, 0.01, 0.025, 0.015], strict=True)],
      "claimed", "A beats B by 2.0 points of accuracy, 95% CI [1.0, 3.0]", []),
 ]

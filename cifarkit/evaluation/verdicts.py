@@ -18,6 +18,7 @@ import pandas as pd
 from cifarkit.evaluation.stats import (  # noqa: F401 - the names the rule reads
     CONFIDENCE,
     DECISIVE_P,
+    EQUIVALENCE_MARGIN,
     MIN_SEEDS_DECISIVE,
     MIN_SEEDS_FOR_CLAIM,
     McNemarResult,
@@ -80,7 +81,8 @@ class Verdict:
     ``kind`` is one of ``"no seeds"``, ``"one seed"``, ``"no spread"`` (every seed's
     difference the same: no interval), ``"claimed"`` (a difference is called: "beats"),
     ``"descriptive"`` (the interval excludes zero but there are too few seeds to call it,
-    and it is not decisive) and ``"not distinguishable"``.
+    and it is not decisive), ``"bounded"`` (the interval includes zero and lies inside the
+    equivalence margin: any difference is smaller than ``bound``) and ``"not distinguishable"``.
     """
 
     kind: str
@@ -97,6 +99,7 @@ class Verdict:
     negative: int                  # seeds with B − A < 0
     winner: str | None = None      # the better one's name when a difference is claimed
     min_seeds: int = MIN_SEEDS_FOR_CLAIM
+    bound: float | None = None     # "bounded": the largest |B − A| the interval allows, unscaled
 
     @property
     def claim(self) -> bool:
@@ -115,7 +118,7 @@ class Verdict:
 def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", *,
             metric: str = "accuracy", scale: float = 100.0, unit: str = "points",
             higher_is_better: bool = True, digits: int = 1, p_adjusted: float | None = None,
-            min_seeds: int = MIN_SEEDS_FOR_CLAIM) -> Verdict:
+            min_seeds: int = MIN_SEEDS_FOR_CLAIM, margin: float = EQUIVALENCE_MARGIN) -> Verdict:
     """The one rule that turns B − A over matched seeds into words.
 
     Parameters
@@ -136,6 +139,9 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
     min_seeds
         Fewest matched seeds for which an interval that excludes zero is called a
         difference (default :data:`MIN_SEEDS_FOR_CLAIM`).
+    margin
+        Equivalence margin, unscaled (default :data:`EQUIVALENCE_MARGIN`, 1.5 points of
+        accuracy): an interval that includes zero and lies inside ±margin bounds the effect.
 
     Returns
     -------
@@ -162,6 +168,10 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
     * **descriptive**: the interval excludes zero but there are fewer than ``min_seeds``
       seeds and it is not decisive: the sentence describes the seeds ("B − A is positive
       in all 3 seeds, +0.8 to +1.4 points") and says that this is not a claim;
+    * **bounded** (the interval includes zero and lies inside ±``margin``, with at least
+      ``min_seeds`` seeds): "any difference is smaller than X", X the interval's larger end
+      rounded up. A bounded null is an answer: the effect, if any, is too small to matter at
+      this budget. With fewer seeds the same interval is described, not claimed;
     * otherwise **not distinguishable**, with the seeds' range; when the differences change
       sign across seeds the sentence says so.
 
@@ -182,9 +192,9 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
     d = mean * scale
 
     def result(kind: str, text: str, *, excludes: bool = False, decisive: bool = False,
-               winner: str | None = None) -> Verdict:
+               winner: str | None = None, bound: float | None = None) -> Verdict:
         return Verdict(kind, _sentence(text), n, mean, comparison.low, comparison.high, comparison.p_value,
-                       p_adjusted, excludes, decisive, positive, negative, winner, min_seeds)
+                       p_adjusted, excludes, decisive, positive, negative, winner, min_seeds, bound)
 
     if n == 0:
         return result("no seeds", f"{name_a} and {name_b} cannot be compared: they share no seed.")
@@ -241,6 +251,19 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
         return result("descriptive", f"{seeds_text}, mean {_signed(d, digits)}, {interval} ({test}); {n} seeds "
                       f"are fewer than the {min_seeds} this report needs to call a difference that is not "
                       "decisive, so this describes the seeds and claims no difference.", excludes=True)
+    widest = max(abs(comparison.low), abs(comparison.high))
+    if widest < margin:
+        # Rounded up, so "smaller than X" holds for the unrounded interval too.
+        bound = math.ceil(widest * scale * 10**digits) / 10**digits
+        within = f"any difference in {metric} is smaller than {_num(bound, digits)} {unit}"
+        if n >= min_seeds:
+            return result("bounded", f"{name_a} and {name_b} are equivalent within {_num(margin * scale, digits)} "
+                          f"{unit}: {within} ({interval}, {test}); {seeds_text}.", bound=bound / scale)
+        within = (f"{seeds_text}; mean {_signed(d, digits)}, {interval} ({test}); the interval bounds the "
+                  f"difference below {_num(bound, digits)} {unit}, but {n} seeds are fewer than the {min_seeds} "
+                  "this report needs to state a bound, so this describes the seeds")
+        return result("not distinguishable", f"{name_a} and {name_b} are not distinguishable at {conf} with "
+                      f"{seeds}: {within}.")
     adjusted = (" once adjusted for the other exploratory contrasts (Holm)"
                 if comparison.distinguishable and p_adjusted is not None else "")
     return result("not distinguishable", f"{name_a} and {name_b} are not distinguishable at {conf} with "
