@@ -169,10 +169,24 @@ def test_augmentation_rows_compare_within_their_own_architecture():
                     "ResNet20, no augmentation": "ResNet20, crop + flip"}
     assert ablations.primary_variant("augmentation", ("baseline_cnn", "resnet20")) == "ResNet20, no augmentation"
     assert ablations.primary_variant("augmentation", ("baseline_cnn",)) == "baseline CNN, no augmentation"
-    plan = ablations.default_plan("cpu")
+    plan = ablations.default_plan("explore")  # any profile but smoke, cpu and full: every arm
     assert plan.primary("augmentation") == ("ResNet20, crop + flip", "ResNet20, no augmentation")
     assert plan.primary("loss") == ("CE + label smoothing 0.1", "plain CE")
-    assert "Primary comparisons" in plan.describe()
+    assert "Primary comparisons" in plan.describe() and "exploratory, with Holm" in plan.describe()
+    # The default book: each group's primary pair only, on the baseline CNN, five seeds.
+    cpu = ablations.default_plan("cpu")
+    assert cpu.seeds == 5 and cpu.primary("augmentation") == ("baseline CNN, crop + flip",
+                                                              "baseline CNN, no augmentation")
+    assert {g: list(cpu.variants(g)[0]) for g in cpu.groups} == {
+        "augmentation": ["baseline CNN, crop + flip", "baseline CNN, no augmentation"],
+        "schedule": ["warmup + cosine", "constant LR"], "loss": ["CE + label smoothing 0.1", "plain CE"],
+        "regularisation": ["weight decay 5e-4", "no weight decay"]}
+    assert "no exploratory arm is trained" in cpu.describe()
+    # Every group's reference is the headline CNN's own config: its runs are shared.
+    references = {cpu.configs(g)[cpu.variants(g)[1]].content_hash() for g in cpu.groups}
+    from cifarkit.core.config import load_config
+
+    assert references == {load_config("baseline_cnn", "cpu").content_hash()}
     # On fake per-seed values: no ResNet20 row is measured against the CNN.
     labels = list(variants)
     per_seed = pd.DataFrame({"baseline CNN, crop + flip": [0.70, 0.71, 0.69],

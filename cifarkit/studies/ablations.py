@@ -113,6 +113,22 @@ class Plan:
     common: Mapping[str, Any] = field(default_factory=dict)  # budget overrides for every run
     groups: tuple[str, ...] = GROUPS
     headline: str = HEADLINE_ARCHITECTURE       # architecture of the augmentation group's primary contrast
+    exploratory: bool = True                    # False: each group's reference and primary variant only
+
+    def variants(self, group: str) -> tuple[dict[str, Variant], str]:
+        """The variants ``group`` trains under this plan, and the label of its reference: every
+        variant, or (``exploratory`` off) only the primary comparison's two arms."""
+        variants, reference = group_variants(group, self.base, self.architectures)
+        if not self.exploratory:
+            own_reference, primary = self.primary(group)
+            variants = {label: v for label, v in variants.items() if label in (own_reference, primary)}
+            reference = own_reference
+        return variants, reference
+
+    def configs(self, group: str) -> dict[str, ExperimentConfig]:
+        """Label -> resolved config of every variant ``group`` trains (the study plan and the
+        chapter both read the runs of exactly these)."""
+        return {label: v.config(self.profile, self.common) for label, v in self.variants(group)[0].items()}
 
     def primary(self, group: str) -> tuple[str, str]:
         """(reference, variant) of ``group``'s primary comparison."""
@@ -124,36 +140,44 @@ class Plan:
         """One sentence for the chapter: what this profile ran, and each group's primary comparison."""
         from cifarkit.evaluation.stats import MIN_SEEDS_FOR_CLAIM
 
-        budget = ", ".join(f"{k} = {v}" for k, v in self.common.items()) or "the profile's own data and epochs"
+        budget = ", ".join(f"{k} = {v}" for k, v in self.common.items()) or "the headline models' data and epochs"
         archs = " and ".join(_arch(a) for a in self.architectures)
         primaries = "; ".join(f"{g}: {v} against {r}" for g in self.groups for r, v in [self.primary(g)])
         few = (f" With {self.seeds} seeds, fewer than {MIN_SEEDS_FOR_CLAIM}, a difference is called only when "
                "it is decisive; otherwise the seeds are described." if self.seeds < MIN_SEEDS_FOR_CLAIM else "")
+        others = ("every other contrast is exploratory, with Holm-adjusted p-values within its group"
+                  if self.exploratory else "no exploratory arm is trained at this budget")
         return (f"Profile {self.profile}: {self.seeds} seeds per variant; augmentation on/off for {archs}; "
                 f"the single-factor groups ({', '.join(g for g in self.groups if g != 'augmentation')}) on "
                 f"{_arch(self.base)}; budget: {budget}. Primary comparisons, declared in the study "
-                f"definition, each removing one component of the recipe ({primaries}); every other "
-                f"contrast is exploratory, with Holm-adjusted p-values within its group.{few}")
+                f"definition, each removing one component of the recipe ({primaries}); {others}.{few}")
 
 
 def default_plan(profile: str, **changes: Any) -> Plan:
     """The budget of each profile; ``changes`` (e.g. from the chapter's parameters) win.
 
-    ``cpu``: every run trains on 5,000 training images (500 per class) for 3 epochs and is
-    validated once, after its last epoch (this chapter plots no validation curves); the
-    single-factor groups use the baseline CNN and ResNet20 appears in the augmentation group
-    with the same budget (``cifarkit plan --chapter ablations`` prints the cost).
+    ``cpu``: designed for power, not breadth. Every group is one primary comparison on the
+    baseline CNN over five seeds, at the headline's budget (the full training split, the
+    profile's epochs), so the reference arm *is* the baseline chapter's CNN (its runs are
+    shared, not trained again) and is trained far enough to mean something. Exploratory arms
+    (step decay, focal loss, Cutout, ResNet20 without augmentation) are left out at this
+    budget; the chapter's parameters bring them back (``exploratory=True``).
+    ``cifarkit plan --chapter ablations`` prints the cost and the smallest difference each
+    comparison can detect.
     ``smoke``: the profile's tiny data, two seeds and two of the groups (the others run the
-    same code); numbers exercise the code only.
+    same code); numbers exercise the code only. Any other profile gets the exploratory design:
+    every arm of every group, both architectures in the augmentation group, three seeds, on
+    5,000 training images for 3 epochs each.
     """
     plans = {
         "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
                       groups=("augmentation", "loss")),
-        "cpu": Plan("cpu", seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
-                    common={"data.train_per_class": 500, "train.epochs": 3, "train.validate_every": 3}),
+        "cpu": Plan("cpu", seeds=5, base="baseline_cnn", architectures=("baseline_cnn",), exploratory=False),
         "full": Plan("full", seeds=5, base="resnet20", architectures=("baseline_cnn", "resnet20")),
     }
-    plan = plans.get(profile, replace(plans["cpu"], profile=profile))
+    explore = Plan(profile, seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
+                   common={"data.train_per_class": 500, "train.epochs": 3, "train.validate_every": 3})
+    plan = plans.get(profile, explore)
     changes = {k: v for k, v in changes.items() if v is not None}
     if "groups" in changes:
         unknown = [g for g in changes["groups"] if g not in GROUPS]
@@ -166,13 +190,40 @@ def default_plan(profile: str, **changes: Any) -> Plan:
     return replace(plan, **changes)
 
 
+def chapter_plan(profile: str, seeds: int | None = None, base: str | None = None,
+                 architectures: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+                 train_per_class: int | None = None, epochs: int | None = None,
+                 exploratory: bool | None = None) -> Plan:
+    """The ablation chapter's plan from its parameters (None: the profile's default): the one
+    function both the study plan and the chapter call, so what is trained is what is read.
+
+    ``train_per_class`` and ``epochs`` are added to the plan's budget overrides.
+    """
+    plan = default_plan(profile, seeds=seeds, base=base, architectures=architectures, groups=groups,
+                        exploratory=exploratory)
+    common = dict(plan.common)
+    if train_per_class is not None:
+        common["data.train_per_class"] = train_per_class
+    if epochs is not None:
+        common["train.epochs"] = epochs
+    return replace(plan, common=common)
+
+
+def plan_runs(plan: Plan) -> list[tuple[ExperimentConfig, int]]:
+    """Every (config, seed) ``plan`` trains, group by group (a run shared by groups, such as a
+    reference, is listed once per group; the study plan merges them)."""
+    from cifarkit.studies.variants import seed_list
+
+    return [(cfg, seed) for group in plan.groups for cfg in plan.configs(group).values()
+            for seed in seed_list(plan.seeds)]
+
+
 def run_ablations(plan: Plan, *, train: bool = True) -> dict[str, Comparison]:
     """One comparison per group of ``plan`` (training missing runs when ``train``)."""
     out = {}
     for group in plan.groups:
-        variants, reference = group_variants(group, plan.base, plan.architectures)
-        configs = {label: v.config(plan.profile, plan.common) for label, v in variants.items()}
-        out[group] = compare(configs, plan.seeds, reference=reference, train=train,
+        _, reference = plan.variants(group)
+        out[group] = compare(plan.configs(group), plan.seeds, reference=reference, train=train,
                              references=group_references(group, plan.architectures),
                              primary=primary_variant(group, plan.architectures, plan.headline))
     return out

@@ -38,26 +38,14 @@ def baseline_runs(profile: str, seeds: int | None = None, **_: Any) -> Runs:
 
 def ablation_runs(profile: str, seeds: int | None = None, base: str | None = None,
                   architectures: Sequence[str] | None = None, groups: Sequence[str] | None = None,
-                  train_per_class: int | None = None, epochs: int | None = None, **_: Any) -> Runs:
-    """The ablations chapter: every group's variants over the plan's seeds."""
+                  train_per_class: int | None = None, epochs: int | None = None,
+                  exploratory: bool | None = None, **_: Any) -> Runs:
+    """The ablations chapter: every group's variants over the plan's seeds
+    (:func:`cifarkit.studies.ablations.chapter_plan`, which the chapter calls too)."""
     from cifarkit.studies import ablations
-    from cifarkit.studies.variants import seed_list
 
-    plan = ablations.default_plan(profile, seeds=seeds, base=base, architectures=architectures, groups=groups)
-    common = dict(plan.common)
-    if train_per_class is not None:
-        common["data.train_per_class"] = train_per_class
-    if epochs is not None:
-        common["train.epochs"] = epochs
-    plan = ablations.default_plan(profile, seeds=plan.seeds, base=plan.base, architectures=plan.architectures,
-                                  groups=plan.groups, common=common)
-    out: Runs = []
-    for group in plan.groups:
-        variants, _ = ablations.group_variants(group, plan.base, plan.architectures)
-        for variant in variants.values():
-            cfg = variant.config(plan.profile, plan.common)
-            out += [(cfg, seed) for seed in seed_list(plan.seeds)]
-    return out
+    return ablations.plan_runs(ablations.chapter_plan(profile, seeds, base, architectures, groups,
+                                                      train_per_class, epochs, exploratory))
 
 
 def transfer_runs(profile: str, sizes: Sequence[int] | None = None, strategies: Sequence[str] | None = None,
