@@ -176,13 +176,24 @@ def result_path() -> Path:
     return artifacts_dir() / "bench" / f"engine-{cpu_vector_isa()}{'-bf16' if cpu_has_bfloat16() else ''}.json"
 
 
-def load_engine_results(folder: Path | None = None) -> list[dict[str, Any]]:
-    """Every kept engine comparison (one per kind of host), newest first."""
+def latest_result(folder: Path | None = None) -> dict[str, Any] | None:
+    """The newest kept engine comparison (any host kind), or None."""
     from cifarkit.core.paths import artifacts_dir
 
     folder = folder or artifacts_dir() / "bench"
     results = [json.loads(p.read_text()) for p in sorted(folder.glob(ENGINE_GLOB))]
-    return sorted(results, key=lambda r: r["recorded_at"], reverse=True)
+    return max(results, key=lambda r: r["recorded_at"], default=None)
+
+
+def chapter_view(folder: Path | None = None) -> tuple[pd.DataFrame | None, str]:
+    """What the fast-training chapter shows of the engine: the table of the newest comparison
+    and the sentence naming its machine, or no table and the command that makes one."""
+    result = latest_result(folder)
+    if result is None:
+        return None, ("No engine comparison has been kept on this machine yet. Make one with "
+                      "`cifarkit bench engine --torch-python /path/to/python-with-torch` (the PyTorch arms "
+                      "are left out without it).")
+    return engine_table(result), f"Measured on {machine_text(result)}."
 
 
 if __name__ == "__main__":  # one arm, in its own process (see _arm_command)
