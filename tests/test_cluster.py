@@ -9,7 +9,7 @@ import pytest
 from cifarkit.core.config import load_config
 from cifarkit.core.errors import CifarkitError
 from cifarkit.runs import cluster
-from cifarkit.studies import plan as study
+from cifarkit.studies.runner import train_plan
 
 
 def test_a_run_asks_for_one_cpu_and_a_gpu_only_under_mixed_float16():
@@ -32,7 +32,7 @@ def test_an_address_that_nothing_answers_is_named_in_one_line():
 
 def test_an_unknown_runner_is_refused_before_anything_trains():
     with pytest.raises(CifarkitError, match="runner='slurm' is not a runner; choose from local, ray"):
-        study.train_plan([], {}, runner="slurm")
+        train_plan([], {}, runner="slurm")
 
 
 def test_a_checkpoint_mirrored_to_the_remote_resumes_a_run_elsewhere_and_a_corrupt_one_is_dropped(tmp_path):

@@ -171,6 +171,7 @@ def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, mo
     from cifarkit.data.identity import data_hash_for
     from cifarkit.runs import Run, locate, runs_root
     from cifarkit.studies import plan as study
+    from cifarkit.studies.runner import train_plan
 
     tmp_path, data = store
     cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
@@ -179,7 +180,7 @@ def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, mo
         monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / f"jobs{jobs}"))
         plan = [study.PlannedRun(cfg, seed, locate(cfg, seed, data_hash_for(cfg.data)).path.name, False)
                 for seed in (0, 1)]
-        assert sorted(study.train_plan(plan, {}, jobs=jobs)) == sorted(e.folder for e in plan)
+        assert sorted(train_plan(plan, {}, jobs=jobs)) == sorted(e.folder for e in plan)
         logits[jobs] = [Run(runs_root() / e.folder).predictions()[0] for e in plan]
     for two, one in zip(logits[2], logits[1], strict=True):
         assert np.array_equal(two, one)  # bitwise: training in a worker process changes nothing

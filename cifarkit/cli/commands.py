@@ -51,17 +51,18 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cifarkit.runs import get_or_train
+    from cifarkit.runs.schedule import Eta
 
     cfg = _config(args)
     seeds = args.seed if args.seed else list(range(cfg.seeds))
-    started = time.perf_counter()
+    eta = Eta([1.0] * len(seeds), settle=1)  # the seeds cost the same: the pace is minutes per run
     runs = []
     for i, seed in enumerate(seeds, start=1):
         label = f"[run {i}/{len(seeds)}] " if len(seeds) > 1 else ""
         if i > 1:
-            per_run = (time.perf_counter() - started) / (i - 1)
-            log.info("%soverall ETA %s", label, _eta(per_run * (len(seeds) - i + 1)))
+            log.info("%soverall ETA %s", label, _eta(60 * eta.left(range(i - 1, len(seeds)))))
         runs.append(get_or_train(cfg, seed, wait=not args.no_wait, register=not args.no_register, label=label))
+        eta.finish(i - 1)
     for run in runs:
         record = run.status_record()
         print(f"{run.path.name}  seed {record.get('seed')}  {record.get('status')}  "
@@ -393,22 +394,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from cifarkit.publish.toc import parse_params
     from cifarkit.studies import plan as study
+    from cifarkit.studies import pricing
 
     planned = study.study_plan(args.profile, args.chapter, parse_params(args.params))
-    speeds = study.measured_speeds(planned, probe=not args.no_probe)
+    speeds = pricing.measured_speeds(planned, probe=not args.no_probe)
     with pd_display():
-        table = study.plan_table(planned, speeds)
+        table = pricing.plan_table(planned, speeds)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
-    per_chapter = study.chapter_minutes(planned, speeds)
+    per_chapter = pricing.chapter_minutes(planned, speeds)
     if per_chapter:
         print("estimated minutes per chapter (a shared run counts for the first chapter that uses it): "
               + ", ".join(f"{name} {minutes:.0f}" for name, minutes in per_chapter.items()))
-    print(study.total_text(planned, speeds))
+    print(pricing.total_text(planned, speeds))
     if args.action == "run":
         from cifarkit.runs.remote import configured_url
+        from cifarkit.studies.runner import train_plan
 
         remote_url = configured_url(args.remote) if args.runner == "ray" else None
-        trained = study.train_plan(planned, speeds, runner=args.runner, address=args.address, remote_url=remote_url,
-                                   jobs=args.jobs)
+        trained = train_plan(planned, speeds, runner=args.runner, address=args.address, remote_url=remote_url,
+                             jobs=args.jobs)
         print(f"trained {len(trained)} run(s); every run of the plan is stored")
     return 0

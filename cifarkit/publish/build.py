@@ -287,19 +287,21 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     train its missing runs before any chapter executes, so no chapter trains. Returns the
     estimated and actual minutes per chapter."""
     from cifarkit.studies import plan as study
+    from cifarkit.studies import pricing
+    from cifarkit.studies.runner import train_plan
 
     chapter = opts.chapter if opts.chapter in study.CHAPTERS else None
     if (opts.chapter is not None and chapter is None) or not set(names) & set(study.CHAPTERS):
         return None  # chapters that train nothing
     planned = study.study_plan(opts.profile, chapter, opts.params if chapter else None, chapters=names)
     probing = time.perf_counter()
-    speeds = study.measured_speeds(planned)
+    speeds = pricing.measured_speeds(planned)
     probe_minutes = (time.perf_counter() - probing) / 60
-    table = study.plan_table(planned, speeds)
+    table = pricing.plan_table(planned, speeds)
     log.info("study plan:\n%s", table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
-    log.info("study plan: %s", study.total_text(planned, speeds))
+    log.info("study plan: %s", pricing.total_text(planned, speeds))
     executing = [opts.chapter] if opts.chapter else list(names)
-    cost = PlanCost({}, study.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
+    cost = PlanCost({}, pricing.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
                     probe_minutes)
     timed = [n for n in executing if n in cost.execute_estimated]
     log.info("chapters: %s", f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
@@ -308,8 +310,8 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
              "here); the build's last lines give their minutes")
     first_chapter = {e.folder: e.chapters[0] for e in planned}
     training = time.perf_counter()
-    trained = study.train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
-                               remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
+    trained = train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
+                         remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
     cost.train_wall_minutes = (time.perf_counter() - training) / 60
     for folder, minutes in trained.items():
         name = first_chapter[folder]

@@ -37,6 +37,7 @@ from typing import Any
 
 from cifarkit.core.config import ExperimentConfig
 from cifarkit.core.errors import CifarkitError
+from cifarkit.runs.schedule import Eta, Job, Queue
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ RAY_MISSING = ("the Ray runner needs Ray, an optional dependency: pip install -e
 WORKER_STORE_ENV = "CIFARKIT_RAY_WORKER_ARTIFACTS"
 #: Environment the driver passes to every task: the data and the configs it planned with.
 PASSED_ENV = ("CIFARKIT_DATA", "CIFARKIT_CONFIGS", "CIFARKIT_CACHE")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run to train on the cluster."""
-
-    config: ExperimentConfig
-    seed: int
-    folder: str
 
 
 @dataclass
@@ -291,21 +283,19 @@ def node_labels(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = None,
-                 estimates: Sequence[float] | None = None, cpus_per_run: float = 1.0,
-                 retries: int = 3) -> dict[str, Outcome]:
+                 cpus_per_run: float = 1.0, retries: int = 3) -> dict[str, Outcome]:
     """Train ``jobs`` as Ray tasks at ``address`` and commit each finished run to the local store.
 
     Parameters
     ----------
     jobs : sequence of Job
-        The runs to train (the plan's missing ones).
+        The runs to train (the plan's missing ones), with their estimated minutes for the
+        progress line's ETA.
     address : str
         ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``.
     remote_url : str, optional
         A remote run store every node can reach; workers push there and the driver pulls.
         Without one, runs travel in the tasks' results.
-    estimates : sequence of float, optional
-        Estimated minutes per job, for the progress line's ETA.
     cpus_per_run : float, default 1
         CPUs each task asks for.
     retries : int, default 3
@@ -327,18 +317,14 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
     nodes = node_labels(ray.nodes())
     task = ray.remote(max_calls=1)(train_task)  # a fresh process per run: no TF state carried over
     inbox = artifacts_dir() / "ray-inbox"
-    folders = {job.folder for job in jobs}
-    waiting = list(range(len(jobs)))  # a transfer run waits until its source run is committed here
+    queue = Queue(jobs)  # a transfer run waits until its source run is committed here
     pending: dict[Any, int] = {}
     done: dict[str, Outcome] = {}
 
     def submit_ready() -> None:
-        for i in list(waiting):
+        for i in queue.ready(len(pending)):
             job = jobs[i]
             source_run = job.config.transfer.source_run if job.config.transfer else None
-            if source_run in folders and source_run not in done:
-                continue
-            waiting.remove(i)
             # Without a remote the source travels with the task, packed from this store.
             source = pack(source_run) if source_run and not remote_url else None
             ref = task.options(**resources(job.config, cpus_per_run), max_retries=retries,
@@ -347,10 +333,11 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
             pending[ref] = i
 
     submit_ready()
-    estimates = list(estimates or [0.0] * len(jobs))
-    started = time.perf_counter()
+    # Until a few runs are back, the estimates are shared out over the tasks the CPUs can hold.
+    slots = int(ray.cluster_resources().get("CPU", 1.0) // cpus_per_run)
+    eta = Eta([job.minutes or 0.0 for job in jobs], at_once=max(1, min(slots, len(jobs))))
     log.info("[ray %s] %d run(s) for %d node(s): %s (%d waiting for their transfer source)", address, len(jobs),
-             len(nodes), ", ".join(sorted(set(nodes.values()))), len(waiting))
+             len(nodes), ", ".join(sorted(set(nodes.values()))), len(queue.waiting))
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         i = pending.pop(ready[0])
@@ -365,11 +352,12 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
         node = nodes.get(result["node"]) or result["node"][:12]
         done[result["folder"]] = Outcome(result["folder"], node, int(result["pid"]), result["seconds"] / 60,
                                          result.get("resumed_from_epoch"))
-        elapsed = (time.perf_counter() - started) / 60
+        queue.finish(i)
+        eta.finish(i)
         submit_ready()
-        left = sum(estimates[j] for j in [*pending.values(), *waiting])
-        log.info("[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min of runs left] %s on %s "
-                 "(worker %d, %.1f min%s)", len(done), len(jobs), elapsed, left, result["folder"], node,
+        left = eta.left([*pending.values(), *queue.waiting])
+        log.info("[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min left] %s on %s "
+                 "(worker %d, %.1f min%s)", len(done), len(jobs), eta.elapsed(), left, result["folder"], node,
                  result["pid"], result["seconds"] / 60,
                  f", resumed from epoch {result['resumed_from_epoch']}" if result.get("resumed_from_epoch") else "")
     by_node: dict[str, list[str]] = {}
