@@ -406,6 +406,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("estimated minutes per chapter (a shared run counts for the first chapter that uses it): "
               + ", ".join(f"{name} {minutes:.0f}" for name, minutes in per_chapter.items()))
     print(pricing.total_text(planned, speeds))
+    from cifarkit.studies import power
+
+    powered, errors = power.plan_power(args.profile, args.chapter, parse_params(args.params))
+    if not powered.empty:
+        with pd_display():
+            print("\nprimary comparisons: what each can detect at this budget")
+            print(powered.to_string(index=False))
+        print(power.power_text(powered))
+        for line in errors:
+            print(line)
     if args.action == "run":
         from cifarkit.runs.remote import configured_url
         from cifarkit.studies.runner import train_plan

@@ -300,6 +300,14 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     table = pricing.plan_table(planned, speeds)
     log.info("study plan:\n%s", table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     log.info("study plan: %s", pricing.total_text(planned, speeds))
+    from cifarkit.studies import power
+
+    powered, errors = power.plan_power(opts.profile, chapter, opts.params if chapter else None, chapters=names)
+    if not powered.empty:
+        log.info("primary comparisons: what each can detect at this budget:\n%s\n%s",
+                 powered.to_string(index=False), power.power_text(powered))
+    for line in errors:
+        log.warning("%s", line)
     executing = [opts.chapter] if opts.chapter else list(names)
     cost = PlanCost({}, pricing.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
                     probe_minutes)

@@ -18,7 +18,7 @@ prints.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,3 +166,14 @@ def power_text(table: pd.DataFrame) -> str:
             f"stored runs of the same two configs where {MIN_SEEDS_FOR_SPREAD} or more seeds exist, else from "
             f"a stated pilot estimate of {PILOT_SD * 100:.1f} points. A null result is bounded when its interval "
             f"lies inside ±{EQUIVALENCE_MARGIN * 100:.1f} points.")
+
+
+def plan_power(profile: str, chapter: str | None = None, params: Mapping[str, Any] | None = None,
+               chapters: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The power table of a build (every chapter, or ``chapter`` with its ``params``, or only
+    ``chapters``) and its design-error lines, as the study plan prints them."""
+    items = primaries(profile, {chapter: dict(params or {})} if chapter else None)
+    items = [p for p in items if (chapter is None or p.chapter == chapter)
+             and (chapters is None or p.chapter in chapters)]
+    table = power_table(items)
+    return table, design_errors(table)
