@@ -27,6 +27,7 @@ def test_five_seeds_at_the_pilot_spread_can_call_or_bound_and_fewer_cannot():
     assert power.detectable_difference(1.0, 1) == float("inf")
 
 
+@pytest.mark.data  # the transfer study's target configs name the source run, whose key holds the data hash
 def test_the_default_plan_powers_every_primary_and_the_smoke_plan_reports_its_design_errors():
     cpu = power.power_table(power.primaries("cpu"))
     assert set(cpu["chapter"]) == {"baseline", "ablations", "transfer", "fast_training"}
