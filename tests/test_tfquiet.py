@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from cifarkit.core import tfquiet
+import pytest
+
+from cifarkit.core import precision, tfquiet
 from cifarkit.core.tfquiet import filtered_stderr, without_startup_notices
 
 NOTICES = (
@@ -18,11 +20,75 @@ NOTICES = (
 )
 
 
-def test_only_the_known_notices_are_removed():
+GPU_LINES = (
+    "I0000 00:00:1796114234.080265   10421 cudart_stub.cc:31] Could not find cuda drivers on your "
+    "machine, GPU will not be used.\n"
+    "E0000 00:00:1796114240.326492   10421 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
+    "error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+    "W0000 00:00:1796114240.412345   10421 gpu_device.cc:2344] Cannot dlopen some GPU libraries. Please make "
+    "sure the missing libraries mentioned above are installed properly if you would like to use GPU.\n"
+    "Skipping registering GPU devices...\n"
+)
+
+
+@pytest.fixture
+def no_card(monkeypatch):
+    """The device-node check answers: no NVIDIA device file here."""
+    monkeypatch.setattr(precision, "gpu_device_nodes", lambda: ())
+
+
+@pytest.fixture
+def card(monkeypatch):
+    """The device-node check answers: /dev/nvidia0 exists (a card is installed)."""
+    monkeypatch.setattr(precision, "gpu_device_nodes", lambda: ("/dev/nvidia0",))
+
+
+def test_only_the_known_notices_are_removed(no_card):
     real = "E0000 00:00:1.0 1 op_kernel.cc:1] OOM when allocating tensor\nTraceback (most recent call last):\n"
     assert without_startup_notices(NOTICES) == ""
     assert without_startup_notices(NOTICES + real) == real
     assert without_startup_notices("a cuInit line in prose: failed call to cuInit\n") != ""
+
+
+def test_gpu_and_driver_lines_are_filtered_without_a_card(no_card, capfd):
+    with filtered_stderr():
+        os.write(2, GPU_LINES.encode())
+        os.write(2, b"real line\n")
+    assert capfd.readouterr().err == "real line\n"
+
+
+def test_gpu_and_driver_lines_are_kept_where_a_card_is_installed(card, capfd):
+    """With /dev/nvidia0 present a CPU fallback is a surprise, and these lines say why."""
+    with filtered_stderr():
+        os.write(2, NOTICES.encode())
+        os.write(2, GPU_LINES.encode())
+    err = capfd.readouterr().err
+    assert "WARNING: All log messages before absl" not in err  # the CPU notices still go
+    kept = GPU_LINES + "".join(line for line in NOTICES.splitlines(keepends=True) if "cuda" in line.lower())
+    assert sorted(err.splitlines()) == sorted(kept.splitlines())
+    assert "Skipping registering GPU devices..." in err and "failed call to cuInit" in err
+
+
+def test_the_first_tensorflow_import_shares_the_gpus_with_or_without_the_filter(monkeypatch):
+    """The hook calls share_gpus right after TensorFlow's import, before anything can
+    initialise a GPU; CIFARKIT_TF_LOGS=1 turns off the filter, not the sharing."""
+    calls = []
+
+    class FakeTensorFlow:
+        class config:  # noqa: N801 - the attribute path tf.config.list_physical_devices
+            @staticmethod
+            def list_physical_devices():
+                calls.append("list")
+                return []
+
+    monkeypatch.setattr(tfquiet.importlib, "import_module", lambda name: FakeTensorFlow)
+    monkeypatch.setattr(tfquiet, "_share_gpus", lambda: calls.append("share"))
+    for quiet in (True, False):
+        calls.clear()
+        monkeypatch.setattr(tfquiet.sys, "meta_path", [])
+        finder = tfquiet.QuietTensorFlowImport(quiet=quiet)
+        finder.find_spec("tensorflow")
+        assert calls == ["list", "share"]
 
 
 def test_filtered_stderr_passes_other_lines_through_in_order(capfd):

@@ -20,6 +20,7 @@ tests replace it through :func:`use_machine` (the seam for "GPU present", "GPU a
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cifarkit.core.errors import CifarkitError
+
+log = logging.getLogger(__name__)
 
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
@@ -118,6 +121,30 @@ def use_machine(fake: Machine) -> Iterator[Machine]:
         yield fake
     finally:
         _MACHINE = saved
+
+
+def share_gpus() -> int:
+    """Let every GPU's memory grow as needed instead of TensorFlow taking a whole card at start,
+    so that two runs share one card (the local runner's jobs, Ray tasks asking for part of a
+    GPU). Returns how many GPUs were set.
+
+    It must run before TensorFlow initialises the GPUs, so it runs once, right after
+    TensorFlow's first import in a cifarkit process (:mod:`cifarkit.core.tfquiet`): training,
+    benchmarks, chapters and workers all start there. Without a GPU TensorFlow is not asked.
+    """
+    if not machine().gpus:
+        return 0
+    import tensorflow as tf
+
+    shared = 0
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+            shared += 1
+        except RuntimeError as exc:  # initialised already: TensorFlow was used before cifarkit was imported
+            log.warning("%s keeps TensorFlow's default of taking all its memory (%s); import cifarkit before "
+                        "using TensorFlow to let runs share the card", gpu.name, exc)
+    return shared
 
 
 def resolve(requested: str, on: Machine | None = None) -> Precision:

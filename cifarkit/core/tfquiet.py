@@ -8,10 +8,18 @@ TensorFlow has no switch for them. So the first ``import tensorflow`` in a cifar
 process runs with file descriptor 2 redirected into a temporary file; afterwards every
 captured line that is not one of the known start-up notices below is written back to
 stderr, in order. ``CIFARKIT_TF_LOGS=1`` turns the filter off.
+
+The GPU and driver lines among them (no CUDA driver, cuInit failed, GPU libraries not
+loaded) are removed only on a machine without an NVIDIA device file: where a card is
+installed and TensorFlow still trains on the CPU, they are the only clue why, so there
+they stay. Right after that first import, before anything can initialise a GPU, every GPU
+TensorFlow lists is set to grow its memory as needed (:func:`cifarkit.core.precision.share_gpus`),
+with or without the filter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -24,26 +32,43 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-# Start-up notices of a CPU-only TensorFlow build, matched on the whole line.
-STARTUP_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+# TensorFlow's GPU and driver lines, matched on the whole line: noise where no NVIDIA card is
+# installed, the only clue to a silent CPU fallback where one is (kept there).
+GPU_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
     r"[IW]\d{4} .*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine.*",
     r"E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit: .*",
     r"E\d{4} .*cuda_executor\.cc:\d+\] .*(no CUDA-capable device|CUDA_ERROR_NO_DEVICE).*",
+    r"W\d{4} .*gpu_device\.cc:\d+\] Cannot dlopen some GPU libraries\..*",
+    r"Skipping registering GPU devices\.\.\.",
+))
+# The other start-up notices of TensorFlow on a CPU, removed everywhere.
+STARTUP_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
     r"I\d{4} .*cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU.*",
     r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
     r"I\d{4} .*port\.cc:\d+\] oneDNN custom operations are on\..*",
 ))
 
 
-def is_startup_notice(line: str) -> bool:
-    """True for one of TensorFlow's CPU-only start-up notices (never for anything else)."""
-    return any(p.fullmatch(line.rstrip("\r\n")) for p in STARTUP_NOTICES)
+def gpu_installed() -> bool:
+    """Whether an NVIDIA device file exists (``/dev/nvidia0``, ...): a card is installed."""
+    from cifarkit.core.precision import gpu_device_nodes
+
+    return bool(gpu_device_nodes())
 
 
-def without_startup_notices(text: str) -> str:
-    """``text`` with every start-up notice line removed; all other lines kept, in order."""
-    return "".join(line for line in text.splitlines(keepends=True) if not is_startup_notice(line))
+def is_startup_notice(line: str, gpu: bool = False) -> bool:
+    """True for one of TensorFlow's start-up notices (never for anything else); with ``gpu``
+    (a card is installed) the GPU and driver lines are not notices but kept."""
+    patterns = STARTUP_NOTICES if gpu else STARTUP_NOTICES + GPU_NOTICES
+    return any(p.fullmatch(line.rstrip("\r\n")) for p in patterns)
+
+
+def without_startup_notices(text: str, gpu: bool | None = None) -> str:
+    """``text`` with every start-up notice line removed; all other lines kept, in order.
+    ``gpu``: whether a card is installed (default: :func:`gpu_installed`)."""
+    gpu = gpu_installed() if gpu is None else gpu
+    return "".join(line for line in text.splitlines(keepends=True) if not is_startup_notice(line, gpu))
 
 
 @contextmanager
@@ -84,20 +109,23 @@ class _AlreadyLoaded(importlib.abc.Loader):
 
 class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """A meta-path hook: the first ``import tensorflow`` (direct, or through Keras) runs inside
-    :func:`filtered_stderr`, together with the device set-up that prints the cuInit line.
+    :func:`filtered_stderr` (unless ``quiet`` is false), together with the device set-up that
+    prints the cuInit line, and is followed by :func:`cifarkit.core.precision.share_gpus`.
     It removes itself after that one import."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = True) -> None:
         self._busy = False
+        self.quiet = quiet
 
     def find_spec(self, name: str, path: object = None, target: object = None):
         if name != "tensorflow" or self._busy:
             return None
         self._busy = True
         try:
-            with filtered_stderr():
+            with filtered_stderr() if self.quiet else contextlib.nullcontext():
                 tf = importlib.import_module("tensorflow")
                 tf.config.list_physical_devices()  # creates the platforms: the cuInit call
+                _share_gpus()
         except ModuleNotFoundError:  # no TensorFlow here (e.g. a PyTorch-only tool): "not found"
             return None
         finally:
@@ -107,14 +135,22 @@ class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(name, _AlreadyLoaded(real), is_package=True)
 
 
+def _share_gpus() -> None:
+    from cifarkit.core.precision import share_gpus
+
+    share_gpus()
+
+
 def install() -> None:
-    """Install the hook once per process, unless TensorFlow is loaded or ``CIFARKIT_TF_LOGS=1``."""
-    if os.environ.get("CIFARKIT_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+    """Install the hook once per process (``CIFARKIT_TF_LOGS=1``: without the filter). If
+    TensorFlow is loaded already, its GPUs are shared at once (if not initialised yet)."""
+    if "tensorflow" in sys.modules:
+        _share_gpus()
         return
     if importlib.util.find_spec("tensorflow") is None:  # locates, does not import
         return
     if not any(isinstance(finder, QuietTensorFlowImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, QuietTensorFlowImport())
+        sys.meta_path.insert(0, QuietTensorFlowImport(quiet=os.environ.get("CIFARKIT_TF_LOGS") != "1"))
 
 
 def setup_logging(level: int) -> None:
