@@ -40,18 +40,26 @@ class Arm:
     precision: str            # float32 or bfloat16
     batch_norm: str = "fused"  # fused or keras; "-" for PyTorch
     framework: str = "keras"
+    variant: str = ""          # a measured negative: "xla" (jit_compile, determinism off) or "1 inter-op thread"
 
     @property
     def label(self) -> str:
         if self.framework == "torch":
             return f"PyTorch {self.model}, channels_last, {self.precision}"
         kernel = "fused batch norm" if self.batch_norm == "fused" else "Keras batch norm"
-        return f"cifarkit {self.model}, {kernel}, {self.precision}"
+        return f"cifarkit {self.model}, {kernel}, {self.precision}" + (f", {self.variant}" if self.variant else "")
 
 
-def arms(models: list[str], precisions: list[str], torch: bool) -> list[Arm]:
+#: Settings measured and kept off: each is timed against the fused float32 arm when asked
+#: (``cifarkit bench engine --negatives``), so the benchmark page shows why.
+NEGATIVES = ("xla", "1 inter-op thread")
+
+
+def arms(models: list[str], precisions: list[str], torch: bool, negatives: bool = False) -> list[Arm]:
     """Every arm of the comparison, in the order they are run within a repeat."""
     out = [Arm(m, p, bn) for m in models for p in precisions for bn in ("keras", "fused")]
+    if negatives:
+        out += [Arm(m, "float32", "fused", variant=v) for m in models for v in NEGATIVES]
     if torch and "resnet20" in models:
         out += [Arm("resnet20", p, "-", "torch") for p in precisions]
     return out
@@ -72,13 +80,20 @@ def _time_arm_here(spec: dict[str, Any]) -> None:
     from cifarkit.bench.throughput import throughput
     from cifarkit.core.atomic import write_json
 
+    overrides = {"train.precision": spec["precision"], "model.batch_norm": spec["batch_norm"]}
+    if spec.get("variant") == "1 inter-op thread":  # before TensorFlow starts its thread pools
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    if spec.get("variant") == "xla":
+        overrides["train.deterministic"] = False  # XLA's CPU kernels are not covered by op determinism
     result = throughput(spec["model"], "cpu", batch_size=spec["batch_size"], steps=spec["steps"], repeats=1,
-                        overrides={"train.precision": spec["precision"], "model.batch_norm": spec["batch_norm"]})
+                        overrides=overrides, jit_compile=spec.get("variant") == "xla")
     write_json(Path(spec["out"]), result.as_dict())
 
 
 def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size: int = 128,
-            precisions: list[str] | None = None, torch_python: str | None = None,
+            precisions: list[str] | None = None, torch_python: str | None = None, negatives: bool = False,
             progress: Any = print) -> dict[str, Any]:
     """Time every arm ``repeats`` times, interleaved, each in a fresh process.
 
@@ -92,6 +107,8 @@ def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size:
         Default: float32, and bfloat16 where the CPU has it natively.
     torch_python : str, optional
         A Python with PyTorch for the ResNet20 reference arms; None leaves them out.
+    negatives : bool, default False
+        Also time the settings kept off (:data:`NEGATIVES`) against the fused float32 arm.
 
     Returns
     -------
@@ -103,7 +120,7 @@ def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size:
     if repeats < 1 or steps < 8:
         raise CifarkitError(f"repeats={repeats}, steps={steps}: need repeats >= 1 and steps >= 8")
     precisions = precisions or (["float32", "bfloat16"] if cpu_has_bfloat16() else ["float32"])
-    plan = arms(models, precisions, torch_python is not None)
+    plan = arms(models, precisions, torch_python is not None, negatives)
     figures: dict[Arm, dict[str, list[float]]] = {a: {"model_alone": [], "pipeline": []} for a in plan}
     with tempfile.TemporaryDirectory(prefix="cifarkit-engine-") as scratch:
         for r in range(repeats):
@@ -145,10 +162,11 @@ def engine_table(result: dict[str, Any]) -> pd.DataFrame:
     speed-up over Keras' batch norm in float32, and for ResNet20 the ratio to PyTorch's
     channels-last step in the same precision (model alone)."""
     rows = []
-    by_key = {(a["model"], a["precision"], a["batch_norm"], a["framework"]): a for a in result["arms"]}
+    by_key = {(a["model"], a["precision"], a["batch_norm"], a["framework"], a.get("variant", "")): a
+              for a in result["arms"]}
     for a in result["arms"]:
-        plain = by_key.get((a["model"], "float32", "keras", "keras"))
-        torch = by_key.get((a["model"], a["precision"], "-", "torch"))
+        plain = by_key.get((a["model"], "float32", "keras", "keras", ""))
+        torch = by_key.get((a["model"], a["precision"], "-", "torch", ""))
         rows.append({
             "arm": a["label"],
             "model alone img/s": _median_range(a["model_alone"]),

@@ -34,6 +34,12 @@ def results_tables(profile: str | None = None, markdown: bool = True) -> str | N
             for r in results:
                 parts += [f"### {r.experiment} {r.config_hash[:12]} ({r.profile}), target {r.target:.1%}: "
                           "per seed", "", show(seeds_table(r)), ""]
+        from cifarkit.bench.engine import engine_table, latest_result, machine_text
+
+        engine = latest_result()
+        if engine is not None:
+            parts += ["## The training engine side by side (img/s: median and range over interleaved repeats)", "",
+                      machine_text(engine) + ".", "", show(engine_table(engine).set_index("arm")), ""]
         throughputs = load_throughputs()
         if not throughputs.empty:
             parts += ["## Training throughput (img/s)", "", show(throughputs.set_index("experiment").round(

@@ -128,7 +128,7 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
                steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None,
-               model_alone: bool = True, steps_per_execution: int = 1) -> Throughput:
+               model_alone: bool = True, steps_per_execution: int = 1, jit_compile: bool = False) -> Throughput:
     """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
     the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
 
@@ -151,6 +151,9 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     steps_per_execution : int, default 1
         Keras' ``steps_per_execution``: batches run per call of the compiled step (it must
         divide ``steps`` and ``warmup``).
+    jit_compile : bool, default False
+        Compile the step with XLA (training never does: it was slower on these CPUs; the
+        engine benchmark keeps the measurement).
 
     Returns
     -------
@@ -173,13 +176,15 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     previous_policy = keras.mixed_precision.global_policy()
     try:
         precision = configure_precision(cfg)
-        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone, steps_per_execution)
+        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone, steps_per_execution,
+                           jit_compile)
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
-                warmup: int, repeats: int, model_alone: bool = True, steps_per_execution: int = 1) -> Throughput:
+                warmup: int, repeats: int, model_alone: bool = True, steps_per_execution: int = 1,
+                jit_compile: bool = False) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -196,7 +201,7 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
         set_seeds(0, deterministic=cfg.train.deterministic)
         model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
         compile_model(model, cfg.train, steps_per_epoch=100, class_names=names,
-                      steps_per_execution=steps_per_execution)
+                      steps_per_execution=steps_per_execution, jit_compile=jit_compile)
         return model
 
     rng = np.random.default_rng(0)

@@ -127,7 +127,8 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     if args.torch_python and not Path(args.torch_python).is_file():
         raise CifarkitError(f"--torch-python {args.torch_python} does not exist; pass a Python that has torch "
                             "(e.g. a venv with pip install torch) or leave it out")
-    result = engine.compare(models, repeats=args.repeats, steps=args.steps, torch_python=args.torch_python)
+    result = engine.compare(models, repeats=args.repeats, steps=args.steps, torch_python=args.torch_python,
+                            negatives=args.negatives)
     path = engine.result_path()
     write_json(path, result)
     with pd_display():

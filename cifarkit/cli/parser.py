@@ -160,6 +160,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-python", default=os.environ.get("CIFARKIT_TORCH_PYTHON"),
                    help="a Python with PyTorch for the ResNet20 reference (default $CIFARKIT_TORCH_PYTHON; "
                    "without one the PyTorch arms are left out)")
+    p.add_argument("--negatives", action="store_true",
+                   help="also time the settings kept off (XLA, one inter-op thread) against the fused float32 arm")
 
     p = _add(bench, "time-to-accuracy", c.cmd_bench_time_to_accuracy,
              "train fresh runs (no cache) and time training until validation accuracy reaches a target; "

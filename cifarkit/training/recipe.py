@@ -110,8 +110,11 @@ def make_metrics(class_names: tuple[str, ...]) -> list[keras.metrics.Metric]:
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int,
                   class_names: tuple[str, ...], lr_factors: dict[str, float] | None = None,
-                  steps_per_execution: int = 1) -> None:
-    # steps_per_execution > 1 (several steps per tf.function call) is offered to the throughput
-    # benchmark only: training keeps 1, so that per-step callbacks see every step.
+                  steps_per_execution: int = 1, jit_compile: bool = False) -> None:
+    # steps_per_execution > 1 (several steps per tf.function call) and XLA are offered to the
+    # throughput benchmarks only: training keeps one step per call, so that per-step callbacks
+    # see every step, and no XLA, which trained slower on these CPUs (cifarkit bench engine
+    # --negatives measures it).
     model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, lr_factors), loss=make_loss(cfg.loss),
-                  metrics=make_metrics(class_names), jit_compile=False, steps_per_execution=steps_per_execution)
+                  metrics=make_metrics(class_names), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
