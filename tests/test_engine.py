@@ -194,3 +194,38 @@ def test_the_last_epochs_validation_from_logits_equals_keras_own_pass(loss):
     assert set(ours) == {f"val_{k}" for k in theirs}
     for key, value in theirs.items():
         assert ours[f"val_{key}"] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_the_engine_table_gives_each_arm_its_median_range_and_ratios(tmp_path):
+    from cifarkit.bench import engine
+
+    plan = engine.arms(["resnet20"], ["float32", "bfloat16"], torch=True, negatives=True)
+    assert [a.label for a in plan][:2] == ["cifarkit resnet20, Keras batch norm, float32",
+                                         "cifarkit resnet20, fused batch norm, float32"]
+    assert sum(a.framework == "torch" for a in plan) == 2 and sum(bool(a.variant) for a in plan) == 2
+    figures = {("keras", "float32"): [100, 110, 90], ("fused", "float32"): [150, 160, 140],
+               ("keras", "bfloat16"): [120, 120, 120], ("fused", "bfloat16"): [220, 200, 240]}
+    arms = []
+    for a in plan:
+        model = [200.0, 210.0, 190.0] if a.framework == "torch" else figures.get((a.batch_norm, a.precision), [50, 50, 50])
+        pipeline = [] if a.framework == "torch" else [x * 0.9 for x in model]
+        arms.append({"model": a.model, "precision": a.precision, "batch_norm": a.batch_norm,
+                     "framework": a.framework, "variant": a.variant, "label": a.label,
+                     "model_alone": [float(x) for x in model], "pipeline": pipeline})
+    result = {"machine": {"cpu": "Test CPU", "cpu_isa": "avx512f", "cpu_bfloat16": True, "cpu_count": 2,
+                          "packages": {}}, "recorded_at": "2026-12-07T12:00:00+00:00", "repeats": 3, "steps": 40,
+              "batch_size": 128, "arms": arms}
+    table = engine.engine_table(result).set_index("arm")
+    fused = table.loc["cifarkit resnet20, fused batch norm, float32"]
+    assert fused["model alone img/s"] == "150 (140-160)"
+    assert fused["× Keras BN float32 (pipeline)"] == "1.50 (1.45-1.56)"   # per-repeat ratios: 1.5, 1.45, 1.56
+    assert fused["× PyTorch same precision (model alone)"] == "0.75 (0.74-0.76)"
+    bf16 = table.loc["cifarkit resnet20, fused batch norm, bfloat16"]
+    assert bf16["× PyTorch same precision (model alone)"] == "1.10 (0.95-1.26)"  # against torch bfloat16
+    assert table.loc["PyTorch resnet20, channels_last, float32", "real pipeline img/s"] == "-"
+    assert "native bfloat16" in engine.machine_text(result)
+    none, note = engine.chapter_view(tmp_path)
+    assert none is None and "cifarkit bench engine" in note
+    (tmp_path / "engine-avx512f-bf16.json").write_text(__import__("json").dumps(result))
+    shown, note = engine.chapter_view(tmp_path)
+    assert len(shown) == len(plan) and note.startswith("Measured on Test CPU, 2 cores")
