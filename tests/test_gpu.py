@@ -4,14 +4,78 @@ TensorFlow cannot use) and TensorFlow's own answers where the code asks it direc
 
 from __future__ import annotations
 
-from cifarkit.core import precision
+import pytest
+
+from cifarkit.cli import main
+from cifarkit.core import doctor, precision
 from cifarkit.core.precision import Machine, use_machine
 
 A100 = "NVIDIA A100-SXM4-40GB"
 PRESENT = Machine(gpus=(A100, A100), cpu_bfloat16=False, gpu_nodes=("/dev/nvidia0", "/dev/nvidia1"))
 ABSENT = Machine(cpu_bfloat16=False)
 DRIVER_MISSING = Machine(cpu_bfloat16=False, gpu_nodes=("/dev/nvidia0",),
-                         reason="TensorFlow has CUDA but found no usable device: check the driver")
+                         reason="TensorFlow has its CUDA libraries but found no usable device: check the driver")
+CPU_TF = doctor.TensorFlowFacts("2.21.0", "3.15.0", ("CPU:0",), {"is_cuda_build": True, "cuda_version": "12.5.1",
+                                                                 "cudnn_version": "9"})
+GPU_TF = doctor.TensorFlowFacts("2.21.0", "3.15.0", ("CPU:0", "GPU:0", "GPU:1"), CPU_TF.build, 4, 2)
+
+
+def _lines(on: Machine, tf: doctor.TensorFlowFacts) -> dict[str, str]:
+    with use_machine(on):
+        return dict(doctor.report(tf=tf))
+
+
+def test_doctor_with_a_gpu_names_it_and_every_profile_computes_in_float16():
+    lines = _lines(PRESENT, GPU_TF)
+    assert lines["devices"] == "CPU:0, GPU:0, GPU:1"
+    assert lines["gpu"].startswith(f"{A100}, {A100};")
+    assert lines["tensorflow"] == "2.21.0 (Keras 3.15.0), built for CUDA 12.5.1 and cuDNN 9"
+    assert lines["threads"].startswith("intra-op 4, inter-op 2")
+    assert lines["precision full"] == "float16 -> float16 (mixed, on a GPU)"
+    assert lines["precision smoke"] == lines["precision cpu"] == "auto -> float16 (mixed, on a GPU)"
+
+
+def test_doctor_without_a_gpu_says_so_and_that_full_is_refused_with_the_fix():
+    lines = _lines(ABSENT, CPU_TF)
+    assert lines["gpu"] == "none (no /dev/nvidia* device file): training runs on the CPU"
+    assert lines["precision cpu"] == "auto -> float32"
+    assert lines["precision full"].startswith("float16: refused here")
+    assert "--set train.precision=float32" in lines["precision full"]
+    assert "native bfloat16: no (neither avx512_bf16 nor amx_bf16" in lines["cpu"]
+    assert list(lines)[-3:] == ["precision smoke", "precision cpu", "precision full"]
+
+
+def test_doctor_with_a_card_tensorflow_cannot_use_says_why():
+    lines = _lines(DRIVER_MISSING, CPU_TF)
+    assert lines["gpu"] == f"none usable although /dev/nvidia0 exists: {DRIVER_MISSING.reason}"
+    assert lines["precision full"].startswith("float16: refused here")
+    nvidia_smi_only = Machine(reason="nvidia-smi is installed but there is no /dev/nvidia* device file")
+    assert _lines(nvidia_smi_only, CPU_TF)["gpu"] == f"none usable although nvidia-smi exists: {nvidia_smi_only.reason}"
+
+
+def test_why_tensorflow_lists_no_gpu_names_the_missing_cuda_wheels_first(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: True)  # as the Linux wheel is
+    monkeypatch.setattr(precision, "cuda_wheels", lambda: {})
+    assert precision._tensorflow_gpus() == (
+        (), "TensorFlow's CUDA libraries are not installed (nvidia-cuda-runtime-cu12, nvidia-cublas-cu12, "
+            "nvidia-cudnn-cu12); install the GPU extra: make venv GPU=1")
+    monkeypatch.setattr(precision, "cuda_wheels", lambda: dict.fromkeys(precision.CUDA_WHEELS, "12"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert "check the driver" in precision._tensorflow_gpus()[1]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert "CUDA_VISIBLE_DEVICES=''" in precision._tensorflow_gpus()[1]
+
+
+def test_cifarkit_doctor_on_this_machine(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    labels = [line.split("  ")[0] for line in out.splitlines()]
+    assert labels[:6] == ["tensorflow", "cuda libraries", "devices", "gpu", "cpu", "threads"]
+    assert {"precision smoke", "precision cpu", "precision full"} <= {label.strip() for label in labels}
+    assert "CPU:0" in out
 
 
 class _Recorder:
@@ -63,3 +127,10 @@ def test_a_gpu_initialised_before_cifarkit_is_left_as_it_is_with_a_warning(monke
     assert "import cifarkit before using TensorFlow" in caplog.text
 
 
+@pytest.mark.parametrize("machine", [ABSENT, DRIVER_MISSING])
+def test_float16_is_refused_with_the_reason_when_tensorflow_sees_no_gpu(machine):
+    from cifarkit.core.errors import CifarkitError
+
+    with use_machine(machine), pytest.raises(CifarkitError, match="needs a GPU") as error:
+        precision.require_device("float16")
+    assert (machine.reason or "TensorFlow sees none") in str(error.value)

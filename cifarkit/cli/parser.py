@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cifarkit.cli import commands as c
-from cifarkit.cli import inference
+from cifarkit.cli import doctor, inference
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -103,6 +103,10 @@ def _add_inspection(sub: argparse._SubParsersAction) -> None:
     p = _add(data, "info", c.cmd_data_info, "per-split, per-class counts, source, cache and source hash")
     _experiment_args(p, default_experiment="resnet20")
     p.add_argument("--source", help="data path (overrides data.source and $CIFARKIT_DATA)")
+
+    _add(sub, "doctor", doctor.cmd_doctor,
+         "what TensorFlow sees on this machine: devices, its CUDA build and libraries, the GPU or why none "
+         "is usable, native bfloat16, thread pools, and the precision each profile resolves to here")
 
     runs = _group(sub, "runs", "the run store")
     p = _add(runs, "ls", c.cmd_runs_ls, "list runs: experiment, hash, seed, status, test accuracy, wall time")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,9 +85,32 @@ def _tensorflow_gpus() -> tuple[tuple[str, ...], str]:
     if names:
         return tuple(names), ""
     if not tf.test.is_built_with_cuda():
-        return (), ("this TensorFlow has no CUDA libraries (the plain wheel); install the GPU extra: "
-                    "make venv GPU=1")
-    return (), "TensorFlow has CUDA but found no usable device: check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
+        return (), "this TensorFlow is built without CUDA; install tensorflow==2.21.0 from PyPI: make venv GPU=1"
+    missing = [name for name in CUDA_WHEELS if name not in cuda_wheels()]
+    if missing:  # the Linux wheel is built for CUDA but ships none of its libraries
+        return (), (f"TensorFlow's CUDA libraries are not installed ({', '.join(missing)}); "
+                    "install the GPU extra: make venv GPU=1")
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return (), (f"TensorFlow has its CUDA libraries but found no usable device with CUDA_VISIBLE_DEVICES="
+                    f"{os.environ['CUDA_VISIBLE_DEVICES']!r}; unset it or name a card nvidia-smi lists")
+    return (), ("TensorFlow has its CUDA libraries but found no usable device: check the driver (nvidia-smi "
+                "must list the card, with a driver for CUDA 12)")
+
+
+# The libraries the GPU extra installs that TensorFlow cannot start a GPU without.
+CUDA_WHEELS = ("nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12", "nvidia-cudnn-cu12")
+
+
+def cuda_wheels() -> dict[str, str]:
+    """The NVIDIA CUDA wheels installed here (``nvidia-*-cu12``, the GPU extra), name -> version."""
+    import importlib.metadata
+
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name.startswith("nvidia-") and name.endswith("-cu12"):
+            found[name] = dist.version
+    return dict(sorted(found.items()))
 
 
 def detect_machine() -> Machine:
@@ -96,6 +120,9 @@ def detect_machine() -> Machine:
 
     nodes = gpu_device_nodes()
     gpus, reason = _tensorflow_gpus() if nodes else ((), "")
+    if not nodes and shutil.which("nvidia-smi"):
+        reason = ("nvidia-smi is installed but there is no /dev/nvidia* device file: the card is not "
+                  "passed into this machine or container (docker run --gpus all) or its driver is not loaded")
     return Machine(gpus=gpus, cpu_bfloat16=cpu_has_bfloat16(), gpu_nodes=nodes, reason=reason)
 
 

@@ -61,7 +61,8 @@ def _cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
     return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or ``unknown``."""
     return _cpuinfo_field("model name") or platform.processor() or "unknown"
 
 
@@ -81,10 +82,19 @@ def cpu_vector_isa(cpuinfo: str = "/proc/cpuinfo") -> str:
     return next((isa for isa in _VECTOR_EXTENSIONS if isa in flags), "unknown")
 
 
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bfloat16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """The flags of :data:`BFLOAT16_FLAGS` the CPU reports (its native bfloat16 units)."""
+    flags = _cpu_flags(cpuinfo)
+    return [flag for flag in BFLOAT16_FLAGS if flag in flags]
+
+
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); without it TensorFlow
     emulates bfloat16, and mixed_bfloat16 can train slower than float32."""
-    return bool(_cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_bfloat16_flags(cpuinfo))
 
 
 def environment_record() -> dict[str, Any]:
@@ -102,7 +112,7 @@ def environment_record() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_isa": cpu_vector_isa(),
         "cpu_count": os.cpu_count(),
         "packages": versions,
