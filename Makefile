@@ -3,8 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.cifarkit-installed
 PROFILE ?= cpu
+# GPU=1 also installs the CUDA libraries (requirements-gpu.lock, the gpu extra) on top of
+# requirements.lock; it has its own stamp, so adding GPU=1 to a CPU venv installs them once.
+ifeq ($(GPU),1)
+LOCKS := requirements.lock requirements-gpu.lock
+STAMP := $(VENV)/.cifarkit-installed-gpu
+else
+LOCKS := requirements.lock
+STAMP := $(VENV)/.cifarkit-installed
+endif
 KERNEL := cifarkit
 
 .DEFAULT_GOAL := help
@@ -13,15 +21,15 @@ KERNEL := cifarkit
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): $(LOCKS) pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-input -r requirements.lock
+	$(PY) -m pip install --quiet --no-input $(addprefix -r ,$(LOCKS))
 	$(PY) -m pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (cifarkit)" >/dev/null
 	@touch $@
 
-venv: $(STAMP)  ## create .venv from requirements.lock (done automatically by every target)
+venv: $(STAMP)  ## create .venv from requirements.lock (done automatically by every target); GPU=1 adds the CUDA libraries
 
 test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
 	$(PY) -m pytest
