@@ -546,6 +546,44 @@ def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, 
     assert results["fine"].reason == "requested with --chapter"
 
 
+def test_the_chapters_get_their_environment_and_the_build_keeps_its_own(tmp_path, monkeypatch):
+    """The kernels start with absolute data and artifacts locations and, when the build trains
+    nothing, CIFARKIT_NO_TRAIN=1; the build's own process environment is not changed."""
+    root = make_book(tmp_path / "src", {"one": ["x = 1"]})
+    (tmp_path / "data.tgz").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", "art")  # relative: the kernel runs elsewhere
+    monkeypatch.delenv("CIFARKIT_NO_TRAIN", raising=False)
+    monkeypatch.setattr(bb, "preflight", lambda: ("data.tgz", []))
+    monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
+    monkeypatch.setattr(bb, "build_site", lambda *a, **k: None)
+    _fake_papermill(monkeypatch, _copy_through)
+    envs = []
+    real = execute._kernel_manager
+    monkeypatch.setattr(execute, "_kernel_manager", lambda env: envs.append(dict(env)) or real(env))
+    before = dict(os.environ)
+    bb.run(bb.Options(profile="smoke", root=root, output=tmp_path / "out", no_train=True))
+    assert dict(os.environ) == before
+    assert envs[0]["CIFARKIT_DATA"] == str(tmp_path / "data.tgz")
+    assert envs[0]["CIFARKIT_ARTIFACTS"] == str(tmp_path / "art")
+    assert envs[0]["CIFARKIT_NO_TRAIN"] == "1"
+    assert {k: v for k, v in envs[0].items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS",
+                                                           "CIFARKIT_NO_TRAIN")} == {
+        k: v for k, v in before.items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS")}
+
+
+def test_a_no_train_build_stops_at_the_plan_on_a_missing_run_with_its_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
+    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "d" * 64)
+    monkeypatch.setattr("cifarkit.studies.pricing.measured_speeds", lambda plan: {})
+    monkeypatch.setattr("cifarkit.studies.runner.train_plan", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(CifarkitError) as err:
+        bb._train_the_plan(bb.Options(profile="smoke", chapter="baseline", no_train=True), ["baseline"])
+    message = str(err.value)
+    assert message.startswith("run baseline_cnn-") and "--no-train" in message and "\n" not in message
+    assert "`cifarkit train baseline_cnn --profile smoke --seed 0`" in message
+
+
 @needs_kernel
 @pytest.mark.slow
 def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys):
@@ -765,7 +803,7 @@ def test_staging_copies_the_book_roots_static_css(tmp_path):
 
 
 def test_the_build_report_compares_estimates_only_where_there_are_some():
-    from cifarkit.publish.build import ChapterResult, PlanCost
+    from cifarkit.publish.costs import ChapterResult, PlanCost
 
     results = [ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "executed", 6.0)]
     first = PlanCost({"baseline": 6}, {"baseline": 20.0}, {"baseline": 22.0}, {}, probe_minutes=2.0)
@@ -782,7 +820,7 @@ def test_the_build_report_compares_estimates_only_where_there_are_some():
 
 
 def test_the_build_report_counts_overlapping_runs_by_wall_time():
-    from cifarkit.publish.build import ChapterResult, PlanCost
+    from cifarkit.publish.costs import ChapterResult, PlanCost
 
     cost = PlanCost({"baseline": 4}, {"baseline": 6.0}, {"baseline": 9.0}, {}, probe_minutes=1.0,
                     train_wall_minutes=5.0)

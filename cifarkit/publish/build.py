@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from cifarkit.core.atomic import write_json
-from cifarkit.core.errors import ConfigError
+from cifarkit.core.errors import CifarkitError, ConfigError
 from cifarkit.core.paths import artifacts_dir, project_root
+from cifarkit.publish.costs import ChapterResult, PlanCost, execution_estimates, record_build
 from cifarkit.publish.execute import ChapterFailed, execute_chapter, remove_stale_temps
 from cifarkit.publish.keys import (
     Store,
@@ -85,14 +86,6 @@ from cifarkit.publish.toc import (
 from cifarkit.runs import remote
 
 log = logging.getLogger(__name__)
-
-@dataclasses.dataclass
-class ChapterResult:
-    name: str
-    status: str  # cached | executed | failed | not run | kept (stale) | not executed
-    seconds: float = 0.0
-    reason: str = ""
-
 
 def format_summary(results: Sequence[ChapterResult]) -> str:
     """A plain-text table: chapter, status, wall time, reason."""
@@ -154,14 +147,6 @@ def run(opts: Options) -> list[ChapterResult]:
     source, problems = preflight()
     if problems:
         raise BuildError("preflight failed:\n  " + "\n  ".join(problems))
-    # The kernel gets absolute locations, whatever its working directory.
-    if source is not None:
-        os.environ["CIFARKIT_DATA"] = str(Path(source).resolve())
-    os.environ["CIFARKIT_ARTIFACTS"] = str(artifacts_dir())
-    if opts.no_train:
-        from cifarkit.runs.store import NO_TRAIN_ENV
-
-        os.environ[NO_TRAIN_ENV] = "1"
 
     remote_url, push = remote.book_remote(opts.remote, opts.push)
     store = Store(artifacts_dir() / "book", opts.profile)
@@ -172,10 +157,8 @@ def run(opts: Options) -> list[ChapterResult]:
         if remote_url:  # before any chapter: a run the remote holds is not trained here
             remote.pull_for_build(remote_url, push)
         cost = _train_the_plan(opts, [p.name for p in chapters]) if opts.plan and not opts.expect_cached else None
-        if cost is not None:  # every run the chapters need exists now: a chapter that trains is a bug
-            from cifarkit.runs.store import NO_TRAIN_ENV
-
-            os.environ[NO_TRAIN_ENV] = "1"
+        # After the plan every run the chapters need exists: a chapter that trains is a bug.
+        env = kernel_environment(source, no_train=opts.no_train or cost is not None)
         log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
                  ", ".join(p.name for p in chapters) or "(none)")
         log.info("hashing sources, configs and data for the cache keys ...")
@@ -187,7 +170,7 @@ def run(opts: Options) -> list[ChapterResult]:
                                              accepted[page.docname])
             step = f"[{i + 1}/{len(chapters)}] {page.name}"
             try:
-                result = _chapter(page, target, parameters, shared, store, opts, substitutes, step)
+                result = _chapter(page, target, parameters, shared, store, opts, substitutes, step, env)
             except ChapterFailed as exc:
                 results.append(exc.result or ChapterResult(page.name, "failed"))
                 results += [ChapterResult(p.name, "not run") for p in ordered[i + 1:]]
@@ -196,7 +179,7 @@ def run(opts: Options) -> list[ChapterResult]:
             results.append(result)
         _site(root, pages, store, substitutes, shared, opts, results)
         seconds = time.perf_counter() - started
-        record_build(opts, results, seconds, cost)
+        record_build(opts.profile, opts.chapter, results, seconds, cost)
     _emit_summary(results)
     if cost is not None:
         sys.stdout.write("\n" + cost.report(results, seconds / 60) + "\n")
@@ -205,81 +188,20 @@ def run(opts: Options) -> list[ChapterResult]:
     return results
 
 
-@dataclasses.dataclass
-class PlanCost:
-    """The study plan's cost in minutes per chapter, estimated before and measured after."""
+def kernel_environment(source: str | None, *, no_train: bool) -> dict[str, str]:
+    """The environment the chapters' kernels start with: this process's, with absolute
+    locations of the data and the artifacts (whatever the kernel's working directory), and
+    ``CIFARKIT_NO_TRAIN=1`` when the chapters must only read the run store. This process's
+    own environment is left as it is."""
+    from cifarkit.runs.store import NO_TRAIN_ENV
 
-    trained: dict[str, int]              # chapter -> runs trained (a shared run counts for its first)
-    estimated: dict[str, float]          # chapter -> estimated training minutes
-    actual: dict[str, float]             # chapter -> actual training minutes
-    execute_estimated: dict[str, float]  # chapter -> execution minutes of the last build here
-    probe_minutes: float = 0.0           # measuring this machine's speeds (once per host)
-    train_wall_minutes: float | None = None  # the training phase's wall time (runs may overlap)
-
-    def report(self, results: Sequence[ChapterResult], total_minutes: float) -> str:
-        """The build's last lines: per chapter and in total, estimated against actual minutes."""
-        executed = {r.name: r.seconds / 60 for r in results}
-        names = [r.name for r in results]
-        header = f"{'chapter':<18} {'runs':>4} {'train est.':>10} {'train':>7} {'execute est.':>12} {'execute':>8}"
-        lines = ["estimated against actual minutes:", header, "-" * len(header)]
-        for name in names:
-            est = self.execute_estimated.get(name)
-            lines.append(f"{name:<18} {self.trained.get(name, 0):>4} {self.estimated.get(name, 0.0):>10.1f} "
-                         f"{self.actual.get(name, 0.0):>7.1f} {'-' if est is None else f'{est:.1f}':>12} "
-                         f"{executed.get(name, 0.0):>8.1f}")
-        cached = {r.name for r in results if r.status == "cached"}  # found fresh: they cost nothing
-        train_est, run_minutes = sum(self.estimated.values()), sum(self.actual.values())
-        train_actual = run_minutes if self.train_wall_minutes is None else self.train_wall_minutes
-        execute_est = sum(self.execute_estimated.get(n, 0.0) for n in names if n not in cached)
-        execute_actual = sum(executed.values())
-        unknown = [n for n in names if n not in self.execute_estimated and executed.get(n, 0.0) > 0]
-        # The plan's figure is priced after the probes ran, so the comparison starts there.
-        after_probes = total_minutes - self.probe_minutes
-        estimate = train_est + execute_est
-
-        def versus(est: float, actual: float) -> str:
-            return f"estimated {est:.1f}, took {actual:.1f}" + (f" ({100 * (actual / est - 1):+.0f}%)" if est > 0 else "")
-
-        overlap = f" (runs at once; their own minutes add up to {run_minutes:.1f})" \
-            if run_minutes > train_actual + 0.05 else ""
-        lines.append(f"training: {versus(train_est, train_actual)} min{overlap}; chapters: "
-                     + (f"{versus(execute_est, execute_actual)} min" if not unknown else
-                        f"took {execute_actual:.1f} min (not yet timed on this machine: no estimate)"))
-        lines.append(f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, training "
-                     f"{train_actual:.1f}, chapters {execute_actual:.1f}, site and the rest "
-                     f"{max(0.0, after_probes - train_actual - execute_actual):.1f}); from the plan on, "
-                     f"{versus(estimate, after_probes)} min")
-        if unknown:
-            lines.append(f"(no execution estimate yet for {', '.join(unknown)}: the next build here has one)")
-        return "\n".join(lines)
-
-    def as_record(self) -> dict[str, Any]:
-        return {"estimated": {k: round(v, 2) for k, v in self.estimated.items()},
-                "actual": {k: round(v, 2) for k, v in self.actual.items()},
-                "execute_estimated": {k: round(v, 2) for k, v in self.execute_estimated.items()},
-                "trained": self.trained, "probe_minutes": round(self.probe_minutes, 2),
-                "train_wall_minutes": None if self.train_wall_minutes is None else round(self.train_wall_minutes, 2)}
-
-
-def _execution_estimates(profile: str, names: Sequence[str]) -> dict[str, float]:
-    """Minutes each chapter took to execute in the newest build of ``profile`` on this machine
-    that executed it (a chapter's execution reads runs only, so it costs the same each time)."""
-    from cifarkit.core.repro import environment_record
-
-    try:
-        history = json.loads(builds_file(profile).read_text())
-    except (OSError, ValueError):
-        return {}
-    env = environment_record()
-    machine = {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")}
-    out: dict[str, float] = {}
-    for record in reversed(history):
-        if record.get("machine") != machine:
-            continue
-        for chapter in record.get("chapters", []):
-            if chapter.get("status") == "executed" and chapter["name"] in names and chapter["name"] not in out:
-                out[chapter["name"]] = float(chapter["seconds"]) / 60
-    return out
+    env = dict(os.environ)
+    if source is not None:
+        env["CIFARKIT_DATA"] = str(Path(source).resolve())
+    env["CIFARKIT_ARTIFACTS"] = str(artifacts_dir())
+    if no_train:
+        env[NO_TRAIN_ENV] = "1"
+    return env
 
 
 def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
@@ -309,13 +231,23 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     for line in errors:
         log.warning("%s", line)
     executing = [opts.chapter] if opts.chapter else list(names)
-    cost = PlanCost({}, pricing.chapter_minutes(planned, speeds), {}, _execution_estimates(opts.profile, executing),
+    cost = PlanCost({}, pricing.chapter_minutes(planned, speeds), {}, execution_estimates(opts.profile, executing),
                     probe_minutes)
     timed = [n for n in executing if n in cost.execute_estimated]
     log.info("chapters: %s", f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
              "(at most, as at their last execution on this machine)" if len(timed) == len(executing) else
              f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
              "here); the build's last lines give their minutes")
+    if opts.no_train:  # --no-train: the first missing run stops the build, with its command
+        missing = next((e for e in planned if not e.complete), None)
+        if missing is not None:
+            from cifarkit.core.config import train_command
+
+            raise CifarkitError(f"run {missing.folder} ({missing.config.name}, seed {missing.seed}) is missing and "
+                                f"this build trains nothing (--no-train): make it with "
+                                f"`{train_command(missing.config.name, missing.config.profile, [missing.seed], missing.config)}`"
+                                ", or pull it from the remote store")
+        return cost
     first_chapter = {e.folder: e.chapters[0] for e in planned}
     training = time.perf_counter()
     trained = train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
@@ -326,38 +258,6 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
         cost.actual[name] = cost.actual.get(name, 0.0) + minutes
         cost.trained[name] = cost.trained.get(name, 0) + 1
     return cost
-
-
-def builds_file(profile: str) -> Path:
-    """``artifacts/book/builds-<profile>.json``: every finished build's wall time, newest last."""
-    return artifacts_dir() / "book" / f"builds-{profile}.json"
-
-
-def record_build(opts: Options, results: Sequence[ChapterResult], seconds: float,
-                 cost: PlanCost | None = None) -> None:
-    """Append this build to :func:`builds_file`: when, on which machine, how long, per chapter.
-
-    The README's measured costs are generated from these records (:mod:`cifarkit.publish.readme`).
-    """
-    from cifarkit.core.repro import environment_record
-
-    path = builds_file(opts.profile)
-    try:
-        history = json.loads(path.read_text())
-    except (OSError, ValueError):
-        history = []
-    env = environment_record()
-    history.append({
-        "finished_at": env["recorded_at"], "profile": opts.profile, "chapter": opts.chapter,
-        "seconds": round(seconds, 1), "executed": sum(r.status == "executed" for r in results),
-        "cached": sum(r.status == "cached" for r in results),
-        "chapters": [dataclasses.asdict(r) for r in results],
-        "plan_minutes": None if cost is None else {"estimated": round(sum(cost.estimated.values()), 1),
-                                                   "actual": round(sum(cost.actual.values()), 1),
-                                                   "per_chapter": cost.as_record()},
-        "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
-    })
-    write_json(path, history[-50:])
 
 
 def _checked_chapters(opts: Options, root: Path) -> tuple[list[Page], list[Page], Page | None,
@@ -386,7 +286,8 @@ def _checked_chapters(opts: Options, root: Path) -> tuple[list[Page], list[Page]
 
 
 def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], shared: Mapping[str, Any],
-             store: Store, opts: Options, substitutes: dict[str, Path], step: str) -> ChapterResult:
+             store: Store, opts: Options, substitutes: dict[str, Path], step: str,
+             env: Mapping[str, str]) -> ChapterResult:
     """One chapter: cached, shown without executing (``--chapter`` names another), or executed."""
     components = chapter_components(page, parameters, shared)
     fresh, reasons = status_of(store, page, components)
@@ -414,7 +315,7 @@ def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], sha
         return {"key": cache_key(after), "components": after, "chapter": page.name, "source": page.relpath}
 
     try:
-        execute_chapter(page, parameters, store, record_extra=record)
+        execute_chapter(page, parameters, store, record_extra=record, env=env)
     except ChapterFailed as exc:
         exc.result = ChapterResult(page.name, "failed", time.perf_counter() - started, reason)
         raise

@@ -63,14 +63,29 @@ def one_line(text: Any, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _kernel_manager(env: Mapping[str, str]) -> type:
+    """A kernel manager class whose kernels start with ``env`` as their whole environment
+    (papermill has no option for it; nbclient creates the manager from this class)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ChapterKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw.setdefault("env", dict(env))
+            await super().start_kernel(**kw)
+
+    return ChapterKernelManager
+
+
 def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
                     record_extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
-                    progress: bool | dict[str, Any] | None = None) -> Path:
+                    progress: bool | dict[str, Any] | None = None,
+                    env: Mapping[str, str] | None = None) -> Path:
     """Run one chapter with papermill; on success move it into the store and write its key.
 
     ``record_extra`` (the key record) may be a function, called after the execution: a
     chapter whose key covers the run store and that trains runs itself is keyed by the
-    store as it left it, so the next build finds it cached.
+    store as it left it, so the next build finds it cached. ``env`` is the kernel's
+    environment (default: this process's).
 
     On failure raises :class:`ChapterFailed` (the failed notebook is kept under
     ``store.failed_dir``); the store keeps its previous content except the key file, so a
@@ -96,6 +111,7 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
             # nbclient option: quiet the kernel's own log lines (TCP notice, shutdown
             # interrupt) on our stderr; cell errors still come back through papermill.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            **({} if env is None else {"kernel_manager_class": _kernel_manager(env)}),
         )
     except PapermillExecutionError as exc:
         failed = _keep_failed(tmp, store.failed(page))

@@ -3,7 +3,7 @@
 Measured numbers are never typed into the documents: ``cifarkit docs update`` (``make docs``)
 rewrites the README's generated blocks (between ``<!-- generated: NAME -->`` and
 ``<!-- end generated -->``) and ``docs/benchmarks.md`` from what this machine's
-``artifacts/`` holds: the book builds' own records (:func:`cifarkit.publish.build.record_build`),
+``artifacts/`` holds: the book builds' own records (:func:`cifarkit.publish.costs.record_build`),
 the headline experiments' complete runs, and the kept benchmark results.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cifarkit.core.atomic import write_text
 from cifarkit.core.errors import CifarkitError
-from cifarkit.publish.build import builds_file
+from cifarkit.publish.costs import builds_file
 
 # The experiments the README's headline table shows, and the profiles it may show them for
 # (the smoke profile's numbers only exercise the code, so they are never a headline).

@@ -99,7 +99,8 @@ def connect(address: str):
         raise CifarkitError(f"cannot reach the Ray cluster at {address}: {problem}; start one with "
                             "`ray start --head` (and `ray start --address HEAD:6379` on other machines) "
                             "or pass its address")
-    env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
+    # Absolute paths: a task's working directory is not the driver's.
+    env = {name: os.path.abspath(os.path.expanduser(os.environ[name])) for name in PASSED_ENV if os.environ.get(name)}
     if ray.is_initialized():
         return ray
     try:
