@@ -134,3 +134,56 @@ def test_float16_is_refused_with_the_reason_when_tensorflow_sees_no_gpu(machine)
     with use_machine(machine), pytest.raises(CifarkitError, match="needs a GPU") as error:
         precision.require_device("float16")
     assert (machine.reason or "TensorFlow sees none") in str(error.value)
+
+
+# --------------------------------------------------------------------------- precision carried over
+
+
+def _compiled(policy: str, built: bool = False):
+    """A tiny compiled model under ``policy``; ``built``: its optimizer too, as after training."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2, dtype="float32")],
+                                 name="tiny")
+        model.compile(optimizer="sgd", loss="mse")
+        if built:
+            model.optimizer.build(model.trainable_variables)
+        return model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(("began", "resumed"), [("mixed_bfloat16", "float32"), ("float32", "mixed_float16"),
+                                                ("mixed_float16", "mixed_bfloat16")])
+def test_a_checkpoint_resumed_under_another_precision_names_both(tmp_path, began, resumed):
+    from cifarkit.core.errors import CifarkitError
+    from cifarkit.training.checkpoint import CheckpointManager
+
+    manager = CheckpointManager(tmp_path / "checkpoint")
+    manager.save(_compiled(began, built=True), 1, {"history": [{"loss": 1.0}], "train_seconds": 1.0})
+    was, now = began.removeprefix("mixed_"), resumed.removeprefix("mixed_")
+    expected = (f"was written under precision {was} (Keras policy {began}) and this config computes in {now} "
+                f"({resumed}); a run resumes only in the precision it began in: set train.precision: {was} to "
+                f"resume it, or delete {tmp_path / 'checkpoint'} to restart it in {now}")
+    with pytest.raises(CifarkitError) as error:
+        manager.restore(_compiled(resumed))
+    assert expected in str(error.value) and "architecture" not in str(error.value)
+    with pytest.raises(CifarkitError, match="was written under precision"):  # before anything is written
+        manager.latest(policy=resumed)
+    assert manager.restore(_compiled(began))["epoch"] == 1  # the same precision resumes
+
+
+def test_a_checkpoint_that_does_not_name_its_precision_still_resumes(tmp_path):
+    import json
+
+    from cifarkit.training.checkpoint import CheckpointManager
+
+    manager = CheckpointManager(tmp_path / "checkpoint")
+    manager.save(_compiled("float32", built=True), 2, {"history": [], "train_seconds": 1.0})
+    pointer = json.loads(manager.pointer.read_text())
+    assert pointer["policy"] == "float32"
+    del pointer["policy"]
+    manager.pointer.write_text(json.dumps(pointer))
+    assert manager.restore(_compiled("float32"))["epoch"] == 2

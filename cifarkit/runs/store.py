@@ -138,8 +138,8 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
     # a run can never be stored (or pushed) under a float16 key.
     precision.require_device(cfg.train.precision)
     started = time.perf_counter()  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
-    # An unreadable or truncated checkpoint fails here, before anything is written.
-    CheckpointManager(run.path / "checkpoint").latest()
+    # An unreadable or truncated checkpoint, or one of another precision, fails here, before anything is written.
+    CheckpointManager(run.path / "checkpoint").latest(policy=precision.POLICIES[cfg.train.precision])
     run.path.mkdir(parents=True, exist_ok=True)
     resuming = (run.path / "checkpoint" / "latest.json").exists()
     log.info("%s%s %s (seed %d) -> %s", label, "resuming" if resuming else "training", cfg.name, seed, run.path)

@@ -7,6 +7,11 @@ mismatched pair; it keeps no RNG state. Here each checkpoint is a fresh folder
 only when both are on disk does an atomic rename of ``latest.json`` point at it. A kill at
 any moment therefore leaves either the previous checkpoint or the new one, never a mix.
 
+Precision: ``latest.json`` also names the Keras dtype policy the run computes in. A
+checkpoint resumes only under that policy: float32 and bfloat16 weights would load into each
+other silently and change the run's numbers, and a float16 run's optimizer (with loss scaling)
+does not fit another's, so either case is refused with both precisions named.
+
 RNG state: data order and augmentation are pure functions of (seed, epoch) (see
 :mod:`cifarkit.data.pipeline`), and :class:`EpochReseed` resets every layer's seed
 generator from (seed, epoch) when an epoch begins, so restoring the epoch number restores
@@ -68,6 +73,13 @@ def _keras_model_name(path: Path) -> str | None:
         return None
 
 
+def _precision_of(policy: str) -> str:
+    """``mixed_bfloat16`` -> ``bfloat16``: the ``train.precision`` a Keras dtype policy comes from."""
+    from cifarkit.core.precision import POLICIES
+
+    return next((name for name, p in POLICIES.items() if p == policy), policy)
+
+
 class CheckpointManager:
     """Saves and restores the last finished epoch under ``folder``."""
 
@@ -97,7 +109,7 @@ class CheckpointManager:
                 model.save(tmp)
             write_json(staging / "state.json", {"epoch": epoch, **state})
             staging.rename(target)
-            write_json(self.pointer, {"epoch": epoch, "folder": target.name})
+            write_json(self.pointer, {"epoch": epoch, "folder": target.name, "policy": model.dtype_policy.name})
         except Exception as exc:
             full = disk_full(exc)
             if full is None:
@@ -134,12 +146,13 @@ class CheckpointManager:
             if child.is_dir() and child.name != keep:
                 shutil.rmtree(child, ignore_errors=True)
 
-    def latest(self) -> dict[str, Any] | None:
+    def latest(self, policy: str | None = None) -> dict[str, Any] | None:
         """The state of the last complete checkpoint, or None if there is none.
 
         Raises :class:`CifarkitError` if the pointer, ``state.json`` or ``model.keras`` is
-        unreadable or truncated (checked without building a model, so callers can check
-        before they write anything).
+        unreadable or truncated, or (given the Keras dtype ``policy`` the run will compute in)
+        was written under another policy; checked without building a model, so callers can
+        check before they write anything.
         """
         if not self.pointer.exists():
             return None
@@ -164,12 +177,24 @@ class CheckpointManager:
                 f"checkpoint file {model_path} is truncated or corrupt ({_one_line(exc)}); delete "
                 f"{self.folder} to restart the run"
             ) from None
+        self._check_policy(pointer.get("policy"), policy)
         state["_model_path"] = str(model_path)
         return state
 
+    def _check_policy(self, saved: str | None, policy: str | None) -> None:
+        """Refuse to resume a checkpoint written under another dtype policy (checkpoints written
+        before the pointer named its policy are not checked)."""
+        if saved is None or policy is None or saved == policy:
+            return
+        was, now = _precision_of(saved), _precision_of(policy)
+        raise CifarkitError(
+            f"checkpoint in {self.folder} was written under precision {was} (Keras policy {saved}) and this "
+            f"config computes in {now} ({policy}); a run resumes only in the precision it began in: set "
+            f"train.precision: {was} to resume it, or delete {self.folder} to restart it in {now}")
+
     def restore(self, model: keras.Model) -> dict[str, Any] | None:
         """Load weights and optimizer variables of the last checkpoint into a compiled model."""
-        state = self.latest()
+        state = self.latest(policy=model.dtype_policy.name)
         if state is None:
             return None
         path = state.pop("_model_path")

@@ -23,6 +23,7 @@ import pytest
 from train_fixtures import tiny_experiment, tiny_image_tree
 
 from cifarkit.core.errors import CifarkitError
+from cifarkit.core.precision import POLICIES
 
 pytestmark = pytest.mark.slow
 
@@ -225,7 +226,8 @@ def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch
     # The epoch-1 checkpoint is byte-identical; no partial folder is left; the run is not complete.
     assert _hashes(ckpt) == disk["intact"]
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-001", "latest.json"]
-    assert json.loads((ckpt / "latest.json").read_text()) == {"epoch": 1, "folder": "epoch-001"}
+    assert json.loads((ckpt / "latest.json").read_text()) == {"epoch": 1, "folder": "epoch-001",
+                                                              "policy": POLICIES[cfg.train.precision]}
     assert not run.complete
 
     # Space freed: the same call resumes after epoch 1 and completes.
