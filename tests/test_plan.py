@@ -49,7 +49,7 @@ def test_each_chapter_states_its_budget_from_the_plan_functions():
         assert "(batch 128, bfloat16 (mixed; native on this CPU))" in study.chapter_budget("smoke", "baseline")
     ablations = study.chapter_budget("cpu", "ablations", {"seeds": 5})
     # Primary comparisons only, at the headline's budget: the reference is the headline CNN itself.
-    assert "25 runs: baseline_cnn on 40,000 training images for 2 epochs" in ablations
+    assert "30 runs: baseline_cnn on 40,000 training images for 2 epochs" in ablations
     assert "seeds 0, 1, 2, 3, 4" in ablations
     with pytest.raises(CifarkitError, match="trains no runs"):
         study.chapter_budget("cpu", "intro")
@@ -68,7 +68,7 @@ def test_the_default_book_shares_its_headline_runs_and_trains_its_ladder():
     assert len(ladder) == 2 * 5 and len({e.config.content_hash() for e in ladder}) == 2
     assert all(e.training_images == 5_000 and e.config.train.epochs == 4 for e in ladder)
     # The ablations' reference arm is the headline CNN (shared, all five seeds); its four
-    # primary variants are the chapter's own runs.
+    # primary variants and the budget-aware schedule are the chapter's own runs.
     shared = [e for e in planned if "ablations" in e.chapters and "baseline" in e.chapters]
     assert len(shared) == 5 and {e.config.name for e in shared} == {"baseline_cnn"}
-    assert len([e for e in planned if e.chapters == ["ablations"]]) == 4 * 5
+    assert len([e for e in planned if e.chapters == ["ablations"]]) == 5 * 5

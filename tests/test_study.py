@@ -179,9 +179,13 @@ def test_augmentation_rows_compare_within_their_own_architecture():
                                                               "baseline CNN, no augmentation")
     assert {g: list(cpu.variants(g)[0]) for g in cpu.groups} == {
         "augmentation": ["baseline CNN, crop + flip", "baseline CNN, no augmentation"],
-        "schedule": ["warmup + cosine", "constant LR"], "loss": ["CE + label smoothing 0.1", "plain CE"],
+        "schedule": ["warmup + cosine", "linear decay to zero", "constant LR"],
+        "loss": ["CE + label smoothing 0.1", "plain CE"],
         "regularisation": ["weight decay 5e-4", "no weight decay"]}
-    assert "no exploratory arm is trained" in cpu.describe()
+    assert "of the exploratory arms only linear decay to zero is trained" in cpu.describe()
+    linear = cpu.configs("schedule")["linear decay to zero"].train
+    assert linear.schedule.name == "triangular" and linear.schedule.final_lr_fraction == 0.0
+    assert linear.schedule.triangle_peak == pytest.approx(0.3 / 2)  # the reference's warm-up, then down to 0
     # Every group's reference is the headline CNN's own config: its runs are shared.
     references = {cpu.configs(g)[cpu.variants(g)[1]].content_hash() for g in cpu.groups}
     from cifarkit.core.config import load_config

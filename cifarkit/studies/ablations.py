@@ -57,6 +57,16 @@ def _step_decay(cfg: ExperimentConfig) -> dict[str, Any]:
             "train.schedule.step_epochs": milestones or [max(1, epochs - 1)]}
 
 
+def _linear_decay(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Budget-aware: the same warm-up as the reference, then a straight line to zero at the end of
+    the budget (Li, Yumer & Ramanan 2020, "Budgeted Training"), as cifarkit's triangular schedule."""
+    epochs = cfg.train.epochs
+    peak = min(0.5, max(cfg.train.schedule.warmup_epochs / epochs, 1e-3))
+    return {"train.schedule.name": "triangular", "train.schedule.warmup_epochs": 0.0,
+            "train.schedule.triangle_start": 0.01, "train.schedule.triangle_peak": peak,
+            "train.schedule.final_lr_fraction": 0.0}
+
+
 def group_variants(group: str, base: str, architectures: Sequence[str] = ("baseline_cnn", "resnet20")
                    ) -> tuple[dict[str, Variant], str]:
     """The variants of one group and the label of its reference."""
@@ -69,7 +79,7 @@ def group_variants(group: str, base: str, architectures: Sequence[str] = ("basel
                                                            {"train.augment.enabled": False})
         return variants, f"{ARCH_LABELS.get(architectures[0], architectures[0])}, crop + flip"
     table: dict[str, list[tuple[str, Any]]] = {
-        "schedule": [("warmup + cosine", {}), ("step decay", _step_decay),
+        "schedule": [("warmup + cosine", {}), ("step decay", _step_decay), ("linear decay to zero", _linear_decay),
                      ("constant LR", {"train.schedule.name": "constant", "train.schedule.warmup_epochs": 0.0})],
         "loss": [("CE + label smoothing 0.1", {}), ("plain CE", {"train.loss.label_smoothing": 0.0}),
                  ("focal (γ = 2)", {"train.loss.name": "focal", "train.loss.label_smoothing": 0.0})],
@@ -113,7 +123,8 @@ class Plan:
     common: Mapping[str, Any] = field(default_factory=dict)  # budget overrides for every run
     groups: tuple[str, ...] = GROUPS
     headline: str = HEADLINE_ARCHITECTURE       # architecture of the augmentation group's primary contrast
-    exploratory: bool = True                    # False: each group's reference and primary variant only
+    exploratory: bool = True                    # False: each group's reference and primary variant only...
+    keep: tuple[str, ...] = ()                  # ...and these exploratory arms
 
     def variants(self, group: str) -> tuple[dict[str, Variant], str]:
         """The variants ``group`` trains under this plan, and the label of its reference: every
@@ -121,7 +132,7 @@ class Plan:
         variants, reference = group_variants(group, self.base, self.architectures)
         if not self.exploratory:
             own_reference, primary = self.primary(group)
-            variants = {label: v for label, v in variants.items() if label in (own_reference, primary)}
+            variants = {label: v for label, v in variants.items() if label in (own_reference, primary, *self.keep)}
             reference = own_reference
         return variants, reference
 
@@ -145,8 +156,10 @@ class Plan:
         primaries = "; ".join(f"{g}: {v} against {r}" for g in self.groups for r, v in [self.primary(g)])
         few = (f" With {self.seeds} seeds, fewer than {MIN_SEEDS_FOR_CLAIM}, a difference is called only when "
                "it is decisive; otherwise the seeds are described." if self.seeds < MIN_SEEDS_FOR_CLAIM else "")
+        kept = " and ".join(self.keep)
         others = ("every other contrast is exploratory, with Holm-adjusted p-values within its group"
-                  if self.exploratory else "no exploratory arm is trained at this budget")
+                  if self.exploratory else f"of the exploratory arms only {kept} is trained at this budget"
+                  if self.keep else "no exploratory arm is trained at this budget")
         return (f"Profile {self.profile}: {self.seeds} seeds per variant; augmentation on/off for {archs}; "
                 f"the single-factor groups ({', '.join(g for g in self.groups if g != 'augmentation')}) on "
                 f"{_arch(self.base)}; budget: {budget}. Primary comparisons, declared in the study "
@@ -161,7 +174,9 @@ def default_plan(profile: str, **changes: Any) -> Plan:
     profile's epochs), so the reference arm *is* the baseline chapter's CNN (its runs are
     shared, not trained again) and is trained far enough to mean something. Exploratory arms
     (step decay, focal loss, Cutout, ResNet20 without augmentation) are left out at this
-    budget; the chapter's parameters bring them back (``exploratory=True``).
+    budget but one: the budget-aware linear decay to zero, measured against the reference's
+    warm-up + cosine over the same five seeds, which decides the recipe's schedule at this budget.
+    The chapter's parameters bring the others back (``exploratory=True``).
     ``cifarkit plan --chapter ablations`` prints the cost and the smallest difference each
     comparison can detect.
     ``smoke``: the profile's tiny data, two seeds and two of the groups (the others run the
@@ -172,7 +187,8 @@ def default_plan(profile: str, **changes: Any) -> Plan:
     plans = {
         "smoke": Plan("smoke", seeds=2, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
                       groups=("augmentation", "loss")),
-        "cpu": Plan("cpu", seeds=5, base="baseline_cnn", architectures=("baseline_cnn",), exploratory=False),
+        "cpu": Plan("cpu", seeds=5, base="baseline_cnn", architectures=("baseline_cnn",), exploratory=False,
+                    keep=("linear decay to zero",)),
         "full": Plan("full", seeds=5, base="resnet20", architectures=("baseline_cnn", "resnet20")),
     }
     explore = Plan(profile, seeds=3, base="baseline_cnn", architectures=("baseline_cnn", "resnet20"),
