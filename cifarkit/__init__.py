@@ -3,19 +3,11 @@
 The package holds all the logic; the Jupyter Book chapters under ``book/`` only call it
 and display what it returns. Data flows one way (see ``docs/architecture.md``):
 config -> data -> models -> train -> runs -> evaluate/interpret -> plots -> book.
+
+Importing the package changes nothing in the importing process: the entry points (the
+``cifarkit`` command, the chapters' kernels, the runners' worker processes) first call
+:func:`cifarkit.core.startup.start`, which switches TensorFlow's oneDNN kernels on and
+filters its start-up notices.
 """
 
-import os
-
 __version__ = "0.1.0"
-
-# TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 VNNI or newer;
-# on this project's AVX2 machines they double ResNet20 training speed (94 -> 188 img/s,
-# measured). Set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 opts out.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-# TensorFlow's CPU-only start-up notices (cuInit, cudart, CPU features) are filtered from
-# stderr at its first import; anything else it prints still shows (cifarkit.core.tfquiet).
-from cifarkit.core import tfquiet as _tfquiet  # noqa: E402
-
-_tfquiet.install()

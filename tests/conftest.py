@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 from data_fixtures import write_image_tree, write_official_batches
 
+from cifarkit.core.startup import start
 from cifarkit.data import readers
+
+# The suite runs as the cifarkit command does (oneDNN on, TensorFlow's start-up notices
+# filtered), so runs trained here and in the processes the tests start are the same.
+start()
 
 _HOGS: list[Any] = []
 

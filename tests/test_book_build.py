@@ -20,6 +20,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from cifarkit.cli import main as cli_main
 from cifarkit.core.errors import CifarkitError
 from cifarkit.core.paths import project_root
+from cifarkit.core.startup import KERNEL_START
 from cifarkit.publish import build as bb
 from cifarkit.publish import execute, keys
 from cifarkit.publish import preflight as pf
@@ -557,7 +558,7 @@ def test_the_chapters_get_their_environment_and_the_build_keeps_its_own(tmp_path
     monkeypatch.setattr(bb, "preflight", lambda: ("data.tgz", []))
     monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
     monkeypatch.setattr(bb, "build_site", lambda *a, **k: None)
-    _fake_papermill(monkeypatch, _copy_through)
+    calls = _fake_papermill(monkeypatch, _copy_through)
     envs = []
     real = execute._kernel_manager
     monkeypatch.setattr(execute, "_kernel_manager", lambda env: envs.append(dict(env)) or real(env))
@@ -567,6 +568,8 @@ def test_the_chapters_get_their_environment_and_the_build_keeps_its_own(tmp_path
     assert envs[0]["CIFARKIT_DATA"] == str(tmp_path / "data.tgz")
     assert envs[0]["CIFARKIT_ARTIFACTS"] == str(tmp_path / "art")
     assert envs[0]["CIFARKIT_NO_TRAIN"] == "1"
+    # and the kernel runs the entry points' start before the first cell
+    assert any(KERNEL_START in argument for argument in calls[0]["extra_arguments"])
     assert {k: v for k, v in envs[0].items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS",
                                                            "CIFARKIT_NO_TRAIN")} == {
         k: v for k, v in before.items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS")}

@@ -101,8 +101,10 @@ def test_filtered_stderr_passes_other_lines_through_in_order(capfd):
     assert err == "first real line\nsecond real line\n"
 
 
-def test_importing_cifarkit_then_tensorflow_prints_no_startup_lines():
-    code = ("import cifarkit, keras, tensorflow as tf, sys\n"
+def test_an_entry_point_started_then_tensorflow_prints_no_startup_lines():
+    code = ("from cifarkit.core.startup import start\n"
+            "start()\n"
+            "import keras, tensorflow as tf, sys\n"
             "tf.constant(1) + 1\n"
             "sys.stderr.write('after\\n')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("CIFARKIT_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
@@ -110,6 +112,25 @@ def test_importing_cifarkit_then_tensorflow_prints_no_startup_lines():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "after\n", result.stderr
+
+
+def test_importing_cifarkit_alone_leaves_the_import_system_and_the_environment_alone():
+    """Only the entry points (the command, the chapters' kernels, the runners' workers) start
+    TensorFlow's set-up; a program that imports cifarkit keeps its own."""
+    code = ("import os, sys\n"
+            "before = (list(sys.meta_path), dict(os.environ))\n"
+            "import cifarkit, cifarkit.core.config, cifarkit.core.tfquiet, cifarkit.core.startup, cifarkit.runs\n"
+            "import cifarkit.studies.plan, cifarkit.publish.build\n"
+            "assert [type(f).__name__ for f in sys.meta_path] == [type(f).__name__ for f in before[0]]\n"
+            "assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ\n"
+            "assert (list(sys.meta_path), dict(os.environ)) == before\n"
+            "from cifarkit.core.startup import start\n"
+            "start()\n"
+            "assert type(sys.meta_path[0]).__name__ == 'QuietTensorFlowImport'\n"
+            "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 def test_without_tensorflow_the_hook_answers_not_found(monkeypatch):

@@ -215,4 +215,7 @@ def chapter_view(folder: Path | None = None) -> tuple[pd.DataFrame | None, str]:
 
 
 if __name__ == "__main__":  # one arm, in its own process (see _arm_command)
+    from cifarkit.core.startup import start
+
+    start()  # as the cifarkit command does: the arm times what a run gets
     _time_arm_here(json.loads(sys.argv[1]))

@@ -25,6 +25,9 @@ def setup_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cifarkit`` command with ``argv`` (default: the process arguments); return its exit code."""
     from cifarkit.cli.parser import build_parser
+    from cifarkit.core.startup import start
+
+    start()  # before anything imports TensorFlow
 
     parser = build_parser()
     args = parser.parse_args(argv)

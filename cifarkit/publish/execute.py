@@ -15,6 +15,7 @@ from typing import Any
 
 from cifarkit.core.atomic import fsync_dir, write_json
 from cifarkit.core.errors import CifarkitError
+from cifarkit.core.startup import KERNEL_START
 from cifarkit.publish.keys import Store, file_hash
 from cifarkit.publish.toc import Page
 
@@ -110,7 +111,9 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
             progress_bar=_progress_option() if progress is None else progress,
             # nbclient option: quiet the kernel's own log lines (TCP notice, shutdown
             # interrupt) on our stderr; cell errors still come back through papermill.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel starts as the cifarkit command does (cifarkit.core.startup) before
+            # the first cell imports anything.
+            extra_arguments=["--IPKernelApp.log_level=ERROR", f"--IPKernelApp.exec_lines={[KERNEL_START]!r}"],
             **({} if env is None else {"kernel_manager_class": _kernel_manager(env)}),
         )
     except PapermillExecutionError as exc:

@@ -195,9 +195,11 @@ def train_task(config_yaml: str, seed: int, remote_url: str | None,
     import ray
     import yaml
 
+    from cifarkit.core.startup import start
     from cifarkit.runs.remote.transfer import RemoteStore
     from cifarkit.runs.store import get_or_train
 
+    start()  # a fresh worker process (max_calls=1): set up as the cifarkit command is
     started = time.perf_counter()
     store = _node_store()
     os.environ["CIFARKIT_ARTIFACTS"] = str(store)

@@ -108,6 +108,7 @@ def _train_at_once(jobs: Sequence[Job], at_once: int) -> dict[str, float]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from cifarkit.core.startup import start
     from cifarkit.runs import tracking
 
     tracking.prepare_store()
@@ -115,7 +116,9 @@ def _train_at_once(jobs: Sequence[Job], at_once: int) -> dict[str, float]:
     eta = Eta([job.minutes or 0.0 for job in jobs], at_once=at_once)
     trained: dict[str, float] = {}
     level = logging.getLogger("cifarkit").getEffectiveLevel()
-    with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Each worker starts as the cifarkit command does, before anything imports TensorFlow.
+    with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=start) as pool:
         running: dict[Future[float], int] = {}
 
         def submit_ready() -> None:
