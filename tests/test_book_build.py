@@ -583,8 +583,8 @@ def test_a_no_train_build_stops_at_the_plan_on_a_missing_run_with_its_command(tm
     with pytest.raises(CifarkitError) as err:
         bb._train_the_plan(bb.Options(profile="smoke", chapter="baseline", no_train=True), ["baseline"])
     message = str(err.value)
-    assert message.startswith("run baseline_cnn-") and "--no-train" in message and "\n" not in message
-    assert "`cifarkit train baseline_cnn --profile smoke --seed 0`" in message
+    assert message.startswith("run baseline_cnn-") and "never trained" in message and "\n" not in message
+    assert "make it with: cifarkit train baseline_cnn --profile smoke --seed 0" in message
 
 
 @needs_kernel

@@ -167,6 +167,26 @@ def test_a_no_train_build_fails_on_a_missing_run_with_its_command(monkeypatch):
     assert "`cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1`" in message
 
 
+def test_reading_a_stored_run_never_trains_and_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    from cifarkit.runs import COMPLETE, locate, stored_run
+
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
+    monkeypatch.delenv("CIFARKIT_NO_TRAIN", raising=False)  # it never trains, switch or not
+    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "0" * 64)
+    cfg = load_config("resnet20", "smoke", {"train.epochs": 4})
+    with pytest.raises(CifarkitError) as err:
+        stored_run(cfg, 1, label="ResNet20, 4 epochs")
+    message = str(err.value)
+    assert message.startswith("run resnet20-") and "(ResNet20, 4 epochs, seed 1) is missing" in message
+    assert "never trained" in message and "\n" not in message
+    assert "make it with: cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1" in message
+    run = locate(cfg, 1, "0" * 64)
+    run.path.mkdir(parents=True)
+    (run.path / "status.json").write_text(json.dumps({"status": COMPLETE}))
+    assert stored_run(cfg, 1).path == run.path
+
+
 def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, monkeypatch):
     from cifarkit.data.identity import data_hash_for
     from cifarkit.runs import Run, locate, runs_root

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarkit.core.atomic import write_json
-from cifarkit.core.errors import CifarkitError, ConfigError
+from cifarkit.core.errors import ConfigError
 from cifarkit.core.paths import artifacts_dir, project_root
 from cifarkit.publish.costs import ChapterResult, PlanCost, execution_estimates, record_build
 from cifarkit.publish.execute import ChapterFailed, execute_chapter, remove_stale_temps
@@ -239,14 +239,11 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
              f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
              "here); the build's last lines give their minutes")
     if opts.no_train:  # --no-train: the first missing run stops the build, with its command
-        missing = next((e for e in planned if not e.complete), None)
-        if missing is not None:
-            from cifarkit.core.config import train_command
+        from cifarkit.runs import stored_run
 
-            raise CifarkitError(f"run {missing.folder} ({missing.config.name}, seed {missing.seed}) is missing and "
-                                f"this build trains nothing (--no-train): make it with "
-                                f"`{train_command(missing.config.name, missing.config.profile, [missing.seed], missing.config)}`"
-                                ", or pull it from the remote store")
+        for e in planned:
+            if not e.complete:
+                stored_run(e.config, e.seed)
         return cost
     first_chapter = {e.folder: e.chapters[0] for e in planned}
     training = time.perf_counter()

@@ -127,6 +127,42 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
         lock.release()
 
 
+def stored_run(cfg: ExperimentConfig, seed: int, *, label: str | None = None) -> Run:
+    """The complete run of (cfg, seed) from the run store; never trains, never waits.
+
+    What reads runs without making them (the book's chapters, comparisons over stored runs)
+    calls this instead of :func:`get_or_train`.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        The resolved config.
+    seed : int
+        The run's seed.
+    label : str, optional
+        How the error names the run (default: the experiment's name), e.g. a variant's label.
+
+    Returns
+    -------
+    Run
+        The complete run folder.
+
+    Raises
+    ------
+    CifarkitError
+        The run is missing, running or failed: one line with the command that makes it.
+    """
+    from cifarkit.core.config import train_command
+    from cifarkit.data.identity import data_hash_for
+
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    if run.complete:
+        return run
+    raise CifarkitError(f"run {run.path.name} ({label or cfg.name}, seed {seed}) is {run.status} and is only "
+                        f"read here, never trained; make it with: {train_command(cfg.name, cfg.profile, [seed], cfg)} "
+                        "(or pull it from the remote store)")
+
+
 def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str,
                 epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> None:
     from cifarkit.core import precision

@@ -71,10 +71,10 @@ def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[i
     """Complete runs for every (variant, seed), training the missing ones when ``train``.
 
     Configs that resolve to the same run (same identity) are trained once. Without
-    ``train``, a missing run is an error naming the command that makes it.
+    ``train`` (the chapters' way), runs are only read (:func:`cifarkit.runs.stored_run`): a
+    missing run is an error naming the command that makes it.
     """
-    from cifarkit.data.identity import data_hash_for
-    from cifarkit.runs import get_or_train, locate
+    from cifarkit.runs import get_or_train, stored_run
 
     seeds = seed_list(seeds)
     jobs = [(label, cfg, seed) for label, cfg in configs.items() for seed in seeds]
@@ -82,12 +82,8 @@ def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[i
     for i, (label, cfg, seed) in enumerate(jobs, start=1):
         if train:  # get_or_train returns a complete run at once and trains only what is missing
             out[label][seed] = get_or_train(cfg, seed, label=f"[{i}/{len(jobs)}] {label}: ")
-            continue
-        run = locate(cfg, seed, data_hash_for(cfg.data))
-        if not run.complete:
-            raise CifarkitError(f"run {run.path.name} ({label}, seed {seed}) is {run.status}; "
-                                f"make it with: {train_command(cfg, [seed])}")
-        out[label][seed] = run
+        else:
+            out[label][seed] = stored_run(cfg, seed, label=label)
     return out
 
 
