@@ -68,7 +68,7 @@ def cpu_model() -> str:
 
 # Widest first: the first of these in /proc/cpuinfo's flags names the vector unit TensorFlow's
 # kernels use, which the CPU's model name does not ("AMD EPYC" comes with AVX2 or AVX-512,
-# and airbench trained 2.2x faster on the latter here).
+# and the two train at very different speeds: the throughput tables name the ISA per row).
 _VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2")
 
 

@@ -40,8 +40,9 @@ DECISIVE_P = 0.001
 MIN_SEEDS_DECISIVE = 3
 #: Equivalence margin (fraction of accuracy): a comparison whose interval lies inside
 #: ±this, with at least MIN_SEEDS_FOR_CLAIM seeds, is reported as a bounded effect ("any
-#: difference is smaller than ..."), not as a bare "not distinguishable". 1.5 points is about
-#: the seed-to-seed spread of a single short CPU run, the smallest effect worth a chapter here.
+#: difference is smaller than ..."), not as a bare "not distinguishable". The margin is set near
+#: the seed-to-seed spread of a short CPU run (the baseline chapter shows that spread), the
+#: smallest effect worth a chapter here.
 EQUIVALENCE_MARGIN = 0.015
 #: Fewest seeds for which training curves get a Student-t band (below it: each seed is drawn).
 MIN_SEEDS_FOR_BAND = 5

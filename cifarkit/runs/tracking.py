@@ -141,7 +141,7 @@ class RunTracker:
         from cifarkit.models import load_model, predict_logits
 
         # The model in memory already has its forward pass traced: loading the file again and
-        # tracing it again cost a ResNet20 run about 3 s here, for the same weights.
+        # tracing it again would cost every run seconds, for the same weights.
         model = model if model is not None else load_model(run.model_path)
         cfg = run.config()
         name, differs = registry_name(cfg)
