@@ -56,18 +56,11 @@ site-check: $(STAMP)  ## open every page of the built site (_build/html) in head
 demo: $(STAMP)  ## presentation demo from cached runs (PROFILE=smoke|cpu), ending with a live prediction; IMAGES="a.jpg b.png" adds yours
 	$(VENV)/bin/cifarkit demo --profile $(PROFILE) $(if $(IMAGES),--images $(IMAGES))
 
-fast-goals: $(STAMP)  ## the fast recipe's benchmarks (hours on 2 cores); rerun to go on: finished seeds and runs are kept
-	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100
-	$(VENV)/bin/cifarkit bench time-to-accuracy resnet20_fast --epochs 30 --target 88.5 --seeds 3 --set data.val_per_class=100
-	$(VENV)/bin/cifarkit bench ladder --seeds 1 --set data.train_per_class=1000 --set data.val_per_class=100
-	$(VENV)/bin/cifarkit bench ladder --seeds 1 --step 1 --step 8
-	$(VENV)/bin/cifarkit bench ladder --seeds 1
+fast-goals: $(STAMP)  ## the fast recipe's benchmarks, configs/goals/fast.yaml (hours); rerun to go on: finished seeds and runs are kept
+	$(VENV)/bin/cifarkit bench goals fast
 
-fast-goals-bf16: $(STAMP)  ## the fast recipe's bfloat16 benchmarks, for a CPU with avx512_bf16 or amx_bf16 (about 2.5 h)
-	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 90.7 --seeds 3 --set data.val_per_class=100 --set train.precision=bfloat16
-	$(VENV)/bin/cifarkit bench time-to-accuracy airbench --target 91.5 --seeds 1 --epochs 12 --set data.val_per_class=100 \
-	    --set train.precision=bfloat16 --set "model.airbench.widths=[128,384,384]" --set train.optimizer.lr=1.3 \
-	    --set train.optimizer.weight_decay=1.53e-3
+fast-goals-bf16: $(STAMP)  ## the fast recipe's bfloat16 benchmarks, configs/goals/fast_bf16.yaml, for a CPU with avx512_bf16 or amx_bf16
+	$(VENV)/bin/cifarkit bench goals fast_bf16
 
 recover: $(STAMP)  ## restore artifacts/: make recover FILE=backup.tar, or REMOTE=s3://bucket/prefix (pull every run, verified)
 	@test -n "$(FILE)$(REMOTE)" || { echo "error: pass FILE=path/to/backup.tar or REMOTE=s3://bucket/prefix" >&2; exit 2; }

@@ -192,23 +192,33 @@ def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> int:
     result, path = time_to_accuracy(args.experiment, args.profile, target=args.target, seeds=args.seeds,
                                     overrides=overrides or None, tta_shift=args.tta_shift, out=args.json,
                                     resume=not args.fresh)
+    _print_time_to_accuracy(result, path)
+    print(headline(result))
+    return 0
+
+
+def _print_time_to_accuracy(result, path: Path) -> None:
     print(f"{'seed':>4} {'epochs':>6} {'train_s':>8} {'total_s':>8} {'to_target_s':>11} {'test':>6} {'test_tta':>8}")
     for r in result.seeds:
         to_target = f"{r.time_to_target:.0f}" if r.time_to_target is not None else "-"
         print(f"{r.seed:>4} {r.epochs:>6} {r.train_seconds:>8.0f} {r.total_seconds:>8.0f} {to_target:>11} "
               f"{100 * r.test_accuracy:>6.2f} {100 * r.test_accuracy_tta:>8.2f}")
     print(f"wrote {path}")
-    print(headline(result))
-    return 0
 
 
 def cmd_bench_ladder(args: argparse.Namespace) -> int:
+    return _ladder(args.profile, args.seeds, args.step, dict(args.overrides), dry_run=args.dry_run)
+
+
+def _ladder(profile: str, seeds: int, steps: list[int], common: dict, *, dry_run: bool = False) -> int:
+    """Train the ladder's missing ``steps`` (none: every one) and print it; 1 if one of them is
+    still missing."""
     from cifarkit.studies.ladder import ladder_variants, run_ladder, steps_to_train
 
     every_step = list(ladder_variants())
-    asked = steps_to_train(every_step, args.step) if args.step else every_step  # checks the numbers first
-    train = False if args.dry_run else (args.step or True)
-    ladder = run_ladder(args.profile, args.seeds, train=train, common=dict(args.overrides))
+    asked = steps_to_train(every_step, steps) if steps else every_step  # checks the numbers first
+    train = False if dry_run else (steps or True)
+    ladder = run_ladder(profile, seeds, train=train, common=common)
     with pd_display():
         print(ladder.table().to_string())
     for step, command in ladder.missing.items():
@@ -216,6 +226,32 @@ def cmd_bench_ladder(args: argparse.Namespace) -> int:
     for sentence in ladder.sentences():
         print(sentence)
     return 1 if any(step in ladder.missing for step in asked) else 0
+
+
+def cmd_bench_goals(args: argparse.Namespace) -> int:
+    from cifarkit.bench.goals import load_goals
+    from cifarkit.bench.time_to_accuracy import headline, time_to_accuracy
+    from cifarkit.core.errors import ConfigError
+
+    goals = load_goals(args.name)
+    unknown = [name for name in args.only if name not in goals]
+    if unknown:
+        raise ConfigError(f"no goal {', '.join(unknown)} in {args.name}; its goals: {', '.join(goals)}")
+    chosen = {name: goal for name, goal in goals.items() if not args.only or name in args.only}
+    for i, (name, goal) in enumerate(chosen.items(), start=1):
+        print(f"== goal {i}/{len(chosen)} {name}: {goal.command()}", flush=True)
+        if args.dry_run:
+            continue
+        if goal.bench == "ladder":
+            code = _ladder(goal.profile, goal.seeds, list(goal.steps), dict(goal.set))
+            if code:
+                return code
+            continue
+        result, path = time_to_accuracy(str(goal.experiment), goal.profile, target=goal.target_fraction,
+                                        seeds=goal.seeds, overrides=dict(goal.set) or None)
+        _print_time_to_accuracy(result, path)
+        print(headline(result))
+    return 0
 
 
 def cmd_bench_results(args: argparse.Namespace) -> int:

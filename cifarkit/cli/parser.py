@@ -194,6 +194,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="train nothing: show the steps that have runs and the command for each that has not")
 
+    p = _add(bench, "goals", c.cmd_bench_goals,
+             "run the benchmarks a goals file lists, in order (configs/goals/NAME.yaml: each a "
+             "time-to-accuracy or ladder run with its target, seeds and overrides); stops at the first "
+             "ladder step that could not be trained")
+    p.add_argument("name", help="a goals file under configs/goals/ (fast, fast_bf16) or a path to one")
+    p.add_argument("--only", action="append", default=[], metavar="GOAL",
+                   help="run only this goal of the file (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print each goal's command and run nothing")
+
     p = _add(bench, "results", c.cmd_bench_results,
              "print every time-to-accuracy and throughput result kept under artifacts/bench as tables "
              "(trains nothing)")
