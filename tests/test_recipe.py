@@ -81,6 +81,17 @@ def test_class_weights_inverse_frequency():
     assert class_weights(np.arange(10).repeat(5), 10) == pytest.approx(np.ones(10))
 
 
+def test_class_weights_are_scikit_learns_balanced_ones_and_zero_for_an_empty_class():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0, 0, 0, 1, 2, 2, 3, 3, 3, 3])
+    assert class_weights(labels, 4) == pytest.approx(compute_class_weight("balanced", classes=np.arange(4), y=labels))
+    without_class_2 = np.array([0, 0, 1, 1, 1, 3])
+    with pytest.raises(ValueError, match="classes should have valid labels that are in y"):
+        compute_class_weight("balanced", classes=np.arange(4), y=without_class_2)
+    assert class_weights(without_class_2, 4) == pytest.approx([6 / 8, 6 / 12, 0.0, 6 / 4])
+
+
 def test_per_class_recall_is_per_class_accuracy():
     names = ("a", "b", "c")
     metrics = make_metrics(names)

@@ -90,6 +90,8 @@ def make_loss(cfg: LossConfig) -> keras.losses.Loss:
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
 
 
+# Not scikit-learn's compute_class_weight('balanced'): it refuses a class with no training
+# images, which this weights 0 (the same n/(k·count) otherwise).
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights normalised so a balanced set gets 1.0 everywhere."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
