@@ -170,3 +170,48 @@ def test_predict_answers_from_a_run_and_from_its_export_alike(tiny, tmp_path, ca
         assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]
         np.testing.assert_allclose([t["probability"] for t in a["top"]],
                                    [t["probability"] for t in b["top"]], atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(tmp_path, monkeypatch, precision):
+    """bfloat16 trains on this CPU; float16 needs a GPU, faked through use_machine (TensorFlow
+    on a CPU has float16 kernels, slow ones). Loaded again, the model computes in float32: the
+    stored test logits (computed so after training), predict and the export agree to 1e-4."""
+    import contextlib
+    import zipfile
+
+    import keras
+
+    from cifarkit.core.precision import Machine, use_machine
+    from cifarkit.runs import get_or_train
+    from cifarkit.runs.export import export_run
+    from cifarkit.runs.predict import classifier_from_run
+
+    data = tiny_image_tree(tmp_path / "data", train_per_class=6, test_per_class=4)
+    monkeypatch.setenv("CIFARKIT_DATA", str(data))
+    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1, extra=f"  precision: {precision}\n"), None)
+    machine = use_machine(Machine(gpus=("Fake GPU",))) if precision == "float16" else contextlib.nullcontext()
+    try:
+        with machine:
+            run = get_or_train(cfg, 0, register=False)
+        assert keras.mixed_precision.global_policy().name == "float32"  # training gave the process its policy back
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with zipfile.ZipFile(run.model_path) as archive:  # the file keeps the policy it trained under
+        assert f'"name": "mixed_{precision}"' in archive.read("config.json").decode()
+
+    model = run.load_model()
+    assert {layer.dtype_policy.compute_dtype for layer in model.layers} == {"float32"}
+    stored, _ = run.predictions("test")
+    splits = splits_from_config(cfg.data)
+    probabilities = classifier_from_run(run).probabilities(splits.x_test)
+    shifted = np.exp(stored - stored.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probabilities, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-5)
+    # Loaded as it was saved, the model would compute in 16 bits and miss the stored logits.
+    from cifarkit.models import predict_logits
+
+    as_saved = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    assert np.max(np.abs(predict_logits(as_saved, splits.x_test) - stored)) > 1e-3
+
+    exported = export_run(run, "savedmodel", out=tmp_path / "exported")
+    assert exported.manifest["parity"]["ok"] and exported.manifest["parity"]["max_abs_logit_diff"] <= 1e-4

@@ -187,3 +187,27 @@ def test_a_checkpoint_that_does_not_name_its_precision_still_resumes(tmp_path):
     del pointer["policy"]
     manager.pointer.write_text(json.dumps(pointer))
     assert manager.restore(_compiled("float32"))["epoch"] == 2
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_a_mixed_precision_model_is_rebuilt_to_compute_in_float32_with_its_weights(policy):
+    import keras
+    import numpy as np
+
+    from cifarkit.core.config import load_config
+    from cifarkit.models import build_model, float32_model, predict_logits
+
+    cfg = load_config("resnet20", "smoke", {"train.precision": "float32"}).model
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = build_model(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    plain = build_model(cfg)
+    plain.set_weights(mixed.get_weights())
+    assert float32_model(plain) is plain  # already float32: nothing rebuilt
+    rebuilt = float32_model(mixed)
+    assert {layer.dtype_policy.name for layer in rebuilt.layers} == {"float32"}
+    x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(predict_logits(rebuilt, x), predict_logits(plain, x))
+    assert np.max(np.abs(predict_logits(mixed, x) - predict_logits(plain, x))) > 1e-3  # what it replaces

@@ -10,9 +10,10 @@ from cifarkit.models.registry import (
     MODELS,
     build_model,
     count_params,
+    float32_model,
     init_from_data,
     load_model,
     predict_logits,
 )
 
-__all__ = ["MODELS", "build_model", "count_params", "init_from_data", "load_model", "predict_logits"]
+__all__ = ["MODELS", "build_model", "count_params", "float32_model", "init_from_data", "load_model", "predict_logits"]

@@ -94,7 +94,8 @@ def init_from_data(model: keras.Model, cfg: ModelConfig, images: Any) -> bool:
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """Load a cifarkit ``.keras`` file for inference (``safe_mode=True``, not compiled).
+    """Load a cifarkit ``.keras`` file for inference (``safe_mode=True``, not compiled), computing
+    in float32 whatever precision it was trained in (:func:`float32_model`).
 
     The custom layers of every family are registered with Keras when this package is
     imported (the modules above define them), so any stored cifarkit model loads here.
@@ -107,7 +108,47 @@ def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise CifarkitError(f"model file {path} does not exist; train the run first")
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    return float32_model(keras.models.load_model(path, safe_mode=True, compile=False))
+
+
+# Dtypes and Keras dtype policies that compute in fewer than 32 bits.
+_REDUCED = frozenset({"mixed_float16", "mixed_bfloat16", "float16", "bfloat16"})
+
+
+def _float32_config(node: Any) -> Any:
+    """A model config with every reduced-precision dtype policy (and tensor dtype) made float32."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and (node.get("config") or {}).get("name") in _REDUCED:
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {key: "float32" if key == "dtype" and isinstance(value, str) and value in _REDUCED
+                else _float32_config(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_float32_config(value) for value in node]
+    return node
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32: itself if every layer does, else the same architecture
+    rebuilt with float32 dtype policies, holding the same weights.
+
+    A model trained under ``mixed_float16`` or ``mixed_bfloat16`` keeps its policy in its file,
+    so loaded as it is it would compute in 16 bits wherever it is used: float16 on a CPU (slow,
+    where TensorFlow has the kernels at all) and logits a few 1e-2 off the float32 ones. Its
+    variables are float32 already, so the float32 copy is the same function, computed in full
+    precision: predictions, exports, the demo and the chapters agree on any machine.
+    """
+    config = model.get_config()
+    converted = _float32_config(config)
+    if converted == config:
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # any layer built without a policy of its own
+    try:
+        copy = model.__class__.from_config(converted)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -24,7 +24,7 @@ from cifarkit.core.progress import EpochProgress
 from cifarkit.core.repro import set_seeds
 from cifarkit.data import Splits
 from cifarkit.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
-from cifarkit.models import build_model, init_from_data, predict_logits
+from cifarkit.models import build_model, float32_model, init_from_data, predict_logits
 from cifarkit.training import finetune
 from cifarkit.training.averaging import lookahead_callbacks
 from cifarkit.training.checkpoint import CheckpointManager, EpochReseed
@@ -151,8 +151,20 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
     ``callbacks`` are extra Keras callbacks (e.g. the time-to-accuracy clock of
     :mod:`cifarkit.bench.time_to_accuracy`), run before the checkpoint callback.
     ``source_model`` is the source run's ``model.keras`` for a transfer config with
-    ``transfer.source_run``.
+    ``transfer.source_run``. The run's precision is Keras' global dtype policy while it
+    trains; the caller's policy is back afterwards (a model built next in the same process,
+    e.g. in a chapter, does not inherit a bfloat16 run's policy).
     """
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train_run(cfg, seed, run_dir, splits, epoch_hooks, callbacks, source_model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
+               epoch_hooks: list[EpochHook] | None, callbacks: list[keras.callbacks.Callback] | None,
+               source_model: Path | None) -> TrainOutcome:
     train_cfg = cfg.train
     num_classes = len(splits.class_names)
     set_seeds(seed, deterministic=train_cfg.deterministic)
@@ -198,12 +210,16 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
                   validation_data=val_ds, validation_freq=keras_validation_epochs(train_cfg),
                   callbacks=fit_callbacks, verbose=0, shuffle=False)
 
-    logits = predict_logits(model, splits.x_test)
-    # For calibration fitted on validation only; predicted already unless this process resumed
-    # a run whose last epoch was done.
-    val_logits = final_validation.logits
+    # The stored logits come from float32 arithmetic whatever the run trained in: that is how
+    # its model computes wherever it is loaded again (predict, export, the demo, the chapters;
+    # cifarkit.models.float32_model), and an export is checked against these logits.
+    inference = float32_model(model)
+    logits = predict_logits(inference, splits.x_test)
+    # For calibration fitted on validation only; predicted already (in float32) unless this
+    # process resumed a run whose last epoch was done.
+    val_logits = final_validation.logits if inference is model else None
     if val_logits is None:
-        val_logits = predict_logits(model, splits.x_val)
+        val_logits = predict_logits(inference, splits.x_val)
     final_state = manager.latest() or state
     metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
     return TrainOutcome(model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch)
