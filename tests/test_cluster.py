@@ -12,9 +12,23 @@ from cifarkit.runs import cluster
 from cifarkit.studies.runner import train_plan
 
 
-def test_a_run_asks_for_one_cpu_and_a_gpu_only_under_mixed_float16():
+def test_a_run_asks_for_one_cpu_and_a_gpu_only_under_mixed_float16_half_a_card_for_a_cifar_model():
     assert cluster.resources(load_config("resnet20", "cpu")) == {"num_cpus": 1.0, "num_gpus": 0.0}
-    assert cluster.resources(load_config("resnet20", "full"), cpus=4) == {"num_cpus": 4, "num_gpus": 1.0}
+    assert cluster.resources(load_config("resnet20", "full"), cpus=4) == {"num_cpus": 4, "num_gpus": 0.5}
+    assert cluster.resources(load_config("airbench", "full"))["num_gpus"] == cluster.SMALL_RUN_GPU
+    assert cluster.resources(load_config("transfer_imagenet", "full"))["num_gpus"] == 1.0  # a backbone: a whole card
+
+
+def test_what_no_node_offers_is_named():
+    cpu_node = {"NodeID": "aa11", "NodeName": "cpu-box", "Alive": True, "Resources": {"CPU": 2.0}}
+    gpu_node = {"NodeID": "bb22", "NodeName": "gpu-box", "Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}
+    dead_gpu = {**gpu_node, "Alive": False}
+    half = {"num_cpus": 1.0, "num_gpus": 0.5}
+    assert cluster.unplaceable(half, [cpu_node, gpu_node]) is None
+    assert cluster.unplaceable(half, [cpu_node, dead_gpu]) == "1 CPU and 0.5 GPU"
+    assert cluster.unplaceable({"num_cpus": 4.0, "num_gpus": 0.0}, [cpu_node]) == "4 CPU"
+    assert cluster.unplaceable({"num_cpus": 1.0, "num_gpus": 0.0}, [cpu_node]) is None
+    assert cluster._offered([cpu_node, dead_gpu]) == "cpu-box: 2 CPU, 0 GPU"
 
 
 def test_an_address_that_nothing_answers_is_named_in_one_line():

@@ -60,10 +60,41 @@ class Outcome:
     resumed_from_epoch: int | None
 
 
+#: The share of a GPU a run of a CIFAR model (32x32 inputs, trained from scratch) asks for: two
+#: such runs fit on one card, each growing its memory as needed (cifarkit.core.precision.share_gpus).
+#: A keras.applications backbone at its larger input size asks for a whole card.
+SMALL_RUN_GPU = 0.5
+#: Seconds a run may wait while no node of the cluster offers what it asks for (a node may join
+#: meanwhile) before the plan stops with one line instead of waiting for ever.
+UNPLACEABLE_TIMEOUT = 120.0
+
+
 def resources(cfg: ExperimentConfig, cpus: float = 1.0) -> dict[str, float]:
-    """What one run asks the scheduler for: ``cpus`` CPUs, and a GPU for a float16 config (the
-    ``full`` profile's mixed precision)."""
-    return {"num_cpus": cpus, "num_gpus": 1.0 if cfg.train.precision == "float16" else 0.0}
+    """What one run asks the scheduler for: ``cpus`` CPUs and, for a float16 config (the ``full``
+    profile's mixed precision), part of a GPU for a small run (:data:`SMALL_RUN_GPU`) or a whole one."""
+    gpus = 0.0
+    if cfg.train.precision == "float16":
+        gpus = SMALL_RUN_GPU if cfg.model.cifar_native else 1.0
+    return {"num_cpus": cpus, "num_gpus": gpus}
+
+
+def unplaceable(request: Mapping[str, float], nodes: Sequence[Mapping[str, Any]]) -> str | None:
+    """What a run asking ``request`` (:func:`resources`) needs that no live node of ``nodes``
+    (``ray.nodes()``) has, as words (``0.5 GPU``); None when some node has all of it."""
+    need = {"CPU": request.get("num_cpus", 0.0), "GPU": request.get("num_gpus", 0.0)}
+    need = {name: amount for name, amount in need.items() if amount}
+    for node in nodes:
+        have = node.get("Resources") or {}
+        if node.get("Alive", True) and all(have.get(name, 0.0) >= amount for name, amount in need.items()):
+            return None
+    return " and ".join(f"{amount:g} {name}" for name, amount in need.items())
+
+
+def _offered(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """What the live nodes have, for the error line: ``2 CPU, 0 GPU`` per node name."""
+    labels = node_labels(nodes)
+    return "; ".join(f"{labels[n['NodeID']]}: {(n.get('Resources') or {}).get('CPU', 0):g} CPU, "
+                     f"{(n.get('Resources') or {}).get('GPU', 0):g} GPU" for n in nodes if n.get("Alive", True)) or "none"
 
 
 def _import_ray():
@@ -285,8 +316,28 @@ def node_labels(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {node: f"{name}/{node[:8]}" if name in shared else name for node, name in names.items()}
 
 
+def _check_placeable(ray, jobs: Sequence[Job], pending: Mapping[Any, int], cpus: float, address: str,
+                     since: float, timeout: float) -> float:
+    """Fail with one line once a pending run has asked for ``timeout`` seconds for what no live
+    node has; returns the time from which the wait counts (now, while every run could be placed)."""
+    nodes = ray.nodes()
+    for i in pending.values():
+        missing = unplaceable(resources(jobs[i].config, cpus), nodes)
+        if missing is None:
+            continue
+        waited = time.monotonic() - since
+        if waited < timeout:
+            return since
+        fix = (" add a node with a GPU (ray start --num-gpus 1 ...) or train in float32 (--set train.precision=float32)"
+               if "GPU" in missing else " add a node that has them")
+        raise CifarkitError(f"run {jobs[i].folder} asks the Ray cluster at {address} for {missing} and no node "
+                            f"offers that (nodes: {_offered(nodes)}); waited {waited:.0f} s:{fix}")
+    return time.monotonic()
+
+
 def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = None,
-                 cpus_per_run: float = 1.0, retries: int = 3) -> dict[str, Outcome]:
+                 cpus_per_run: float = 1.0, retries: int = 3,
+                 unplaceable_timeout: float = UNPLACEABLE_TIMEOUT) -> dict[str, Outcome]:
     """Train ``jobs`` as Ray tasks at ``address`` and commit each finished run to the local store.
 
     Parameters
@@ -303,6 +354,9 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
         CPUs each task asks for.
     retries : int, default 3
         How often a task whose worker process or node died is run again.
+    unplaceable_timeout : float, default :data:`UNPLACEABLE_TIMEOUT`
+        Seconds a run may wait while no node offers what it asks for (e.g. a GPU on a
+        cluster of CPU nodes) before this fails with one line naming it.
 
     Returns
     -------
@@ -312,7 +366,8 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
     Raises
     ------
     CifarkitError
-        Ray missing, the cluster unreachable, or a run that failed or could not be committed.
+        Ray missing, the cluster unreachable, a run no node can take, or a run that failed or
+        could not be committed.
     """
     from cifarkit.core.paths import artifacts_dir
 
@@ -341,8 +396,13 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
     eta = Eta([job.minutes or 0.0 for job in jobs], at_once=max(1, min(slots, len(jobs))))
     log.info("[ray %s] %d run(s) for %d node(s): %s (%d waiting for their transfer source)", address, len(jobs),
              len(nodes), ", ".join(sorted(set(nodes.values()))), len(queue.waiting))
+    placeable_since = time.monotonic()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(10.0, unplaceable_timeout))
+        if not ready:  # still running, queued, or asking for what no node has
+            placeable_since = _check_placeable(ray, jobs, pending, cpus_per_run, address, placeable_since,
+                                               unplaceable_timeout)
+            continue
         i = pending.pop(ready[0])
         try:
             result = ray.get(ready[0])
