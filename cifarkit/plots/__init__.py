@@ -4,7 +4,8 @@
 * :mod:`~cifarkit.plots.data` — the data chapter's figures;
 * :mod:`~cifarkit.plots.training` — LR finder and training curves;
 * :mod:`~cifarkit.plots.evaluation` — reliability, confusion, per-class accuracy, galleries;
-* :mod:`~cifarkit.plots.comparisons` — effects, the ladder, per-class differences;
+* :mod:`~cifarkit.plots.comparisons` — seeds and means of a few models, effects, the ladder,
+  per-class differences;
 * :mod:`~cifarkit.plots.maps` — attribution maps and faithfulness curves;
 * :mod:`~cifarkit.plots.report` — every figure of a multi-seed report, and its folder.
 
@@ -16,6 +17,7 @@ from cifarkit.plots.comparisons import (
     comparison_forest,
     ladder_figure,
     per_class_comparison_bars,
+    seed_comparison,
 )
 from cifarkit.plots.data import (
     channel_histograms,
@@ -40,4 +42,4 @@ from cifarkit.plots.training import (
     seed_curves,
 )
 
-__all__ = ["accuracy_vs_size_figure", "apply_style", "channel_histograms", "class_balance_bars", "comparison_forest", "confusion_matrix_figure", "ladder_figure", "lr_finder_figure", "mistake_gallery", "palette", "per_class_accuracy_bars", "per_class_comparison_bars", "per_class_seed_curves", "reliability_diagram", "sample_grid", "seed_curves", "split_colours", "to_png_bytes"]
+__all__ = ["accuracy_vs_size_figure", "apply_style", "channel_histograms", "class_balance_bars", "comparison_forest", "confusion_matrix_figure", "ladder_figure", "lr_finder_figure", "mistake_gallery", "palette", "per_class_accuracy_bars", "per_class_comparison_bars", "per_class_seed_curves", "reliability_diagram", "sample_grid", "seed_comparison", "seed_curves", "split_colours", "to_png_bytes"]

@@ -1,14 +1,74 @@
-"""Comparison figures: forest plots of effects, the ladder, per-class differences."""
+"""Comparison figures: seeds and means of a few models, forest plots of effects, the ladder,
+per-class differences."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from cifarkit.plots.style import new_figure, palette, styled
+from cifarkit.plots.style import (
+    FONT_SIZE,
+    SMALL_FONT_SIZE,
+    model_colour,
+    new_figure,
+    palette,
+    styled,
+)
+
+
+def _seed_offsets(n: int, spread: float = 0.22) -> np.ndarray:
+    """Vertical offsets that keep ``n`` dots on one row apart (deterministic, no jitter)."""
+    if n <= 1:
+        return np.zeros(max(n, 0))
+    return np.linspace(-spread / 2, spread / 2, n)
+
+
+@styled
+def seed_comparison(per_seed: pd.DataFrame, summary: pd.DataFrame, title: str | None = None,
+                    scale: float = 100.0, xlabel: str = "test accuracy (%)") -> Figure:
+    """The headline as a picture: one row per model, each seed a dot, and beside the dots the
+    mean with its 95% Student-t interval over seeds, the mean written at the bar's end.
+
+    ``per_seed`` has one column per model (rows: seeds) and ``summary`` one row per model
+    (``mean``, ``low``, ``high``, ``n``), as in :class:`cifarkit.studies.variants.Comparison`.
+    Models are drawn top to bottom in ``summary``'s order, each in its family's colour
+    (:func:`~cifarkit.plots.style.model_colour`). A model with one seed has no interval.
+    """
+    labels = [str(label) for label in summary.index]
+    n = len(labels)
+    fig, ax = new_figure(height=1.1 + 0.9 * max(n, 1))
+    for i, label in enumerate(labels):
+        y = n - 1 - i
+        colour = model_colour(label)
+        seeds = per_seed[label].dropna().to_numpy(float) * scale if label in per_seed else np.array([])
+        ax.plot(seeds, y + 0.12 + _seed_offsets(len(seeds)), "o", color=colour, markersize=7, alpha=0.75,
+                markeredgecolor="white", markeredgewidth=0.6, label="one seed" if i == 0 else None)
+        s = summary.loc[label]
+        mean = float(s["mean"]) * scale
+        if pd.notna(s["low"]):
+            ax.errorbar(mean, y - 0.22, xerr=[[mean - float(s["low"]) * scale], [float(s["high"]) * scale - mean]],
+                        fmt="D", color=colour, ecolor=colour, elinewidth=2.2, capsize=5, markersize=7,
+                        label="mean, 95% interval over seeds" if i == 0 else None)
+            right = float(s["high"]) * scale
+        else:
+            ax.plot(mean, y - 0.22, "D", color=colour, markersize=7, label="mean" if i == 0 else None)
+            right = mean
+        ax.annotate(f"{mean:.1f}", (right, y - 0.22), xytext=(6, 0), textcoords="offset points",
+                    va="center", color=colour, fontsize=SMALL_FONT_SIZE)
+    ax.set_yticks(np.arange(n)[::-1], labels)
+    ax.set_ylim(-0.7, n - 0.4)
+    ax.margins(x=0.12)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", visible=False)
+    ax.tick_params(axis="y", length=0, labelsize=FONT_SIZE)
+    fig.legend(loc="outside lower center", ncols=2)
+    fig.suptitle(title or "Each seed (dots); the mean and its 95% interval over seeds (bars)")
+    return fig
 
 
 @styled
@@ -19,35 +79,63 @@ def comparison_forest(rows: pd.DataFrame, title: str | None = None, scale: float
     ``rows`` has columns ``group``, ``variant``, ``mean_diff``, ``low``, ``high`` and
     ``per_seed`` (a sequence of per-seed differences, drawn as ticks), and optionally
     ``role``: a primary comparison is drawn as a filled marker and labelled "(primary)",
-    an exploratory one as an open marker. Groups are drawn top to bottom in order; a line
-    at zero marks "no difference". Intervals are the raw (unadjusted) t intervals.
+    an exploratory one as an open marker; and ``model``: the row's model, which sets its
+    colour (:func:`~cifarkit.plots.style.model_colour`; without it each group has a colour).
+    Groups are drawn top to bottom in order, each under its name; a line at zero marks "no
+    difference". Intervals are the raw (unadjusted) t intervals. The figure spans the text
+    width at every number of rows, its labels at the report's font size.
     """
-    n = len(rows)
-    fig, ax = new_figure(width=8.5, height=0.9 + 0.42 * max(n, 1))
-    colours = palette()
     groups = list(dict.fromkeys(rows["group"]))
-    y_labels = []
-    roles = rows["role"].tolist() if "role" in rows else [None] * n
-    for i, (row, role) in enumerate(zip(rows.itertuples(), roles, strict=True)):
-        y = n - 1 - i
-        colour = colours[groups.index(row.group) % len(colours)]
+    colours = palette()
+    roles = rows["role"].tolist() if "role" in rows else [None] * len(rows)
+    models = rows["model"].tolist() if "model" in rows else [None] * len(rows)
+    # One line per group heading and per variant, top to bottom.
+    lines: list[tuple[str, Any]] = []
+    for group in groups:
+        lines.append(("group", group))
+        lines += [("row", i) for i in np.flatnonzero((rows["group"] == group).to_numpy())]
+    n = len(lines)
+    fig, ax = new_figure(height=1.3 + 0.36 * max(n, 1))
+    ticks, tick_labels, headings = [], [], []
+    for position, (kind, item) in enumerate(lines):
+        y = n - 1 - position
+        if kind == "group":
+            ticks.append(y)
+            tick_labels.append(str(item))
+            headings.append(len(tick_labels) - 1)
+            continue
+        row, role, model = rows.iloc[item], roles[item], models[item]
+        colour = model_colour(model) if model else colours[groups.index(row["group"]) % len(colours)]
         face = "white" if role == "exploratory" else colour
-        if pd.notna(row.low):
-            ax.errorbar(row.mean_diff * scale, y, xerr=[[(row.mean_diff - row.low) * scale],
-                                                        [(row.high - row.mean_diff) * scale]],
-                        fmt="o", color=colour, ecolor=colour, capsize=4, markersize=6, markerfacecolor=face)
+        mean = row["mean_diff"] * scale
+        if pd.notna(row["low"]):
+            ax.errorbar(mean, y, xerr=[[mean - row["low"] * scale], [row["high"] * scale - mean]], fmt="o",
+                        color=colour, ecolor=colour, elinewidth=1.8, capsize=4, markersize=7, markerfacecolor=face)
         else:
-            ax.plot(row.mean_diff * scale, y, "o", color=colour, markersize=6, markerfacecolor=face)
-        seeds = np.asarray(list(row.per_seed), float) * scale
-        ax.plot(seeds, np.full(len(seeds), y - 0.18), "|", color=colour, markersize=7, alpha=0.8)
-        y_labels.append(f"{row.group}: {row.variant}" + (" (primary)" if role == "primary" else ""))
+            ax.plot(mean, y, "o", color=colour, markersize=7, markerfacecolor=face)
+        seeds = np.asarray(list(row["per_seed"]), float) * scale
+        ax.plot(seeds, np.full(len(seeds), y - 0.22), "|", color=colour, markersize=8, alpha=0.8)
+        ticks.append(y)
+        tick_labels.append(f"{row['variant']}" + (" (primary)" if role == "primary" else ""))
     ax.axvline(0, color="0.3", linewidth=1, linestyle="--")
-    ax.set_yticks(np.arange(n)[::-1], y_labels)
+    ax.set_yticks(ticks, tick_labels)
+    for index in headings:
+        label = ax.get_yticklabels()[index]
+        label.set_fontweight("bold")
+        label.set_fontsize(FONT_SIZE)
+    ax.tick_params(axis="y", length=0)
     ax.set_ylim(-0.8, n - 0.4)
-    legend = "; filled: primary, open: exploratory" if "role" in rows else ""
-    ax.set_xlabel(f"difference to the reference ({unit}); bars: 95% t CI over seeds, ticks: seeds{legend}")
+    ax.set_xlabel(f"difference to the reference ({unit})")
     ax.grid(axis="y", visible=False)
-    fig.suptitle(title or "Ablations: change against the reference recipe")
+    grey = "0.35"
+    handles = [Line2D([], [], marker="o", color=grey, linestyle="-", markersize=7, label="mean, 95% interval"),
+               Line2D([], [], marker="|", color=grey, linestyle="none", markersize=8, label="one seed")]
+    if "role" in rows:
+        handles += [Line2D([], [], marker="o", color=grey, linestyle="none", markersize=7, label="primary"),
+                    Line2D([], [], marker="o", color=grey, markerfacecolor="white", linestyle="none", markersize=7,
+                           label="exploratory")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    fig.suptitle(title or "Change in test accuracy against the reference recipe")
     return fig
 
 
@@ -57,14 +145,14 @@ def ladder_figure(steps: Sequence[str], summary: pd.DataFrame, per_seed: pd.Data
     """The ablation ladder: test accuracy per step (mean, 95% CI, seeds as ticks) beside the
     training minutes per run; steps without runs are listed and left empty."""
     n = len(steps)
-    fig, (acc_ax, time_ax) = new_figure(width=9.5, height=1.0 + 0.42 * max(n, 1), ncols=2, sharey=True,
-                                     gridspec_kw={"width_ratios": [3, 1]})
-    colour = palette()[0]
+    fig, (acc_ax, time_ax) = new_figure(height=1.2 + 0.4 * max(n, 1), ncols=2, sharey=True,
+                                        gridspec_kw={"width_ratios": [3, 1]})
+    colour = model_colour("airbench")
     for i, step in enumerate(steps):
         y = n - 1 - i
         if step not in summary.index:
             acc_ax.text(0.01, y, "not run", transform=acc_ax.get_yaxis_transform(), va="center",
-                        color="0.45", fontsize=9)
+                        color="0.45", fontsize=SMALL_FONT_SIZE)
             continue
         s = summary.loc[step]
         if pd.notna(s["low"]):
@@ -75,10 +163,10 @@ def ladder_figure(steps: Sequence[str], summary: pd.DataFrame, per_seed: pd.Data
             acc_ax.plot(s["mean"] * scale, y, "o", color=colour, markersize=6)
         seeds = per_seed[step].dropna().to_numpy(float) * scale
         acc_ax.plot(seeds, np.full(len(seeds), y - 0.18), "|", color=colour, markersize=7, alpha=0.8)
-        time_ax.barh(y, minutes[step], color=palette()[1], height=0.5)
+        time_ax.barh(y, minutes[step], color="0.6", height=0.5)
     acc_ax.set_yticks(np.arange(n)[::-1], list(steps))
     acc_ax.set_ylim(-0.8, n - 0.4)
-    acc_ax.set_xlabel("test accuracy (%); bars: 95% CI, ticks: seeds")
+    acc_ax.set_xlabel("test accuracy (%)\nbars: 95% interval, ticks: seeds")
     time_ax.set_xlabel("training min / run")
     for ax in (acc_ax, time_ax):
         ax.grid(axis="y", visible=False)
@@ -99,9 +187,9 @@ def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str 
     classes = [str(c) for c in next(iter(summaries.values())).index]
     x = np.arange(len(classes))
     width = 0.8 / max(len(labels), 1)
-    fig, ax = new_figure(width=9.0, height=3.8)
+    fig, ax = new_figure(height=3.8)
     lows, highs = [], []
-    for i, (label, colour) in enumerate(zip(labels, palette(len(labels)), strict=True)):
+    for i, (label, colour) in enumerate(zip(labels, [model_colour(label) for label in labels], strict=True)):
         summary = summaries[label].loc[classes]
         mean = summary["mean"].to_numpy()
         pos = x + (i - (len(labels) - 1) / 2) * width
@@ -118,7 +206,7 @@ def per_class_comparison_bars(summaries: Mapping[str, pd.DataFrame], title: str 
     ax.set_ylabel("test accuracy")
     ax.grid(axis="x", visible=False)
     ax.legend(ncols=len(labels), loc="upper center", bbox_to_anchor=(0.5, 1.13))
-    fig.suptitle(title or "Per-class test accuracy (mean over seeds, 95% t CI over seeds, not clipped)")
+    fig.suptitle(title or "Per-class test accuracy: mean over seeds, 95% interval over seeds")
     return fig
 
 
@@ -129,7 +217,7 @@ def accuracy_vs_size_figure(table: pd.DataFrame, labels: Mapping[str, str] | Non
 
     ``labels`` maps a strategy to its legend text; ``table`` is :func:`cifarkit.studies.transfer.results_table`'s long table.
     """
-    fig, ax = new_figure(width=8.0, height=4.6)
+    fig, ax = new_figure(height=4.4)
     colours = palette()
     for i, (strategy, rows) in enumerate(table.groupby("strategy", sort=False)):
         rows = rows.sort_values("size")
@@ -142,6 +230,6 @@ def accuracy_vs_size_figure(table: pd.DataFrame, labels: Mapping[str, str] | Non
     ax.set_xscale("log")
     ax.set_xlabel("task-B training images (log scale)")
     ax.set_ylabel("test accuracy on task B (%)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(loc="best")
     fig.suptitle(title or "Split-CIFAR transfer: accuracy against training-set size")
     return fig

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from cifarkit.plots.style import (
     CHANNEL_NAMES,
+    FIGURE_WIDTH,
     SPLIT_ORDER,
     bare_image_axes,
     new_figure,
@@ -27,7 +28,7 @@ def class_balance_bars(balance: pd.DataFrame, title: str | None = None) -> Figur
     table = balance.drop(index="total", errors="ignore")
     splits = [s for s in SPLIT_ORDER if s in table.columns]
     classes = [str(c) for c in table.index]
-    fig, ax = new_figure(width=9, height=3.6)
+    fig, ax = new_figure(height=3.4)
     colours = split_colours()
     width = 0.8 / max(len(splits), 1)
     x = np.arange(len(classes))
@@ -45,13 +46,14 @@ def class_balance_bars(balance: pd.DataFrame, title: str | None = None) -> Figur
 
 @styled
 def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | None = None,
-                cell_inches: float = 0.6, gap: int = 2) -> Figure:
+                gap: int = 2) -> Figure:
     """A grid of images: one row per class (labelled), ``per_class`` columns.
 
     ``images`` has shape ``(classes, per_class, H, W, 3)`` (uint8), e.g. from
     :func:`cifarkit.data.statistics.sample_images`. The images are tiled into one mosaic with
     ``gap`` white pixels between them and drawn pixel for pixel
-    (``interpolation="nearest"``), without smoothing; one axes keeps it fast.
+    (``interpolation="nearest"``), without smoothing; one axes keeps it fast. The grid spans
+    the figure's width (:data:`~cifarkit.plots.style.FIGURE_WIDTH`).
     """
     images = np.asarray(images)
     if images.ndim != 5 or images.shape[-1] != 3:
@@ -64,7 +66,8 @@ def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | Non
         for c in range(n_cols):
             top, left = r * (h + gap), c * (w + gap)
             mosaic[top:top + h, left:left + w] = images[r, c]
-    fig, ax = new_figure(width=1.2 + n_cols * cell_inches, height=0.3 + n_rows * cell_inches)
+    cell_inches = (FIGURE_WIDTH - 1.2) / max(n_cols, 1)
+    fig, ax = new_figure(height=0.3 + n_rows * cell_inches)
     ax.imshow(mosaic, interpolation="nearest", vmin=0, vmax=255)
     ax.set_yticks([r * (h + gap) + (h - 1) / 2 for r in range(n_rows)],
                   [str(name) for name in class_names])
@@ -81,7 +84,7 @@ def channel_histograms(histograms: Mapping[str, np.ndarray], title: str | None =
     :func:`cifarkit.data.statistics.split_histograms`. With ``density`` each line is the share
     of that split's pixels at each value, so splits of different sizes compare directly.
     """
-    fig, axes = new_figure(width=10, height=3.2, nrows=1, ncols=3, sharey=True, squeeze=False)
+    fig, axes = new_figure(height=3.0, nrows=1, ncols=3, sharey=True, squeeze=False)
     colours = split_colours()
     order = [s for s in SPLIT_ORDER if s in histograms] + [s for s in histograms if s not in SPLIT_ORDER]
     for c, channel in enumerate(CHANNEL_NAMES):

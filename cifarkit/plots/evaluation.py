@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cifarkit.plots.style import bare_image_axes, new_figure, palette, styled
+from cifarkit.plots.style import (
+    FIGURE_WIDTH,
+    SMALL_FONT_SIZE,
+    TINY_FONT_SIZE,
+    bare_image_axes,
+    new_figure,
+    palette,
+    styled,
+)
 
 # Figures of cifarkit.evaluation.metrics / cifarkit.evaluation.stats results: reliability diagram,
 # confusion matrix, per-class accuracy with CIs over seeds, seed-averaged curves, galleries.
@@ -21,7 +29,7 @@ def reliability_diagram(tables: Mapping[str, pd.DataFrame], ece: Mapping[str, fl
     each confidence bin against the diagonal, the gap shaded, and the share of examples per
     bin below. ``tables`` come from :func:`cifarkit.evaluation.metrics.reliability_table`."""
     names = list(tables)
-    fig, axes = new_figure(width=4.2 * len(names), height=4.6, nrows=2, ncols=len(names), squeeze=False,
+    fig, axes = new_figure(height=4.4, nrows=2, ncols=len(names), squeeze=False,
                         height_ratios=[3, 1], sharex=True)
     colours = palette()
     for c, name in enumerate(names):
@@ -46,7 +54,7 @@ def reliability_diagram(tables: Mapping[str, pd.DataFrame], ece: Mapping[str, fl
         hist.bar(centre, share, width, color=colours[7], edgecolor="white", linewidth=0.5)
         hist.set_xlabel("confidence (top probability)")
         hist.set_ylabel("share")
-    axes[0, 0].legend(loc="upper left", fontsize="small")
+    axes[0, 0].legend(loc="upper left")
     if title:
         fig.suptitle(title)
     return fig
@@ -59,12 +67,12 @@ def confusion_matrix_figure(normalised: np.ndarray, class_names: Sequence[str],
     with its percentage (and, if given, its count)."""
     matrix = np.asarray(normalised, np.float64)
     k = len(class_names)
-    fig, ax = new_figure(width=1.6 + 0.62 * k, height=1.2 + 0.55 * k)
+    fig, ax = new_figure(height=1.2 + (FIGURE_WIDTH - 1.6) / max(k, 1) * 0.9 * k)
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     for i in range(k):
         for j in range(k):
             text = f"{matrix[i, j] * 100:.0f}" if counts is None else f"{matrix[i, j] * 100:.0f}\n({int(counts[i, j])})"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7 if counts is None else 6,
+            ax.text(j, i, text, ha="center", va="center", fontsize=SMALL_FONT_SIZE if counts is None else TINY_FONT_SIZE,
                     color="white" if matrix[i, j] > 0.55 else "0.15")
     ax.set_xticks(range(k), [str(c) for c in class_names], rotation=45, ha="right")
     ax.set_yticks(range(k), [str(c) for c in class_names])
@@ -98,7 +106,7 @@ def per_class_accuracy_bars(summary: pd.DataFrame, per_seed: pd.DataFrame | None
     classes = [str(c) for c in summary.index]
     x = np.arange(len(classes))
     mean = summary["mean"].to_numpy()
-    fig, ax = new_figure(width=8.5, height=3.8)
+    fig, ax = new_figure(height=3.6)
     colours = palette()
     ax.bar(x, mean, 0.7, color=colours[0], label="mean over seeds")
     has_ci = summary["low"].notna().to_numpy()
@@ -123,14 +131,14 @@ def per_class_accuracy_bars(summary: pd.DataFrame, per_seed: pd.DataFrame | None
 
 @styled
 def mistake_gallery(rows: Mapping[str, tuple[np.ndarray, pd.DataFrame]], class_names: Sequence[str],
-                    title: str | None = None, cell_inches: float = 0.95, max_cols: int | None = None) -> Figure:
+                    title: str | None = None, max_cols: int | None = None) -> Figure:
     """Galleries of confident mistakes: one labelled row per entry of ``rows``.
 
     Each value is ``(images, mistakes)``: the images (``(n, H, W, 3)`` uint8, e.g.
     ``x_test[mistakes.index]``) and the table from
     :func:`cifarkit.evaluation.metrics.confident_mistakes` that selected them; each image is
     captioned ``true → predicted`` and the confidence. A single row of many images wraps
-    at ``max_cols``. Drawn as one mosaic on one axes, pixel for pixel.
+    at ``max_cols``. Drawn as one mosaic on one axes, pixel for pixel, across the figure's width.
     """
     cells: list[tuple[str, list[tuple[np.ndarray, str]]]] = []
     for label, (images, mistakes) in rows.items():
@@ -150,7 +158,8 @@ def mistake_gallery(rows: Mapping[str, tuple[np.ndarray, pd.DataFrame]], class_n
             break
     gap_x, gap_y = max(w // 8, 3), int(h * 0.55)
     mosaic = np.full((n_rows * (h + gap_y), n_cols * (w + gap_x) - gap_x, 3), 255, np.uint8)
-    fig, ax = new_figure(width=1.3 + n_cols * cell_inches, height=0.5 + n_rows * cell_inches * (h + gap_y) / h * 0.8)
+    cell_inches = (FIGURE_WIDTH - 1.3) / n_cols
+    fig, ax = new_figure(height=0.5 + n_rows * cell_inches * (h + gap_y) / h * 0.8)
     for r, (_, items) in enumerate(cells):
         for c, (img, _) in enumerate(items):
             top, left = r * (h + gap_y), c * (w + gap_x)
@@ -159,9 +168,9 @@ def mistake_gallery(rows: Mapping[str, tuple[np.ndarray, pd.DataFrame]], class_n
     for r, (_, items) in enumerate(cells):
         for c, (_, caption) in enumerate(items):
             ax.text(c * (w + gap_x) + (w - 1) / 2, r * (h + gap_y) + h + 0.5, caption, ha="center", va="top",
-                    fontsize=6, linespacing=1.0)
+                    fontsize=TINY_FONT_SIZE, linespacing=1.0)
         if not items:
-            ax.text(0, r * (h + gap_y) + h / 2, "no mistakes", va="center", fontsize=7, color="0.4")
+            ax.text(0, r * (h + gap_y) + h / 2, "no mistakes", va="center", fontsize=TINY_FONT_SIZE, color="0.4")
     ax.set_yticks([r * (h + gap_y) + (h - 1) / 2 for r in range(len(cells))], [label for label, _ in cells])
     bare_image_axes(ax, title)
     return fig

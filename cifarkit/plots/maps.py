@@ -13,7 +13,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cifarkit.interpret.faithfulness import METRICS, CurveResult
-from cifarkit.plots.style import new_figure, palette, styled
+from cifarkit.plots.style import (
+    FIGURE_WIDTH,
+    SMALL_FONT_SIZE,
+    TINY_FONT_SIZE,
+    new_figure,
+    palette,
+    styled,
+)
 
 HEATMAP = "inferno"
 
@@ -33,19 +40,20 @@ def _image_cell(ax: Any, picture: np.ndarray, title: str | None = None, ylabel: 
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
-        ax.set_title(title, fontsize=6)
+        ax.set_title(title, fontsize=TINY_FONT_SIZE)
     if ylabel:
-        ax.set_ylabel(ylabel, fontsize=8, rotation=0, ha="right", va="center")
+        ax.set_ylabel(ylabel, fontsize=SMALL_FONT_SIZE, rotation=0, ha="right", va="center")
 
 
 @styled
 def map_grid(images: np.ndarray, rows: Mapping[str, np.ndarray], titles: Sequence[str] | None = None,
-             title: str | None = None, cell_inches: float = 0.9, blend: bool = True) -> Figure:
+             title: str | None = None, blend: bool = True) -> Figure:
     """First row the images, then one labelled row per entry of ``rows`` (maps ``(n, H, W)``),
-    overlaid on the image (``blend``) or alone."""
+    overlaid on the image (``blend``) or alone, across the figure's width."""
     images = np.asarray(images)
     n = len(images)
-    fig, axes = new_figure(width=1.6 + n * cell_inches, height=0.4 + (len(rows) + 1) * cell_inches,
+    cell_inches = (FIGURE_WIDTH - 1.6) / max(n, 1)
+    fig, axes = new_figure(height=0.5 + (len(rows) + 1) * cell_inches,
                         nrows=len(rows) + 1, ncols=n, squeeze=False)
     for c in range(n):
         _image_cell(axes[0, c], images[c].astype(np.uint8), titles[c] if titles else None,
@@ -61,12 +69,13 @@ def map_grid(images: np.ndarray, rows: Mapping[str, np.ndarray], titles: Sequenc
 
 @styled
 def pair_maps_figure(pairs: Sequence[Any], images: np.ndarray, class_names: Sequence[str],
-                     method_label: str = "Grad-CAM", title: str | None = None, cell_inches: float = 0.9) -> Figure:
+                     method_label: str = "Grad-CAM", title: str | None = None) -> Figure:
     """Per confused pair (:class:`~cifarkit.interpret.mistakes.PairMaps`): the mistakes, the map
     for the predicted class and the map for the true class, one column per image."""
     n_cols = max((len(p.index) for p in pairs), default=1)
     n_rows = 3 * max(len(pairs), 1)
-    fig, axes = new_figure(width=1.9 + n_cols * cell_inches, height=0.4 + n_rows * cell_inches * 1.05,
+    cell_inches = (FIGURE_WIDTH - 1.9) / max(n_cols, 1)
+    fig, axes = new_figure(height=0.5 + n_rows * cell_inches * 1.1,
                         nrows=n_rows, ncols=n_cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -82,16 +91,17 @@ def pair_maps_figure(pairs: Sequence[Any], images: np.ndarray, class_names: Sequ
                         "predicted\nclass" if c == 0 else None)
             _image_cell(axes[top + 2, c], overlay(images[idx], p.map_true[c]), None,
                         "true\nclass" if c == 0 else None)
-    fig.suptitle(title or f"{method_label}: predicted vs true class on the worst confusion pairs", fontsize=10)
+    fig.suptitle(title or f"{method_label}: predicted vs true class on the worst confusion pairs")
     return fig
 
 
 @styled
-def class_mean_figure(means: Any, title: str | None = None, cell_inches: float = 0.85) -> Figure:
+def class_mean_figure(means: Any, title: str | None = None) -> Figure:
     """Mean map per class (columns), correct (top row) and wrong (bottom row) predictions,
     on one shared colour scale; the number of images in each title."""
     k = len(means.class_names)
-    fig, axes = new_figure(width=1.4 + k * cell_inches, height=0.9 + 2 * cell_inches * 1.15, nrows=2, ncols=k,
+    cell_inches = (FIGURE_WIDTH - 1.4) / max(k, 1)
+    fig, axes = new_figure(height=1.0 + 2 * cell_inches * 1.3, nrows=2, ncols=k,
                         squeeze=False)
     finite = means.means[np.isfinite(means.means)]
     vmax = float(finite.max()) if finite.size else 1.0
@@ -116,7 +126,7 @@ def class_mean_figure(means: Any, title: str | None = None, cell_inches: float =
 @styled
 def attention_stats_figure(table: pd.DataFrame, title: str | None = None) -> Figure:
     """Per class: mean map entropy and centre share with 95% CIs, vehicles and animals coloured."""
-    fig, axes = new_figure(width=9, height=3.2, ncols=2)
+    fig, axes = new_figure(height=3.2, ncols=2)
     colours = dict(zip(("vehicle", "animal"), palette(2), strict=True))
     x = np.arange(len(table))
     for ax, col, label, ref in ((axes[0], "entropy", "normalised entropy (1 = uniform)", 1.0),
@@ -131,7 +141,7 @@ def attention_stats_figure(table: pd.DataFrame, title: str | None = None) -> Fig
         ax.set_xticks(x, list(table.index), rotation=40, ha="right")
         ax.set_ylabel(label)
         ax.grid(axis="x", visible=False)
-    axes[0].legend(loc="best", fontsize=8)
+    axes[0].legend(loc="best")
     if title:
         fig.suptitle(title)
     return fig
@@ -140,7 +150,7 @@ def attention_stats_figure(table: pd.DataFrame, title: str | None = None) -> Fig
 @styled
 def curves_figure(curves: Mapping[str, CurveResult], title: str | None = None) -> Figure:
     """Mean deletion and insertion curves (target-class probability vs share of pixels) per method."""
-    fig, axes = new_figure(width=9, height=3.3, ncols=2, sharey=True)
+    fig, axes = new_figure(height=3.4, ncols=2, sharey=True)
     colours = palette(len(curves))
     for (label, res), colour in zip(curves.items(), colours, strict=True):
         dashed = "random" in label
@@ -149,11 +159,11 @@ def curves_figure(curves: Mapping[str, CurveResult], title: str | None = None) -
             auc = getattr(res, f"{kind}_auc").mean()
             ax.plot(res.fractions, curve.mean(axis=0), color=colour, linestyle="--" if dashed else "-",
                     label=f"{label} (AUC {auc:.3f})")
-    axes[0].set_title("deletion: most important pixels blurred first")
-    axes[1].set_title("insertion: most important pixels revealed first")
+    axes[0].set_title("deletion: most important\npixels blurred first")
+    axes[1].set_title("insertion: most important\npixels revealed first")
     for ax in axes:
         ax.set_xlabel("share of pixels")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=TINY_FONT_SIZE)
     axes[0].set_ylabel("probability of target class")
     if title:
         fig.suptitle(title)
@@ -165,7 +175,7 @@ def faithfulness_figure(summary: pd.DataFrame, title: str | None = None) -> Figu
     """One panel per metric: each method's mean with its 95% bootstrap CI; baselines hatched grey."""
     metrics = [m for m in METRICS if m in set(summary["metric"])]
     methods = list(dict.fromkeys(summary["method"]))
-    fig, axes = new_figure(width=3.0 * len(metrics), height=0.8 + 0.32 * len(methods), ncols=len(metrics),
+    fig, axes = new_figure(height=1.0 + 0.3 * len(methods), ncols=len(metrics),
                         sharey=True, squeeze=False)
     y = np.arange(len(methods))[::-1]
     colours = palette(len(methods))
@@ -177,7 +187,7 @@ def faithfulness_figure(summary: pd.DataFrame, title: str | None = None) -> Figu
             ax.errorbar(row["mean"], y[i], xerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
                         fmt="s" if grey else "o", color="0.45" if grey else colours[i], capsize=2)
         label, lower = METRICS[metric]
-        ax.set_title(f"{label}\n({'lower' if lower else 'higher'} is better)", fontsize=9)
+        ax.set_title(f"{label}\n({'lower' if lower else 'higher'} is better)", fontsize=SMALL_FONT_SIZE)
         ax.grid(axis="y", visible=False)
     axes[0, 0].set_yticks(y, methods)
     if title:
@@ -189,7 +199,7 @@ def faithfulness_figure(summary: pd.DataFrame, title: str | None = None) -> Figu
 def randomisation_figure(tables: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
     """Mean Spearman correlation with the trained model's maps as blocks are re-initialised
     from the top down (x: the block just randomised), with 95% bootstrap bands."""
-    fig, ax = new_figure(width=9, height=3.6)
+    fig, ax = new_figure(height=3.6)
     for (label, table), colour in zip(tables.items(), palette(len(tables)), strict=True):
         dashed = "control" in label.lower() or "guided" in label.lower()
         ax.plot(table["step"], table["spearman"], marker="o", markersize=3, color=colour,
@@ -200,7 +210,7 @@ def randomisation_figure(tables: Mapping[str, pd.DataFrame], title: str | None =
     ax.axhline(0, color="0.5", linewidth=1, linestyle=":")
     ax.set_xlabel("re-initialised down to (cumulative, top first)")
     ax.set_ylabel("Spearman ρ with original map")
-    ax.legend(fontsize=8)
+    ax.legend()
     if title:
         fig.suptitle(title)
     return fig
@@ -209,7 +219,7 @@ def randomisation_figure(tables: Mapping[str, pd.DataFrame], title: str | None =
 @styled
 def training_faithfulness_figure(table: pd.DataFrame, method_label: str, title: str | None = None) -> Figure:
     """Deletion and insertion AUC per epoch snapshot for the method and the random baselines (95% CIs)."""
-    fig, axes = new_figure(width=9, height=3.2, ncols=2)
+    fig, axes = new_figure(height=3.2, ncols=2)
     methods = list(dict.fromkeys(table["method"]))
     for ax, metric in zip(axes, ("deletion_auc", "insertion_auc"), strict=True):
         for method, colour in zip(methods, palette(len(methods)), strict=True):
@@ -219,10 +229,10 @@ def training_faithfulness_figure(table: pd.DataFrame, method_label: str, title: 
                         marker="o", capsize=2, color=colour, linestyle="--" if "random" in method else "-",
                         label=label)
         name, lower = METRICS[metric]
-        ax.set_title(f"{name} ({'lower' if lower else 'higher'} is better)", fontsize=9)
+        ax.set_title(f"{name}\n({'lower' if lower else 'higher'} is better)", fontsize=SMALL_FONT_SIZE)
         ax.set_xlabel("epoch")
         ax.set_xticks(sorted(set(table["epoch"])))
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     if title:
         fig.suptitle(title)
     return fig

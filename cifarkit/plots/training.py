@@ -15,7 +15,7 @@ from cifarkit.plots.style import new_figure, palette, split_colours, styled
 @styled
 def lr_finder_figure(result: Any, title: str | None = None) -> Figure:
     """Loss against learning rate (log axis) from :func:`cifarkit.training.lrfind.lr_find`, with the suggestions."""
-    fig, ax = new_figure(width=6.4, height=4.0)
+    fig, ax = new_figure(height=4.0)
     lrs = np.asarray(result.lrs)
     ax.plot(lrs, result.losses, alpha=0.3, label="per-batch loss")
     ax.plot(lrs, result.smoothed, label="smoothed loss")
@@ -86,7 +86,7 @@ def seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) ->
     """
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = new_figure(width=9.0, height=3.9, ncols=2)
+    fig, axes = new_figure(height=3.5, ncols=2)
     colours = split_colours()
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         if metric in curves:
@@ -99,7 +99,7 @@ def seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) ->
     labelled = [ax for ax in (axes[1], axes[0]) if ax.get_legend_handles_labels()[0]]
     if labelled:  # one legend, on the accuracy panel when it has curves
         labelled[0].legend()
-    fig.suptitle(_title(title, "Training curves", curves), fontsize=10)
+    fig.suptitle(_title(title, "Training curves", curves))
     return fig
 
 
@@ -116,7 +116,7 @@ def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None 
 
     names = list(curves)
     nrows = max(1, -(-len(names) // ncols))
-    fig, axes = new_figure(width=2.2 * ncols, height=1.9 * nrows + 0.7, nrows=nrows, ncols=ncols,
+    fig, axes = new_figure(height=1.7 * nrows + 0.8, nrows=nrows, ncols=ncols,
                         sharex=True, sharey=True, squeeze=False)
     colours = palette(len(names))
     # The axis spans [0, 1] and any part of a band beyond it, so nothing is cut off silently.
@@ -132,12 +132,12 @@ def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None 
                 ax.plot(curves[other].index.to_numpy(), curves[other]["mean"].to_numpy(), color="0.8",
                         linewidth=0.8)
         band(ax, curves[names[i]], colours[i], names[i])
-        ax.set_title(names[i], fontsize=10)
+        ax.set_title(names[i])
         ax.set_ylim(y_low, y_high)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if i % ncols == 0:
             ax.set_ylabel("val accuracy")
         if i // ncols == nrows - 1:
             ax.set_xlabel("epoch")
-    fig.suptitle(_title(title, "Per-class validation accuracy", curves), fontsize=10)
+    fig.suptitle(_title(title, "Per-class validation accuracy", curves))
     return fig
