@@ -148,14 +148,11 @@ class Plan:
         return group_references(group, self.architectures).get(variant, reference), variant
 
     def describe(self) -> str:
-        """One sentence for the chapter: what this profile ran, and each group's primary comparison."""
-        from cifarkit.evaluation.stats import MIN_SEEDS_FOR_CLAIM
-
+        """One sentence for the chapter: what this profile ran, and each group's primary comparison
+        (how many seeds a verdict needs is said once, on the report's how-to-read page)."""
         budget = ", ".join(f"{k} = {v}" for k, v in self.common.items()) or "the headline models' data and epochs"
         archs = " and ".join(_arch(a) for a in self.architectures)
         primaries = "; ".join(f"{g}: {v} against {r}" for g in self.groups for r, v in [self.primary(g)])
-        few = (f" With {self.seeds} seeds, fewer than {MIN_SEEDS_FOR_CLAIM}, a difference is called only when "
-               "it is decisive; otherwise the seeds are described." if self.seeds < MIN_SEEDS_FOR_CLAIM else "")
         kept = " and ".join(self.keep)
         others = ("every other contrast is exploratory, with Holm-adjusted p-values within its group"
                   if self.exploratory else f"of the exploratory arms only {kept} is trained at this budget"
@@ -163,7 +160,7 @@ class Plan:
         return (f"Profile {self.profile}: {self.seeds} seeds per variant; augmentation on/off for {archs}; "
                 f"the single-factor groups ({', '.join(g for g in self.groups if g != 'augmentation')}) on "
                 f"{_arch(self.base)}; budget: {budget}. Primary comparisons, declared in the study "
-                f"definition, each removing one component of the recipe ({primaries}); {others}.{few}")
+                f"definition, each removing one component of the recipe ({primaries}); {others}.")
 
 
 def default_plan(profile: str, **changes: Any) -> Plan:
@@ -248,14 +245,39 @@ def run_ablations(plan: Plan, *, train: bool = True) -> dict[str, Comparison]:
 def forest_rows(comparisons: Mapping[str, Comparison]) -> pd.DataFrame:
     """Rows for :func:`cifarkit.plots.comparison_forest`: every variant against its own reference
     (in the augmentation group, the same architecture's crop + flip), with its role (primary or
-    exploratory) and raw and Holm-adjusted p-values."""
+    exploratory), raw and Holm-adjusted p-values, and its model (which colours its row)."""
     rows = []
     for group, comparison in comparisons.items():
         holm = comparison.holm()
         for label, effect in comparison.paired.items():
             variant = label.replace(", no augmentation", ": no augmentation") if group == "augmentation" else label
+            model = comparison.configs[label].model.name if label in comparison.configs else None
             rows.append({"group": group, "variant": variant, "mean_diff": effect.mean_diff, "low": effect.low,
                          "high": effect.high, "per_seed": list(effect.diffs), "role": comparison.role(label),
-                         "p": effect.p_value, "p_holm": holm.get(label)})
+                         "p": effect.p_value, "p_holm": holm.get(label), "model": model})
     return pd.DataFrame(rows, columns=["group", "variant", "mean_diff", "low", "high", "per_seed", "role",
-                                       "p", "p_holm"])
+                                       "p", "p_holm", "model"])
+
+
+def group_text(comparison: Comparison | None) -> str:
+    """A group's sentences for the chapter: its primary comparison's, then each exploratory
+    one's (:meth:`~cifarkit.studies.variants.Comparison.sentences`); ``None`` (a group the
+    chapter's ``groups`` parameter left out) says so."""
+    if comparison is None:
+        return "This group was not run (groups parameter)."
+    return " ".join(comparison.sentences())
+
+
+def details_table(comparisons: Mapping[str, Comparison]) -> pd.DataFrame:
+    """Every group's :meth:`~cifarkit.studies.variants.Comparison.details_table` in one table,
+    indexed by group and variant: seeds, reference, raw and Holm-adjusted p, training minutes."""
+    tables = {group: c.details_table() for group, c in comparisons.items()}
+    if not tables:
+        return pd.DataFrame()
+    return pd.concat(tables, names=["group", "variant"])
+
+
+def provenance(comparisons: Mapping[str, Comparison]) -> str:
+    """Markdown: each group's runs (:meth:`~cifarkit.studies.variants.Comparison.provenance`)
+    under the group's name; a run shared by several groups is listed in each."""
+    return "\n\n".join(f"**{group.capitalize()}**\n\n{c.provenance()}" for group, c in comparisons.items())

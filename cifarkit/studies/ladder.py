@@ -175,6 +175,54 @@ class Ladder:
                 overall, f"the first step ({self.steps[0]})", "the full recipe", metric="test accuracy"))
         return out
 
+    def summary_table(self, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
+        """:meth:`table` narrow enough for the page: each interval beside its estimate
+        (``estimate [low, high]``), and the seeds and minutes per run."""
+        pairs, rows = self.step_pairs(), []
+        summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
+        for i, step in enumerate(self.steps):
+            if step not in summary.index:
+                rows.append({"step": step, "test accuracy, % [95% CI]": "not run", "seeds": 0,
+                             "Δ vs previous step, points [95% CI]": "", "train min/run": ""})
+                continue
+            s, pair = summary.loc[step], pairs.get(step)
+            accuracy = (f"{s['mean'] * scale:.{digits}f} "
+                        f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}")
+            if i == 0:
+                diff = "start"
+            elif pair is None:
+                diff = "previous step not run"
+            else:
+                diff = (f"{pair.mean_diff * scale:+.{digits}f} "
+                        + stats.interval_text(pair.low, pair.high, scale=scale, digits=digits, signed=True,
+                                              missing="(no interval)")).replace("-", "−")
+            rows.append({"step": step, "test accuracy, % [95% CI]": accuracy, "seeds": int(s["n"]),
+                         "Δ vs previous step, points [95% CI]": diff,
+                         "train min/run": f"{self.comparison.train_minutes[step]:.1f}"})
+        return pd.DataFrame(rows).set_index("step")
+
+    def status(self) -> str:
+        """How many of the steps have runs, in a sentence."""
+        return f"{len(self.steps) - len(self.missing)} of {len(self.steps)} steps have runs."
+
+    def text(self) -> str:
+        """:meth:`sentences` as one paragraph, or why there is none."""
+        return " ".join(self.sentences()) or "No two steps that can be compared have runs yet, so no gain can be measured."
+
+    def primary_sentence(self) -> str:
+        """The ladder's primary comparison, the full recipe against the plain network, in the
+        report's words (:func:`cifarkit.evaluation.verdicts.describe_comparison`), or why it is
+        not measured."""
+        overall = self.overall()
+        if overall is None:
+            return "The first and the last step do not both have runs, so the full recipe is not compared with the plain network."
+        return verdicts.describe_comparison(overall, f"the first step ({self.steps[0]})", "the full recipe",
+                                            metric="test accuracy")
+
+    def provenance(self) -> str:
+        """Markdown list of the runs behind the ladder (:meth:`Comparison.provenance`)."""
+        return self.comparison.provenance() if self.comparison is not None else "No ladder step has runs yet."
+
     def figure(self):
         """Accuracy per step with CIs beside training minutes (:func:`cifarkit.plots.ladder_figure`)."""
         from cifarkit.plots import ladder_figure

@@ -200,11 +200,27 @@ class GridRun:
         return float(self.run.metrics()["test_accuracy"])
 
 
-def train_source(plan: StudyPlan, seed: int = 0):
-    """The task-A ResNet20 (trained once, then cached)."""
+def _run(cfg: ExperimentConfig, seed: int, label: str, train: bool):
+    """The complete run of (``cfg``, ``seed``): trained when missing if ``train``, else a
+    missing run is an error naming the command that makes it."""
     from cifarkit.runs import get_or_train
 
-    return get_or_train(source_config(plan), seed, label="[transfer source] ")
+    if train:
+        return get_or_train(cfg, seed, label=label)
+    from cifarkit.data.identity import data_hash_for
+    from cifarkit.runs import locate
+    from cifarkit.studies.variants import train_command
+
+    run = locate(cfg, seed, data_hash_for(cfg.data))
+    if not run.complete:
+        raise CifarkitError(f"run {run.path.name} ({label.strip()} seed {seed}) is {run.status}; make it with: "
+                            f"{train_command(cfg, [seed])}")
+    return run
+
+
+def train_source(plan: StudyPlan, seed: int = 0, *, train: bool = True):
+    """The task-A ResNet20 (trained once, then cached; ``train=False``: only looked up)."""
+    return _run(source_config(plan), seed, "[transfer source] ", train)
 
 
 def grid_cells(plan: StudyPlan) -> list[tuple[str, int, int]]:
@@ -215,16 +231,16 @@ def grid_cells(plan: StudyPlan) -> list[tuple[str, int, int]]:
     return cells
 
 
-def run_grid(plan: StudyPlan) -> tuple[Any, list[GridRun]]:
-    """Train (or fetch) the source, then every (strategy, size, seed) target run."""
-    from cifarkit.runs import get_or_train
-
-    source = train_source(plan)
+def run_grid(plan: StudyPlan, *, train: bool = True) -> tuple[Any, list[GridRun]]:
+    """Train (or fetch) the source, then every (strategy, size, seed) target run; with
+    ``train=False`` a missing run is an error instead of a training (the introduction, which
+    executes after this chapter, reads the runs this way)."""
+    source = train_source(plan, train=train)
     cells = grid_cells(plan)
     done = []
     for i, (strategy, size, seed) in enumerate(cells, start=1):
         cfg = target_config(plan, strategy, size, source.path.name)
-        run = get_or_train(cfg, seed, label=f"[transfer {i}/{len(cells)} {strategy} n={size}] ")
+        run = _run(cfg, seed, f"[transfer {i}/{len(cells)} {strategy} n={size}] ", train)
         done.append(GridRun(strategy, size, seed, run))
     return source, done
 

@@ -8,9 +8,9 @@ mean with a Student-t 95% interval, and paired differences against a reference v
 matched seeds (each variant may name its own reference, e.g. the same architecture's
 recipe). One contrast may be declared *primary*; every other one is exploratory and
 carries a Holm-adjusted p-value beside its raw one. Sentences come from
-:func:`cifarkit.evaluation.verdicts.verdict`. :func:`runs_caption` is the caption text that
-names the runs behind a figure; :func:`recipe_differences` states what two configs set
-differently.
+:func:`cifarkit.evaluation.verdicts.verdict`. :func:`runs_provenance` lists the runs behind a
+figure (config, data and run folders) for a page's provenance block; :func:`runs_caption` says
+the same in one line; :func:`recipe_differences` states what two configs set differently.
 """
 
 from __future__ import annotations
@@ -241,8 +241,48 @@ class Comparison:
             rows.append(row)
         return pd.DataFrame(rows).set_index("variant")
 
+    def summary_table(self, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
+        """The table a chapter shows, narrow enough for the page: each variant's role, its mean
+        with the 95% interval over seeds, and its difference to its reference with that
+        difference's interval (``estimate [low, high]``). :meth:`details_table` has the rest."""
+        rows = []
+        for label in self.summary.index:
+            s, p = self.summary.loc[label], self.paired.get(label)
+            accuracy = (f"{s['mean'] * scale:.{digits}f} "
+                        f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}")
+            if p is None:
+                diff = "reference"
+            else:
+                diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
+                if p.low is not None:
+                    diff += " " + stats.interval_text(p.low, p.high, scale=scale, digits=digits,
+                                                      signed=True).replace("-", "−")
+                else:
+                    diff += " (no spread)" if p.no_spread else " (1 seed)"
+            rows.append({"variant": label, "role": self.role(label), "test accuracy, % [95% CI]": accuracy,
+                         "Δ vs its reference, points [95% CI]": diff})
+        return pd.DataFrame(rows).set_index("variant")
+
+    def details_table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
+        """What :meth:`summary_table` leaves out: seeds, the reference of each contrast, the raw
+        and the Holm-adjusted p-value, and training minutes per run (:meth:`table` has all)."""
+        full = self.table(scale=scale, digits=digits)
+        columns = [c for c in ("seeds", "reference", "p (paired t)", "p (Holm)", "train min/run") if c in full]
+        return full[columns]
+
+    def figure(self, title: str | None = None):
+        """Each seed of each variant as a dot, the mean and its interval beside it
+        (:func:`cifarkit.plots.seed_comparison`)."""
+        from cifarkit.plots import seed_comparison
+
+        return seed_comparison(self.per_seed, self.summary, title=title)
+
     def caption(self) -> str:
         return runs_caption(self.configs, self.runs)
+
+    def provenance(self) -> str:
+        """Markdown list of the runs behind this comparison (:func:`runs_provenance`)."""
+        return runs_provenance(self.configs, self.runs)
 
 
 def compare(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int], *, reference: str,
@@ -331,3 +371,21 @@ def runs_caption(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Map
         parts.append(f"{label}: {cfg.name}, profile {cfg.profile}, config {cfg.content_hash()[:12]}, "
                      f"runs {', '.join(folders)} ({_seed_text(list(by_seed))})")
     return "Runs: " + "; ".join(parts) + "."
+
+
+def runs_provenance(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]]) -> str:
+    """Markdown list naming every run behind a figure or table, one item per variant: its
+    experiment and profile, config hash, data hash and run folders by seed (for a page's
+    collapsed provenance block; a caption says what is shown instead)."""
+    from cifarkit.data.identity import data_hash_for
+
+    lines = []
+    for label, cfg in configs.items():
+        by_seed = dict(sorted(runs.get(label, {}).items()))
+        # Each run records the data it was trained on; a run that does not was keyed by the config's.
+        data = sorted({str(run.summary.get("data_hash") or data_hash_for(cfg.data))[:12] for run in by_seed.values()})
+        folders = ", ".join(f"`{run.path.name}`" for run in by_seed.values()) or "none"
+        lines.append(f"- **{label}**: experiment `{cfg.name}`, profile `{cfg.profile}`, config "
+                     f"`{cfg.content_hash()[:12]}`, data {', '.join(f'`{d}`' for d in data) or 'unknown'}; "
+                     f"{_seed_text(list(by_seed))}: {folders}")
+    return "\n".join(lines)
