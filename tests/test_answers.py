@@ -1,6 +1,6 @@
 """The report's answers and layout helpers: the plain sentences each chapter opens with, the
-narrow tables, the provenance blocks and the figures' one size (all on fake numbers or fake
-runs; no training)."""
+narrow tables, the provenance blocks, the figures' one size, and the values Markdown pages
+quote (all on fake numbers or fake runs; no training)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from train_fixtures import tiny_image_tree, write_fake_run
 
 from cifarkit import plots
 from cifarkit.core.config import load_config
+from cifarkit.core.paths import project_root
 from cifarkit.data import splits_from_config
 from cifarkit.evaluation import stats
 from cifarkit.plots import style
-from cifarkit.publish import findings
+from cifarkit.publish import findings, sitevalues
 from cifarkit.studies import ablations, ladder, transfer
 from cifarkit.studies import variants as study
 
@@ -171,3 +172,12 @@ def test_model_families_keep_one_colour():
     assert style.model_family("ResNet20, no augmentation") == style.model_family("resnet56") == "ResNet"
     assert style.model_colour("baseline CNN") == style.model_colour("baseline_cnn") != style.model_colour("ResNet20")
     assert style.model_colour("constant LR") == (0.45, 0.45, 0.45)  # no family: grey
+
+
+def test_markdown_pages_quote_only_values_the_site_fills_in():
+    values = sitevalues.substitutions()
+    assert values["min_seeds"] == str(stats.MIN_SEEDS_FOR_CLAIM) and values["confidence"] == "95%"
+    page = (project_root() / "book" / "how_to_read.md").read_text()
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
+    assert used and used <= set(values), used - set(values)
+    assert not re.search(r"\b\d+ seeds\b", page)  # thresholds come from the code, never typed
