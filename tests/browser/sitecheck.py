@@ -5,6 +5,13 @@ port, crawls every internal HTML page reachable from ``index.html`` with Playwri
 Debian's Chromium, and collects *problems* (which fail the check) and *warnings*
 (reported only). Playwright's own crawler-free API is used because no library crawls a
 site and checks rendered images/anchors together; the crawl itself is a plain BFS.
+
+Every page is also measured at :data:`VIEWPORT` (1280 px wide), with every collapsed block
+(dropdowns, hidden code) opened so that what a reader can unfold is measured too: no table
+or figure may be wider than the article's text column or make its scroll container scroll
+sideways (``overflow``), and every figure image must render at least
+:data:`MIN_FIGURE_FRACTION` of the text column's width (``figure-width``). The screenshot
+of each page is taken before anything is opened, as a reader first sees it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+#: The window every page is opened, measured and photographed in.
+VIEWPORT = {"width": 1280, "height": 900}
+#: Tallest screenshot taken of a page (CSS px), from its top.
+MAX_SCREENSHOT_HEIGHT = 12_000
+#: Narrowest a figure image may render, as a share of the text column's width.
+MIN_FIGURE_FRACTION = 0.8
+#: Slack (CSS px) for sub-pixel rounding in the layout checks.
+_LAYOUT_SLACK = 1.5
 
 #: Elements that show a failed notebook cell or a docutils error in a rendered page.
 ERROR_SELECTORS = [
@@ -100,6 +116,57 @@ _INSPECT_JS = """([selectors, tracebackText]) => {
 }"""
 
 
+# Runs in the page: open every collapsed block, then measure the text column, every table
+# and every image against it. The text column is the article's content box (sphinx-book-theme's
+# article.bd-article; <main> or <body> on other sites). A table's scroll container is its
+# nearest ancestor (or itself) that scrolls sideways: it overflows when its content is wider
+# than its box.
+_LAYOUT_JS = r"""([slack]) => {
+  for (const d of document.querySelectorAll('details')) d.open = true;
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const style = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  const left = box.left + parseFloat(style.paddingLeft) + parseFloat(style.borderLeftWidth);
+  const width = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const right = left + width;
+  const describe = el => {
+    if (el.tagName === 'IMG') return 'image ' + (el.getAttribute('src') || '').split('/').pop().slice(0, 24);
+    const head = ((el.tHead || el.rows[0] || el).innerText || '').replace(/\s+/g, ' ').trim();
+    return 'table ' + JSON.stringify(head.slice(0, 60));
+  };
+  const scroller = el => {
+    for (let node = el; node && node !== article.parentElement; node = node.parentElement) {
+      const overflowX = getComputedStyle(node).overflowX;
+      if (['auto', 'scroll', 'hidden'].includes(overflowX) && node !== article) return node;
+    }
+    return null;
+  };
+  const overflows = [];
+  const check = el => {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) return null;  // not rendered
+    const reasons = [];
+    if (r.width > width + slack) reasons.push(`${Math.round(r.width)} px wide in a ${Math.round(width)} px column`);
+    else if (r.right > right + slack || r.left < left - slack) reasons.push('sticks out of the text column');
+    const s = scroller(el);
+    if (s && s.scrollWidth > s.clientWidth + slack) {
+      reasons.push(`scrolls sideways (${s.scrollWidth} px of content in ${s.clientWidth} px)`);
+    }
+    if (reasons.length) overflows.push({what: describe(el), why: reasons.join('; ')});
+    return r;
+  };
+  const tables = Array.from(article.querySelectorAll('table'));
+  tables.forEach(check);
+  const figures = [];
+  for (const img of article.querySelectorAll('img')) {
+    if (!(img.complete && img.naturalWidth > 0)) continue;  // a broken image is reported as such
+    const r = check(img);
+    if (r) figures.push({what: describe(img), fraction: r.width / width});
+  }
+  return {textWidth: width, tables: tables.length, overflows, figures};
+}"""
+
+
 @dataclasses.dataclass
 class Finding:
     """One problem (fails the check) or warning (reported only) on one page."""
@@ -124,6 +191,11 @@ class PageResult:
     redirect_to: str | None = None
     screenshot: str | None = None
     seconds: float = 0.0
+    text_width: float | None = None       # CSS px of the article's text column
+    tables: int = 0
+    figures: int = 0
+    overflowing: int = 0                  # tables and figures wider than the column or scrolling
+    narrowest_figure: float | None = None  # the narrowest figure image, as a share of the text width
 
 
 @dataclasses.dataclass
@@ -233,7 +305,7 @@ def check_site(site: Path, out_dir: Path | None, browser: Any, *,
         for old in out_dir.glob("*.png"):
             old.unlink()
     with serve(site) as base:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport=VIEWPORT)
         try:
             _crawl(base, start, context, report, out_dir, timeout_ms)
         finally:
@@ -361,8 +433,13 @@ def _visit(url: str, rel: str, base: str, context: Any, report: SiteReport,
             report.problems.append(Finding(rel, "error-cell", f"{err['selector']}: {err['text']}"))
         if out_dir is not None:
             shot = out_dir / _screenshot_name(rel)
-            page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms)
+            # The whole page, down to a cap: the API reference is tens of thousands of pixels
+            # tall, and photographing all of it takes Chromium longer than the check allows.
+            height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_SCREENSHOT_HEIGHT)
+            page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms,
+                            clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
             result.screenshot = shot.name
+        _check_layout(page, rel, result, report)
         return result, set(info["ids"]), info["links"]
     except Exception as exc:  # Playwright errors (timeouts, crashes) are findings, not aborts
         report.problems.append(Finding(rel, "page", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
@@ -371,6 +448,24 @@ def _visit(url: str, rel: str, base: str, context: Any, report: SiteReport,
         report.problems.extend(events)
         page.close()
         result.seconds = round(time.monotonic() - started, 2)
+
+
+def _check_layout(page: Any, rel: str, result: PageResult, report: SiteReport) -> None:
+    """Measure tables and figures against the text column (:data:`_LAYOUT_JS`); record the
+    page's figures in ``result`` and each overflow or narrow figure as a problem."""
+    layout = page.evaluate(_LAYOUT_JS, [_LAYOUT_SLACK])
+    result.text_width = round(layout["textWidth"], 1)
+    result.tables, result.figures = layout["tables"], len(layout["figures"])
+    result.overflowing = len(layout["overflows"])
+    for item in layout["overflows"]:
+        report.problems.append(Finding(rel, "overflow", f"{item['what']}: {item['why']}"))
+    fractions = [f["fraction"] for f in layout["figures"]]
+    result.narrowest_figure = round(min(fractions), 3) if fractions else None
+    for figure in layout["figures"]:
+        if figure["fraction"] < MIN_FIGURE_FRACTION:
+            report.problems.append(Finding(rel, "figure-width", f"{figure['what']} renders at "
+                                           f"{figure['fraction']:.0%} of the text width (at least "
+                                           f"{MIN_FIGURE_FRACTION:.0%} wanted)"))
 
 
 def _inspect(page: Any, timeout_ms: int) -> dict[str, Any]:

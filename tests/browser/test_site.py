@@ -2,8 +2,11 @@
 
 ``test_built_site`` crawls ``_build/html`` (or ``$CIFARKIT_SITE``): every page loads, every
 image renders, every internal link and anchor resolves, no page shows an error cell or
-raises a script error; screenshots and ``summary.json`` go to ``artifacts/site-check/``.
-``test_check_reports_each_fault`` proves the check can fail, on a hand-made site.
+raises a script error, and at a 1280 px window no table or figure is wider than the text
+column or scrolls sideways and every figure spans at least 80% of the column; a screenshot
+of every page and ``summary.json`` go to ``artifacts/site-check/`` (the folder is printed,
+with a line per page). ``test_check_reports_each_fault`` proves the check can fail, on a
+hand-made site.
 
 Skipped without Chromium, Playwright or a built site, unless ``CIFARKIT_REQUIRE_BROWSER=1``
 (CI), which turns every such skip into a failure.
@@ -70,6 +73,15 @@ def test_built_site(browser: Any) -> None:
     for page in report.pages:
         print(f"  {page.path}: HTTP {page.status}, {page.images} images, {page.links} links, "
               f"{page.seconds:.1f} s" + (f", redirects to {page.redirect_to}" if page.redirect_to else ""))
+    print("  layout at 1280 px (tables and figures against the text column; screenshot per page):")
+    print(f"    {'page':34} {'text px':>7} {'tables':>6} {'figures':>7} {'overflowing':>11} "
+          f"{'narrowest figure':>16}  screenshot")
+    for page in report.pages:
+        if page.text_width is None:
+            continue
+        narrowest = "-" if page.narrowest_figure is None else f"{page.narrowest_figure:.0%}"
+        print(f"    {page.path:34} {page.text_width:7.0f} {page.tables:6d} {page.figures:7d} "
+              f"{page.overflowing:11d} {narrowest:>16}  {OUT / page.screenshot if page.screenshot else '-'}")
     pages_by_warning: dict[tuple[str, str], list[str]] = {}
     for finding in report.warnings:  # the same toolchain warning on every page: print once
         pages_by_warning.setdefault((finding.kind, finding.detail), []).append(finding.page)
@@ -104,11 +116,15 @@ ZeroDivisionError: division by zero</pre></div></div>
 <script>console.error("boom from our page")</script>
 <script>fetch("data/missing.json").catch(() => null)</script>
 <script>throw new Error("uncaught in our page")</script>
+<div style="overflow-x: auto"><table><tr><td><div style="width: 3000px">a table wider than any text
+column</div></td></tr></table></div>
+<img src="_images/ok.png" alt="a small figure" style="width: 100px">
 </main></body></html>"""
 
 CLEAN_PAGE = """<!doctype html><html><head><title>good</title></head><body><main>
 <h1 id="top">Good</h1>
-<img src="_images/ok.png" alt="fine" width="10" height="10">
+<img src="_images/ok.png" alt="fine" style="width: 100%">
+<table><tr><th>model</th><th>test accuracy</th></tr><tr><td>a</td><td>81.2 [80.1, 82.3]</td></tr></table>
 <a href="home.html">home</a> <a href="#top">top</a> <a href="home.html#intro">intro</a>
 <a href="files/data.txt">download</a> <a href="https://example.org/">external, not fetched</a>
 <script>const THEBE_JS_URL = "x"</script><script>const THEBE_JS_URL = "x"</script>
@@ -155,10 +171,16 @@ def test_check_reports_each_fault(browser: Any, tmp_path: Path) -> None:
         ("bad.html", "console"): "boom from our page",
         ("bad.html", "script"): "uncaught in our page",
         ("bad.html", "request"): "data/missing.json",
+        ("bad.html", "overflow"): "scrolls sideways",
+        ("bad.html", "figure-width"): "of the text width",
     }
     for key, needle in expected.items():
         assert key in found and needle in found[key], f"{key} not reported; got:\n{details}"
     assert sum("missing.png" in p for p in by_page["bad.html"]) == 1
+    # The layout checks measure each page: the wide table and the 100-px image on the bad one.
+    bad, good = (next(p for p in report.pages if p.path == name) for name in ("bad.html", "good.html"))
+    assert bad.overflowing == 1 and bad.narrowest_figure is not None and bad.narrowest_figure < 0.8
+    assert good.overflowing == 0 and good.tables == 1 and good.narrowest_figure == pytest.approx(1.0, abs=0.01)
     # The clean pages have none; the known toolchain error is only a warning; the
     # external link is not fetched.
     assert "good.html" not in by_page and "home.html" not in by_page, details
