@@ -207,11 +207,11 @@ def test_batch_augmentation_is_seeded_and_translates_by_window() -> None:
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, _epoch_batches(aug, 2, x))
     # every output image is one 32x32 window of its reflect-padded source (some source)
-    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect").astype(np.float32)
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
     windows = {(i, dy, dx): padded[i, dy:dy + 32, dx:dx + 32] for i in range(len(x)) for dy in range(5) for dx in range(5)}
     for image in a[:8]:
         assert any(np.array_equal(image, w) for w in windows.values())
-    shifted = sum(not any(np.array_equal(image, x[i].astype(np.float32)) for i in range(len(x))) for image in a)
+    shifted = sum(not any(np.array_equal(image, x[i]) for i in range(len(x))) for image in a)
     assert shifted > len(a) // 2
 
 
@@ -219,8 +219,8 @@ def test_alternating_flip_flips_each_image_in_exactly_one_of_two_epochs() -> Non
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (48, 32, 32, 3)).astype(np.uint8)
     aug = AugmentConfig(crop_padding=0, flip=True, mode="batch", alternating_flip=True)
-    source = {img.tobytes(): i for i, img in enumerate(x.astype(np.float32))}
-    flipped_source = {img[:, ::-1].tobytes(): i for i, img in enumerate(x.astype(np.float32))}
+    source = {img.tobytes(): i for i, img in enumerate(x)}
+    flipped_source = {img[:, ::-1].tobytes(): i for i, img in enumerate(x)}
 
     def flipped_ids(epoch: int) -> set[int]:
         out = set()

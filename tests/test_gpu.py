@@ -211,3 +211,109 @@ def test_a_mixed_precision_model_is_rebuilt_to_compute_in_float32_with_its_weigh
     x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
     np.testing.assert_array_equal(predict_logits(rebuilt, x), predict_logits(plain, x))
     assert np.max(np.abs(predict_logits(mixed, x) - predict_logits(plain, x))) > 1e-3  # what it replaces
+
+
+# --------------------------------------------------------------------------- augmentation on the GPU
+
+AUGMENTS = {
+    "crop, flip and cutout": dict(crop_padding=4, flip=True, cutout=8),
+    "alternating flip": dict(crop_padding=2, flip=True, alternating_flip=True),
+    "none": dict(enabled=False),
+}
+
+
+@pytest.mark.parametrize("augment", list(AUGMENTS))
+def test_batches_augmented_on_the_device_are_the_pipelines_batches(augment):
+    """Same seeds, same batches: every batch of three epochs (a resumed run's, from epoch 1)
+    built on the device from indices and seeds equals the tf.data pipeline's, labels and
+    sample weights included. The device is this CPU; the ops are the same."""
+    import numpy as np
+
+    from cifarkit.core.config import AugmentConfig
+    from cifarkit.data.pipeline import device_batches, train_dataset
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (50, 32, 32, 3)).astype(np.uint8)
+    y, weights = np.arange(50) % 10, rng.random(50).astype(np.float32)
+    aug = AugmentConfig(mode="batch", **AUGMENTS[augment])
+    args = dict(num_classes=10, batch_size=16, seed=5, start_epoch=1, epochs=4, aug=aug, sample_weights=weights)
+    ids, feed = device_batches(x, y, device="/CPU:0", **args)
+    pairs = list(zip(train_dataset(x, y, **args), ids, strict=True))
+    assert len(pairs) == 3 * 4
+    for (images, labels, w), (batch, labels_d, w_d) in pairs:
+        on_device = feed.batch(batch)
+        assert images.dtype.name == "uint8" and on_device.dtype.name == "float32"
+        np.testing.assert_array_equal(on_device.numpy(), images.numpy().astype(np.float32))
+        np.testing.assert_array_equal(labels_d.numpy(), labels.numpy())
+        np.testing.assert_array_equal(w_d.numpy(), w.numpy())
+
+
+def test_the_device_augmentation_has_gpu_kernels_for_the_images_dtypes():
+    """What would make a GPU run fall back to its CPU for every batch: an op on the images
+    without a GPU kernel for their dtype (a plain tensor's gather and the reflect pad have no
+    uint8 one). Every op of DeviceFeed.batch that touches the image batch is checked against
+    TensorFlow's kernel registry (this wheel is a CUDA build: its GPU kernels are listed)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.framework import kernels
+
+    from cifarkit.core.config import AugmentConfig
+    from cifarkit.data.pipeline import device_batches
+
+    x = np.zeros((40, 32, 32, 3), np.uint8)
+    aug = AugmentConfig(mode="batch", crop_padding=4, flip=True, cutout=8)
+    ids, feed = device_batches(x, np.zeros(40, int), num_classes=10, batch_size=8, seed=0, start_epoch=0,
+                               epochs=1, aug=aug, device="/CPU:0")
+    spec = ids.element_spec[0]
+    graph = tf.function(feed.batch).get_concrete_function(spec).graph
+
+    def has_gpu_kernel(op) -> bool:
+        for kernel in kernels.get_registered_kernels_for_op(op.type).kernel:
+            if kernel.device_type == "GPU" and all(
+                    op.get_attr(c.name) in c.allowed_values.list.type for c in kernel.constraint):
+                return True
+        return False
+
+    image_ops = [op for op in graph.get_operations()
+                 if op.type == "ResourceGather" or any(out.shape.rank == 4 for out in op.outputs)]
+    assert {"ResourceGather", "Cast", "MirrorPad", "GatherV2", "ReverseV2", "SelectV2", "Mul"} <= {
+        op.type for op in image_ops}
+    missing = sorted({f"{op.type}({op.outputs[0].dtype.name if op.outputs else ''})" for op in image_ops
+                      if not has_gpu_kernel(op)})
+    assert missing == []
+
+
+@pytest.mark.slow
+def test_training_fed_from_the_device_ends_with_the_weights_of_the_pipelines(tmp_path):
+    """With a GPU (faked; TensorFlow places the 'GPU' variable on this CPU), batch augmentation
+    runs inside the training step; the run ends exactly where the tf.data run does."""
+    import numpy as np
+    from train_fixtures import tiny_experiment, tiny_image_tree
+
+    from cifarkit.core.config import load_config
+    from cifarkit.data import splits_from_config
+    from cifarkit.training import fit
+
+    data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=2)
+    extra = ("  precision: float32\n  augment: {enabled: true, mode: batch, crop_padding: 2, flip: true, "
+             "alternating_flip: true, cutout: 4}\n")
+    cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra=extra), None)
+    splits = splits_from_config(cfg.data)
+    fed = []
+    original = fit.feed_from_device
+
+    def spy(model, feed):
+        fed.append(feed)
+        original(model, feed)
+
+    with use_machine(PRESENT), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fit, "feed_from_device", spy)
+        assert fit.augment_on_gpu(cfg.train)
+        on_device = fit.train_run(cfg, 0, tmp_path / "device", splits)
+    with use_machine(ABSENT):
+        assert not fit.augment_on_gpu(cfg.train)
+        in_pipeline = fit.train_run(cfg, 0, tmp_path / "pipeline", splits)
+    assert len(fed) == 1
+    for a, b in zip(on_device.model.get_weights(), in_pipeline.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(on_device.test_logits, in_pipeline.test_logits)

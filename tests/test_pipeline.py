@@ -42,3 +42,24 @@ def test_batch_cutout_covers_full_squares_inside_and_clips_at_the_border():
                                                       mode="batch"), seed) for seed in range(8)])
     sizes = (images == 0).all(axis=-1).sum(axis=(1, 2))
     assert sizes.max() == 64 and sizes.min() < 64  # centred inside: full square; near a border: clipped
+
+
+@pytest.mark.parametrize("mode", ["per_image", "batch"])
+def test_batches_stay_uint8_until_the_model_casts_them(mode):
+    """A quarter of the bytes per batch copied to the device; the model's input casts to float32."""
+    import keras
+
+    from cifarkit.data.pipeline import eval_dataset
+
+    x = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(20) % 10
+    aug = AugmentConfig(enabled=True, crop_padding=2, flip=True, cutout=4, mode=mode)
+    images, labels = next(iter(train_dataset(x, y, num_classes=10, batch_size=8, seed=0, start_epoch=0, epochs=1,
+                                             aug=aug)))
+    assert images.dtype.name == "uint8" and labels.dtype.name == "float32"
+    assert next(iter(eval_dataset(x, y)))[0].dtype.name == "uint8"
+    inputs = keras.Input((32, 32, 3), dtype="float32")
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 1.0)(inputs))
+    out = model(images)
+    assert out.dtype == "float32"
+    np.testing.assert_array_equal(out.numpy(), images.numpy().astype(np.float32))

@@ -23,7 +23,13 @@ from cifarkit.core.config import ExperimentConfig, TrainConfig
 from cifarkit.core.progress import EpochProgress
 from cifarkit.core.repro import set_seeds
 from cifarkit.data import Splits
-from cifarkit.data.pipeline import eval_dataset, steps_per_epoch, train_dataset
+from cifarkit.data.pipeline import (
+    DeviceFeed,
+    device_batches,
+    eval_dataset,
+    steps_per_epoch,
+    train_dataset,
+)
 from cifarkit.models import build_model, float32_model, init_from_data, predict_logits
 from cifarkit.training import finetune
 from cifarkit.training.averaging import lookahead_callbacks
@@ -70,6 +76,33 @@ def configure_precision(cfg: ExperimentConfig) -> str:
     policy = precision.POLICIES[cfg.train.precision]
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def augment_on_gpu(cfg: TrainConfig) -> bool:
+    """Whether the training images go on the GPU and are augmented there, batch by batch: with
+    a GPU and ``batch`` augmentation (the same batches as the tf.data pipeline, see
+    :func:`cifarkit.data.pipeline.device_batches`; ``per_image`` stays in tf.data)."""
+    from cifarkit.core import precision
+
+    return bool(precision.machine().gpus) and cfg.augment.mode == "batch"
+
+
+def feed_from_device(model: keras.Model, feed: DeviceFeed) -> None:
+    """Make ``model``'s training step take the batches of :func:`~cifarkit.data.pipeline.device_batches`:
+    each batch's indices and seeds become its augmented images on the device
+    (:meth:`DeviceFeed.batch`) before Keras' own step runs on them.
+
+    Keras calls ``model.train_step`` when it builds the training function, so the step is set
+    on this model object only: the saved model, the validation pass and prediction are as
+    they were.
+    """
+    step = model.train_step
+
+    def train_step(data):
+        ids, *targets = data
+        return step((feed.batch(ids), *targets))
+
+    model.train_step = train_step
 
 
 class _FinalValidation(keras.callbacks.Callback):
@@ -188,9 +221,13 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
     weights = None
     if cfg.train.loss.class_weighted:
         weights = class_weights(splits.y_train, num_classes)[splits.y_train]
-    train_ds = train_dataset(splits.x_train, splits.y_train, num_classes=num_classes,
-                             batch_size=train_cfg.batch_size, seed=seed, start_epoch=start_epoch,
-                             epochs=train_cfg.epochs, aug=train_cfg.augment, sample_weights=weights)
+    batches = dict(num_classes=num_classes, batch_size=train_cfg.batch_size, seed=seed, start_epoch=start_epoch,
+                   epochs=train_cfg.epochs, aug=train_cfg.augment, sample_weights=weights)
+    if augment_on_gpu(train_cfg):
+        train_ds, feed = device_batches(splits.x_train, splits.y_train, device="/GPU:0", **batches)
+        feed_from_device(model, feed)
+    else:
+        train_ds = train_dataset(splits.x_train, splits.y_train, **batches)
     val_ds = eval_dataset(splits.x_val, splits.y_val, num_classes=num_classes)
 
     final_validation = _FinalValidation(splits.x_val, splits.y_val, num_classes, splits.class_names,
