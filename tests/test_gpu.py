@@ -317,3 +317,21 @@ def test_training_fed_from_the_device_ends_with_the_weights_of_the_pipelines(tmp
     for a, b in zip(on_device.model.get_weights(), in_pipeline.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(on_device.test_logits, in_pipeline.test_logits)
+
+
+def test_a_float16_run_is_refused_before_its_data_is_loaded_or_anything_is_written(tmp_path, monkeypatch):
+    from train_fixtures import tiny_experiment, tiny_image_tree
+
+    from cifarkit.core.config import load_config
+    from cifarkit.core.errors import CifarkitError
+    from cifarkit.runs import get_or_train, store
+    from cifarkit.runs.run import runs_root
+
+    data = tiny_image_tree(tmp_path / "data", train_per_class=2, test_per_class=1)
+    cfg = load_config(tiny_experiment(tmp_path, data, extra="  precision: float16\n"), None)
+    monkeypatch.setattr("cifarkit.data.splits_from_config", lambda *a, **k: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(store, "_train_into", lambda *a, **k: pytest.fail("training started"))
+    with use_machine(DRIVER_MISSING), pytest.raises(CifarkitError, match="needs a GPU") as error:
+        get_or_train(cfg, 0)
+    assert DRIVER_MISSING.reason in str(error.value)
+    assert not runs_root().exists() or not any(runs_root().iterdir())

@@ -156,8 +156,10 @@ def share_gpus() -> int:
     GPU). Returns how many GPUs were set.
 
     It must run before TensorFlow initialises the GPUs, so it runs once, right after
-    TensorFlow's first import in a cifarkit process (:mod:`cifarkit.core.tfquiet`): training,
-    benchmarks, chapters and workers all start there. Without a GPU TensorFlow is not asked.
+    TensorFlow's first import in a process that cifarkit's entry points started
+    (:func:`cifarkit.core.startup.start` installs the hook of :mod:`cifarkit.core.tfquiet`):
+    the command, the chapters' kernels, the runners' workers and the benchmarks. Without a GPU
+    TensorFlow is not asked.
     """
     if not machine().gpus:
         return 0

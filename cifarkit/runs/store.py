@@ -89,6 +89,7 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
     >>> run = get_or_train(load_config("resnet20", "smoke"), seed=0)  # doctest: +SKIP
     >>> run.metrics()["test_accuracy"]  # doctest: +SKIP
     """
+    from cifarkit.core import precision
     from cifarkit.data import splits_from_config
     from cifarkit.data.identity import data_hash_for
 
@@ -106,6 +107,9 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
                             f"trains nothing ({NO_TRAIN_ENV}=1): make it with "
                             f"`{train_command(cfg.name, cfg.profile, [seed], cfg)}`, or pull it from the "
                             "remote store")
+    # float16 on a machine without a usable GPU stops here, before the data is loaded or a
+    # folder exists, so such a run can never be stored (or pushed) under a float16 key.
+    precision.require_device(cfg.train.precision)
     runs_root().mkdir(parents=True, exist_ok=True)
     lock = FileLock(run.lock_path)
     try:
@@ -170,9 +174,6 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
     from cifarkit.training.checkpoint import CheckpointManager, disk_full
     from cifarkit.training.fit import train_run
 
-    # float16 on a machine without a usable GPU stops here, before a folder exists, so such
-    # a run can never be stored (or pushed) under a float16 key.
-    precision.require_device(cfg.train.precision)
     started = time.perf_counter()  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
     # An unreadable or truncated checkpoint, or one of another precision, fails here, before anything is written.
     CheckpointManager(run.path / "checkpoint").latest(policy=precision.POLICIES[cfg.train.precision])
