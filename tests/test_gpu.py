@@ -335,3 +335,34 @@ def test_a_float16_run_is_refused_before_its_data_is_loaded_or_anything_is_writt
         get_or_train(cfg, 0)
     assert DRIVER_MISSING.reason in str(error.value)
     assert not runs_root().exists() or not any(runs_root().iterdir())
+
+
+def test_the_gpu_extra_pins_every_cuda_wheel_tensorflow_asks_for_as_its_lock_does():
+    """pyproject's gpu extra and requirements-gpu.lock name the same exact versions, and they
+    cover (within its ranges) every requirement of the installed TensorFlow's and-cuda extra."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from cifarkit.core.paths import project_root
+
+    root = project_root()
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    lock = [line for line in (root / "requirements-gpu.lock").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert sorted(extra) == sorted(lock)
+    pins = {}
+    for text in lock:
+        requirement = Requirement(text)
+        (spec,) = requirement.specifier  # exactly one ==
+        assert spec.operator == "==", text
+        pins[requirement.name] = spec.version
+    assert pins.pop("tensorflow") == importlib.metadata.version("tensorflow")
+    wanted = [Requirement(r) for r in importlib.metadata.requires("tensorflow")
+              if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "and-cuda"})
+              and not Requirement(r).marker.evaluate({"extra": ""})]
+    assert wanted, "the installed TensorFlow has no and-cuda extra"
+    for requirement in wanted:
+        assert requirement.name in pins, f"{requirement.name} is not pinned"
+        assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
