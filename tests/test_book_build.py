@@ -682,7 +682,9 @@ def test_real_book_build_smoke(tmp_path):
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
     shutil.copy(ROOT / "book" / "data.ipynb", root / "book" / "data.ipynb")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/data\n")
+    # The chapter links the page on how to read the report (copied as it is, never executed).
+    shutil.copy(ROOT / "book" / "how_to_read.md", root / "book" / "how_to_read.md")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/data\nchapters:\n  - file: book/how_to_read\n")
     art = tmp_path / "artifacts"
     real_cache = ROOT / "artifacts" / "cache"
     env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
