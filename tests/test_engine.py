@@ -226,6 +226,6 @@ def test_the_engine_table_gives_each_arm_its_median_range_and_ratios(tmp_path):
     assert "native bfloat16" in engine.machine_text(result)
     none, note = engine.chapter_view(tmp_path)
     assert none is None and "cifarkit bench engine" in note
-    (tmp_path / "engine-avx512f-bf16.json").write_text(__import__("json").dumps(result))
+    (tmp_path / "engine-avx512f-bf16-resnet20.json").write_text(__import__("json").dumps(result))
     shown, note = engine.chapter_view(tmp_path)
     assert len(shown) == len(plan) and note.startswith("Measured on Test CPU, 2 cores")

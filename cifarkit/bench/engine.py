@@ -182,25 +182,42 @@ def engine_table(result: dict[str, Any]) -> pd.DataFrame:
 def machine_text(result: dict[str, Any]) -> str:
     m = result["machine"]
     bf16 = "native bfloat16 (avx512_bf16/amx_bf16)" if m["cpu_bfloat16"] else "no native bfloat16"
+    repeats = sorted({a.get("repeats", result["repeats"]) for a in result["arms"]}) or [result["repeats"]]
+    shown = " or ".join(str(r) for r in repeats)
     return (f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, {bf16}; "
-            f"{result['repeats']} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
+            f"{shown} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
             f"each arm in a fresh process, recorded {result['recorded_at']}")
 
 
-def result_path() -> Path:
+def result_path(models: list[str]) -> Path:
+    """``artifacts/bench/engine-<isa>[-bf16]-<models>.json``: one file per kind of host and set of models."""
     from cifarkit.core.paths import artifacts_dir
     from cifarkit.core.repro import cpu_has_bfloat16, cpu_vector_isa
 
-    return artifacts_dir() / "bench" / f"engine-{cpu_vector_isa()}{'-bf16' if cpu_has_bfloat16() else ''}.json"
+    host = f"{cpu_vector_isa()}{'-bf16' if cpu_has_bfloat16() else ''}"
+    return artifacts_dir() / "bench" / f"engine-{host}-{'-'.join(models)}.json"
 
 
 def latest_result(folder: Path | None = None) -> dict[str, Any] | None:
-    """The newest kept engine comparison (any host kind), or None."""
+    """The kept engine comparisons of the newest one's host, merged into one (each model's arms
+    from its newest file), or None when nothing is kept."""
     from cifarkit.core.paths import artifacts_dir
 
     folder = folder or artifacts_dir() / "bench"
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob(ENGINE_GLOB))]
-    return max(results, key=lambda r: r["recorded_at"], default=None)
+    results = sorted((json.loads(p.read_text()) for p in folder.glob(ENGINE_GLOB)),
+                     key=lambda r: r["recorded_at"], reverse=True)
+    if not results:
+        return None
+    newest = results[0]
+    arms, seen = [], set()
+    for result in results:
+        if result["machine"]["cpu_isa"] != newest["machine"]["cpu_isa"] or \
+                result["machine"]["cpu_bfloat16"] != newest["machine"]["cpu_bfloat16"]:
+            continue  # another kind of host: never mixed into one table
+        models = {a["model"] for a in result["arms"]} - seen
+        arms += [{**a, "repeats": result["repeats"]} for a in result["arms"] if a["model"] in models]
+        seen |= models
+    return {**newest, "arms": arms}
 
 
 def chapter_view(folder: Path | None = None) -> tuple[pd.DataFrame | None, str]:

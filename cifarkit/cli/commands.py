@@ -129,7 +129,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
                             "(e.g. a venv with pip install torch) or leave it out")
     result = engine.compare(models, repeats=args.repeats, steps=args.steps, torch_python=args.torch_python,
                             negatives=args.negatives)
-    path = engine.result_path()
+    path = engine.result_path(models)
     write_json(path, result)
     with pd_display():
         print(engine.engine_table(result).to_string(index=False))
