@@ -44,6 +44,20 @@ def test_an_address_that_nothing_answers_is_named_in_one_line():
         cluster.connect(f"127.0.0.1:{port}")
 
 
+def test_an_unreachable_cluster_is_refused_before_the_speed_probes(monkeypatch, capsys):
+    from cifarkit.cli import main
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "d" * 64)
+    monkeypatch.setattr("cifarkit.studies.pricing.measured_speeds", lambda *a, **k: pytest.fail("probed"))
+    code = main(["plan", "run", "--profile", "smoke", "--chapter", "baseline", "--runner", "ray",
+                 "--address", f"127.0.0.1:{port}"])
+    assert code == 2
+    assert f"cifarkit: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answers" in capsys.readouterr().err
+
+
 def test_an_unknown_runner_is_refused_before_anything_trains():
     with pytest.raises(CifarkitError, match="runner='slurm' is not a runner; choose from local, ray"):
         train_plan([], {}, runner="slurm")

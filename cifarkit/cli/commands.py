@@ -434,6 +434,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from cifarkit.studies import pricing
 
     planned = study.study_plan(args.profile, args.chapter, parse_params(args.params))
+    if args.action == "run":  # an unreachable cluster fails here, not after the speed probes
+        from cifarkit.studies.runner import check_runner
+
+        check_runner(args.runner, address=args.address, jobs=args.jobs)
     speeds = pricing.measured_speeds(planned, probe=not args.no_probe)
     with pd_display():
         table = pricing.plan_table(planned, speeds)

@@ -210,11 +210,13 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     estimated and actual minutes per chapter."""
     from cifarkit.studies import plan as study
     from cifarkit.studies import pricing
-    from cifarkit.studies.runner import train_plan
+    from cifarkit.studies.runner import check_runner, train_plan
 
     chapter = opts.chapter if opts.chapter in study.CHAPTERS else None
     if (opts.chapter is not None and chapter is None) or not set(names) & set(study.CHAPTERS):
         return None  # chapters that train nothing
+    if not opts.no_train:  # an unreachable cluster fails here, not after the speed probes
+        check_runner(opts.runner, address=opts.address, jobs=opts.jobs)
     planned = study.study_plan(opts.profile, chapter, opts.params if chapter else None, chapters=names)
     probing = time.perf_counter()
     speeds = pricing.measured_speeds(planned)

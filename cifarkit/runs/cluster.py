@@ -121,15 +121,21 @@ def _reachable(address: str) -> str | None:
         return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
 
 
-def connect(address: str):
-    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``); a
-    cluster that cannot be reached fails with one line naming the address."""
-    ray = _import_ray()
+def require_reachable(address: str) -> None:
+    """Fail with one line naming ``address`` when nothing answers there (a TCP connect, no Ray
+    needed): callers check it before anything slow, such as the plan's speed probes."""
     problem = _reachable(address)
     if problem is not None:
         raise CifarkitError(f"cannot reach the Ray cluster at {address}: {problem}; start one with "
                             "`ray start --head` (and `ray start --address HEAD:6379` on other machines) "
                             "or pass its address")
+
+
+def connect(address: str):
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``); a
+    cluster that cannot be reached fails with one line naming the address."""
+    ray = _import_ray()
+    require_reachable(address)
     # Absolute paths: a task's working directory is not the driver's.
     env = {name: os.path.abspath(os.path.expanduser(os.environ[name])) for name in PASSED_ENV if os.environ.get(name)}
     if ray.is_initialized():

@@ -12,6 +12,25 @@ from cifarkit.studies.pricing import Speed, SpeedKey, priced_jobs
 RUNNERS = ("local", "ray")
 
 
+def check_runner(runner: str, *, address: str | None = None, jobs: int | None = None) -> None:
+    """Refuse, before anything slow starts (speed probes, training), what cannot train: an
+    unknown runner, fewer than one run at a time, or a Ray cluster nothing answers at.
+
+    Raises
+    ------
+    CifarkitError
+        One line saying which.
+    """
+    if runner not in RUNNERS:
+        raise CifarkitError(f"runner={runner!r} is not a runner; choose from {', '.join(RUNNERS)}")
+    if jobs is not None and jobs < 1:
+        raise CifarkitError(f"jobs={jobs}: the runs trained at once are at least 1")
+    if runner == "ray":
+        from cifarkit.runs.cluster import require_reachable
+
+        require_reachable(address or "auto")
+
+
 def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str], *,
                runner: str = "local", address: str | None = None, remote_url: str | None = None,
                jobs: int | None = None) -> dict[str, float]:
@@ -43,12 +62,9 @@ def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str
     Raises
     ------
     CifarkitError
-        An unknown runner or fewer than one run at a time, before anything trains.
+        What :func:`check_runner` refuses, before anything trains.
     """
-    if runner not in RUNNERS:
-        raise CifarkitError(f"runner={runner!r} is not a runner; choose from {', '.join(RUNNERS)}")
-    if jobs is not None and jobs < 1:
-        raise CifarkitError(f"jobs={jobs}: the runs trained at once are at least 1")
+    check_runner(runner, address=address, jobs=jobs)
     missing = priced_jobs(plan, speeds)
     if runner == "ray":
         from cifarkit.runs.cluster import train_on_ray
