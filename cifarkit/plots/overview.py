@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
+
+from cifarkit.plots.style import model_colour, new_figure, styled
 
 
-def accuracy_vs_minutes(runs: pd.DataFrame) -> plt.Figure:
-    """One dot per run (``test_accuracy``, ``train_minutes``, ``family`` columns), a colour per
-    model family, minutes on a log axis (runs of this study span two orders of magnitude)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+@styled
+def accuracy_vs_minutes(runs: pd.DataFrame) -> Figure:
+    """One dot per run (``test_accuracy``, ``train_minutes``, ``family`` columns), each model
+    family in its colour of every figure (:func:`~cifarkit.plots.style.model_colour`), minutes
+    on a log axis (runs of this study span two orders of magnitude)."""
+    fig, ax = new_figure(height=4.2)
     for family, group in runs.groupby("family"):
-        ax.scatter(group["train_minutes"], group["test_accuracy"] * 100, s=28, alpha=0.8, label=f"{family} ({len(group)})")
+        ax.scatter(group["train_minutes"], group["test_accuracy"] * 100, s=28, alpha=0.8,
+                   color=model_colour(str(family)), label=f"{family} ({len(group)})")
     if not runs.empty and (runs["train_minutes"] > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel("training minutes per run (this CPU)")
     ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(title="model family (runs)", loc="lower right", fontsize=9)
+    ax.legend(title="model family (runs)", loc="best")
     return fig
