@@ -88,7 +88,7 @@ def _time_arm_here(spec: dict[str, Any]) -> None:
     if spec.get("variant") == "xla":
         overrides["train.deterministic"] = False  # XLA's CPU kernels are not covered by op determinism
     result = throughput(spec["model"], "cpu", batch_size=spec["batch_size"], steps=spec["steps"], repeats=1,
-                        overrides=overrides, jit_compile=spec.get("variant") == "xla")
+                        overrides=overrides, jit_compile=spec.get("variant") == "xla", lean=True)
     write_json(Path(spec["out"]), result.as_dict())
 
 

@@ -128,7 +128,8 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
 
 def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
                steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None,
-               model_alone: bool = True, steps_per_execution: int = 1, jit_compile: bool = False) -> Throughput:
+               model_alone: bool = True, steps_per_execution: int = 1, jit_compile: bool = False,
+               lean: bool = False) -> Throughput:
     """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
     the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
 
@@ -154,6 +155,8 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     jit_compile : bool, default False
         Compile the step with XLA (training never does: it was slower on these CPUs; the
         engine benchmark keeps the measurement).
+    lean : bool, default False
+        Time the training step only: no input-only rate, finish cost or evaluation speed.
 
     Returns
     -------
@@ -177,14 +180,14 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     try:
         precision = configure_precision(cfg)
         return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone, steps_per_execution,
-                           jit_compile)
+                           jit_compile, lean)
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
                 warmup: int, repeats: int, model_alone: bool = True, steps_per_execution: int = 1,
-                jit_compile: bool = False) -> Throughput:
+                jit_compile: bool = False, lean: bool = False) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -224,9 +227,11 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
         per_step, extra = _timed_fit(model_b, real, steps, warmup)
         rates_b.append(batch / per_step)
         tracing = tracing if r else extra
-    input_only = _input_rate(real, batch, steps, warmup)
-    finish = _finish_seconds(model_b, splits.x_val, splits.y_val, len(names))
-    predict_rate = _predict_rate(model_b, splits.x_val)
+    # The plan's costs (input rate, a run's finish, evaluation speed) are skipped by a lean
+    # measurement, which times the training step only (the engine benchmark's arms).
+    input_only = None if lean else _input_rate(real, batch, steps, warmup)
+    finish = None if lean else _finish_seconds(model_b, splits.x_val, splits.y_val, len(names))
+    predict_rate = None if lean else _predict_rate(model_b, splits.x_val)
     environment = environment_record()
     return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)) if rates_a else None,
                       float(np.median(rates_b)),
