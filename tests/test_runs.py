@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from filelock import FileLock
 from train_fixtures import tiny_experiment, tiny_image_tree
 
 from cifarkit.core.config import load_config
-from cifarkit.core.errors import CifarkitError
 
 pytestmark = pytest.mark.slow
 
@@ -78,31 +76,39 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     assert [r["status"] for r in runs.list_runs()] == ["complete"]
 
 
-def test_same_seed_twice_gives_identical_results(store, monkeypatch, tmp_path):
+@pytest.fixture(scope="module")
+def one_epoch_runs(tmp_path_factory):
+    """The tiny one-epoch config's runs of seeds 0 and 1, trained once in this process (one at a
+    time, through the study plan's runner) for the tests that compare other trainings with them."""
+    from cifarkit.data.identity import data_hash_for
+    from cifarkit.runs import Run, locate, runs_root
+    from cifarkit.studies import plan as study
+    from cifarkit.studies.runner import train_plan
+
+    base = tmp_path_factory.mktemp("one-epoch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFARKIT_ARTIFACTS", str(base / "artifacts"))
+        mp.setenv("CIFARKIT_CACHE", str(base / "cache"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("CIFARKIT_DATA", raising=False)
+        cfg = load_config(tiny_experiment(base, tiny_image_tree(base / "data"), epochs=1), None)
+        plan = [study.PlannedRun(cfg, seed, locate(cfg, seed, data_hash_for(cfg.data)).path.name, False)
+                for seed in (0, 1)]
+        trained = train_plan(plan, {}, jobs=1)
+        runs = {e.seed: Run(runs_root() / e.folder) for e in plan}
+    return cfg, plan, trained, runs
+
+
+def test_same_seed_twice_gives_identical_results(store, one_epoch_runs):
     from cifarkit import runs
 
-    _, data = store
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
-    first = runs.get_or_train(cfg, seed=3, register=False)
-    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "second"))
-    second = runs.get_or_train(cfg, seed=3, register=False)
+    cfg, _, _, first_store = one_epoch_runs
+    first = first_store[0]
+    second = runs.get_or_train(cfg, seed=0, register=False)  # this test's own store
     assert first.path != second.path
     np.testing.assert_array_equal(first.predictions()[0], second.predictions()[0])
-    other = runs.get_or_train(cfg, seed=4, register=False)
+    other = first_store[1]
     assert not np.array_equal(first.predictions()[0], other.predictions()[0])
-
-
-def test_lock_contention_exits_cleanly(store, tmp_path):
-    from cifarkit import runs
-    from cifarkit.data.identity import data_hash_for
-
-    _, data = store
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
-    run = runs.locate(cfg, 0, data_hash_for(cfg.data))
-    run.path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(run.lock_path), pytest.raises(CifarkitError, match="another process is training"):
-        runs.get_or_train(cfg, seed=0, wait=False)
-    assert not run.complete
 
 
 def _train_cmd(config: Path, seed: int = 0) -> list[str]:
@@ -150,57 +156,16 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
     assert got == want
 
 
-def test_a_no_train_build_fails_on_a_missing_run_with_its_command(monkeypatch):
-    from cifarkit.core.config import load_config
-    from cifarkit.core.errors import CifarkitError
-    from cifarkit.runs import get_or_train
-    from cifarkit.runs.store import NO_TRAIN_ENV
-
-    monkeypatch.setenv(NO_TRAIN_ENV, "1")
-    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "0" * 64)
-    cfg = load_config("resnet20", "smoke", {"train.epochs": 4})
-    with pytest.raises(CifarkitError) as err:
-        get_or_train(cfg, seed=1)
-    message = str(err.value)
-    assert "trains nothing (CIFARKIT_NO_TRAIN=1)" in message and "\n" not in message
-    assert "`cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1`" in message
-
-
-def test_reading_a_stored_run_never_trains_and_names_the_command_that_makes_it(tmp_path, monkeypatch):
-    from cifarkit.runs import COMPLETE, locate, stored_run
-
-    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
-    monkeypatch.delenv("CIFARKIT_NO_TRAIN", raising=False)  # it never trains, switch or not
-    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "0" * 64)
-    cfg = load_config("resnet20", "smoke", {"train.epochs": 4})
-    with pytest.raises(CifarkitError) as err:
-        stored_run(cfg, 1, label="ResNet20, 4 epochs")
-    message = str(err.value)
-    assert message.startswith("run resnet20-") and "(ResNet20, 4 epochs, seed 1) is missing" in message
-    assert "never trained" in message and "\n" not in message
-    assert "make it with: cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1" in message
-    run = locate(cfg, 1, "0" * 64)
-    run.path.mkdir(parents=True)
-    (run.path / "status.json").write_text(json.dumps({"status": COMPLETE}))
-    assert stored_run(cfg, 1).path == run.path
-
-
-def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, monkeypatch):
-    from cifarkit.data.identity import data_hash_for
-    from cifarkit.runs import Run, locate, runs_root
-    from cifarkit.studies import plan as study
+def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, monkeypatch, one_epoch_runs):
+    from cifarkit.runs import Run, runs_root
     from cifarkit.studies.runner import train_plan
 
-    tmp_path, data = store
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
-    logits = {}
-    for jobs in (2, 1):
-        monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / f"jobs{jobs}"))
-        plan = [study.PlannedRun(cfg, seed, locate(cfg, seed, data_hash_for(cfg.data)).path.name, False)
-                for seed in (0, 1)]
-        assert sorted(train_plan(plan, {}, jobs=jobs)) == sorted(e.folder for e in plan)
-        logits[jobs] = [Run(runs_root() / e.folder).predictions()[0] for e in plan]
-    for two, one in zip(logits[2], logits[1], strict=True):
-        assert np.array_equal(two, one)  # bitwise: training in a worker process changes nothing
+    tmp_path, _ = store
+    cfg, plan, one_at_a_time, runs = one_epoch_runs
+    assert sorted(one_at_a_time) == sorted(e.folder for e in plan)
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "jobs2"))
+    assert sorted(train_plan(plan, {}, jobs=2)) == sorted(e.folder for e in plan)
+    for e in plan:
+        two = Run(runs_root() / e.folder).predictions()[0]
+        # bitwise: training in a worker process changes nothing
+        assert np.array_equal(two, runs[e.seed].predictions()[0])

@@ -101,6 +101,7 @@ def test_filtered_stderr_passes_other_lines_through_in_order(capfd):
     assert err == "first real line\nsecond real line\n"
 
 
+@pytest.mark.slow  # a fresh Python imports TensorFlow and Keras: tens of seconds on a busy host
 def test_an_entry_point_started_then_tensorflow_prints_no_startup_lines():
     code = ("from cifarkit.core.startup import start\n"
             "start()\n"
