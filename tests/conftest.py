@@ -54,7 +54,9 @@ def _restore_logging() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Point CIFARKIT_CACHE and CIFARKIT_ARTIFACTS at fresh tmp folders (never real artifacts)."""
     root = tmp_path_factory.mktemp("cifarkit-home")
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(root / "artifacts"))
@@ -93,8 +95,12 @@ def official_dir(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say at the end how many data tests were skipped and why (CI never skips them)."""
-    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "data" in getattr(r, "keywords", {})]
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if "data" in getattr(r, "keywords", {})
+    ]
     if skipped:
         terminalreporter.write_line(
             f"{len(skipped)} data test(s) skipped: CIFARKIT_DATA is not set; point it at a CIFAR-10 copy "
-            "to run them (CI sets CIFARKIT_REQUIRE_DATA=1, which fails them instead)", yellow=True)
+            "to run them (CI sets CIFARKIT_REQUIRE_DATA=1, which fails them instead)",
+            yellow=True,
+        )

@@ -40,7 +40,9 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def png_bytes(size: tuple[int, int] = (32, 32), colour: tuple[int, int, int] = (10, 20, 30)) -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (32, 32), colour: tuple[int, int, int] = (10, 20, 30)
+) -> bytes:
     """A single-colour PNG of ``size``."""
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format="PNG")
@@ -48,8 +50,12 @@ def png_bytes(size: tuple[int, int] = (32, 32), colour: tuple[int, int, int] = (
 
 
 def write_image_tree(
-    root: Path, classes: tuple[str, ...] = SMALL_CLASSES, train_per_class: int = 4,
-    test_per_class: int = 2, fmt: str = "png", seed: int = 0,
+    root: Path,
+    classes: tuple[str, ...] = SMALL_CLASSES,
+    train_per_class: int = 4,
+    test_per_class: int = 2,
+    fmt: str = "png",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write ``root/{train,test}/<class>/NNN.<fmt>``; return the expected arrays."""
     expected: dict[str, Any] = {"class_names": tuple(sorted(classes))}
@@ -86,7 +92,9 @@ def tar_members(out: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -
     return out
 
 
-def write_official_batches(folder: Path, per_batch: int = 20, protocol: int = 2, seed: int = 0) -> dict[str, Any]:
+def write_official_batches(
+    folder: Path, per_batch: int = 20, protocol: int = 2, seed: int = 0
+) -> dict[str, Any]:
     """Write the six batches and ``batches.meta`` in the official layout; return expected arrays."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -95,15 +103,24 @@ def write_official_batches(folder: Path, per_batch: int = 20, protocol: int = 2,
         images = rng.integers(0, 256, size=(per_batch, 32, 32, 3), dtype=np.uint8)
         labels = [int(v) for v in rng.permutation(np.arange(per_batch) % 10)]
         flat = images.transpose(0, 3, 1, 2).reshape(per_batch, 3072)  # channel-major rows
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": flat,
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": flat,
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
         xs.append(images)
         ys.append(np.asarray(labels, dtype=np.int64))
     meta = {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": per_batch}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
-    return {"x_train": np.concatenate(xs[:5]), "y_train": np.concatenate(ys[:5]),
-            "x_test": xs[5], "y_test": ys[5], "class_names": CLASS_NAMES}
+    return {
+        "x_train": np.concatenate(xs[:5]),
+        "y_train": np.concatenate(ys[:5]),
+        "x_test": xs[5],
+        "y_test": ys[5],
+        "class_names": CLASS_NAMES,
+    }
 
 
 def write_official_archive(out: Path, per_batch: int = 20) -> dict[str, Any]:

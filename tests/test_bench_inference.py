@@ -21,7 +21,20 @@ def test_bench_inference_times_every_backend_and_keeps_the_machine(tmp_path, mon
     monkeypatch.setenv("CIFARKIT_DATA", str(data))
     cfg = load_config(tiny_experiment(tmp_path, data, epochs=1), None)
     run, _ = write_model_run(cfg, splits_from_config(cfg.data))
-    code = main(["-q", "bench", "inference", str(run.path), "--repeats", "2", "--calls", "5", "--big-batches", "1"])
+    code = main(
+        [
+            "-q",
+            "bench",
+            "inference",
+            str(run.path),
+            "--repeats",
+            "2",
+            "--calls",
+            "5",
+            "--big-batches",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     kept = json.loads((artifacts_dir() / "bench" / f"inference-{run.path.name}.json").read_text())

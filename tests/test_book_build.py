@@ -41,8 +41,16 @@ def write_nb(path: Path, *cells, parameters: str | None = 'profile = "cpu"') -> 
         items.append(cell)
     for cell in cells:
         items.append(new_code_cell(cell) if isinstance(cell, str) else cell)
-    nb = new_notebook(cells=items, metadata={"kernelspec": {
-        "name": "cifarkit", "display_name": "Python (cifarkit)", "language": "python"}})
+    nb = new_notebook(
+        cells=items,
+        metadata={
+            "kernelspec": {
+                "name": "cifarkit",
+                "display_name": "Python (cifarkit)",
+                "language": "python",
+            }
+        },
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -52,8 +60,9 @@ def make_book(root: Path, chapters: dict[str, list], toc_extra: str = "") -> Pat
     """A tiny book: intro.md plus one notebook per chapter under book/."""
     (root / "book").mkdir(parents=True, exist_ok=True)
     (root / "book" / "intro.md").write_text("# Intro\n\nHello.\n")
-    (root / "_config.yml").write_text('title: test\nexecute:\n  execute_notebooks: "off"\n'
-                                      "only_build_toc_files: true\n")
+    (root / "_config.yml").write_text(
+        'title: test\nexecute:\n  execute_notebooks: "off"\nonly_build_toc_files: true\n'
+    )
     lines = ["format: jb-book", "root: book/intro", "chapters:"]
     for name, cells in chapters.items():
         write_nb(root / "book" / f"{name}.ipynb", *cells)
@@ -63,8 +72,14 @@ def make_book(root: Path, chapters: dict[str, list], toc_extra: str = "") -> Pat
 
 
 def components(**over):
-    base = {"notebook": "n1", "cifarkit": "c1", "parameters": {"profile": "smoke"},
-            "configs": {"resnet20": "h1"}, "data": "d1", "lock": "l1"}
+    base = {
+        "notebook": "n1",
+        "cifarkit": "c1",
+        "parameters": {"profile": "smoke"},
+        "configs": {"resnet20": "h1"},
+        "data": "d1",
+        "lock": "l1",
+    }
     base.update(over)
     return base
 
@@ -75,19 +90,29 @@ def kernel_available() -> bool:
     return execute.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
 
 
-needs_kernel = pytest.mark.skipif(not kernel_available(),
-                                  reason="the 'cifarkit' Jupyter kernel is not installed (make venv)")
+needs_kernel = pytest.mark.skipif(
+    not kernel_available(), reason="the 'cifarkit' Jupyter kernel is not installed (make venv)"
+)
 
 
 # --------------------------------------------------------------------------- toc
 
 
 def test_toc_files_order_and_nesting():
-    toc = {"format": "jb-book", "root": "book/intro",
-           "parts": [{"caption": "A", "chapters": [
-               {"file": "book/data", "sections": [{"file": "book/data_more"}]},
-               {"url": "https://example.org", "title": "x"}]},
-               {"caption": "B", "chapters": [{"file": "book/api"}]}]}
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {
+                "caption": "A",
+                "chapters": [
+                    {"file": "book/data", "sections": [{"file": "book/data_more"}]},
+                    {"url": "https://example.org", "title": "x"},
+                ],
+            },
+            {"caption": "B", "chapters": [{"file": "book/api"}]},
+        ],
+    }
     assert pub_toc.toc_files(toc) == ["book/intro", "book/data", "book/data_more", "book/api"]
 
 
@@ -110,7 +135,10 @@ def test_read_toc_kinds_and_suffixes(tmp_path):
     make_book(tmp_path, {"one": ["1"], "two": ["2"]})
     pages = pub_toc.read_toc(tmp_path)
     assert [(p.docname, p.kind) for p in pages] == [
-        ("book/intro", "markdown"), ("book/one", "notebook"), ("book/two", "notebook")]
+        ("book/intro", "markdown"),
+        ("book/one", "notebook"),
+        ("book/two", "notebook"),
+    ]
     assert pages[1].relpath == "book/one.ipynb" and pages[1].name == "one"
 
 
@@ -141,19 +169,34 @@ def test_find_chapter(tmp_path):
 
 
 def test_parse_params_yaml_values():
-    assert pub_toc.parse_params("seeds=5 epochs=30 lr=0.1 flag=true name='a b' xs=[1,2] empty=") == {
-        "seeds": 5, "epochs": 30, "lr": 0.1, "flag": True, "name": "a b", "xs": [1, 2],
-        "empty": ""}
-    assert pub_toc.parse_params("") == {} and pub_toc.parse_params(None) == {} and pub_toc.parse_params("  ") == {}
+    assert pub_toc.parse_params(
+        "seeds=5 epochs=30 lr=0.1 flag=true name='a b' xs=[1,2] empty="
+    ) == {
+        "seeds": 5,
+        "epochs": 30,
+        "lr": 0.1,
+        "flag": True,
+        "name": "a b",
+        "xs": [1, 2],
+        "empty": "",
+    }
+    assert (
+        pub_toc.parse_params("") == {}
+        and pub_toc.parse_params(None) == {}
+        and pub_toc.parse_params("  ") == {}
+    )
 
 
-@pytest.mark.parametrize("text, match", [
-    ("seeds", "not name=value"),
-    ("5=seeds", "not name=value"),
-    ("a=1 a=2", "given twice"),
-    ("xs=[1,", "cannot read the value"),
-    ("name='open", "k=v pairs"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("seeds", "not name=value"),
+        ("5=seeds", "not name=value"),
+        ("a=1 a=2", "given twice"),
+        ("xs=[1,", "cannot read the value"),
+        ("name='open", "k=v pairs"),
+    ],
+)
 def test_parse_params_errors(text, match):
     with pytest.raises(CifarkitError, match=match):
         pub_toc.parse_params(text)
@@ -182,7 +225,9 @@ def test_validation_without_parameters_cell(tmp_path):
 
 def test_resolved_parameters_only_pass_profile_when_accepted():
     assert pub_toc.resolved_parameters("smoke", {"seeds": 5}, ["profile", "seeds"]) == {
-        "profile": "smoke", "seeds": 5}
+        "profile": "smoke",
+        "seeds": 5,
+    }
     assert pub_toc.resolved_parameters("smoke", {}, ["seeds"]) == {}
 
 
@@ -249,14 +294,18 @@ def test_stale_reasons():
     assert keys.stale_reasons(record, components(notebook="n2")) == ["notebook source changed"]
     assert keys.stale_reasons(record, components(cifarkit="c2")) == ["cifarkit source changed"]
     assert keys.stale_reasons(record, components(parameters={"profile": "smoke", "seeds": 5})) == [
-        "parameters changed"]
+        "parameters changed"
+    ]
     assert keys.stale_reasons(record, components(configs={"resnet20": "h2"})) == ["configs changed"]
     assert keys.stale_reasons(record, components(data="d2")) == ["data changed"]
     assert keys.stale_reasons(record, components(lock="l2")) == ["lock file changed"]
     assert keys.stale_reasons(record, components(lock="l2", notebook="n2")) == [
-        "notebook source changed", "lock file changed"]
+        "notebook source changed",
+        "lock file changed",
+    ]
     assert keys.stale_reasons({"key": "old-format", "components": now}, now) == [
-        "cache format changed"]
+        "cache format changed"
+    ]
 
 
 # --------------------------------------------------------------------------- store and execution
@@ -290,7 +339,9 @@ def test_execute_chapter_writes_notebook_then_key(tmp_path, monkeypatch):
     record = {"key": keys.cache_key(comps), "components": comps}
 
     assert keys.status_of(store, page, comps) == (False, ["never executed"])
-    out = execute.execute_chapter(page, {"profile": "smoke"}, store, record_extra=record, progress=False)
+    out = execute.execute_chapter(
+        page, {"profile": "smoke"}, store, record_extra=record, progress=False
+    )
     assert out == store.notebook(page) == tmp_path / "art/executed/smoke/book/one.ipynb"
     assert calls[0]["kernel_name"] == "cifarkit" and calls[0]["cwd"] == str(page.source.parent)
     assert calls[0]["parameters"] == {"profile": "smoke"} and calls[0]["log_output"] is False
@@ -313,8 +364,13 @@ def test_interrupted_execution_is_never_fresh(tmp_path, monkeypatch):
     store = keys.Store(tmp_path / "art", "smoke")
     old = components()
     _fake_papermill(monkeypatch, _copy_through)
-    execute.execute_chapter(page, {}, store, record_extra={"key": keys.cache_key(old), "components": old},
-                       progress=False)
+    execute.execute_chapter(
+        page,
+        {},
+        store,
+        record_extra={"key": keys.cache_key(old), "components": old},
+        progress=False,
+    )
     before = store.notebook(page).read_bytes()
 
     def killed(src, dst, kwargs):
@@ -324,8 +380,13 @@ def test_interrupted_execution_is_never_fresh(tmp_path, monkeypatch):
     _fake_papermill(monkeypatch, killed)
     new = components(notebook="n2")
     with pytest.raises(KeyboardInterrupt):
-        execute.execute_chapter(page, {}, store,
-                           record_extra={"key": keys.cache_key(new), "components": new}, progress=False)
+        execute.execute_chapter(
+            page,
+            {},
+            store,
+            record_extra={"key": keys.cache_key(new), "components": new},
+            progress=False,
+        )
     assert store.notebook(page).read_bytes() == before  # old execution untouched
     leftover = store.executed_dir / "book" / ".one.abc123.tmp.ipynb"  # as after a SIGKILL
     leftover.write_text("{")
@@ -342,8 +403,13 @@ def test_kill_between_rename_and_key_leaves_chapter_stale(tmp_path, monkeypatch)
     store = keys.Store(tmp_path / "art", "smoke")
     _fake_papermill(monkeypatch, _copy_through)
     old = components()
-    execute.execute_chapter(page, {}, store, record_extra={"key": keys.cache_key(old), "components": old},
-                       progress=False)
+    execute.execute_chapter(
+        page,
+        {},
+        store,
+        record_extra={"key": keys.cache_key(old), "components": old},
+        progress=False,
+    )
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the process dies while writing the new key
@@ -351,21 +417,32 @@ def test_kill_between_rename_and_key_leaves_chapter_stale(tmp_path, monkeypatch)
     monkeypatch.setattr(execute, "write_json", crash)
     new = components(notebook="n2")
     with pytest.raises(KeyboardInterrupt):
-        execute.execute_chapter(page, {}, store,
-                           record_extra={"key": keys.cache_key(new), "components": new}, progress=False)
+        execute.execute_chapter(
+            page,
+            {},
+            store,
+            record_extra={"key": keys.cache_key(new), "components": new},
+            progress=False,
+        )
     assert store.notebook(page).is_file() and not store.key_file(page).exists()
     assert keys.status_of(store, page, old)[0] is False
     assert keys.status_of(store, page, new) == (False, ["never executed"])
 
 
 def test_presentable_notebook_hides_parameter_cells():
-    nb = {"cells": [
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "a = 1"},
-        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "a = 2"},
-        {"cell_type": "code", "metadata": {}, "source": "a"}]}
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "a = 1"},
+            {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "a = 2"},
+            {"cell_type": "code", "metadata": {}, "source": "a"},
+        ]
+    }
     out = json.loads(pub_site.presentable_notebook(json.dumps(nb).encode()))
     assert [c["metadata"]["tags"] for c in out["cells"]] == [
-        ["parameters", "remove-cell"], ["injected-parameters", "hide-input"], []]
+        ["parameters", "remove-cell"],
+        ["injected-parameters", "hide-input"],
+        [],
+    ]
 
 
 def test_assemble_site_source_mirrors_and_prunes(tmp_path, monkeypatch):
@@ -382,7 +459,13 @@ def test_assemble_site_source_mirrors_and_prunes(tmp_path, monkeypatch):
 
     staging = pub_site.assemble_site_source(root, pages, store)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-    assert files == ["_config.yml", "_toc.yml", "book/figure.svg", "book/intro.md", "book/one.ipynb"]
+    assert files == [
+        "_config.yml",
+        "_toc.yml",
+        "book/figure.svg",
+        "book/intro.md",
+        "book/one.ipynb",
+    ]
     staged = json.loads((staging / "book/one.ipynb").read_text())
     assert "executed_with" in staged["metadata"]  # the executed copy, not the source
     mtime = (staging / "book/intro.md").stat().st_mtime_ns
@@ -411,8 +494,12 @@ def test_a_smoke_build_says_so_at_the_top_of_every_page(tmp_path, monkeypatch, p
 
 
 def test_summary_table():
-    text = bb.format_summary([bb.ChapterResult("data", "cached", 0.0, "up to date"),
-                              bb.ChapterResult("training", "executed", 12.34, "data changed")])
+    text = bb.format_summary(
+        [
+            bb.ChapterResult("data", "cached", 0.0, "up to date"),
+            bb.ChapterResult("training", "executed", 12.34, "data changed"),
+        ]
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["chapter", "status", "time", "reason"]
     assert "training  executed  12.3 s  data changed" in lines[3]
@@ -448,12 +535,16 @@ def test_preflight_names_each_missing_item(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     monkeypatch.setattr(pf, "_network_reachable", lambda *a, **k: False)
     monkeypatch.setattr(pf, "_keras_cifar_cached", lambda: False)
-    monkeypatch.setattr(kernelspec.KernelSpecManager, "find_kernel_specs", lambda self: {"python3": "/x"})
+    monkeypatch.setattr(
+        kernelspec.KernelSpecManager, "find_kernel_specs", lambda self: {"python3": "/x"}
+    )
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
     source, problems = pf.preflight(min_free_bytes=1 << 62)
     assert source is None
     assert len(problems) == 3
-    assert problems[0].startswith("data:") and "CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz" in problems[0]
+    assert (
+        problems[0].startswith("data:") and "CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz" in problems[0]
+    )
     assert problems[1].startswith("kernel:") and "make venv" in problems[1]
     assert problems[2].startswith("disk:")
     assert all("\n" not in p for p in problems)
@@ -465,14 +556,19 @@ def test_preflight_bad_data_path(monkeypatch):
     assert any(p.startswith("data:") and "/nonexistent/cifar.tgz" in p for p in problems)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--chapter", "nope"], "unknown chapter 'nope'; chapters are: one"),
-    (["--chapter", "one", "--params", "seeds=5 epochs=30"],
-     "chapter one has no parameter(s) seeds, epochs; it accepts: profile"),
-    (["--chapter", "one", "--params", "profile=cpu"], "set the profile with --profile"),
-    (["--params", "seeds=5"], "--params needs --chapter"),
-    (["--profile", "nope"], "unknown profile 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--chapter", "nope"], "unknown chapter 'nope'; chapters are: one"),
+        (
+            ["--chapter", "one", "--params", "seeds=5 epochs=30"],
+            "chapter one has no parameter(s) seeds, epochs; it accepts: profile",
+        ),
+        (["--chapter", "one", "--params", "profile=cpu"], "set the profile with --profile"),
+        (["--params", "seeds=5"], "--params needs --chapter"),
+        (["--profile", "nope"], "unknown profile 'nope'"),
+    ],
+)
 def test_cli_user_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
     make_book(tmp_path, {"one": ["x = 1"]})
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
@@ -485,13 +581,25 @@ def test_cli_user_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, args
 def test_cli_subprocess_no_traceback_unless_debug(tmp_path):
     make_book(tmp_path, {"one": ["x = 1"]})
     env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "art")}
-    base = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(tmp_path),
-            "--chapter", "nope"]
+    base = [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "book",
+        "build",
+        "--profile",
+        "smoke",
+        "--root",
+        str(tmp_path),
+        "--chapter",
+        "nope",
+    ]
     result = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "cifarkit: error: unknown chapter 'nope'; chapters are: one"
-    debug = subprocess.run([*base[:3], "--debug", *base[3:]], capture_output=True, text=True, env=env,
-                           timeout=120)
+    debug = subprocess.run(
+        [*base[:3], "--debug", *base[3:]], capture_output=True, text=True, env=env, timeout=120
+    )
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 
 
@@ -507,8 +615,9 @@ def test_failing_chapter_names_chapter_cell_and_exception(tmp_path, monkeypatch)
     with pytest.raises(execute.ChapterFailed) as err:
         execute.execute_chapter(page, {"profile": "smoke"}, store, record_extra={}, progress=False)
     message = str(err.value)
-    assert message.startswith("chapter broken (book/broken.ipynb) failed in cell 2: "
-                              "ValueError: boom: bad value")
+    assert message.startswith(
+        "chapter broken (book/broken.ipynb) failed in cell 2: ValueError: boom: bad value"
+    )
     assert "\n" not in message
     assert err.value.failed_notebook == store.failed(page) and store.failed(page).is_file()
     failed = nbformat.read(store.failed(page), as_version=4)
@@ -541,8 +650,12 @@ def test_run_stops_on_failing_chapter_and_builds_no_site(tmp_path, monkeypatch, 
     assert results["broken"].reason == "never executed"  # a failed run leaves no key
     assert results["later"].status == "executed" and results["later"].reason == "never executed"
     assert len(site) == 1
-    results = {r.name: r for r in bb.run(bb.Options(profile="smoke", root=root,
-                                                     output=tmp_path / "out", chapter="fine"))}
+    results = {
+        r.name: r
+        for r in bb.run(
+            bb.Options(profile="smoke", root=root, output=tmp_path / "out", chapter="fine")
+        )
+    }
     assert [r.status for r in results.values()] == ["executed", "cached", "cached"]
     assert results["fine"].reason == "requested with --chapter"
 
@@ -570,20 +683,32 @@ def test_the_chapters_get_their_environment_and_the_build_keeps_its_own(tmp_path
     assert envs[0]["CIFARKIT_NO_TRAIN"] == "1"
     # and the kernel runs the entry points' start before the first cell
     assert any(KERNEL_START in argument for argument in calls[0]["extra_arguments"])
-    assert {k: v for k, v in envs[0].items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS",
-                                                           "CIFARKIT_NO_TRAIN")} == {
-        k: v for k, v in before.items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS")}
+    assert {
+        k: v
+        for k, v in envs[0].items()
+        if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS", "CIFARKIT_NO_TRAIN")
+    } == {k: v for k, v in before.items() if k not in ("CIFARKIT_DATA", "CIFARKIT_ARTIFACTS")}
 
 
-def test_a_no_train_build_stops_at_the_plan_on_a_missing_run_with_its_command(tmp_path, monkeypatch):
+def test_a_no_train_build_stops_at_the_plan_on_a_missing_run_with_its_command(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "d" * 64)
     monkeypatch.setattr("cifarkit.studies.pricing.measured_speeds", lambda plan: {})
-    monkeypatch.setattr("cifarkit.studies.runner.train_plan", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(
+        "cifarkit.studies.runner.train_plan", lambda *a, **k: pytest.fail("trained")
+    )
     with pytest.raises(CifarkitError) as err:
-        bb._train_the_plan(bb.Options(profile="smoke", chapter="baseline", no_train=True), ["baseline"])
+        bb._train_the_plan(
+            bb.Options(profile="smoke", chapter="baseline", no_train=True), ["baseline"]
+        )
     message = str(err.value)
-    assert message.startswith("run baseline_cnn-") and "never trained" in message and "\n" not in message
+    assert (
+        message.startswith("run baseline_cnn-")
+        and "never trained" in message
+        and "\n" not in message
+    )
     assert "make it with: cifarkit train baseline_cnn --profile smoke --seed 0" in message
 
 
@@ -592,7 +717,9 @@ def test_a_no_train_build_stops_at_the_plan_on_a_missing_run_with_its_command(tm
 def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys):
     """make chapter must not execute (and train) every other chapter that is not fresh: those
     are shown as a stand-in page (never executed) or their last build with a note (stale)."""
-    root = make_book(tmp_path / "src", {"a": ["print('output of a')"], "b": ["y = 2"], "c": ["z = 3"]})
+    root = make_book(
+        tmp_path / "src", {"a": ["print('output of a')"], "b": ["y = 2"], "c": ["z = 3"]}
+    )
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
     monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
@@ -601,12 +728,19 @@ def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys
     store = keys.Store(tmp_path / "art" / "book", "smoke")
 
     def run(chapter=None):
-        return {r.name: r for r in bb.run(bb.Options(profile="smoke", root=root,
-                                                     output=tmp_path / "out", chapter=chapter))}
+        return {
+            r.name: r
+            for r in bb.run(
+                bb.Options(profile="smoke", root=root, output=tmp_path / "out", chapter=chapter)
+            )
+        }
 
     results = run("b")
     assert [(r.name, r.status) for r in results.values()] == [
-        ("a", "not executed"), ("b", "executed"), ("c", "not executed")]
+        ("a", "not executed"),
+        ("b", "executed"),
+        ("c", "not executed"),
+    ]
     assert not store.notebook(pub_toc.find_chapter(pub_toc.read_toc(root), "a")).exists()
     page_a = json.loads((staged[-1] / "book" / "a.ipynb").read_text())
     text = json.dumps(page_a)
@@ -618,7 +752,10 @@ def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys
     write_nb(root / "book" / "a.ipynb", "print('output of a, edited')")
     results = run("c")
     assert [(r.name, r.status) for r in results.values()] == [
-        ("a", "kept (stale)"), ("b", "cached"), ("c", "executed")]
+        ("a", "kept (stale)"),
+        ("b", "cached"),
+        ("c", "executed"),
+    ]
     assert results["a"].reason == "notebook source changed"
     page_a = json.loads((staged[-1] / "book" / "a.ipynb").read_text())
     text = json.dumps(page_a)
@@ -629,9 +766,15 @@ def test_chapter_option_executes_that_chapter_only(tmp_path, monkeypatch, capsys
 
 
 def test_notebook_with_note_goes_under_the_title():
-    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nIntro"},
-                    {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": []}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Title\n\nIntro"},
+            {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": []},
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     out = json.loads(pub_site.notebook_with_note(json.dumps(nb).encode(), "stale because X"))  # str
     assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
     assert out["cells"][1]["source"] == "```{note}\nstale because X\n```"
@@ -644,8 +787,10 @@ def test_a_run_listing_chapter_that_trains_is_keyed_by_the_store_it_leaves(tmp_p
     after it ran, or every later build would find the store changed (and --expect-cached fail)."""
     art = tmp_path / "art"
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(art))
-    adds_a_run = (f"import pathlib; p = pathlib.Path({str(art)!r}) / 'runs' / 'resnet20-0123456789ab'\n"
-                  "p.mkdir(parents=True, exist_ok=True); (p / 'status.json').write_text('{}')")
+    adds_a_run = (
+        f"import pathlib; p = pathlib.Path({str(art)!r}) / 'runs' / 'resnet20-0123456789ab'\n"
+        "p.mkdir(parents=True, exist_ok=True); (p / 'status.json').write_text('{}')"
+    )
     root = make_book(tmp_path / "src", {"trains": [adds_a_run]})
     _with_metadata(root / "book" / "trains.ipynb", lists_runs=True)
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
@@ -653,8 +798,12 @@ def test_a_run_listing_chapter_that_trains_is_keyed_by_the_store_it_leaves(tmp_p
     monkeypatch.setattr(bb, "build_site", lambda *a, **k: None)
     opts = bb.Options(profile="smoke", root=root, output=tmp_path / "out")
     assert [r.status for r in bb.run(opts)] == ["executed"]
-    assert [r.status for r in bb.run(bb.Options(profile="smoke", root=root, output=tmp_path / "out",
-                                                expect_cached=True))] == ["cached"]
+    assert [
+        r.status
+        for r in bb.run(
+            bb.Options(profile="smoke", root=root, output=tmp_path / "out", expect_cached=True)
+        )
+    ] == ["cached"]
 
 
 # --------------------------------------------------------------------------- end to end
@@ -684,14 +833,27 @@ def test_real_book_build_smoke(tmp_path):
     shutil.copy(ROOT / "book" / "data.ipynb", root / "book" / "data.ipynb")
     # The chapter links the page on how to read the report (copied as it is, never executed).
     shutil.copy(ROOT / "book" / "how_to_read.md", root / "book" / "how_to_read.md")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/data\nchapters:\n  - file: book/how_to_read\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/data\nchapters:\n  - file: book/how_to_read\n"
+    )
     art = tmp_path / "artifacts"
     real_cache = ROOT / "artifacts" / "cache"
     env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
     if real_cache.is_dir() and "CIFARKIT_CACHE" not in os.environ:
         env["CIFARKIT_CACHE"] = str(real_cache)  # reuse the decoded-data cache (read-mostly)
-    command = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke",
-               "--root", str(root), "--output", str(root)]
+    command = [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "book",
+        "build",
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        "--output",
+        str(root),
+    ]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     html = tmp_path / "out" / "_build" / "html"
@@ -702,7 +864,9 @@ def test_real_book_build_smoke(tmp_path):
     assert data_page.count("<img") >= 3  # the figures rendered
     assert "executed" in first.stdout
 
-    second = subprocess.run(command + ["--expect-cached"], capture_output=True, text=True, env=env, timeout=600)
+    second = subprocess.run(
+        command + ["--expect-cached"], capture_output=True, text=True, env=env, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     lines = [line for line in second.stdout.splitlines() if line.strip()]
     rows = [line.split() for line in lines[2:]]  # after the header and the dashes
@@ -732,22 +896,28 @@ def test_stand_in_and_noted_pages_pass_the_strict_site_build(tmp_path):
     root = tmp_path / "site"
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
-                                   "  - file: book/never\n  - file: book/stale\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/never\n  - file: book/stale\n"
+    )
     (root / "book" / "intro.md").write_text("# Intro\n\nSee {doc}`never` and {doc}`stale`.\n")
     source = write_nb(tmp_path / "never.ipynb", "# code-marker\nx = 1")
     nb = nbformat.read(source, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Never run chapter\n\nIntro text."))
     nbformat.write(nb, source)
-    (root / "book" / "never.ipynb").write_text(pub_site.stand_in_notebook(source, "Not executed; `make book`."), encoding="utf-8")
-    (root / "book" / "stale.ipynb").write_text(pub_site.notebook_with_note(source.read_bytes(), "From an earlier build."),
-                                                 encoding="utf-8")
+    (root / "book" / "never.ipynb").write_text(
+        pub_site.stand_in_notebook(source, "Not executed; `make book`."), encoding="utf-8"
+    )
+    (root / "book" / "stale.ipynb").write_text(
+        pub_site.notebook_with_note(source.read_bytes(), "From an earlier build."), encoding="utf-8"
+    )
     index = pub_site.build_site(root, tmp_path / "out")
     html = index.parent / "book"
     never, stale = (html / "never.html").read_text(), (html / "stale.html").read_text()
     assert "Never run chapter" in never and "admonition note" in never and "Not executed;" in never
     assert "code-marker" not in never  # a stand-in shows no code
-    assert "admonition note" in stale and "From an earlier build." in stale and "code-marker" in stale
+    assert (
+        "admonition note" in stale and "From an earlier build." in stale and "code-marker" in stale
+    )
 
 
 def _with_metadata(path: Path, **flags) -> Path:
@@ -758,16 +928,27 @@ def _with_metadata(path: Path, **flags) -> Path:
 
 
 def test_execution_order_puts_summaries_and_run_lists_last(tmp_path):
-    pages = [pub_toc.Page(docname=f"book/{name}", source=write_nb(tmp_path / f"{name}.ipynb"), kind="notebook")
-             for name in ("intro", "data", "appendix", "baseline")]
+    pages = [
+        pub_toc.Page(
+            docname=f"book/{name}", source=write_nb(tmp_path / f"{name}.ipynb"), kind="notebook"
+        )
+        for name in ("intro", "data", "appendix", "baseline")
+    ]
     _with_metadata(pages[0].source, execute_last=True)
     _with_metadata(pages[2].source, lists_runs=True)
-    assert [p.name for p in keys.execution_order(pages)] == ["data", "baseline", "intro", "appendix"]
+    assert [p.name for p in keys.execution_order(pages)] == [
+        "data",
+        "baseline",
+        "intro",
+        "appendix",
+    ]
 
 
 def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch):
     plain = pub_toc.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook")
-    listing = pub_toc.Page("book/b", _with_metadata(write_nb(tmp_path / "b.ipynb"), lists_runs=True), "notebook")
+    listing = pub_toc.Page(
+        "book/b", _with_metadata(write_nb(tmp_path / "b.ipynb"), lists_runs=True), "notebook"
+    )
     shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
     assert "runs" not in keys.chapter_components(plain, {}, shared)
     before = keys.chapter_components(listing, {}, shared)
@@ -776,12 +957,15 @@ def test_only_run_listing_chapters_depend_on_the_run_store(tmp_path, monkeypatch
     (run_dir / "status.json").write_text('{"status": "complete"}')
     after = keys.chapter_components(listing, {}, shared)
     assert keys.stale_reasons({"key": keys.cache_key(before), "components": before}, after) == [
-        "the run store changed"]
+        "the run store changed"
+    ]
     assert keys.chapter_components(plain, {}, shared) == keys.chapter_components(plain, {}, shared)
 
 
 def test_benchmark_reading_chapters_depend_on_the_benchmark_results(tmp_path):
-    page = pub_toc.Page("book/f", _with_metadata(write_nb(tmp_path / "f.ipynb"), reads_benchmarks=True), "notebook")
+    page = pub_toc.Page(
+        "book/f", _with_metadata(write_nb(tmp_path / "f.ipynb"), reads_benchmarks=True), "notebook"
+    )
     shared = {"cifarkit": "c", "configs": {}, "data": "d", "lock": "l"}
     before = keys.chapter_components(page, {}, shared)
     bench = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench"
@@ -791,15 +975,17 @@ def test_benchmark_reading_chapters_depend_on_the_benchmark_results(tmp_path):
     (bench / "time-to-accuracy-airbench-cpu-0123.json").write_text("{}")
     after = keys.chapter_components(page, {}, shared)
     assert keys.stale_reasons({"key": keys.cache_key(before), "components": before}, after) == [
-        "benchmark results changed"]
+        "benchmark results changed"
+    ]
     (bench / "throughput-airbench-cpu-batch-b1024.json").write_text("{}")
     assert keys.chapter_components(page, {}, shared)["benchmarks"] != after["benchmarks"]
-    assert "benchmarks" not in keys.chapter_components(pub_toc.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"),
-                                                      {}, shared)
+    assert "benchmarks" not in keys.chapter_components(
+        pub_toc.Page("book/a", write_nb(tmp_path / "a.ipynb"), "notebook"), {}, shared
+    )
 
 
 def test_staging_copies_the_book_roots_static_css(tmp_path):
-    root = make_book(tmp_path / "src", {"data": ['x = 1']})
+    root = make_book(tmp_path / "src", {"data": ["x = 1"]})
     (root / "_static").mkdir()
     (root / "_static" / "site.css").write_text("span.pasted-text { font-weight: inherit; }\n")
     store = keys.Store(tmp_path / "store", "smoke")
@@ -810,25 +996,45 @@ def test_staging_copies_the_book_roots_static_css(tmp_path):
 def test_the_build_report_compares_estimates_only_where_there_are_some():
     from cifarkit.publish.costs import ChapterResult, PlanCost
 
-    results = [ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "executed", 6.0)]
+    results = [
+        ChapterResult("baseline", "executed", 120.0),
+        ChapterResult("intro", "executed", 6.0),
+    ]
     first = PlanCost({"baseline": 6}, {"baseline": 20.0}, {"baseline": 22.0}, {}, probe_minutes=2.0)
     text = first.report(results, total_minutes=27.0)
     assert "training: estimated 20.0, took 22.0 (+10%) min" in text
     assert "chapters: took 2.1 min (not yet timed on this machine: no estimate)" in text
     # the plan is priced after the probes: 25 of the 27 minutes are compared with its 20
-    assert "whole build: took 27.0 min (speed probes 2.0, training 22.0, chapters 2.1, site and the rest 0.9)" in text
+    assert (
+        "whole build: took 27.0 min (speed probes 2.0, training 22.0, chapters 2.1, site and the rest 0.9)"
+        in text
+    )
     assert "from the plan on, estimated 20.0, took 25.0 (+25%) min" in text
     assert "no execution estimate yet for baseline, intro" in text
     second = PlanCost({}, {}, {}, {"baseline": 2.0, "intro": 0.1}, probe_minutes=0.0)
-    text = second.report([ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "cached", 0.0)], 2.5)
-    assert "chapters: estimated 2.0, took 2.0 (+0%) min" in text and "no execution estimate yet" not in text
+    text = second.report(
+        [ChapterResult("baseline", "executed", 120.0), ChapterResult("intro", "cached", 0.0)], 2.5
+    )
+    assert (
+        "chapters: estimated 2.0, took 2.0 (+0%) min" in text
+        and "no execution estimate yet" not in text
+    )
 
 
 def test_the_build_report_counts_overlapping_runs_by_wall_time():
     from cifarkit.publish.costs import ChapterResult, PlanCost
 
-    cost = PlanCost({"baseline": 4}, {"baseline": 6.0}, {"baseline": 9.0}, {}, probe_minutes=1.0,
-                    train_wall_minutes=5.0)
+    cost = PlanCost(
+        {"baseline": 4},
+        {"baseline": 6.0},
+        {"baseline": 9.0},
+        {},
+        probe_minutes=1.0,
+        train_wall_minutes=5.0,
+    )
     text = cost.report([ChapterResult("baseline", "executed", 60.0)], total_minutes=7.5)
-    assert "training: estimated 6.0, took 5.0 (-17%) min (runs at once; their own minutes add up to 9.0)" in text
+    assert (
+        "training: estimated 6.0, took 5.0 (-17%) min (runs at once; their own minutes add up to 9.0)"
+        in text
+    )
     assert "site and the rest 0.5" in text

@@ -19,8 +19,11 @@ def test_config_show_prints_hash_and_yaml(capsys):
 def test_misspelled_key_is_one_line_exit_2_no_traceback(tmp_path):
     bad = tmp_path / "typo.yaml"
     bad.write_text("model: {name: resnet20}\ntrain: {epoch: 3}\n")
-    result = subprocess.run([sys.executable, "-m", "cifarkit.cli", "config", "show", str(bad)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cifarkit.cli", "config", "show", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -31,6 +34,9 @@ def test_misspelled_key_is_one_line_exit_2_no_traceback(tmp_path):
 def test_debug_flag_shows_traceback(tmp_path):
     bad = tmp_path / "typo.yaml"
     bad.write_text("model: {name: resnet20}\ntrain: {epoch: 3}\n")
-    result = subprocess.run([sys.executable, "-m", "cifarkit.cli", "--debug", "config", "show", str(bad)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cifarkit.cli", "--debug", "config", "show", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr

@@ -14,14 +14,24 @@ from cifarkit.studies.runner import train_plan
 
 def test_a_run_asks_for_one_cpu_and_a_gpu_only_under_mixed_float16_half_a_card_for_a_cifar_model():
     assert cluster.resources(load_config("resnet20", "cpu")) == {"num_cpus": 1.0, "num_gpus": 0.0}
-    assert cluster.resources(load_config("resnet20", "full"), cpus=4) == {"num_cpus": 4, "num_gpus": 0.5}
+    assert cluster.resources(load_config("resnet20", "full"), cpus=4) == {
+        "num_cpus": 4,
+        "num_gpus": 0.5,
+    }
     assert cluster.resources(load_config("airbench", "full"))["num_gpus"] == cluster.SMALL_RUN_GPU
-    assert cluster.resources(load_config("transfer_imagenet", "full"))["num_gpus"] == 1.0  # a backbone: a whole card
+    assert (
+        cluster.resources(load_config("transfer_imagenet", "full"))["num_gpus"] == 1.0
+    )  # a backbone: a whole card
 
 
 def test_what_no_node_offers_is_named():
     cpu_node = {"NodeID": "aa11", "NodeName": "cpu-box", "Alive": True, "Resources": {"CPU": 2.0}}
-    gpu_node = {"NodeID": "bb22", "NodeName": "gpu-box", "Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}
+    gpu_node = {
+        "NodeID": "bb22",
+        "NodeName": "gpu-box",
+        "Alive": True,
+        "Resources": {"CPU": 8.0, "GPU": 1.0},
+    }
     dead_gpu = {**gpu_node, "Alive": False}
     half = {"num_cpus": 1.0, "num_gpus": 0.5}
     assert cluster.unplaceable(half, [cpu_node, gpu_node]) is None
@@ -40,7 +50,9 @@ def test_an_address_that_nothing_answers_is_named_in_one_line():
     assert "is not an address" in cluster._reachable("no-port-here")
     assert cluster._reachable("auto") is None
     pytest.importorskip("ray")
-    with pytest.raises(CifarkitError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answers"):
+    with pytest.raises(
+        CifarkitError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answers"
+    ):
         cluster.connect(f"127.0.0.1:{port}")
 
 
@@ -51,19 +63,40 @@ def test_an_unreachable_cluster_is_refused_before_the_speed_probes(monkeypatch, 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setattr("cifarkit.data.identity.data_hash_for", lambda data: "d" * 64)
-    monkeypatch.setattr("cifarkit.studies.pricing.measured_speeds", lambda *a, **k: pytest.fail("probed"))
-    code = main(["plan", "run", "--profile", "smoke", "--chapter", "baseline", "--runner", "ray",
-                 "--address", f"127.0.0.1:{port}"])
+    monkeypatch.setattr(
+        "cifarkit.studies.pricing.measured_speeds", lambda *a, **k: pytest.fail("probed")
+    )
+    code = main(
+        [
+            "plan",
+            "run",
+            "--profile",
+            "smoke",
+            "--chapter",
+            "baseline",
+            "--runner",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+        ]
+    )
     assert code == 2
-    assert f"cifarkit: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answers" in capsys.readouterr().err
+    assert (
+        f"cifarkit: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answers"
+        in capsys.readouterr().err
+    )
 
 
 def test_an_unknown_runner_is_refused_before_anything_trains():
-    with pytest.raises(CifarkitError, match="runner='slurm' is not a runner; choose from local, ray"):
+    with pytest.raises(
+        CifarkitError, match="runner='slurm' is not a runner; choose from local, ray"
+    ):
         train_plan([], {}, runner="slurm")
 
 
-def test_a_checkpoint_mirrored_to_the_remote_resumes_a_run_elsewhere_and_a_corrupt_one_is_dropped(tmp_path):
+def test_a_checkpoint_mirrored_to_the_remote_resumes_a_run_elsewhere_and_a_corrupt_one_is_dropped(
+    tmp_path,
+):
     import keras
 
     from cifarkit.runs.remote.transfer import RemoteStore
@@ -72,7 +105,9 @@ def test_a_checkpoint_mirrored_to_the_remote_resumes_a_run_elsewhere_and_a_corru
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
     here = tmp_path / "node-a" / "runs" / "resnet20-0123456789ab"
-    CheckpointManager(here / "checkpoint").save(model, 2, {"history": [{"loss": 1.0}] * 2, "train_seconds": 3.0})
+    CheckpointManager(here / "checkpoint").save(
+        model, 2, {"history": [{"loss": 1.0}] * 2, "train_seconds": 3.0}
+    )
     store = RemoteStore((tmp_path / "remote").as_uri())
     cluster.CheckpointMirror(store, here).push(2)
     elsewhere = tmp_path / "node-b" / "runs" / here.name
@@ -87,17 +122,27 @@ def test_a_checkpoint_mirrored_to_the_remote_resumes_a_run_elsewhere_and_a_corru
     assert not (third / "checkpoint").exists()
     cluster.CheckpointMirror(store, here).remove()
     assert not (tmp_path / "remote" / "checkpoints" / here.name).exists()
-    assert cluster.CheckpointMirror(store, tmp_path / "node-d" / "runs" / here.name).restore() is None
+    assert (
+        cluster.CheckpointMirror(store, tmp_path / "node-d" / "runs" / here.name).restore() is None
+    )
 
 
 def test_nodes_on_one_machine_are_told_apart_by_their_id():
-    nodes = [{"NodeID": "aa11bb22cc33", "NodeName": "127.0.0.1"}, {"NodeID": "dd44ee55ff66", "NodeName": "127.0.0.1"},
-             {"NodeID": "0099887766aa", "NodeName": "gpu-box"}]
-    assert cluster.node_labels(nodes) == {"aa11bb22cc33": "127.0.0.1/aa11bb22", "dd44ee55ff66": "127.0.0.1/dd44ee55",
-                                          "0099887766aa": "gpu-box"}
+    nodes = [
+        {"NodeID": "aa11bb22cc33", "NodeName": "127.0.0.1"},
+        {"NodeID": "dd44ee55ff66", "NodeName": "127.0.0.1"},
+        {"NodeID": "0099887766aa", "NodeName": "gpu-box"},
+    ]
+    assert cluster.node_labels(nodes) == {
+        "aa11bb22cc33": "127.0.0.1/aa11bb22",
+        "dd44ee55ff66": "127.0.0.1/dd44ee55",
+        "0099887766aa": "gpu-box",
+    }
 
 
-def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all(tmp_path, monkeypatch):
+def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all(
+    tmp_path, monkeypatch
+):
     pytest.importorskip("fsspec")
     from test_remote import make_run
 
@@ -111,9 +156,14 @@ def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all
     result = {"folder": made.path.name, **packed}
     assert cluster._commit(result, None, tmp_path / "driver" / "ray-inbox") is None
     here = Run(tmp_path / "driver" / "runs" / made.path.name)
-    assert here.complete and (here.path / "model.keras").read_bytes() == (made.path / "model.keras").read_bytes()
+    assert (
+        here.complete
+        and (here.path / "model.keras").read_bytes() == (made.path / "model.keras").read_bytes()
+    )
     before = (here.path / "status.json").stat().st_mtime_ns
-    assert cluster._commit(result, None, tmp_path / "driver" / "ray-inbox") is None  # a second driver, same run
+    assert (
+        cluster._commit(result, None, tmp_path / "driver" / "ray-inbox") is None
+    )  # a second driver, same run
     assert (here.path / "status.json").stat().st_mtime_ns == before  # not committed twice
     # A run whose model came back altered is refused by name, and nothing of it enters the store.
     other = make_run("tiny_baseline_cnn-ba9876543210", root=tmp_path / "worker" / "runs")
@@ -122,7 +172,9 @@ def test_a_returned_run_is_committed_once_verified_and_a_tampered_one_not_at_all
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path / "driver"))
     model_sha = Manifest.parse(packed["manifest"], other.path.name).files["model.keras"].sha256
     packed["objects"][model_sha] = packed["objects"][model_sha][:-10] + b"0123456789"
-    problem = cluster._commit({"folder": other.path.name, **packed}, None, tmp_path / "driver" / "ray-inbox2")
+    problem = cluster._commit(
+        {"folder": other.path.name, **packed}, None, tmp_path / "driver" / "ray-inbox2"
+    )
     assert problem and "model.keras" in problem
     assert not (tmp_path / "driver" / "runs" / other.path.name).exists()
 
@@ -133,8 +185,14 @@ def test_the_checkpoint_mirror_writes_only_checkpoint_keys(tmp_path):
 
     store = RemoteStore((tmp_path / "remote").as_uri())
     store.write_key("checkpoints/resnet20-0123456789ab/latest.json", b"{}")
-    assert (tmp_path / "remote" / "checkpoints" / "resnet20-0123456789ab" / "latest.json").read_bytes() == b"{}"
-    for rel in ("runs/resnet20-0123456789ab.json", "checkpoints/../objects/ab", "checkpoints/x/latest.json"):
+    assert (
+        tmp_path / "remote" / "checkpoints" / "resnet20-0123456789ab" / "latest.json"
+    ).read_bytes() == b"{}"
+    for rel in (
+        "runs/resnet20-0123456789ab.json",
+        "checkpoints/../objects/ab",
+        "checkpoints/x/latest.json",
+    ):
         with pytest.raises(CifarkitError, match="only checkpoints/<run>/latest.json"):
             store.write_key(rel, b"{}")
 
@@ -154,5 +212,8 @@ def test_a_transfer_runs_source_is_brought_to_the_node_packed_or_refused(tmp_pat
         cluster._bring_source(source.path.name, None, None, node)
     cluster._bring_source(source.path.name, None, packed, node)
     here = Run(node / "runs" / source.path.name)
-    assert here.complete and (here.path / "model.keras").read_bytes() == (source.path / "model.keras").read_bytes()
+    assert (
+        here.complete
+        and (here.path / "model.keras").read_bytes() == (source.path / "model.keras").read_bytes()
+    )
     cluster._bring_source(source.path.name, None, None, node)  # already there: nothing to bring

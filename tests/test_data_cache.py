@@ -47,7 +47,9 @@ def test_second_load_uses_the_cache(image_tree: Tree, monkeypatch: pytest.Monkey
     assert second.source_format == "image-folder" and second.cache_path == first.cache_path
 
 
-def test_archive_second_load_reads_no_member(image_tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_archive_second_load_reads_no_member(
+    image_tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, expected = image_tree
     archive = tar_dir(root, tmp_path / "images.tgz")
     load_cifar10(archive)
@@ -93,7 +95,9 @@ def test_damaged_cache_file_is_rebuilt(
     assert cache.read_arrays(path) is not None  # rewritten, valid
 
 
-def test_corrupt_index_is_ignored_and_rewritten(image_tree: Tree, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_index_is_ignored_and_rewritten(
+    image_tree: Tree, caplog: pytest.LogCaptureFixture
+) -> None:
     root, expected = image_tree
     load_cifar10(root)
     index = cache_dir() / "data" / "index.json"
@@ -105,7 +109,9 @@ def test_corrupt_index_is_ignored_and_rewritten(image_tree: Tree, caplog: pytest
     assert [e["path"] for e in entries.values()] == [str(root)]
 
 
-def test_changed_file_content_changes_the_source_hash(image_tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_changed_file_content_changes_the_source_hash(
+    image_tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, _ = image_tree
     before = load_cifar10(root)
     target = root / "train" / "dog" / "002.png"
@@ -147,7 +153,9 @@ def test_file_hash_is_sha256_of_the_bytes(tmp_path: Path) -> None:
     assert cache.content_hash(tmp_path / "f") == hashlib.sha256(blob).hexdigest()
 
 
-def test_failed_cache_write_leaves_no_file(image_tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_cache_write_leaves_no_file(
+    image_tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, _ = image_tree
 
     def killed(path: Any, **arrays: Any) -> None:
@@ -157,10 +165,14 @@ def test_failed_cache_write_leaves_no_file(image_tree: Tree, monkeypatch: pytest
     monkeypatch.setattr(np, "savez", killed)
     with pytest.raises(KeyboardInterrupt):
         load_cifar10(root)
-    assert [p.name for p in (cache_dir() / "data").iterdir() if p.suffix == ".npz" or ".tmp" in p.name] == []
+    assert [
+        p.name for p in (cache_dir() / "data").iterdir() if p.suffix == ".npz" or ".tmp" in p.name
+    ] == []
 
 
-def test_unwritable_cache_still_loads(image_tree: Tree, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unwritable_cache_still_loads(
+    image_tree: Tree, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root, expected = image_tree
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the cache folder should be")

@@ -70,8 +70,9 @@ def test_default_split(real: Cifar10) -> None:
     assert not set(splits.train_idx.tolist()) & set(splits.val_idx.tolist())
 
 
-def test_warm_load_comes_from_the_cache_and_is_identical(real: Cifar10, cache_home: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warm_load_comes_from_the_cache_and_is_identical(
+    real: Cifar10, cache_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cifarkit.data import sources
 
     monkeypatch.setenv("CIFARKIT_CACHE", cache_home)

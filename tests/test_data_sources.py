@@ -35,7 +35,9 @@ Tree = tuple[Path, dict[str, Any]]
 # --------------------------------------------------------------------------- resolve_source
 
 
-def test_resolve_source_prefers_config_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_source_prefers_config_then_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config_path, env_path = tmp_path / "a", tmp_path / "b"
     config_path.mkdir()
     env_path.mkdir()
@@ -57,7 +59,9 @@ def test_resolve_source_makes_relative_paths_absolute(
     assert resolve_source("data") == str(tmp_path / "data")
 
 
-def test_resolve_source_missing_path_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_source_missing_path_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     missing = tmp_path / "nope.tgz"
     with pytest.raises(DataError, match="nope.tgz") as info:
         resolve_source(str(missing))
@@ -104,8 +108,13 @@ def test_image_folder_archive_without_top_folder(image_tree: Tree, tmp_path: Pat
 
 
 def test_jpeg_tree_decodes_close_to_originals(tmp_path: Path) -> None:
-    expected = write_image_tree(tmp_path / "jpeg", fmt="jpg", classes=tuple(CLASS_NAMES), train_per_class=3,
-                                test_per_class=1)
+    expected = write_image_tree(
+        tmp_path / "jpeg",
+        fmt="jpg",
+        classes=tuple(CLASS_NAMES),
+        train_per_class=3,
+        test_per_class=1,
+    )
     data = load_cifar10(tar_dir(tmp_path / "jpeg", tmp_path / "jpeg.tgz"))
     assert data.class_names == CLASS_NAMES
     assert data.x_train.shape == (30, 32, 32, 3) and data.x_test.shape == (10, 32, 32, 3)
@@ -114,7 +123,9 @@ def test_jpeg_tree_decodes_close_to_originals(tmp_path: Path) -> None:
     assert diff.mean() < 3
 
 
-def test_non_image_files_are_skipped_with_a_warning(image_tree: Tree, caplog: pytest.LogCaptureFixture) -> None:
+def test_non_image_files_are_skipped_with_a_warning(
+    image_tree: Tree, caplog: pytest.LogCaptureFixture
+) -> None:
     root, expected = image_tree
     (root / "README.txt").write_text("about")
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"\0")
@@ -129,7 +140,9 @@ def test_non_image_files_are_skipped_with_a_warning(image_tree: Tree, caplog: py
 def test_missing_split_folder(image_tree: Tree) -> None:
     root, _ = image_tree
     shutil.rmtree(root / "test")
-    with pytest.raises(DataError, match=r"missing split folder test/ in .*images.*found folders: train"):
+    with pytest.raises(
+        DataError, match=r"missing split folder test/ in .*images.*found folders: train"
+    ):
         load_cifar10(root)
 
 
@@ -164,7 +177,9 @@ def test_class_in_train_but_not_in_test(image_tree: Tree) -> None:
 def test_unequal_counts_within_a_split(image_tree: Tree) -> None:
     root, _ = image_tree
     (root / "train" / "dog" / "000.png").unlink()
-    with pytest.raises(DataError, match=r"unequal per-class counts in .*train: cat=4, dog=3, frog=4"):
+    with pytest.raises(
+        DataError, match=r"unequal per-class counts in .*train: cat=4, dog=3, frog=4"
+    ):
         load_cifar10(root)
 
 
@@ -206,15 +221,21 @@ def _symlink(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.T
 def test_archive_with_parent_path_member_is_refused(tmp_path: Path, evil_name: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    archive = tar_members(work / "evil.tgz", [("cifar/train/cat/000.png", png_bytes()), (evil_name, b"pwned")])
-    with pytest.raises(DataError, match=r"unsafe path in archive .*evil.tgz.*'cifar/(train/)?\.\./"):
+    archive = tar_members(
+        work / "evil.tgz", [("cifar/train/cat/000.png", png_bytes()), (evil_name, b"pwned")]
+    )
+    with pytest.raises(
+        DataError, match=r"unsafe path in archive .*evil.tgz.*'cifar/(train/)?\.\./"
+    ):
         load_cifar10(archive)
     assert not (tmp_path / "evil").exists() and not (work.parent.parent / "evil").exists()
 
 
 def test_archive_with_absolute_member_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside" / "evil"
-    archive = tar_members(tmp_path / "abs.tgz", [("cifar/train/cat/000.png", png_bytes()), (str(outside), b"x")])
+    archive = tar_members(
+        tmp_path / "abs.tgz", [("cifar/train/cat/000.png", png_bytes()), (str(outside), b"x")]
+    )
     assert str(outside).startswith("/")
     with pytest.raises(DataError, match=rf"unsafe path in archive .*abs.tgz.*{outside}"):
         load_cifar10(archive)
@@ -225,14 +246,23 @@ def test_archive_with_absolute_member_is_refused(tmp_path: Path) -> None:
     ("member", "message"),
     [
         (_symlink("cifar/train/cat/001.png", "/etc/passwd"), "unsafe link"),
-        (_symlink("cifar/train/cat/001.png", "cifar/train/cat/000.png", tarfile.LNKTYPE), "unsafe link"),
+        (
+            _symlink("cifar/train/cat/001.png", "cifar/train/cat/000.png", tarfile.LNKTYPE),
+            "unsafe link",
+        ),
         (_symlink("cifar/train/cat/dev", "", tarfile.CHRTYPE), "unsafe special file"),
         (_symlink("cifar/train/cat/fifo", "", tarfile.FIFOTYPE), "unsafe special file"),
     ],
 )
-def test_archive_with_link_or_device_is_refused(tmp_path: Path, member: tarfile.TarInfo, message: str) -> None:
-    archive = tar_members(tmp_path / "links.tgz", [("cifar/train/cat/000.png", png_bytes()), member])
-    with pytest.raises(DataError, match=rf"{message} in archive .*links.tgz: member '{member.name}'"):
+def test_archive_with_link_or_device_is_refused(
+    tmp_path: Path, member: tarfile.TarInfo, message: str
+) -> None:
+    archive = tar_members(
+        tmp_path / "links.tgz", [("cifar/train/cat/000.png", png_bytes()), member]
+    )
+    with pytest.raises(
+        DataError, match=rf"{message} in archive .*links.tgz: member '{member.name}'"
+    ):
         load_cifar10(archive)
 
 
@@ -241,7 +271,9 @@ def test_truncated_archive(image_tree: Tree, tmp_path: Path) -> None:
     archive = tar_dir(root, tmp_path / "images.tgz")
     blob = archive.read_bytes()
     archive.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(DataError, match=r"truncated or corrupt archive .*images.tgz: .*re-download or re-create it"):
+    with pytest.raises(
+        DataError, match=r"truncated or corrupt archive .*images.tgz: .*re-download or re-create it"
+    ):
         load_cifar10(archive)
 
 
@@ -271,7 +303,9 @@ def test_official_dir(official_dir: Tree, point_at: str) -> None:
     assert data.source_format == "official-dir"
 
 
-def test_official_archive_with_matching_md5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_official_archive_with_matching_md5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = tmp_path / "cifar-10-python.tar.gz"
     expected = write_official_archive(archive)
     monkeypatch.setattr(readers, "OFFICIAL_MD5", md5_of(archive))
@@ -303,15 +337,22 @@ def test_malicious_pickle_is_refused_and_not_run(official_dir: Tree, tmp_path: P
     folder, _ = official_dir
     marker = tmp_path / "pwned.txt"
     (folder / "data_batch_2").write_bytes(malicious_pickle(marker))
-    with pytest.raises(DataError, match=r"refusing to unpickle posix.system from .*data_batch_2: CIFAR batches contain only arrays"):
+    with pytest.raises(
+        DataError,
+        match=r"refusing to unpickle posix.system from .*data_batch_2: CIFAR batches contain only arrays",
+    ):
         load_cifar10(folder)
     assert not marker.exists()
 
 
-def test_malicious_pickle_in_archive_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malicious_pickle_in_archive_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "pwned.txt"
-    archive = tar_members(tmp_path / "cifar-10-python.tar.gz",
-                          [("cifar-10-batches-py/data_batch_1", malicious_pickle(marker))])
+    archive = tar_members(
+        tmp_path / "cifar-10-python.tar.gz",
+        [("cifar-10-batches-py/data_batch_1", malicious_pickle(marker))],
+    )
     monkeypatch.setattr(readers, "OFFICIAL_MD5", md5_of(archive))
     with pytest.raises(DataError, match="refusing to unpickle"):
         load_cifar10(archive)
@@ -361,7 +402,9 @@ def test_official_fixture_has_the_canonical_layout(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- keras download
 
 
-def test_keras_download_is_used_without_a_source(monkeypatch: pytest.MonkeyPatch, no_data_env: None) -> None:
+def test_keras_download_is_used_without_a_source(
+    monkeypatch: pytest.MonkeyPatch, no_data_env: None
+) -> None:
     rng = np.random.default_rng(0)
     x_train = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     x_test = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
@@ -377,7 +420,10 @@ def test_keras_download_is_used_without_a_source(monkeypatch: pytest.MonkeyPatch
 
 
 def test_failed_download_says_how_to_fix(no_data_env: None) -> None:
-    with pytest.raises(DataError, match=r"no data source is configured and the CIFAR-10 download failed.*CIFARKIT_DATA"):
+    with pytest.raises(
+        DataError,
+        match=r"no data source is configured and the CIFAR-10 download failed.*CIFARKIT_DATA",
+    ):
         load_cifar10()
 
 
@@ -389,22 +435,33 @@ def _cifar_tree(root: Path, classes: tuple[str, ...]) -> Path:
     return root
 
 
-@pytest.mark.parametrize("classes, message", [
-    (tuple(c for c in CLASS_NAMES if c != "truck"),
-     r"looks like CIFAR-10 but its train/ and test/ have 9 classes: missing class folder truck/; add or "
-     r"rename the folders, or set data.classes"),
-    ((*CLASS_NAMES, "unicorn"), r"have 11 classes: extra class folder unicorn/;"),
-    (tuple("trucks" if c == "truck" else c for c in CLASS_NAMES),
-     r"10 classes: missing class folder truck/; extra class folder trucks/ \(a misspelt truck/\?\)"),
-])
-def test_a_class_folder_missing_or_extra_is_named(tmp_path: Path, classes: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    "classes, message",
+    [
+        (
+            tuple(c for c in CLASS_NAMES if c != "truck"),
+            r"looks like CIFAR-10 but its train/ and test/ have 9 classes: missing class folder truck/; add or "
+            r"rename the folders, or set data.classes",
+        ),
+        ((*CLASS_NAMES, "unicorn"), r"have 11 classes: extra class folder unicorn/;"),
+        (
+            tuple("trucks" if c == "truck" else c for c in CLASS_NAMES),
+            r"10 classes: missing class folder truck/; extra class folder trucks/ \(a misspelt truck/\?\)",
+        ),
+    ],
+)
+def test_a_class_folder_missing_or_extra_is_named(
+    tmp_path: Path, classes: tuple[str, ...], message: str
+) -> None:
     from cifarkit.data import make_splits
 
     data = load_cifar10(_cifar_tree(tmp_path / "near", classes))
     with pytest.raises(DataError, match=message):
         make_splits(data, val_per_class=1)
     chosen = [c for c in classes if c in CLASS_NAMES][:9]
-    assert make_splits(data, val_per_class=1, classes=chosen).class_names == tuple(chosen)  # data.classes set
+    assert make_splits(data, val_per_class=1, classes=chosen).class_names == tuple(
+        chosen
+    )  # data.classes set
 
 
 def test_a_data_set_of_its_own_is_not_a_near_miss(image_tree: Tree) -> None:
@@ -417,8 +474,11 @@ def test_a_data_set_of_its_own_is_not_a_near_miss(image_tree: Tree) -> None:
 def test_an_empty_image_file_is_named_with_its_reason(image_tree: Tree) -> None:
     root, _ = image_tree
     (root / "train" / "dog" / "002.png").write_bytes(b"")
-    with pytest.raises(DataError, match=r"train/dog/002.png is empty \(0 bytes\); replace it with the image or "
-                                        r"remove it"):
+    with pytest.raises(
+        DataError,
+        match=r"train/dog/002.png is empty \(0 bytes\); replace it with the image or "
+        r"remove it",
+    ):
         load_cifar10(root)
 
 
@@ -428,7 +488,9 @@ def test_an_extra_empty_image_file_is_named_not_counted(image_tree: Tree, tmp_pa
     with pytest.raises(DataError, match=r"^\S*train/dog/004.png is empty \(0 bytes\);") as info:
         load_cifar10(root)
     assert "unequal" not in str(info.value)
-    with pytest.raises(DataError, match=r"images.tgz:images/train/dog/004.png is empty \(0 bytes\);"):
+    with pytest.raises(
+        DataError, match=r"images.tgz:images/train/dog/004.png is empty \(0 bytes\);"
+    ):
         load_cifar10(tar_dir(root, tmp_path / "images.tgz"))
 
 
@@ -438,9 +500,12 @@ def test_a_stray_class_folder_in_one_split_is_named(image_tree: Tree) -> None:
     stray.mkdir()
     for name in ("000.png", "001.png"):  # fewer images than the real classes hold
         shutil.copy(root / "train" / "cat" / name, stray / name)
-    with pytest.raises(DataError, match=r"^unexpected class folder \S*train/unicorn \(test/ has no unicorn/\); "
-                                        r"expected one of cat, dog, frog \(the classes train/ and test/ share\); "
-                                        r"remove it, or add test/unicorn/ if it is a class$"):
+    with pytest.raises(
+        DataError,
+        match=r"^unexpected class folder \S*train/unicorn \(test/ has no unicorn/\); "
+        r"expected one of cat, dog, frog \(the classes train/ and test/ share\); "
+        r"remove it, or add test/unicorn/ if it is a class$",
+    ):
         load_cifar10(root)
 
 
@@ -448,15 +513,20 @@ def test_a_stray_folder_beside_the_ten_cifar_classes_is_named_not_counted(tmp_pa
     root = tmp_path / "near"
     write_image_tree(root, classes=(*CLASS_NAMES, "unicorn"), train_per_class=2, test_per_class=1)
     (root / "train" / "unicorn" / "000.png").unlink()
-    with pytest.raises(DataError, match=r"^unexpected class folder \S*train/unicorn \(beside the ten CIFAR-10 "
-                                        r"classes\); expected one of airplane, automobile, .*, truck"):
+    with pytest.raises(
+        DataError,
+        match=r"^unexpected class folder \S*train/unicorn \(beside the ten CIFAR-10 "
+        r"classes\); expected one of airplane, automobile, .*, truck",
+    ):
         load_cifar10(root)
 
 
 def test_a_non_image_named_like_one_says_so(image_tree: Tree) -> None:
     root, _ = image_tree
     (root / "test" / "cat" / "001.png").write_bytes(b"GIF89a not a png")
-    with pytest.raises(DataError, match=r"test/cat/001.png: cannot decode image: not a PNG or JPEG file"):
+    with pytest.raises(
+        DataError, match=r"test/cat/001.png: cannot decode image: not a PNG or JPEG file"
+    ):
         load_cifar10(root)
 
 
@@ -464,6 +534,9 @@ def test_a_short_class_names_the_files_it_skipped(image_tree: Tree) -> None:
     root, _ = image_tree
     png = root / "train" / "dog" / "000.png"
     png.rename(png.with_suffix(".webp"))
-    with pytest.raises(DataError, match=r"unequal per-class counts in .*train: cat=4, dog=3, frog=4 \(dog has 1 "
-                                        r"fewer and skipped .*train/dog/000.webp \(not .png/.jpg/.jpeg\)\)"):
+    with pytest.raises(
+        DataError,
+        match=r"unequal per-class counts in .*train: cat=4, dog=3, frog=4 \(dog has 1 "
+        r"fewer and skipped .*train/dog/000.webp \(not .png/.jpg/.jpeg\)\)",
+    ):
         load_cifar10(root)

@@ -30,10 +30,14 @@ def synthetic(seed: int = 0) -> Cifar10:
     rng = np.random.default_rng(seed)
     y_train = rng.permutation(np.repeat(np.arange(10), TRAIN_PER_CLASS)).astype(np.int64)
     y_test = rng.permutation(np.repeat(np.arange(10), TEST_PER_CLASS)).astype(np.int64)
-    x_train = np.broadcast_to((np.arange(len(y_train)) % 256).astype(np.uint8)[:, None, None, None],
-                              (len(y_train), 32, 32, 3)).copy()
+    x_train = np.broadcast_to(
+        (np.arange(len(y_train)) % 256).astype(np.uint8)[:, None, None, None],
+        (len(y_train), 32, 32, 3),
+    ).copy()
     x_test = np.zeros((len(y_test), 32, 32, 3), np.uint8)
-    return Cifar10(x_train, y_train, x_test, y_test, CLASS_NAMES, "synthetic", "image-folder", "f" * 64, None)
+    return Cifar10(
+        x_train, y_train, x_test, y_test, CLASS_NAMES, "synthetic", "image-folder", "f" * 64, None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +85,12 @@ def test_deterministic_across_processes(data: Cifar10) -> None:
         "s = make_splits(synthetic(), val_per_class=5, seed=11, train_per_class=9);"
         "print(s.val_idx.tolist(), s.train_idx.tolist())"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     here = make_splits(data, val_per_class=5, seed=11, train_per_class=9)
     assert out == f"{here.val_idx.tolist()} {here.train_idx.tolist()}"
 
@@ -113,21 +121,31 @@ def test_test_limit_is_stratified_in_test_order(data: Cifar10) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"val_per_class": 25, "train_per_class": 6}, r"val_per_class=25 \+ train_per_class=6 exceeds the 30"),
+        (
+            {"val_per_class": 25, "train_per_class": 6},
+            r"val_per_class=25 \+ train_per_class=6 exceeds the 30",
+        ),
         ({"val_per_class": 30}, r"val_per_class=30 \+ at least 1 train image exceeds the 30"),
-        ({"val_per_class": 5, "test_limit": 9}, r"test_limit=9 is smaller than the number of classes \(10\)"),
+        (
+            {"val_per_class": 5, "test_limit": 9},
+            r"test_limit=9 is smaller than the number of classes \(10\)",
+        ),
         ({"val_per_class": 5, "test_limit": 90}, r"test_limit=90 needs 9 test images per class"),
         ({"val_per_class": 5, "seed": -1}, "seed=-1"),
     ],
 )
-def test_impossible_splits_are_data_errors(data: Cifar10, kwargs: dict[str, Any], message: str) -> None:
+def test_impossible_splits_are_data_errors(
+    data: Cifar10, kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(DataError, match=message):
         make_splits(data, **kwargs)
 
 
 def test_splits_from_config(image_tree: tuple[Path, dict[str, Any]]) -> None:
     root, _ = image_tree
-    cfg = DataConfig(source=str(root), val_per_class=1, split_seed=4, train_per_class=2, test_limit=None)
+    cfg = DataConfig(
+        source=str(root), val_per_class=1, split_seed=4, train_per_class=2, test_limit=None
+    )
     splits = splits_from_config(cfg)
     assert splits.counts()["train"].tolist() == [2, 2, 2]
     assert splits.counts()["val"].tolist() == [1, 1, 1]

@@ -62,7 +62,9 @@ def test_class_balance_rejects_labels_out_of_range(splits):
 def test_balance_spread_and_note(splits):
     spread = datastats.balance_spread(splits)
     assert spread == {"train": pytest.approx(1.5), "val": pytest.approx(2.0), "test": 1.0}
-    assert "imbalanced" in datastats.balance_note(spread) and "2.00" in datastats.balance_note(spread)
+    assert "imbalanced" in datastats.balance_note(spread) and "2.00" in datastats.balance_note(
+        spread
+    )
     assert "fair" in datastats.balance_note({"train": 1.0, "val": 1.0, "test": 1.0})
 
 
@@ -163,7 +165,9 @@ def test_split_summary_and_notes(splits):
 def test_provenance_note():
     assert "JPEG" in datastats.provenance_note("image-folder-archive")
     # One measured run (airbench94), stated as such, not as a general range.
-    assert "about 3 points lower in one measured run (airbench94" in datastats.provenance_note("image-folder")
+    assert "about 3 points lower in one measured run (airbench94" in datastats.provenance_note(
+        "image-folder"
+    )
     assert "official" in datastats.provenance_note("official-archive")
     assert "JPEG" not in datastats.provenance_note("keras-download")
 
@@ -188,9 +192,11 @@ def test_data_figures_are_figures_deterministic_and_not_in_pyplot(splits):
 
     def draw():
         images, _ = datastats.sample_images(splits, "train", per_class=2, seed=0)
-        return [plots.class_balance_bars(datastats.class_balance(splits), title="balance"),
-                plots.sample_grid(images, splits.class_names, title="samples"),
-                plots.channel_histograms(datastats.split_histograms(splits))]
+        return [
+            plots.class_balance_bars(datastats.class_balance(splits), title="balance"),
+            plots.sample_grid(images, splits.class_names, title="samples"),
+            plots.channel_histograms(datastats.split_histograms(splits)),
+        ]
 
     before = plt.get_fignums()
     first, second = draw(), draw()
@@ -200,7 +206,11 @@ def test_data_figures_are_figures_deterministic_and_not_in_pyplot(splits):
     grid_image = first[1].axes[0].images[0]
     assert grid_image.get_interpolation() == "nearest"
     assert [t.get_text() for t in first[1].axes[0].get_yticklabels()] == list(NAMES)
-    assert len(first[2].axes) == 3 and [a.get_title() for a in first[2].axes] == ["red", "green", "blue"]
+    assert len(first[2].axes) == 3 and [a.get_title() for a in first[2].axes] == [
+        "red",
+        "green",
+        "blue",
+    ]
 
 
 def test_sample_grid_rejects_bad_shapes():

@@ -26,7 +26,19 @@ def test_demo_predicts_live_and_classifies_the_users_images(tmp_path, monkeypatc
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
 
-    code = main(["-q", "demo", "--profile", str(profile), "--section", "data", "--images", str(mine), str(broken)])
+    code = main(
+        [
+            "-q",
+            "demo",
+            "--profile",
+            str(profile),
+            "--section",
+            "data",
+            "--images",
+            str(mine),
+            str(broken),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "[data] done" in out and "[predict] done" in out  # --images adds the section

@@ -40,17 +40,25 @@ def _steps(layer: layers.BatchNormalization, x: np.ndarray, k: int) -> tuple:
         with tf.GradientTape() as tape:
             tape.watch(xt)
             y = tf.cast(layer(xt, training=True), tf.float32)
-            loss = tf.reduce_sum(weights * y + y**3 / 6)  # an upstream gradient that does not cancel
+            loss = tf.reduce_sum(
+                weights * y + y**3 / 6
+            )  # an upstream gradient that does not cancel
         grads = tape.gradient(loss, [xt, *layer.trainable_weights])
     assert layer(xt, training=False).dtype == xt.dtype  # the policy's compute dtype comes out
     return y, grads
 
 
 @pytest.mark.parametrize(("dtype_policy", "rtol"), [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
-@pytest.mark.parametrize("options", [{"momentum": 0.9, "epsilon": 1e-5},
-                                     {"momentum": 0.4, "epsilon": 1e-5, "scale": False, "center": True}])
-def test_the_fused_layer_matches_keras_in_outputs_gradients_and_moving_statistics(policy, dtype_policy, rtol,
-                                                                                  options):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"momentum": 0.9, "epsilon": 1e-5},
+        {"momentum": 0.4, "epsilon": 1e-5, "scale": False, "center": True},
+    ],
+)
+def test_the_fused_layer_matches_keras_in_outputs_gradients_and_moving_statistics(
+    policy, dtype_policy, rtol, options
+):
     policy(dtype_policy)
     x = np.random.default_rng(0).normal(2.0, 3.0, size=(16, 6, 6, 5)).astype(np.float32)
     ours, theirs = FusedBatchNormalization(**options), layers.BatchNormalization(**options)
@@ -63,25 +71,37 @@ def test_the_fused_layer_matches_keras_in_outputs_gradients_and_moving_statistic
     # A parameter's gradient sums the upstream gradient over the batch (for beta it cancels to
     # about zero), so its rounding is measured against that sum of magnitudes.
     upstream = (np.abs(np.float32(y_theirs)) ** 2 / 2 + 3).sum(axis=(0, 1, 2)).max()
-    np.testing.assert_allclose(np.float32(g_ours[0]), np.float32(g_theirs[0]), rtol=0,
-                               atol=rtol * float(np.abs(np.float32(g_theirs[0])).max()))
+    np.testing.assert_allclose(
+        np.float32(g_ours[0]),
+        np.float32(g_theirs[0]),
+        rtol=0,
+        atol=rtol * float(np.abs(np.float32(g_theirs[0])).max()),
+    )
     for a, b in zip(g_ours[1:], g_theirs[1:], strict=True):
         np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=0, atol=rtol * upstream)
     # Moving statistics after three steps: 1e-5 relative in float32 (bfloat16 rounds the input).
     stat_tol = 1e-5 if dtype_policy == "float32" else 1e-2
     np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=stat_tol)
-    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=stat_tol)
+    np.testing.assert_allclose(
+        ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=stat_tol
+    )
     # The moving variance is the biased one: with a fresh layer and momentum m after one step,
     # it is m * 1 + (1 - m) * var(x) with var's divisor n, not n - 1.
     fresh = FusedBatchNormalization(**options)
     fresh(tf.constant(x, dtype=fresh.compute_dtype), training=True)
     m = options["momentum"]
-    expected = m + (1 - m) * np.float32(tf.cast(tf.constant(x, dtype=fresh.compute_dtype), tf.float32)).var(axis=(0, 1, 2))
+    expected = m + (1 - m) * np.float32(
+        tf.cast(tf.constant(x, dtype=fresh.compute_dtype), tf.float32)
+    ).var(axis=(0, 1, 2))
     np.testing.assert_allclose(fresh.moving_variance.numpy(), expected, rtol=stat_tol)
     # Inference uses the moving statistics in both.
     xt = tf.constant(x, dtype=ours.compute_dtype)
-    np.testing.assert_allclose(np.float32(ours(xt, training=False)), np.float32(theirs(xt, training=False)),
-                               rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(
+        np.float32(ours(xt, training=False)),
+        np.float32(theirs(xt, training=False)),
+        rtol=0,
+        atol=rtol * scale,
+    )
 
 
 def test_a_frozen_fused_layer_runs_in_inference_mode_and_leaves_its_statistics_alone():
@@ -100,7 +120,9 @@ def test_a_mask_or_a_two_dimensional_input_falls_back_to_keras():
 
 
 @pytest.mark.parametrize("name", ["resnet20", "baseline_cnn", "airbench"])
-def test_every_cifar_family_uses_the_fused_layer_and_a_saved_model_round_trips(tmp_path: Path, name: str):
+def test_every_cifar_family_uses_the_fused_layer_and_a_saved_model_round_trips(
+    tmp_path: Path, name: str
+):
     cfg = load_config(name, "smoke", {"train.precision": "float32"})
     model = build_model(cfg.model)
     norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
@@ -112,16 +134,23 @@ def test_every_cifar_family_uses_the_fused_layer_and_a_saved_model_round_trips(t
     assert type(loaded.get_layer(norms[0].name)) is FusedBatchNormalization
     np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
     # Same weights, same order as Keras' layer: the reference model takes them unchanged.
-    reference = build_model(load_config(name, "smoke", {"train.precision": "float32",
-                                                        "model.batch_norm": "keras"}).model)
+    reference = build_model(
+        load_config(
+            name, "smoke", {"train.precision": "float32", "model.batch_norm": "keras"}
+        ).model
+    )
     assert not any(isinstance(layer, FusedBatchNormalization) for layer in reference.layers)
     reference.set_weights(model.get_weights())
-    np.testing.assert_allclose(reference(x, training=False), model(x, training=False), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        reference(x, training=False), model(x, training=False), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_the_batch_norm_and_the_precision_are_in_the_run_key():
     fused = load_config("resnet20", "smoke", {"train.precision": "float32"})
-    keras_bn = load_config("resnet20", "smoke", {"train.precision": "float32", "model.batch_norm": "keras"})
+    keras_bn = load_config(
+        "resnet20", "smoke", {"train.precision": "float32", "model.batch_norm": "keras"}
+    )
     bf16 = load_config("resnet20", "smoke", {"train.precision": "bfloat16"})
     assert fused.identity()["model"]["batch_norm"] == "fused"
     assert fused.identity()["train"]["precision"] == "float32"
@@ -131,7 +160,9 @@ def test_the_batch_norm_and_the_precision_are_in_the_run_key():
 def test_a_config_stored_before_the_precision_setting_reads_back_as_what_it_ran():
     from cifarkit.core.schema import ExperimentConfig
 
-    stored = load_config("resnet20", "smoke", {"train.precision": "float32"}).model_dump(mode="json")
+    stored = load_config("resnet20", "smoke", {"train.precision": "float32"}).model_dump(
+        mode="json"
+    )
     stored["train"].pop("precision")
     stored["model"].pop("batch_norm")
     stored["train"].update(bfloat16=True, mixed_precision=False)
@@ -166,7 +197,11 @@ def test_float16_without_a_gpu_is_refused_with_the_fix_and_allowed_with_one(poli
     with use_machine(Machine()), pytest.raises(CifarkitError) as error:
         configure_precision(cfg)
     message = str(error.value)
-    assert "\n" not in message and "make venv GPU=1" in message and "--set train.precision=float32" in message
+    assert (
+        "\n" not in message
+        and "make venv GPU=1" in message
+        and "--set train.precision=float32" in message
+    )
     with use_machine(Machine(gpus=("Fake GPU",))):
         assert configure_precision(cfg) == "mixed_float16"
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
@@ -182,14 +217,21 @@ def test_the_last_epochs_validation_from_logits_equals_keras_own_pass(loss):
 
     names = ("a", "b", "c")
     cfg = TrainConfig(epochs=4, validate_every=2, precision="float32", loss=LossConfig(**loss))
-    assert keras_validation_epochs(cfg) == [2]  # Keras validates epoch 2; epoch 4 comes from the logits
-    model = build_model(load_config("baseline_cnn", "smoke", {"train.precision": "float32"}).model,
-                        num_classes=3, l2=1e-3)
+    assert keras_validation_epochs(cfg) == [
+        2
+    ]  # Keras validates epoch 2; epoch 4 comes from the logits
+    model = build_model(
+        load_config("baseline_cnn", "smoke", {"train.precision": "float32"}).model,
+        num_classes=3,
+        l2=1e-3,
+    )
     compile_model(model, cfg, 1, names)
     rng = np.random.default_rng(4)
     x = rng.integers(0, 256, size=(70, 32, 32, 3)).astype(np.uint8)
     y = rng.integers(0, 3, size=70)
-    theirs = model.evaluate(eval_dataset(x, y, num_classes=3, batch_size=32), return_dict=True, verbose=0)
+    theirs = model.evaluate(
+        eval_dataset(x, y, num_classes=3, batch_size=32), return_dict=True, verbose=0
+    )
     ours = validation_logs(model, predict_logits(model, x), y, 3, names)
     assert set(ours) == {f"val_{k}" for k in theirs}
     for key, value in theirs.items():
@@ -200,28 +242,64 @@ def test_the_engine_table_gives_each_arm_its_median_range_and_ratios(tmp_path):
     from cifarkit.bench import engine
 
     plan = engine.arms(["resnet20"], ["float32", "bfloat16"], torch=True, negatives=True)
-    assert [a.label for a in plan][:2] == ["cifarkit resnet20, Keras batch norm, float32",
-                                         "cifarkit resnet20, fused batch norm, float32"]
-    assert sum(a.framework == "torch" for a in plan) == 2 and sum(bool(a.variant) for a in plan) == 2
-    figures = {("keras", "float32"): [100, 110, 90], ("fused", "float32"): [150, 160, 140],
-               ("keras", "bfloat16"): [120, 120, 120], ("fused", "bfloat16"): [220, 200, 240]}
+    assert [a.label for a in plan][:2] == [
+        "cifarkit resnet20, Keras batch norm, float32",
+        "cifarkit resnet20, fused batch norm, float32",
+    ]
+    assert (
+        sum(a.framework == "torch" for a in plan) == 2 and sum(bool(a.variant) for a in plan) == 2
+    )
+    figures = {
+        ("keras", "float32"): [100, 110, 90],
+        ("fused", "float32"): [150, 160, 140],
+        ("keras", "bfloat16"): [120, 120, 120],
+        ("fused", "bfloat16"): [220, 200, 240],
+    }
     arms = []
     for a in plan:
-        model = [200.0, 210.0, 190.0] if a.framework == "torch" else figures.get((a.batch_norm, a.precision), [50, 50, 50])
+        model = (
+            [200.0, 210.0, 190.0]
+            if a.framework == "torch"
+            else figures.get((a.batch_norm, a.precision), [50, 50, 50])
+        )
         pipeline = [] if a.framework == "torch" else [x * 0.9 for x in model]
-        arms.append({"model": a.model, "precision": a.precision, "batch_norm": a.batch_norm,
-                     "framework": a.framework, "variant": a.variant, "label": a.label,
-                     "model_alone": [float(x) for x in model], "pipeline": pipeline})
-    result = {"machine": {"cpu": "Test CPU", "cpu_isa": "avx512f", "cpu_bfloat16": True, "cpu_count": 2,
-                          "packages": {}}, "recorded_at": "2026-12-07T12:00:00+00:00", "repeats": 3, "steps": 40,
-              "batch_size": 128, "arms": arms}
+        arms.append(
+            {
+                "model": a.model,
+                "precision": a.precision,
+                "batch_norm": a.batch_norm,
+                "framework": a.framework,
+                "variant": a.variant,
+                "label": a.label,
+                "model_alone": [float(x) for x in model],
+                "pipeline": pipeline,
+            }
+        )
+    result = {
+        "machine": {
+            "cpu": "Test CPU",
+            "cpu_isa": "avx512f",
+            "cpu_bfloat16": True,
+            "cpu_count": 2,
+            "packages": {},
+        },
+        "recorded_at": "2026-12-07T12:00:00+00:00",
+        "repeats": 3,
+        "steps": 40,
+        "batch_size": 128,
+        "arms": arms,
+    }
     table = engine.engine_table(result).set_index("arm")
     fused = table.loc["cifarkit resnet20, fused batch norm, float32"]
     assert fused["model alone img/s"] == "150 (140-160)"
-    assert fused["× Keras BN float32 (pipeline)"] == "1.50 (1.45-1.56)"   # per-repeat ratios: 1.5, 1.45, 1.56
+    assert (
+        fused["× Keras BN float32 (pipeline)"] == "1.50 (1.45-1.56)"
+    )  # per-repeat ratios: 1.5, 1.45, 1.56
     assert fused["× PyTorch same precision (model alone)"] == "0.75 (0.74-0.76)"
     bf16 = table.loc["cifarkit resnet20, fused batch norm, bfloat16"]
-    assert bf16["× PyTorch same precision (model alone)"] == "1.10 (0.95-1.26)"  # against torch bfloat16
+    assert (
+        bf16["× PyTorch same precision (model alone)"] == "1.10 (0.95-1.26)"
+    )  # against torch bfloat16
     assert table.loc["PyTorch resnet20, channels_last, float32", "real pipeline img/s"] == "-"
     assert "native bfloat16" in engine.machine_text(result)
     none, note = engine.chapter_view(tmp_path)

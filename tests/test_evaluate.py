@@ -19,10 +19,7 @@ from cifarkit.evaluation import metrics as ev
 
 NAMES = ("a", "b", "c")
 # Four examples, three classes; predictions a, b, b, c against labels a, b, c, a.
-LOGITS = np.array([[2.0, 1.0, 0.0],
-                   [0.0, 3.0, 1.0],
-                   [1.0, 2.0, 0.5],
-                   [0.2, 0.1, 0.9]])
+LOGITS = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 2.0, 0.5], [0.2, 0.1, 0.9]])
 LABELS = np.array([0, 1, 2, 0])
 
 
@@ -42,7 +39,9 @@ def test_metrics_by_hand():
     assert ev.accuracy(probs, LABELS) == pytest.approx(0.5)
     # top-2: row 3's label (score 0.5) is only third; row 4's label (0.2 > 0.1) is second.
     assert ev.top_k_accuracy(probs, LABELS, 2) == pytest.approx(0.75)
-    hand_nll = -np.mean([np.log(np.exp(r[y]) / np.exp(r).sum()) for r, y in zip(LOGITS, LABELS, strict=True)])
+    hand_nll = -np.mean(
+        [np.log(np.exp(r[y]) / np.exp(r).sum()) for r, y in zip(LOGITS, LABELS, strict=True)]
+    )
     assert ev.nll(probs, LABELS) == pytest.approx(hand_nll, rel=1e-9)
     table = ev.per_class_table(probs, LABELS, NAMES)
     # class a: predicted once (right), 2 true -> P 1, R 1/2; class b: predicted twice, 1 right -> P 1/2, R 1;
@@ -54,8 +53,9 @@ def test_metrics_by_hand():
     assert ev.macro_f1(probs, LABELS) == pytest.approx(4 / 9)
     counts = ev.confusion(probs, LABELS)
     assert counts.tolist() == [[1, 0, 1], [0, 1, 0], [0, 1, 0]]
-    np.testing.assert_allclose(ev.confusion(probs, LABELS, normalise=True),
-                               [[0.5, 0, 0.5], [0, 1, 0], [0, 1, 0]])
+    np.testing.assert_allclose(
+        ev.confusion(probs, LABELS, normalise=True), [[0.5, 0, 0.5], [0, 1, 0], [0, 1, 0]]
+    )
 
 
 def test_metrics_match_scikit_learn():
@@ -63,7 +63,9 @@ def test_metrics_match_scikit_learn():
     probs = ev.softmax(logits)
     pred = probs.argmax(1)
     assert ev.accuracy(probs, labels) == pytest.approx(np.mean(pred == labels))
-    assert ev.top_k_accuracy(probs, labels, 5) == pytest.approx(top_k_accuracy_score(labels, probs, k=5))
+    assert ev.top_k_accuracy(probs, labels, 5) == pytest.approx(
+        top_k_accuracy_score(labels, probs, k=5)
+    )
     assert ev.nll(probs, labels) == pytest.approx(log_loss(labels, sp_softmax(logits, axis=1)))
     p, r, f, s = precision_recall_fscore_support(labels, pred, zero_division=0)
     table = ev.per_class_table(probs, labels, [str(i) for i in range(10)])
@@ -83,11 +85,17 @@ def test_top_confusions_and_pairs():
     counts = np.array([[50, 2, 7], [9, 40, 1], [3, 6, 30]])
     top = ev.top_confusions(counts, NAMES, n=3)
     assert list(zip(top["true"], top["predicted"], top["count"], strict=True)) == [
-        ("b", "a", 9), ("a", "c", 7), ("c", "b", 6)]
+        ("b", "a", 9),
+        ("a", "c", 7),
+        ("c", "b", 6),
+    ]
     assert top["rate"].iloc[0] == pytest.approx(9 / 50)
     pairs = ev.confusion_pairs(counts, NAMES)
     assert list(zip(pairs["a"], pairs["b"], pairs["count"], strict=True)) == [
-        ("a", "b", 11), ("a", "c", 10), ("b", "c", 7)]
+        ("a", "b", 11),
+        ("a", "c", 10),
+        ("b", "c", 7),
+    ]
     assert (pairs["a_as_b"].iloc[0], pairs["b_as_a"].iloc[0]) == (2, 9)
 
 
@@ -159,7 +167,10 @@ def test_a_temperature_on_its_search_bound_says_so(caplog):
         cal = ev.calibrate(logits, labels, logits, labels)
     assert cal.at_bound and ev.temperature_at_bound(cal.temperature)
     assert cal.temperature == pytest.approx(ev.TEMPERATURE_BOUNDS[0], rel=1e-3)
-    assert "at the end of its search range [0.05, 20]" in cal.note and cal.as_dict()["note"] == cal.note
+    assert (
+        "at the end of its search range [0.05, 20]" in cal.note
+        and cal.as_dict()["note"] == cal.note
+    )
     assert "search bound" in caplog.text
     with pytest.raises(ValueError, match="bounds="):
         ev.fit_temperature(logits, labels, bounds=(2.0, 1.0))
@@ -183,8 +194,8 @@ def test_tta_averages_views_and_reports_plain_separately():
     # A "model" that is right only when the left half is brighter than the right half:
     # flipping helps exactly the images whose bright half is on the right.
     images = np.zeros((4, 8, 8, 3), np.uint8)
-    images[:2, :, :4] = 200   # bright left
-    images[2:, :, 4:] = 100   # dimmer right
+    images[:2, :, :4] = 200  # bright left
+    images[2:, :, 4:] = 100  # dimmer right
     labels = np.array([1, 1, 1, 1])
 
     def predict(x):
@@ -203,18 +214,25 @@ def test_tta_averages_views_and_reports_plain_separately():
     views = ev.tta_views(images)
     expected = np.mean([ev.softmax(predict(make())) for make in views.values()], axis=0)
     np.testing.assert_allclose(result.probs, expected)
-    assert ev.tta_views_text(result.views) == "2 views (identity, flip), their softmax probabilities averaged"
+    assert (
+        ev.tta_views_text(result.views)
+        == "2 views (identity, flip), their softmax probabilities averaged"
+    )
 
 
 # --------------------------------------------------------------------------- failures
 
 
 def test_confident_mistakes_order_and_filters():
-    probs = np.array([[0.1, 0.9, 0.0],    # 0: true 0 -> 1, 0.9
-                      [0.8, 0.2, 0.0],    # 1: right
-                      [0.05, 0.15, 0.8],  # 2: true 1 -> 2, 0.8
-                      [0.0, 0.9, 0.1],    # 3: true 2 -> 1, 0.9 (tie with 0: lower index first)
-                      [0.6, 0.4, 0.0]])   # 4: true 1 -> 0, 0.6
+    probs = np.array(
+        [
+            [0.1, 0.9, 0.0],  # 0: true 0 -> 1, 0.9
+            [0.8, 0.2, 0.0],  # 1: right
+            [0.05, 0.15, 0.8],  # 2: true 1 -> 2, 0.8
+            [0.0, 0.9, 0.1],  # 3: true 2 -> 1, 0.9 (tie with 0: lower index first)
+            [0.6, 0.4, 0.0],
+        ]
+    )  # 4: true 1 -> 0, 0.6
     labels = np.array([0, 0, 1, 2, 1])
     top = ev.confident_mistakes(probs, labels)
     assert top.index.tolist() == [0, 3, 2, 4]
@@ -231,9 +249,20 @@ def test_confident_mistakes_order_and_filters():
 def test_evaluate_logits_collects_everything():
     logits, labels = _random_fixture()
     val_logits, val_labels = _random_fixture(seed=1)
-    result = ev.evaluate_logits(logits, labels, [str(i) for i in range(10)], val=(val_logits, val_labels))
+    result = ev.evaluate_logits(
+        logits, labels, [str(i) for i in range(10)], val=(val_logits, val_labels)
+    )
     scalars = result.scalars()
-    assert set(scalars) == {"accuracy", "macro_f1", "nll", "ece", "top5_accuracy", "temperature", "nll_ts", "ece_ts"}
+    assert set(scalars) == {
+        "accuracy",
+        "macro_f1",
+        "nll",
+        "ece",
+        "top5_accuracy",
+        "temperature",
+        "nll_ts",
+        "ece_ts",
+    }
     assert scalars["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels))
     assert result.correct.mean() == pytest.approx(scalars["accuracy"])
     assert result.confusion.sum() == len(labels)
@@ -255,25 +284,49 @@ def test_evaluation_figures_render_deterministically():
     probs = ev.softmax(logits)
     table = ev.reliability_table(probs, labels)
     make = [
-        lambda: plots.reliability_diagram({"before": table, "after": table}, {"before": 0.1, "after": 0.02}),
-        lambda: plots.confusion_matrix_figure(ev.confusion(probs, labels, normalise=True), names,
-                                              ev.confusion(probs, labels)),
+        lambda: plots.reliability_diagram(
+            {"before": table, "after": table}, {"before": 0.1, "after": 0.02}
+        ),
+        lambda: plots.confusion_matrix_figure(
+            ev.confusion(probs, labels, normalise=True), names, ev.confusion(probs, labels)
+        ),
     ]
     per_seed = pd.DataFrame(np.random.default_rng(0).uniform(0.3, 0.9, (3, 10)), columns=names)
     from cifarkit.evaluation.stats import curve_summary, per_class_summary
+
     make.append(lambda: plots.per_class_accuracy_bars(per_class_summary(per_seed), per_seed))
-    histories = [[{"epoch": e, "loss": 2 / e + s * 0.1, "accuracy": 0.2 * e, "val_loss": 2.2 / e,
-                   "val_accuracy": 0.18 * e + s * 0.01, **{f"val_acc_{c}": 0.1 * e for c in names}}
-                  for e in (1, 2, 3)] for s in range(3)]
-    curves = {c: curve_summary(histories, c) for c in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    histories = [
+        [
+            {
+                "epoch": e,
+                "loss": 2 / e + s * 0.1,
+                "accuracy": 0.2 * e,
+                "val_loss": 2.2 / e,
+                "val_accuracy": 0.18 * e + s * 0.01,
+                **{f"val_acc_{c}": 0.1 * e for c in names},
+            }
+            for e in (1, 2, 3)
+        ]
+        for s in range(3)
+    ]
+    curves = {
+        c: curve_summary(histories, c) for c in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
     make.append(lambda: plots.seed_curves(curves))
-    make.append(lambda: plots.per_class_seed_curves({c: curve_summary(histories, f"val_acc_{c}") for c in names}))
+    make.append(
+        lambda: plots.per_class_seed_curves(
+            {c: curve_summary(histories, f"val_acc_{c}") for c in names}
+        )
+    )
     # Below five seeds the figure draws each seed and no band, and says so in its title.
     fig = plots.seed_curves(curves, title="t")
     assert "no band: a t band needs at least 5 seeds" in fig._suptitle.get_text()
     assert len(fig.axes[0].lines) == 2 * (3 + 1)  # train and validation: 3 seeds + the mean each
     five = [[{"epoch": e, "loss": 1 / e + s * 0.01} for e in (1, 2)] for s in range(5)]
-    assert "Student-t band" in plots.seed_curves({"loss": curve_summary(five, "loss")})._suptitle.get_text()
+    assert (
+        "Student-t band"
+        in plots.seed_curves({"loss": curve_summary(five, "loss")})._suptitle.get_text()
+    )
     # An interval that passes 100% is drawn whole: the axis extends beyond 1.
     wide = per_class_summary(pd.DataFrame({"a": [0.95, 0.99, 0.90], "b": [0.5, 0.6, 0.4]}))
     top = plots.per_class_accuracy_bars(wide).axes[0].get_ylim()[1]
@@ -281,8 +334,14 @@ def test_evaluation_figures_render_deterministically():
     images = np.random.default_rng(0).integers(0, 255, (200, 32, 32, 3), dtype=np.uint8)
     worst = ev.confident_mistakes(probs, labels, 10)
     by_class = ev.mistakes_by_class(probs, labels, 3)
-    make.append(lambda: plots.mistake_gallery({"": (images[worst.index], worst)}, names, max_cols=4))
-    make.append(lambda: plots.mistake_gallery({names[k]: (images[m.index], m) for k, m in by_class.items()}, names))
+    make.append(
+        lambda: plots.mistake_gallery({"": (images[worst.index], worst)}, names, max_cols=4)
+    )
+    make.append(
+        lambda: plots.mistake_gallery(
+            {names[k]: (images[m.index], m) for k, m in by_class.items()}, names
+        )
+    )
     for i, factory in enumerate(make):
         first = _png(factory())
         if i % 2 == 0:  # same input, same bytes (checked on every other figure to stay fast)

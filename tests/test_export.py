@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 needs_onnx = pytest.mark.skipif(
     any(__import__("importlib").util.find_spec(m) is None for m in ("tf2onnx", "onnxruntime")),
-    reason="the onnx extra (tf2onnx, onnxruntime) is not installed")
+    reason="the onnx extra (tf2onnx, onnxruntime) is not installed",
+)
 
 
 @pytest.fixture
@@ -61,8 +62,12 @@ def test_savedmodel_export_matches_the_run_and_loads_without_cifarkit(tiny, tmp_
         "print(','.join(n.decode() for n in m.class_names().numpy()))\n"
     )
     np.save(tmp_path / "x.npy", splits.x_test[:8])
-    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "out.npy")], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "out.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == ",".join(splits.class_names)
     stored, _ = run.predictions("test")
@@ -86,11 +91,20 @@ def test_onnx_export_matches_the_run(tiny, tmp_path, model):
     run, _ = write_model_run(cfg, splits)
     result = export_run(run, "onnx", out=tmp_path / "onnx")
     assert sorted(p.name for p in result.path.iterdir()) == ["export.json", "model.onnx"]
-    ort_model = onnxruntime.InferenceSession(str(result.path / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert json.loads(ort_model.get_modelmeta().custom_metadata_map["class_names"]) == list(splits.class_names)
+    ort_model = onnxruntime.InferenceSession(
+        str(result.path / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert json.loads(ort_model.get_modelmeta().custom_metadata_map["class_names"]) == list(
+        splits.class_names
+    )
     assert [i.name for i in ort_model.get_inputs()] == ["images"]
-    logits = dict(zip([o.name for o in ort_model.get_outputs()],
-                      ort_model.run(None, {"images": splits.x_test}), strict=True))["logits"]
+    logits = dict(
+        zip(
+            [o.name for o in ort_model.get_outputs()],
+            ort_model.run(None, {"images": splits.x_test}),
+            strict=True,
+        )
+    )["logits"]
     stored, _ = run.predictions("test")
     assert np.max(np.abs(logits - stored)) <= 1e-4
     assert result.parity["max_abs_logit_diff"] <= 1e-4
@@ -102,10 +116,14 @@ def test_a_failed_parity_check_exits_2_and_leaves_nothing(tiny, tmp_path, capsys
     run, _ = write_model_run(cfg, splits, logits=wrong + 5.0)
     out = tmp_path / "bad-export"
     code = main(["-q", "export", str(run.path), "--out", str(out)])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cifarkit: error:")]
+    err = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("cifarkit: error:")
+    ]
     assert code == 2 and len(err) == 1
     assert "failed its parity check" in err[0] and "nothing was written" in err[0]
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bad-export")]
+    assert not out.exists() and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".bad-export")
+    ]
 
 
 def test_export_replaces_an_earlier_export_but_refuses_other_folders(tiny, tmp_path, capsys):
@@ -136,7 +154,10 @@ def test_a_run_that_is_not_there_names_the_command_that_trains_it(tiny, capsys):
     tiny()
     assert main(["export", "resnet20", "--profile", "smoke", "--seed", "4"]) == 2
     err = capsys.readouterr().err
-    assert "no complete run of resnet20" in err and "cifarkit train resnet20 --profile smoke --seed 4" in err
+    assert (
+        "no complete run of resnet20" in err
+        and "cifarkit train resnet20 --profile smoke --seed 4" in err
+    )
     assert main(["export", "no-such-thing-0123"]) == 2
     assert "neither a run folder" in capsys.readouterr().err
 
@@ -157,23 +178,31 @@ def test_predict_answers_from_a_run_and_from_its_export_alike(tiny, tmp_path, ca
     captured = capsys.readouterr()
     assert code == 2
     errors = [line for line in captured.err.splitlines() if line.startswith("cifarkit: error:")]
-    assert errors == [f"cifarkit: error: {tmp_path / 'empty.jpg'}: empty file (0 bytes); re-save or re-download it"]
+    assert errors == [
+        f"cifarkit: error: {tmp_path / 'empty.jpg'}: empty file (0 bytes); re-save or re-download it"
+    ]
     from_run = json.loads(captured.out)
     assert [r["ok"] for r in from_run["results"]] == [True, True, True, False]
     assert all(len(r["top"]) == 2 and r["resize"] == "box" for r in from_run["results"][:3])
 
     assert main(["export", str(run.path), "--out", str(tmp_path / "exp")]) == 0
     capsys.readouterr()
-    assert main(["predict", *images[:3], "--export", str(tmp_path / "exp"), "--json", "--top", "2"]) == 0
+    assert (
+        main(["predict", *images[:3], "--export", str(tmp_path / "exp"), "--json", "--top", "2"])
+        == 0
+    )
     from_export = json.loads(capsys.readouterr().out)
     for a, b in zip(from_run["results"][:3], from_export["results"], strict=True):
         assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]
-        np.testing.assert_allclose([t["probability"] for t in a["top"]],
-                                   [t["probability"] for t in b["top"]], atol=1e-5)
+        np.testing.assert_allclose(
+            [t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(tmp_path, monkeypatch, precision):
+def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(
+    tmp_path, monkeypatch, precision
+):
     """bfloat16 trains on this CPU; float16 needs a GPU, faked through use_machine (TensorFlow
     on a CPU has float16 kernels, slow ones). Loaded again, the model computes in float32: the
     stored test logits (computed so after training), predict and the export agree to 1e-4."""
@@ -189,12 +218,20 @@ def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(tmp_
 
     data = tiny_image_tree(tmp_path / "data", train_per_class=6, test_per_class=4)
     monkeypatch.setenv("CIFARKIT_DATA", str(data))
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1, extra=f"  precision: {precision}\n"), None)
-    machine = use_machine(Machine(gpus=("Fake GPU",))) if precision == "float16" else contextlib.nullcontext()
+    cfg = load_config(
+        tiny_experiment(tmp_path, data, epochs=1, extra=f"  precision: {precision}\n"), None
+    )
+    machine = (
+        use_machine(Machine(gpus=("Fake GPU",)))
+        if precision == "float16"
+        else contextlib.nullcontext()
+    )
     try:
         with machine:
             run = get_or_train(cfg, 0, register=False)
-        assert keras.mixed_precision.global_policy().name == "float32"  # training gave the process its policy back
+        assert (
+            keras.mixed_precision.global_policy().name == "float32"
+        )  # training gave the process its policy back
     finally:
         keras.mixed_precision.set_global_policy("float32")
     with zipfile.ZipFile(run.model_path) as archive:  # the file keeps the policy it trained under
@@ -206,7 +243,9 @@ def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(tmp_
     splits = splits_from_config(cfg.data)
     probabilities = classifier_from_run(run).probabilities(splits.x_test)
     shifted = np.exp(stored - stored.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(probabilities, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(
+        probabilities, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-5
+    )
     # Loaded as it was saved, the model would compute in 16 bits and miss the stored logits.
     from cifarkit.models import predict_logits
 
@@ -214,4 +253,7 @@ def test_a_run_trained_in_reduced_precision_predicts_and_exports_in_float32(tmp_
     assert np.max(np.abs(predict_logits(as_saved, splits.x_test) - stored)) > 1e-3
 
     exported = export_run(run, "savedmodel", out=tmp_path / "exported")
-    assert exported.manifest["parity"]["ok"] and exported.manifest["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert (
+        exported.manifest["parity"]["ok"]
+        and exported.manifest["parity"]["max_abs_logit_diff"] <= 1e-4
+    )

@@ -20,7 +20,9 @@ from cifarkit.training import averaging, schedules
 TINY = AirbenchConfig(widths=(8, 16, 16), whiten_images=50)
 
 
-def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "", ramp: str = "none") -> Path:
+def _tiny_yaml(
+    folder: Path, data_root: Path, epochs: int = 2, extra: str = "", ramp: str = "none"
+) -> Path:
     path = folder / "tiny_airbench.yaml"
     path.write_text(
         "model:\n  name: airbench\n  airbench: {widths: [8, 16, 16], whiten_images: 50}\n"
@@ -31,7 +33,8 @@ def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "", 
         "  loss: {name: crossentropy, label_smoothing: 0.2}\n"
         "  augment: {crop_padding: 2, flip: true, mode: batch, alternating_flip: true}\n"
         f"  ema: {{momentum: 0.9, overwrite_every: 2, ramp: {ramp}}}\n"
-        f"{extra}")
+        f"{extra}"
+    )
     return path
 
 
@@ -41,11 +44,21 @@ def _tiny_yaml(folder: Path, data_root: Path, epochs: int = 2, extra: str = "", 
 def test_new_fields_at_default_leave_existing_hashes_alone() -> None:
     for experiment, profile in (("resnet20", "cpu"), ("baseline_cnn", "smoke")):
         plain = load_config(experiment, profile)
-        spelled = load_config(experiment, profile, {
-            "train.augment.mode": "per_image", "train.augment.alternating_flip": False, "train.ema": None,
-            "train.schedule.triangle_start": 0.2, "train.schedule.triangle_peak": 0.23})
+        spelled = load_config(
+            experiment,
+            profile,
+            {
+                "train.augment.mode": "per_image",
+                "train.augment.alternating_flip": False,
+                "train.ema": None,
+                "train.schedule.triangle_start": 0.2,
+                "train.schedule.triangle_peak": 0.23,
+            },
+        )
         assert spelled.content_hash() == plain.content_hash()
-        assert "ema" not in plain.identity()["train"] and "airbench" not in plain.identity()["model"]
+        assert (
+            "ema" not in plain.identity()["train"] and "airbench" not in plain.identity()["model"]
+        )
         changed = load_config(experiment, profile, {"train.augment.mode": "batch"})
         assert changed.content_hash() != plain.content_hash()
 
@@ -59,7 +72,9 @@ def test_airbench_config_is_canonical_and_checked() -> None:
         load_config("resnet20", "cpu", {"model.airbench": {"dirac": False}})
     with pytest.raises(ConfigError, match="alternating_flip needs mode: batch"):
         load_config("resnet20", "cpu", {"train.augment.alternating_flip": True})
-    assert load_config("airbench", "cpu", {"train.augment.cutout": 8}).train.augment.cutout == 8  # batch mode too
+    assert (
+        load_config("airbench", "cpu", {"train.augment.cutout": 8}).train.augment.cutout == 8
+    )  # batch mode too
     with pytest.raises(ConfigError, match="only used by schedule 'triangular'"):
         load_config("resnet20", "cpu", {"train.schedule.triangle_peak": 0.5})
 
@@ -91,7 +106,9 @@ def test_airbench_net_shapes_names_and_frozen_whitening() -> None:
 def test_whitening_kernel_whitens_training_patches() -> None:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(200, 32, 32, 3)).astype(np.float32)
-    images = base + 0.8 * np.roll(base, 1, axis=2) + 0.5 * base[..., :1]  # correlated pixels/channels
+    images = (
+        base + 0.8 * np.roll(base, 1, axis=2) + 0.5 * base[..., :1]
+    )  # correlated pixels/channels
     kernel = fast.whitening_kernel(images, eps=1e-8)
     assert kernel.shape == (2, 2, 3, 24)
     np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
@@ -109,7 +126,9 @@ def test_init_from_data_sets_whitening_and_survives_save(tmp_path: Path) -> None
     images = np.random.default_rng(1).integers(0, 256, (60, 32, 32, 3)).astype(np.uint8)
     assert init_from_data(model, cfg, images)
     assert float(np.abs(model.get_layer("whiten").kernel.numpy()).sum()) > 0
-    assert not init_from_data(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), cfg, images)
+    assert not init_from_data(
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), cfg, images
+    )
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.models.load_model(path, safe_mode=True, compile=False)
@@ -133,7 +152,9 @@ def test_scaled_bias_multiplies_the_learning_rate() -> None:
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(x))  # d loss / d bias = 1
     grads = tape.gradient(loss, layer.trainable_weights)
-    keras.optimizers.SGD(learning_rate=0.01).apply_gradients(zip(grads, layer.trainable_weights, strict=True))
+    keras.optimizers.SGD(learning_rate=0.01).apply_gradients(
+        zip(grads, layer.trainable_weights, strict=True)
+    )
     np.testing.assert_allclose(layer(x).numpy(), -0.01 * 64 * np.ones((1, 3)), rtol=1e-5)
 
 
@@ -142,31 +163,52 @@ def test_triangular_schedule_shape() -> None:
     values = [float(sched(step)) for step in (0, 25, 100, 200)]
     np.testing.assert_allclose(values, [0.3, 1.5, 1.5 * 0.07, 1.5 * 0.07], rtol=1e-5)
     assert float(sched(10)) > float(sched(0)) and float(sched(60)) < float(sched(25))
-    assert keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched)).get_config() \
+    assert (
+        keras.optimizers.schedules.deserialize(
+            keras.optimizers.schedules.serialize(sched)
+        ).get_config()
         == sched.get_config()
+    )
 
 
 def test_ema_options() -> None:
     assert averaging.ema_options(None) == {}
     cfg = load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train
-    assert averaging.ema_options(cfg.ema) == {"use_ema": True, "ema_momentum": 0.95, "ema_overwrite_frequency": 5}
+    assert averaging.ema_options(cfg.ema) == {
+        "use_ema": True,
+        "ema_momentum": 0.95,
+        "ema_overwrite_frequency": 5,
+    }
 
 
 def test_cubic_lookahead_is_a_callback_and_needs_a_period() -> None:
     cfg = load_config("airbench", "smoke").train  # the recipe uses airbench's ramp
     assert averaging.ema_options(cfg.ema) == {}
     (callback,) = averaging.lookahead_callbacks(cfg.ema, steps_per_epoch=10, epochs=3)
-    assert isinstance(callback, averaging.Lookahead) and callback.total_steps == 30 and callback.every == 5
-    assert averaging.lookahead_callbacks(load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train.ema, 10, 3) == []
+    assert (
+        isinstance(callback, averaging.Lookahead)
+        and callback.total_steps == 30
+        and callback.every == 5
+    )
+    assert (
+        averaging.lookahead_callbacks(
+            load_config("airbench", "smoke", {"train.ema.ramp": "none"}).train.ema, 10, 3
+        )
+        == []
+    )
     with pytest.raises(ConfigError, match="needs train.ema.overwrite_every"):
-        load_config("airbench", "smoke", {"train.ema.ramp": "cubic", "train.ema.overwrite_every": None})
+        load_config(
+            "airbench", "smoke", {"train.ema.ramp": "cubic", "train.ema.overwrite_every": None}
+        )
 
 
 def test_lookahead_decay_ramps_cubically_to_airbench_end_value() -> None:
     assert averaging.lookahead_decay(0, 100, 0.95, 5) == 0.0
-    assert averaging.lookahead_decay(50, 100, 0.95, 5) == pytest.approx(0.95 ** 5 / 8)
+    assert averaging.lookahead_decay(50, 100, 0.95, 5) == pytest.approx(0.95**5 / 8)
     assert averaging.lookahead_decay(100, 100, 0.95, 5) == pytest.approx(0.7738, abs=1e-4)
-    assert averaging.lookahead_decay(120, 100, 0.95, 5) == averaging.lookahead_decay(100, 100, 0.95, 5)
+    assert averaging.lookahead_decay(120, 100, 0.95, 5) == averaging.lookahead_decay(
+        100, 100, 0.95, 5
+    )
 
 
 def test_lookahead_averages_every_period_and_at_each_epoch_end() -> None:
@@ -195,7 +237,9 @@ def _epoch_batches(aug: AugmentConfig, epoch: int, x: np.ndarray, seed: int = 3)
     from cifarkit.data.pipeline import train_dataset
 
     y = np.arange(len(x)) % 10
-    ds = train_dataset(x, y, num_classes=10, batch_size=16, seed=seed, start_epoch=epoch, epochs=epoch + 1, aug=aug)
+    ds = train_dataset(
+        x, y, num_classes=10, batch_size=16, seed=seed, start_epoch=epoch, epochs=epoch + 1, aug=aug
+    )
     return np.concatenate([b[0].numpy() for b in ds])
 
 
@@ -208,7 +252,12 @@ def test_batch_augmentation_is_seeded_and_translates_by_window() -> None:
     assert not np.array_equal(a, _epoch_batches(aug, 2, x))
     # every output image is one 32x32 window of its reflect-padded source (some source)
     padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
-    windows = {(i, dy, dx): padded[i, dy:dy + 32, dx:dx + 32] for i in range(len(x)) for dy in range(5) for dx in range(5)}
+    windows = {
+        (i, dy, dx): padded[i, dy : dy + 32, dx : dx + 32]
+        for i in range(len(x))
+        for dy in range(5)
+        for dx in range(5)
+    }
     for image in a[:8]:
         assert any(np.array_equal(image, w) for w in windows.values())
     shifted = sum(not any(np.array_equal(image, x[i]) for i in range(len(x))) for image in a)
@@ -271,47 +320,96 @@ def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path, ra
 
 
 @pytest.mark.slow
-def test_time_to_accuracy_cli_writes_json_and_headline(tmp_path: Path, tiny_tree: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_time_to_accuracy_cli_writes_json_and_headline(
+    tmp_path: Path, tiny_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cifarkit.cli import main
 
     yaml_path = _tiny_yaml(tmp_path, tiny_tree, epochs=3)
     out = tmp_path / "tta.json"
-    code = main(["bench", "time-to-accuracy", str(yaml_path), "--profile", "none", "--target", "5",
-                 "--seeds", "1", "--epochs", "2", "--tta-shift", "0", "--json", str(out),
-                 "--set", "train.batch_size=16", "--set", "train.precision=float32"])
+    code = main(
+        [
+            "bench",
+            "time-to-accuracy",
+            str(yaml_path),
+            "--profile",
+            "none",
+            "--target",
+            "5",
+            "--seeds",
+            "1",
+            "--epochs",
+            "2",
+            "--tta-shift",
+            "0",
+            "--json",
+            str(out),
+            "--set",
+            "train.batch_size=16",
+            "--set",
+            "train.precision=float32",
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     # float32 asked for: the headline names no precision (bfloat16 would be named, on any CPU)
-    assert lines[-1].startswith("tiny_airbench (none, 1 seed): test ") and "reached by 1 of 1 seed, after" in lines[-1]
+    assert (
+        lines[-1].startswith("tiny_airbench (none, 1 seed): test ")
+        and "reached by 1 of 1 seed, after" in lines[-1]
+    )
     data = json.loads(out.read_text())
     assert data["target"] == pytest.approx(0.05) and data["tta_views"] == ["identity", "flip"]
     from cifarkit.core.config import (
         load_config,  # --set reaches the trained config (its hash says so)
     )
-    assert data["config_hash"] == load_config(str(yaml_path), None, {
-        "train.epochs": 2, "train.batch_size": 16}).content_hash()
+
+    assert (
+        data["config_hash"]
+        == load_config(
+            str(yaml_path), None, {"train.epochs": 2, "train.batch_size": 16}
+        ).content_hash()
+    )
     (seed,) = data["seeds"]
-    assert seed["seed"] == 0 and seed["epochs"] == 2 and 0 < seed["train_seconds"] < seed["total_seconds"]
+    assert (
+        seed["seed"] == 0
+        and seed["epochs"] == 2
+        and 0 < seed["train_seconds"] < seed["total_seconds"]
+    )
     assert seed["epoch_to_target"] == 1 and seed["time_to_target"] <= seed["train_seconds"]
     assert [row["epoch"] for row in seed["val_curve"]] == [1, 2]
     assert 0 <= seed["test_accuracy_tta"] <= 1
     assert data["summary"]["reached"] == 1
-    assert data["config"]["train"]["batch_size"] == 16 and data["config"]["train"]["precision"] == "float32"
+    assert (
+        data["config"]["train"]["batch_size"] == 16
+        and data["config"]["train"]["precision"] == "float32"
+    )
     assert not list((out.parent).glob(".partial-*"))
 
     # A second call keeps seed 0 (no retraining), recomputes its target, and keeps the record of
     # the machine that measured it (this call measured nothing).
     from cifarkit.bench.time_to_accuracy import time_to_accuracy
+
     out.write_text(json.dumps({**data, "environment": {"cpu": "the measuring machine"}}))
-    result, _ = time_to_accuracy(str(yaml_path), None, target=0.999, seeds=1, tta_shift=0, out=out,
-                                 overrides={"train.epochs": 2, "train.batch_size": 16})
-    assert result.seeds[0].train_seconds == seed["train_seconds"] and result.seeds[0].time_to_target is None
+    result, _ = time_to_accuracy(
+        str(yaml_path),
+        None,
+        target=0.999,
+        seeds=1,
+        tta_shift=0,
+        out=out,
+        overrides={"train.epochs": 2, "train.batch_size": 16},
+    )
+    assert (
+        result.seeds[0].train_seconds == seed["train_seconds"]
+        and result.seeds[0].time_to_target is None
+    )
     assert json.loads(out.read_text())["environment"] == {"cpu": "the measuring machine"}
 
 
 @pytest.mark.slow
-def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path: Path, tiny_tree: Path) -> None:
+def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(
+    tmp_path: Path, tiny_tree: Path
+) -> None:
     from cifarkit.bench.time_to_accuracy import TIMED_KEY, TrainClock, partial_dir, time_to_accuracy
     from cifarkit.core.paths import artifacts_dir
     from cifarkit.data import splits_from_config
@@ -328,12 +426,28 @@ def test_an_interrupted_seed_resumes_and_keeps_its_earlier_epochs_time(tmp_path:
         raise SessionEnd
 
     with pytest.raises(SessionEnd):
-        train_run(cfg, 0, scratch, splits_from_config(cfg.data), callbacks=[TrainClock()],
-                  epoch_hooks=[end_after_first])
-    result, _ = time_to_accuracy(str(_tiny_yaml(tmp_path, tiny_tree, epochs=2)), None, target=0.01, seeds=1,
-                                 tta_shift=0, out=tmp_path / "r.json")
+        train_run(
+            cfg,
+            0,
+            scratch,
+            splits_from_config(cfg.data),
+            callbacks=[TrainClock()],
+            epoch_hooks=[end_after_first],
+        )
+    result, _ = time_to_accuracy(
+        str(_tiny_yaml(tmp_path, tiny_tree, epochs=2)),
+        None,
+        target=0.01,
+        seeds=1,
+        tta_shift=0,
+        out=tmp_path / "r.json",
+    )
     (seed,) = result.seeds
-    assert seed.resumed_from_epoch == 1 and seed.epochs == 2 and [r["epoch"] for r in seed.val_curve] == [1, 2]
+    assert (
+        seed.resumed_from_epoch == 1
+        and seed.epochs == 2
+        and [r["epoch"] for r in seed.val_curve] == [1, 2]
+    )
     assert 0 < seed.val_curve[0]["train_seconds"] < seed.train_seconds <= seed.total_seconds
     assert not scratch.exists() and seed.measured and seed.measured.endswith("+00:00")
 
@@ -342,16 +456,27 @@ def test_headline_reports_mean_spread_and_reached_seeds() -> None:
     from cifarkit.bench.time_to_accuracy import SeedTiming, TimeToAccuracy, headline
 
     def seed(i: int, tta: float, minutes: float, reached: float | None) -> SeedTiming:
-        return SeedTiming(i, 10, minutes * 60, minutes * 60 + 30, reached, 9 if reached else None, tta - 0.01, tta)
+        return SeedTiming(
+            i, 10, minutes * 60, minutes * 60 + 30, reached, 9 if reached else None, tta - 0.01, tta
+        )
 
-    result = TimeToAccuracy("airbench", "cpu", "h", 0.907, ["identity"], [
-        seed(0, 0.90, 35, 31 * 60), seed(1, 0.91, 36, 33 * 60), seed(2, 0.92, 37, None)], {})
+    result = TimeToAccuracy(
+        "airbench",
+        "cpu",
+        "h",
+        0.907,
+        ["identity"],
+        [seed(0, 0.90, 35, 31 * 60), seed(1, 0.91, 36, 33 * 60), seed(2, 0.92, 37, None)],
+        {},
+    )
     # The target is named as the figure it is checked on; the seeds that reached it are listed
     # with their own times, never averaged (a mean over survivors is not "the time").
-    assert headline(result) == ("airbench (cpu, 3 seeds): test 91.0 ± 1.0% (TTA, 1 view), 90.0 ± 1.0% plain "
-                                "(mean ± std over seeds), in 36.0 ± 1.0 min training (10 epochs); target 90.7% "
-                                "plain validation accuracy reached by 2 of 3 seeds, after 31.0 and 33.0 min of "
-                                "training (seeds 0, 1)")
+    assert headline(result) == (
+        "airbench (cpu, 3 seeds): test 91.0 ± 1.0% (TTA, 1 view), 90.0 ± 1.0% plain "
+        "(mean ± std over seeds), in 36.0 ± 1.0 min training (10 epochs); target 90.7% "
+        "plain validation accuracy reached by 2 of 3 seeds, after 31.0 and 33.0 min of "
+        "training (seeds 0, 1)"
+    )
     assert result.summary()["reached"] == 2 and result.summary()["time_to_target"]["n"] == 2
     assert result.summary()["time_to_target"]["train_seconds"] == [31 * 60, 33 * 60]
     assert "mean" not in result.summary()["time_to_target"]
@@ -371,10 +496,26 @@ def test_time_to_accuracy_rejects_bad_input(tmp_path: Path, tiny_tree: Path) -> 
 def _result_json(path: Path, config_hash: str = "abc", seeds: int = 2, **extra: object) -> None:
     from cifarkit.bench.time_to_accuracy import SeedTiming, TimeToAccuracy
 
-    rows = [SeedTiming(i, 10, 600.0 + i, 660.0 + i, None, None, 0.9, 0.91,
-                       [{"epoch": 1, "train_seconds": 300.0, "val_accuracy": 0.8},
-                        {"epoch": 2, "train_seconds": 600.0 + i, "val_accuracy": 0.92}]) for i in range(seeds)]
-    data = TimeToAccuracy("airbench", "cpu", config_hash, 0.95, ["identity"], rows, {}, 1, 49000).as_dict()
+    rows = [
+        SeedTiming(
+            i,
+            10,
+            600.0 + i,
+            660.0 + i,
+            None,
+            None,
+            0.9,
+            0.91,
+            [
+                {"epoch": 1, "train_seconds": 300.0, "val_accuracy": 0.8},
+                {"epoch": 2, "train_seconds": 600.0 + i, "val_accuracy": 0.92},
+            ],
+        )
+        for i in range(seeds)
+    ]
+    data = TimeToAccuracy(
+        "airbench", "cpu", config_hash, 0.95, ["identity"], rows, {}, 1, 49000
+    ).as_dict()
     path.write_text(json.dumps({**data, **extra}))
 
 
@@ -389,7 +530,10 @@ def test_finished_seeds_match_config_and_tta_and_recompute_the_target(tmp_path: 
     assert finished_seeds(path, "other", 1) == {} and finished_seeds(path, "abc", 0) == {}
     hit = with_target(kept[0], 0.9)
     assert (hit.epoch_to_target, hit.time_to_target) == (2, 600.0)
-    assert with_target(kept[0], 0.5).epoch_to_target == 1 and with_target(kept[0], 0.99).time_to_target is None
+    assert (
+        with_target(kept[0], 0.5).epoch_to_target == 1
+        and with_target(kept[0], 0.99).time_to_target is None
+    )
     path.write_text("{not json")
     with pytest.raises(CifarkitError, match="not a time-to-accuracy result.*--fresh"):
         finished_seeds(path, "abc", 1)
@@ -409,11 +553,17 @@ def test_load_results_and_table(tmp_path: Path) -> None:
     assert row["precision"] == "not recorded"  # a file written before the config was kept
 
 
-def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(tmp_path: Path) -> None:
+def test_precision_comes_from_the_kept_config_and_a_bfloat16_headline_says_so(
+    tmp_path: Path,
+) -> None:
     from cifarkit.bench.time_to_accuracy import headline, load_results, results_table
 
     _result_json(tmp_path / "time-to-accuracy-a.json", config={"train": {"precision": "bfloat16"}})
-    _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def", config={"train": {"bfloat16": False}})
+    _result_json(
+        tmp_path / "time-to-accuracy-b.json",
+        config_hash="def",
+        config={"train": {"bfloat16": False}},
+    )
     by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
     bf16, fp32 = by_hash["abc"], by_hash["def"]
     assert list(results_table([bf16, fp32])["precision"]) == ["bfloat16", "float32"]
@@ -427,9 +577,14 @@ def test_results_table_names_what_the_measured_config_changed(tmp_path: Path) ->
 
     wide = load_config("airbench", "cpu", {"model.airbench.widths": [128, 384, 384]})
     _result_json(tmp_path / "time-to-accuracy-a.json", config=wide.model_dump(mode="json"))
-    _result_json(tmp_path / "time-to-accuracy-b.json", config_hash="def",
-                 config=load_config("airbench", "cpu").model_dump(mode="json"))
-    _result_json(tmp_path / "time-to-accuracy-c.json", config_hash="ghi", config={"train": {"epochs": "x"}})
+    _result_json(
+        tmp_path / "time-to-accuracy-b.json",
+        config_hash="def",
+        config=load_config("airbench", "cpu").model_dump(mode="json"),
+    )
+    _result_json(
+        tmp_path / "time-to-accuracy-c.json", config_hash="ghi", config={"train": {"epochs": "x"}}
+    )
     by_hash = {r.config_hash: r for r in load_results("cpu", tmp_path)}
     assert config_changes(by_hash["abc"]) == "model.airbench.widths=[128, 384, 384]"
     assert config_changes(by_hash["def"]) == "none"
@@ -437,7 +592,9 @@ def test_results_table_names_what_the_measured_config_changed(tmp_path: Path) ->
     assert list(results_table([by_hash["def"]])["changes"]) == ["none"]
 
 
-def test_bench_results_prints_the_kept_results_as_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_results_prints_the_kept_results_as_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import os
 
     from cifarkit.cli import main
@@ -450,7 +607,9 @@ def test_bench_results_prints_the_kept_results_as_tables(tmp_path: Path, capsys:
     assert main(["bench", "results", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| airbench     | abc      |       2 |" in out  # the summary row, as markdown
-    assert "airbench abc (cpu), target 95.0%: per seed" in out and "|      1 |             91 |" in out
+    assert (
+        "airbench abc (cpu), target 95.0%: per seed" in out and "|      1 |             91 |" in out
+    )
     assert main(["bench", "results", "--profile", "smoke"]) == 1  # no smoke results
 
 
@@ -462,31 +621,67 @@ def test_results_table_interval_needs_two_seeds_and_seeds_table_shows_each(tmp_p
     _result_json(tmp_path / "time-to-accuracy-a.json", seeds=1)
     (result,) = load_results("cpu", tmp_path)
     assert results_table([result]).iloc[0]["TTA 95% CI"] == "n/a (1 seed)"
-    result.seeds.append(replace(result.seeds[0], seed=1, test_accuracy_tta=0.93, train_seconds=1200.0,
-                                epoch_to_target=2, measured="2026-11-29T11:04+00:00"))
+    result.seeds.append(
+        replace(
+            result.seeds[0],
+            seed=1,
+            test_accuracy_tta=0.93,
+            train_seconds=1200.0,
+            epoch_to_target=2,
+            measured="2026-11-29T11:04+00:00",
+        )
+    )
     table = seeds_table(result)
     assert list(table.index) == [0, 1]
-    assert table.loc[0, "measured"] == "not recorded" and table.loc[1, "measured"] == "2026-11-29 11:04 UTC"
+    assert (
+        table.loc[0, "measured"] == "not recorded"
+        and table.loc[1, "measured"] == "2026-11-29 11:04 UTC"
+    )
     assert table.loc[1, "test % (TTA)"] == 93.0 and table.loc[1, "s per epoch"] == 120
-    assert table.loc[1, "target at epoch"] == "2" and table.loc[0, "target at epoch"] == "not reached"
+    assert (
+        table.loc[1, "target at epoch"] == "2" and table.loc[0, "target at epoch"] == "not reached"
+    )
     low, high = results_table([result]).iloc[0]["TTA 95% CI"].strip("[]").split(", ")
     assert float(low) < 92.0 < float(high)
 
 
 @pytest.mark.slow
-def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, tiny_tree: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_throughput_cli_keeps_its_figures_named_by_experiment(
+    tmp_path: Path, tiny_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import os
 
     from cifarkit.bench.throughput import load_throughputs
     from cifarkit.cli import main
 
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
-    assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
-                 "--steps", "2", "--batch-size", "8", "--precision", "float32"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "throughput",
+                str(yaml_path),
+                "--profile",
+                "none",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--precision",
+                "float32",
+            ]
+        )
+        == 0
+    )
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("airbench batch 8 float32, median of 3 interleaved runs (range): (a) model alone ")
-    kept = Path(os.environ["CIFARKIT_ARTIFACTS"]) / "bench" / "throughput-tiny_airbench-none-batch-b8.json"
+    assert last.startswith(
+        "airbench batch 8 float32, median of 3 interleaved runs (range): (a) model alone "
+    )
+    kept = (
+        Path(os.environ["CIFARKIT_ARTIFACTS"])
+        / "bench"
+        / "throughput-tiny_airbench-none-batch-b8.json"
+    )
     assert kept.is_file()
     stored = json.loads(kept.read_text())
     assert len(stored["synthetic_runs"]) == len(stored["pipeline_runs"]) == 3
@@ -495,12 +690,32 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(tmp_path: Path, ti
     assert low <= high and f"({low:.2f}-{high:.2f})" in last
     (row,) = load_throughputs(kept.parent).to_dict("records")
     assert row["experiment"] == "tiny_airbench" and row["model"] == "airbench"
-    assert row["framework"].startswith("keras ") and row["cpu"] != "unknown" and row["model alone (img/s)"] > 0
+    assert (
+        row["framework"].startswith("keras ")
+        and row["cpu"] != "unknown"
+        and row["model alone (img/s)"] > 0
+    )
 
     import keras
 
-    assert main(["bench", "throughput", str(yaml_path), "--profile", "none",
-                 "--steps", "2", "--batch-size", "8", "--precision", "bfloat16"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "throughput",
+                str(yaml_path),
+                "--profile",
+                "none",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--precision",
+                "bfloat16",
+            ]
+        )
+        == 0
+    )
     assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
     table = load_throughputs(kept.parent)
     assert sorted(table["precision"]) == ["bfloat16", "float32"]

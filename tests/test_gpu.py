@@ -13,10 +13,17 @@ from cifarkit.core.precision import Machine, use_machine
 A100 = "NVIDIA A100-SXM4-40GB"
 PRESENT = Machine(gpus=(A100, A100), cpu_bfloat16=False, gpu_nodes=("/dev/nvidia0", "/dev/nvidia1"))
 ABSENT = Machine(cpu_bfloat16=False)
-DRIVER_MISSING = Machine(cpu_bfloat16=False, gpu_nodes=("/dev/nvidia0",),
-                         reason="TensorFlow has its CUDA libraries but found no usable device: check the driver")
-CPU_TF = doctor.TensorFlowFacts("2.21.0", "3.15.0", ("CPU:0",), {"is_cuda_build": True, "cuda_version": "12.5.1",
-                                                                 "cudnn_version": "9"})
+DRIVER_MISSING = Machine(
+    cpu_bfloat16=False,
+    gpu_nodes=("/dev/nvidia0",),
+    reason="TensorFlow has its CUDA libraries but found no usable device: check the driver",
+)
+CPU_TF = doctor.TensorFlowFacts(
+    "2.21.0",
+    "3.15.0",
+    ("CPU:0",),
+    {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"},
+)
 GPU_TF = doctor.TensorFlowFacts("2.21.0", "3.15.0", ("CPU:0", "GPU:0", "GPU:1"), CPU_TF.build, 4, 2)
 
 
@@ -49,8 +56,13 @@ def test_doctor_with_a_card_tensorflow_cannot_use_says_why():
     lines = _lines(DRIVER_MISSING, CPU_TF)
     assert lines["gpu"] == f"none usable although /dev/nvidia0 exists: {DRIVER_MISSING.reason}"
     assert lines["precision full"].startswith("float16: refused here")
-    nvidia_smi_only = Machine(reason="nvidia-smi is installed but there is no /dev/nvidia* device file")
-    assert _lines(nvidia_smi_only, CPU_TF)["gpu"] == f"none usable although nvidia-smi exists: {nvidia_smi_only.reason}"
+    nvidia_smi_only = Machine(
+        reason="nvidia-smi is installed but there is no /dev/nvidia* device file"
+    )
+    assert (
+        _lines(nvidia_smi_only, CPU_TF)["gpu"]
+        == f"none usable although nvidia-smi exists: {nvidia_smi_only.reason}"
+    )
 
 
 def test_why_tensorflow_lists_no_gpu_names_the_missing_cuda_wheels_first(monkeypatch):
@@ -60,9 +72,13 @@ def test_why_tensorflow_lists_no_gpu_names_the_missing_cuda_wheels_first(monkeyp
     monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: True)  # as the Linux wheel is
     monkeypatch.setattr(precision, "cuda_wheels", lambda: {})
     assert precision._tensorflow_gpus() == (
-        (), "TensorFlow's CUDA libraries are not installed (nvidia-cuda-runtime-cu12, nvidia-cublas-cu12, "
-            "nvidia-cudnn-cu12); install the GPU extra: make venv GPU=1")
-    monkeypatch.setattr(precision, "cuda_wheels", lambda: dict.fromkeys(precision.CUDA_WHEELS, "12"))
+        (),
+        "TensorFlow's CUDA libraries are not installed (nvidia-cuda-runtime-cu12, nvidia-cublas-cu12, "
+        "nvidia-cudnn-cu12); install the GPU extra: make venv GPU=1",
+    )
+    monkeypatch.setattr(
+        precision, "cuda_wheels", lambda: dict.fromkeys(precision.CUDA_WHEELS, "12")
+    )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert "check the driver" in precision._tensorflow_gpus()[1]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
@@ -74,7 +90,9 @@ def test_cifarkit_doctor_on_this_machine(capsys):
     out = capsys.readouterr().out
     labels = [line.split("  ")[0] for line in out.splitlines()]
     assert labels[:6] == ["tensorflow", "cuda libraries", "devices", "gpu", "cpu", "threads"]
-    assert {"precision smoke", "precision cpu", "precision full"} <= {label.strip() for label in labels}
+    assert {"precision smoke", "precision cpu", "precision full"} <= {
+        label.strip() for label in labels
+    }
     assert "CPU:0" in out
 
 
@@ -91,7 +109,9 @@ def test_memory_growth_is_set_for_every_gpu(monkeypatch):
 
     cards = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in range(2)]
     growth = _Recorder()
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: cards if kind == "GPU" else [])
+    monkeypatch.setattr(
+        tf.config, "list_physical_devices", lambda kind=None: cards if kind == "GPU" else []
+    )
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", growth)
     with use_machine(PRESENT):
         assert precision.share_gpus() == 2
@@ -119,8 +139,11 @@ def test_a_gpu_initialised_before_cifarkit_is_left_as_it_is_with_a_warning(monke
     def initialised(device, enable):
         raise RuntimeError("Physical devices cannot be modified after being initialized")
 
-    monkeypatch.setattr(tf.config, "list_physical_devices",
-                        lambda kind=None: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")])
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind=None: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")],
+    )
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", initialised)
     with use_machine(PRESENT), caplog.at_level("WARNING"):
         assert precision.share_gpus() == 0
@@ -145,8 +168,10 @@ def _compiled(policy: str, built: bool = False):
 
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2, dtype="float32")],
-                                 name="tiny")
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2, dtype="float32")],
+            name="tiny",
+        )
         model.compile(optimizer="sgd", loss="mse")
         if built:
             model.optimizer.build(model.trainable_variables)
@@ -155,22 +180,34 @@ def _compiled(policy: str, built: bool = False):
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize(("began", "resumed"), [("mixed_bfloat16", "float32"), ("float32", "mixed_float16"),
-                                                ("mixed_float16", "mixed_bfloat16")])
+@pytest.mark.parametrize(
+    ("began", "resumed"),
+    [
+        ("mixed_bfloat16", "float32"),
+        ("float32", "mixed_float16"),
+        ("mixed_float16", "mixed_bfloat16"),
+    ],
+)
 def test_a_checkpoint_resumed_under_another_precision_names_both(tmp_path, began, resumed):
     from cifarkit.core.errors import CifarkitError
     from cifarkit.training.checkpoint import CheckpointManager
 
     manager = CheckpointManager(tmp_path / "checkpoint")
-    manager.save(_compiled(began, built=True), 1, {"history": [{"loss": 1.0}], "train_seconds": 1.0})
+    manager.save(
+        _compiled(began, built=True), 1, {"history": [{"loss": 1.0}], "train_seconds": 1.0}
+    )
     was, now = began.removeprefix("mixed_"), resumed.removeprefix("mixed_")
-    expected = (f"was written under precision {was} (Keras policy {began}) and this config computes in {now} "
-                f"({resumed}); a run resumes only in the precision it began in: set train.precision: {was} to "
-                f"resume it, or delete {tmp_path / 'checkpoint'} to restart it in {now}")
+    expected = (
+        f"was written under precision {was} (Keras policy {began}) and this config computes in {now} "
+        f"({resumed}); a run resumes only in the precision it began in: set train.precision: {was} to "
+        f"resume it, or delete {tmp_path / 'checkpoint'} to restart it in {now}"
+    )
     with pytest.raises(CifarkitError) as error:
         manager.restore(_compiled(resumed))
     assert expected in str(error.value) and "architecture" not in str(error.value)
-    with pytest.raises(CifarkitError, match="was written under precision"):  # before anything is written
+    with pytest.raises(
+        CifarkitError, match="was written under precision"
+    ):  # before anything is written
         manager.latest(policy=resumed)
     assert manager.restore(_compiled(began))["epoch"] == 1  # the same precision resumes
 
@@ -210,7 +247,9 @@ def test_a_mixed_precision_model_is_rebuilt_to_compute_in_float32_with_its_weigh
     assert {layer.dtype_policy.name for layer in rebuilt.layers} == {"float32"}
     x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
     np.testing.assert_array_equal(predict_logits(rebuilt, x), predict_logits(plain, x))
-    assert np.max(np.abs(predict_logits(mixed, x) - predict_logits(plain, x))) > 1e-3  # what it replaces
+    assert (
+        np.max(np.abs(predict_logits(mixed, x) - predict_logits(plain, x))) > 1e-3
+    )  # what it replaces
 
 
 # --------------------------------------------------------------------------- augmentation on the GPU
@@ -236,7 +275,15 @@ def test_batches_augmented_on_the_device_are_the_pipelines_batches(augment):
     x = rng.integers(0, 256, (50, 32, 32, 3)).astype(np.uint8)
     y, weights = np.arange(50) % 10, rng.random(50).astype(np.float32)
     aug = AugmentConfig(mode="batch", **AUGMENTS[augment])
-    args = dict(num_classes=10, batch_size=16, seed=5, start_epoch=1, epochs=4, aug=aug, sample_weights=weights)
+    args = dict(
+        num_classes=10,
+        batch_size=16,
+        seed=5,
+        start_epoch=1,
+        epochs=4,
+        aug=aug,
+        sample_weights=weights,
+    )
     ids, feed = device_batches(x, y, device="/CPU:0", **args)
     pairs = list(zip(train_dataset(x, y, **args), ids, strict=True))
     assert len(pairs) == 3 * 4
@@ -262,24 +309,43 @@ def test_the_device_augmentation_has_gpu_kernels_for_the_images_dtypes():
 
     x = np.zeros((40, 32, 32, 3), np.uint8)
     aug = AugmentConfig(mode="batch", crop_padding=4, flip=True, cutout=8)
-    ids, feed = device_batches(x, np.zeros(40, int), num_classes=10, batch_size=8, seed=0, start_epoch=0,
-                               epochs=1, aug=aug, device="/CPU:0")
+    ids, feed = device_batches(
+        x,
+        np.zeros(40, int),
+        num_classes=10,
+        batch_size=8,
+        seed=0,
+        start_epoch=0,
+        epochs=1,
+        aug=aug,
+        device="/CPU:0",
+    )
     spec = ids.element_spec[0]
     graph = tf.function(feed.batch).get_concrete_function(spec).graph
 
     def has_gpu_kernel(op) -> bool:
         for kernel in kernels.get_registered_kernels_for_op(op.type).kernel:
             if kernel.device_type == "GPU" and all(
-                    op.get_attr(c.name) in c.allowed_values.list.type for c in kernel.constraint):
+                op.get_attr(c.name) in c.allowed_values.list.type for c in kernel.constraint
+            ):
                 return True
         return False
 
-    image_ops = [op for op in graph.get_operations()
-                 if op.type == "ResourceGather" or any(out.shape.rank == 4 for out in op.outputs)]
+    image_ops = [
+        op
+        for op in graph.get_operations()
+        if op.type == "ResourceGather" or any(out.shape.rank == 4 for out in op.outputs)
+    ]
     assert {"ResourceGather", "Cast", "MirrorPad", "GatherV2", "ReverseV2", "SelectV2", "Mul"} <= {
-        op.type for op in image_ops}
-    missing = sorted({f"{op.type}({op.outputs[0].dtype.name if op.outputs else ''})" for op in image_ops
-                      if not has_gpu_kernel(op)})
+        op.type for op in image_ops
+    }
+    missing = sorted(
+        {
+            f"{op.type}({op.outputs[0].dtype.name if op.outputs else ''})"
+            for op in image_ops
+            if not has_gpu_kernel(op)
+        }
+    )
     assert missing == []
 
 
@@ -295,8 +361,10 @@ def test_training_fed_from_the_device_ends_with_the_weights_of_the_pipelines(tmp
     from cifarkit.training import fit
 
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=2)
-    extra = ("  precision: float32\n  augment: {enabled: true, mode: batch, crop_padding: 2, flip: true, "
-             "alternating_flip: true, cutout: 4}\n")
+    extra = (
+        "  precision: float32\n  augment: {enabled: true, mode: batch, crop_padding: 2, flip: true, "
+        "alternating_flip: true, cutout: 4}\n"
+    )
     cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra=extra), None)
     splits = splits_from_config(cfg.data)
     fed = []
@@ -319,7 +387,9 @@ def test_training_fed_from_the_device_ends_with_the_weights_of_the_pipelines(tmp
     np.testing.assert_array_equal(on_device.test_logits, in_pipeline.test_logits)
 
 
-def test_a_float16_run_is_refused_before_its_data_is_loaded_or_anything_is_written(tmp_path, monkeypatch):
+def test_a_float16_run_is_refused_before_its_data_is_loaded_or_anything_is_written(
+    tmp_path, monkeypatch
+):
     from train_fixtures import tiny_experiment, tiny_image_tree
 
     from cifarkit.core.config import load_config
@@ -329,7 +399,9 @@ def test_a_float16_run_is_refused_before_its_data_is_loaded_or_anything_is_writt
 
     data = tiny_image_tree(tmp_path / "data", train_per_class=2, test_per_class=1)
     cfg = load_config(tiny_experiment(tmp_path, data, extra="  precision: float16\n"), None)
-    monkeypatch.setattr("cifarkit.data.splits_from_config", lambda *a, **k: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(
+        "cifarkit.data.splits_from_config", lambda *a, **k: pytest.fail("the data was loaded")
+    )
     monkeypatch.setattr(store, "_train_into", lambda *a, **k: pytest.fail("training started"))
     with use_machine(DRIVER_MISSING), pytest.raises(CifarkitError, match="needs a GPU") as error:
         get_or_train(cfg, 0)
@@ -348,9 +420,14 @@ def test_the_gpu_extra_pins_every_cuda_wheel_tensorflow_asks_for_as_its_lock_doe
     from cifarkit.core.paths import project_root
 
     root = project_root()
-    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
-    lock = [line for line in (root / "requirements-gpu.lock").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["gpu"]
+    lock = [
+        line
+        for line in (root / "requirements-gpu.lock").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert sorted(extra) == sorted(lock)
     pins = {}
     for text in lock:
@@ -359,10 +436,17 @@ def test_the_gpu_extra_pins_every_cuda_wheel_tensorflow_asks_for_as_its_lock_doe
         assert spec.operator == "==", text
         pins[requirement.name] = spec.version
     assert pins.pop("tensorflow") == importlib.metadata.version("tensorflow")
-    wanted = [Requirement(r) for r in importlib.metadata.requires("tensorflow")
-              if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "and-cuda"})
-              and not Requirement(r).marker.evaluate({"extra": ""})]
+    wanted = [
+        Requirement(r)
+        for r in importlib.metadata.requires("tensorflow")
+        if Requirement(r).marker
+        and Requirement(r).marker.evaluate({"extra": "and-cuda"})
+        and not Requirement(r).marker.evaluate({"extra": ""})
+    ]
     assert wanted, "the installed TensorFlow has no and-cuda extra"
     for requirement in wanted:
         assert requirement.name in pins, f"{requirement.name} is not pinned"
-        assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
+        assert requirement.specifier.contains(pins[requirement.name]), (
+            requirement,
+            pins[requirement.name],
+        )

@@ -35,11 +35,21 @@ def images():
 
 def test_target_layers_name_each_resolution(resnet8):
     layers = target_layers(resnet8)
-    assert layers == {"stage1": "stage1_block1_out", "stage2": "stage2_block1_out", "stage3": "stage3_block1_out"}
+    assert layers == {
+        "stage1": "stage1_block1_out",
+        "stage2": "stage2_block1_out",
+        "stage3": "stage3_block1_out",
+    }
     assert [resnet8.get_layer(n).output.shape[1] for n in layers.values()] == [32, 16, 8]
     cnn = baseline_cnn()
-    assert target_layers(cnn) == {"block1": "block1_out", "block2": "block2_out", "block3": "block3_out"}
-    flat = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    assert target_layers(cnn) == {
+        "block1": "block1_out",
+        "block2": "block2_out",
+        "block3": "block3_out",
+    }
+    flat = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     with pytest.raises(CifarkitError, match="neither ResNet stages"):
         target_layers(flat)
 
@@ -53,17 +63,25 @@ def test_every_method_gives_normalised_maps_deterministically(resnet8, images, m
     assert first.shape == (len(images), 32, 32) and first.dtype == np.float32
     assert np.isfinite(first).all() and first.min() >= 0 and first.max() <= 1
     peaks = first.reshape(len(images), -1).max(axis=1)
-    assert (np.isclose(peaks, 1, atol=1e-3) | (peaks == 0)).all()  # normalised, or all zero after the ReLU
+    assert (
+        np.isclose(peaks, 1, atol=1e-3) | (peaks == 0)
+    ).all()  # normalised, or all zero after the ReLU
     np.testing.assert_array_equal(first, again)
 
 
 def test_layers_by_label_and_fused(resnet8, images):
     explainer = Explainer(resnet8, batch_size=4)
-    maps = {label: explainer.maps(images, 3, "gradcam", label) for label in ("stage1", "stage2", "stage3", "fused")}
+    maps = {
+        label: explainer.maps(images, 3, "gradcam", label)
+        for label in ("stage1", "stage2", "stage3", "fused")
+    }
     assert all(m.shape == (6, 32, 32) for m in maps.values())
     assert not np.allclose(maps["stage1"], maps["stage3"])
-    np.testing.assert_allclose(maps["fused"], normalise_maps(np.mean([maps[s] for s in ("stage1", "stage2", "stage3")],
-                                                                      axis=0)), atol=1e-6)
+    np.testing.assert_allclose(
+        maps["fused"],
+        normalise_maps(np.mean([maps[s] for s in ("stage1", "stage2", "stage3")], axis=0)),
+        atol=1e-6,
+    )
     with pytest.raises(CifarkitError, match="no layer"):
         explainer.maps(images, 3, "gradcam", "stage9")
     with pytest.raises(CifarkitError, match="unknown map method"):
@@ -78,16 +96,26 @@ def test_gradcam_equals_cam_at_the_last_pooled_stage(resnet8, images):
 
     target = 4
     layer = target_layers(resnet8)["stage3"]
-    activations = keras.Model(resnet8.inputs, resnet8.get_layer(layer).output).predict(images, verbose=0)
+    activations = keras.Model(resnet8.inputs, resnet8.get_layer(layer).output).predict(
+        images, verbose=0
+    )
     weights = resnet8.get_layer("logits").kernel.numpy()[:, target]
     cam = np.maximum(activations @ weights, 0)
     expected = normalise_maps(zoom(cam, (1, 4, 4), order=1))
     explainer = Explainer(resnet8)
-    np.testing.assert_allclose(explainer.maps(images, target, "gradcam", layer), expected, atol=1e-4)
+    np.testing.assert_allclose(
+        explainer.maps(images, target, "gradcam", layer), expected, atol=1e-4
+    )
     # ... and Grad-CAM++ and LayerCAM both become CAM with the positive class weights only.
-    positive = normalise_maps(zoom(np.maximum(activations @ np.maximum(weights, 0), 0), (1, 4, 4), order=1))
-    np.testing.assert_allclose(explainer.maps(images, target, "layercam", layer), positive, atol=1e-4)
-    np.testing.assert_allclose(explainer.maps(images, target, "gradcam++", layer), positive, atol=1e-3)
+    positive = normalise_maps(
+        zoom(np.maximum(activations @ np.maximum(weights, 0), 0), (1, 4, 4), order=1)
+    )
+    np.testing.assert_allclose(
+        explainer.maps(images, target, "layercam", layer), positive, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        explainer.maps(images, target, "gradcam++", layer), positive, atol=1e-3
+    )
 
 
 # --------------------------------------------------------------------------- toy model with known evidence
@@ -100,8 +128,8 @@ def _evidence_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     masks = np.zeros((n, 32, 32), np.float32)
     for i in range(n):
         y, x = rng.integers(2, 22, 2)
-        images[i, y:y + 8, x:x + 8] = rng.integers(0, 256, (8, 8, 3))
-        masks[i, y:y + 8, x:x + 8] = 1
+        images[i, y : y + 8, x : x + 8] = rng.integers(0, 256, (8, 8, 3))
+        masks[i, y : y + 8, x : x + 8] = 1
     return images, masks
 
 
@@ -131,10 +159,19 @@ def test_true_map_beats_random_maps_on_toy_model():
     predict = faithfulness.model_probabilities(model)
     targets = np.ones(len(images), np.int64)
     assert predict(images)[:, 1].mean() > 0.9
-    gradcam = Explainer(model, layers={"evidence": "evidence"}).maps(images, targets, "gradcam", "evidence")
-    candidates = {"true": masks, "gradcam": gradcam, "random": faithfulness.random_maps(len(images), seed=3),
-                  "blurred random": faithfulness.blurred_random_maps(len(images), seed=3)}
-    scores = {k: faithfulness.score_maps(predict, images, m, targets, k, steps=8) for k, m in candidates.items()}
+    gradcam = Explainer(model, layers={"evidence": "evidence"}).maps(
+        images, targets, "gradcam", "evidence"
+    )
+    candidates = {
+        "true": masks,
+        "gradcam": gradcam,
+        "random": faithfulness.random_maps(len(images), seed=3),
+        "blurred random": faithfulness.blurred_random_maps(len(images), seed=3),
+    }
+    scores = {
+        k: faithfulness.score_maps(predict, images, m, targets, k, steps=8)
+        for k, m in candidates.items()
+    }
     for good in ("true", "gradcam"):
         for bad in ("random", "blurred random"):
             deletion = faithfulness.compare(scores, good, bad, "deletion_auc")
@@ -146,7 +183,9 @@ def test_true_map_beats_random_maps_on_toy_model():
     assert same.verdict == "indistinguishable"
     assert "not distinguishable" in faithfulness.describe_comparison(same)
     table = faithfulness.summary_table(list(scores.values()))
-    assert set(table["metric"]) == set(faithfulness.METRICS) and (table["low"] <= table["mean"]).all()
+    assert (
+        set(table["metric"]) == set(faithfulness.METRICS) and (table["low"] <= table["mean"]).all()
+    )
     assert faithfulness.wide_table(table).shape == (4, 4)
 
 
@@ -170,11 +209,15 @@ def test_average_drop_and_increase():
         return probs["orig"] if x.mean() > 0 else np.array([[0.6, 0.4], [0.5, 0.5]])
 
     images = np.ones((2, 4, 4, 3), np.float32)
-    result = faithfulness.average_drop_increase(predict, images, np.zeros((2, 4, 4)), np.array([1, 1]))
+    result = faithfulness.average_drop_increase(
+        predict, images, np.zeros((2, 4, 4)), np.array([1, 1])
+    )
     np.testing.assert_allclose(result.drop, [50.0, 0.0])
     np.testing.assert_allclose(result.increase, [0.0, 100.0])
     with pytest.raises(CifarkitError, match="fill"):
-        faithfulness.average_drop_increase(predict, images, np.zeros((2, 4, 4)), np.array([1, 1]), fill="grey")
+        faithfulness.average_drop_increase(
+            predict, images, np.zeros((2, 4, 4)), np.array([1, 1]), fill="grey"
+        )
     with pytest.raises(CifarkitError, match="need images"):
         faithfulness.average_drop_increase(predict, images, np.zeros((2, 3, 4)), np.array([1, 1]))
 
@@ -195,7 +238,14 @@ def test_randomisation_drops_correlation_and_leaves_model_alone(resnet8, images)
     explainer_maps = lambda model, x, t: Explainer(model).maps(x, t, "gradcam", "stage3_block1_out")  # noqa: E731
     predicted = resnet8.predict(images, verbose=0).argmax(axis=1)
     table = faithfulness.randomisation_check(resnet8, images, predicted, explainer_maps, seed=0)
-    assert list(table["randomised"]) == ["none", "logits", "stage3_block1", "stage2_block1", "stage1_block1", "stem"]
+    assert list(table["randomised"]) == [
+        "none",
+        "logits",
+        "stage3_block1",
+        "stage2_block1",
+        "stage1_block1",
+        "stem",
+    ]
     assert table["spearman"].iloc[0] == pytest.approx(1.0)
     assert table["spearman"].iloc[-1] < 0.5
     for old, new in zip(before, resnet8.get_weights(), strict=True):
@@ -211,7 +261,9 @@ def test_attention_statistics_of_known_maps():
     spot[0, 16, 17] = 1
     corner = np.zeros((1, 32, 32))
     corner[0, 0, 0] = 1
-    stats = aggregate.attention_statistics(np.concatenate([uniform, spot, corner, np.zeros((1, 32, 32))]))
+    stats = aggregate.attention_statistics(
+        np.concatenate([uniform, spot, corner, np.zeros((1, 32, 32))])
+    )
     np.testing.assert_allclose(stats["entropy"], [1, 0, 0, 1], atol=1e-12)
     np.testing.assert_allclose(stats["centre_share"], [0.25, 1, 0, 0.25])
     assert (stats.loc[1, "peak_y"], stats.loc[1, "peak_x"]) == (16, 17)
@@ -224,7 +276,7 @@ def test_class_means_and_group_comparison():
     maps = rng.random((200, 8, 8))
     vehicles = np.isin(labels, [0, 1, 8, 9])
     maps[vehicles] = 0
-    maps[vehicles, 3:5, 3:5] = 1   # vehicles: concentrated central maps
+    maps[vehicles, 3:5, 3:5] = 1  # vehicles: concentrated central maps
     predicted = labels.copy()
     predicted[::4] = (labels[::4] + 1) % 10
     means = aggregate.class_mean_maps(maps, labels, predicted, CLASSES)
@@ -243,9 +295,13 @@ def test_pair_maps_pick_the_worst_pairs(resnet8, images):
     labels = np.array([3, 5, 3, 5, 0, 1])
     probs = np.full((6, 10), 0.01)
     probs[[0, 1, 2, 3, 4, 5], [5, 3, 5, 3, 0, 1]] = 0.91  # cat<->dog confused four times
-    pairs = mistakes.pair_maps(Explainer(resnet8), images, probs, labels, CLASSES, n_pairs=2, per_pair=3)
+    pairs = mistakes.pair_maps(
+        Explainer(resnet8), images, probs, labels, CLASSES, n_pairs=2, per_pair=3
+    )
     assert len(pairs) == 1 and pairs[0].pair == ("cat", "dog")
-    assert pairs[0].map_true.shape == (3, 32, 32) and not np.array_equal(pairs[0].map_true, pairs[0].map_predicted)
+    assert pairs[0].map_true.shape == (3, 32, 32) and not np.array_equal(
+        pairs[0].map_true, pairs[0].map_predicted
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -253,23 +309,37 @@ def test_pair_maps_pick_the_worst_pairs(resnet8, images):
 
 def test_figures_draw(resnet8, images):
     maps = Explainer(resnet8).maps(images, 1, "gradcam")
-    figs = [iplots.map_grid(images, {"Grad-CAM": maps, "random": faithfulness.random_maps(6)}, titles=list("abcdef"))]
+    figs = [
+        iplots.map_grid(
+            images, {"Grad-CAM": maps, "random": faithfulness.random_maps(6)}, titles=list("abcdef")
+        )
+    ]
     labels = np.arange(6)
     means = aggregate.class_mean_maps(maps, labels, labels[::-1], CLASSES)
     figs.append(iplots.class_mean_figure(means))
-    figs.append(iplots.attention_stats_figure(aggregate.class_attention_table(np.tile(maps, (4, 1, 1)),
-                                                                              np.tile(labels, 4), CLASSES)))
+    figs.append(
+        iplots.attention_stats_figure(
+            aggregate.class_attention_table(np.tile(maps, (4, 1, 1)), np.tile(labels, 4), CLASSES)
+        )
+    )
     predict = faithfulness.model_probabilities(resnet8)
-    scores = [faithfulness.score_maps(predict, images, m, labels, k, steps=4)
-              for k, m in {"Grad-CAM": maps, "random": faithfulness.random_maps(6)}.items()]
+    scores = [
+        faithfulness.score_maps(predict, images, m, labels, k, steps=4)
+        for k, m in {"Grad-CAM": maps, "random": faithfulness.random_maps(6)}.items()
+    ]
     figs.append(iplots.curves_figure({s.method: s.curves for s in scores}))
     summary = faithfulness.summary_table(scores)
     figs.append(iplots.faithfulness_figure(summary))
-    rand = faithfulness.randomisation_check(resnet8, images, labels, lambda m, x, t: Explainer(m).maps(x, t),
-                                            max_groups=2)
+    rand = faithfulness.randomisation_check(
+        resnet8, images, labels, lambda m, x, t: Explainer(m).maps(x, t), max_groups=2
+    )
     figs.append(iplots.randomisation_figure({"Grad-CAM": rand}))
-    figs.append(iplots.training_faithfulness_figure(
-        __import__("pandas").concat([summary.assign(epoch=1), summary.assign(epoch=2)]), "Grad-CAM"))
+    figs.append(
+        iplots.training_faithfulness_figure(
+            __import__("pandas").concat([summary.assign(epoch=1), summary.assign(epoch=2)]),
+            "Grad-CAM",
+        )
+    )
     for fig in figs:
         assert isinstance(fig, Figure)
         fig.canvas.draw()

@@ -20,7 +20,9 @@ def test_attention_over_training_per_snapshot(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=2)
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1]\n"), None)
+    cfg = load_config(
+        tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1]\n"), None
+    )
     run = runs.get_or_train(cfg, seed=0, register=False)
     splits = splits_from_config(cfg.data)
     images, labels = splits.x_test[:6].astype(np.float32), splits.y_test[:6]
@@ -32,6 +34,8 @@ def test_attention_over_training_per_snapshot(tmp_path, monkeypatch):
     assert set(table["epoch"]) == {1, 2}
     assert set(table["method"]) == {"gradcam", "random", "blurred random"}
 
-    plain = runs.get_or_train(load_config(tiny_experiment(tmp_path, data, epochs=1), None), seed=0, register=False)
+    plain = runs.get_or_train(
+        load_config(tiny_experiment(tmp_path, data, epochs=1), None), seed=0, register=False
+    )
     with pytest.raises(CifarkitError, match="no epoch snapshots"):
         snapshots.attention_over_training(plain, images, labels)

@@ -63,12 +63,20 @@ def test_deletion_and_insertion_curves_are_the_ones_written_down(world):
     np.testing.assert_allclose(bad.deletion[:, -1], p_blurred_patch)
     # Insertion mirrors it: the right map reveals the patch at step 1.
     np.testing.assert_allclose(good.insertion[:, 0], p_all_blurred)
-    np.testing.assert_allclose(good.insertion[:, 1:], np.repeat(p_image[:, None], STEPS, 1), rtol=1e-9)
+    np.testing.assert_allclose(
+        good.insertion[:, 1:], np.repeat(p_image[:, None], STEPS, 1), rtol=1e-9
+    )
     # The areas follow from the trapezoid rule on those curves (1/16 per step).
     h = 1.0 / STEPS
-    np.testing.assert_allclose(good.deletion_auc, h * (p_image + p_blurred_patch) / 2 + (1 - h) * p_blurred_patch)
-    np.testing.assert_allclose(bad.deletion_auc, (1 - h) * p_image + h * (p_image + p_blurred_patch) / 2)
-    assert np.all(good.deletion_auc < bad.deletion_auc) and np.all(good.insertion_auc > bad.insertion_auc)
+    np.testing.assert_allclose(
+        good.deletion_auc, h * (p_image + p_blurred_patch) / 2 + (1 - h) * p_blurred_patch
+    )
+    np.testing.assert_allclose(
+        bad.deletion_auc, (1 - h) * p_image + h * (p_image + p_blurred_patch) / 2
+    )
+    assert np.all(good.deletion_auc < bad.deletion_auc) and np.all(
+        good.insertion_auc > bad.insertion_auc
+    )
     noise = deletion_insertion(predict, images, random_maps(6, seed=3), targets, steps=STEPS)
     assert np.all(good.deletion_auc < noise.deletion_auc)
 

@@ -43,6 +43,8 @@ def test_lr_find_cli_sweeps_then_caches(tmp_path, capsys, monkeypatch):
     assert "suggested LR" in first and "plot:" in first
     plot = first.split("plot: ")[1].split()[0]
     assert open(plot, "rb").read(4) == b"\x89PNG"
-    monkeypatch.setattr("cifarkit.training.lrfind._sweep", lambda *a, **k: pytest.fail("swept twice"))
+    monkeypatch.setattr(
+        "cifarkit.training.lrfind._sweep", lambda *a, **k: pytest.fail("swept twice")
+    )
     assert main(args) == 0
     assert capsys.readouterr().out == first

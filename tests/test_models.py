@@ -46,7 +46,9 @@ def trainable_count(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize(("depth", "paper"), [(20, 0.27e6), (32, 0.46e6), (44, 0.66e6), (56, 0.85e6)])
+@pytest.mark.parametrize(
+    ("depth", "paper"), [(20, 0.27e6), (32, 0.46e6), (44, 0.66e6), (56, 0.85e6)]
+)
 def test_resnet_parameter_counts_match_the_paper(depth: int, paper: float) -> None:
     model = cifar_resnet(depth)
     total, trainable = count_params(model), trainable_count(model)
@@ -59,8 +61,10 @@ def test_option_a_shortcuts_have_no_parameters_and_pad_with_zeros() -> None:
     model = cifar_resnet(20)
     shortcut_layers = [layer for layer in model.layers if "_shortcut_" in layer.name]
     assert {layer.name for layer in shortcut_layers} == {
-        "stage2_block1_shortcut_pool", "stage2_block1_shortcut_pad",
-        "stage3_block1_shortcut_pool", "stage3_block1_shortcut_pad",
+        "stage2_block1_shortcut_pool",
+        "stage2_block1_shortcut_pad",
+        "stage3_block1_shortcut_pool",
+        "stage3_block1_shortcut_pad",
     }
     assert all(not layer.weights for layer in shortcut_layers)
     x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3) + 1
@@ -77,8 +81,9 @@ def test_resnet_depth_must_be_6n_plus_2(depth: int) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_output_is_finite_logits_of_shape_batch_by_classes(name: str, built: dict,
-                                                           images: np.ndarray) -> None:
+def test_output_is_finite_logits_of_shape_batch_by_classes(
+    name: str, built: dict, images: np.ndarray
+) -> None:
     model = built[name]
     assert model.input_shape == (None, 32, 32, 3)
     assert model.inputs[0].dtype == "float32"
@@ -138,14 +143,18 @@ def test_dropout_layer_only_when_asked_for_in_cifar_models() -> None:
 
 
 @pytest.mark.parametrize("name", ["resnet20", "baseline_cnn", "efficientnetb0"])
-def test_keras_file_round_trip_with_safe_mode(name: str, tmp_path: Path, images: np.ndarray) -> None:
+def test_keras_file_round_trip_with_safe_mode(
+    name: str, tmp_path: Path, images: np.ndarray
+) -> None:
     model = build_model(ModelConfig(name=name, dropout=0.2), l2=1e-4)
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images, training=False)),
-                                  keras.ops.convert_to_numpy(model(images, training=False)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(images, training=False)),
+        keras.ops.convert_to_numpy(model(images, training=False)),
+    )
     assert len(loaded.losses) == len(model.losses) > 0
 
 
@@ -162,7 +171,9 @@ def test_l2_regularises_every_conv_and_dense_kernel_only(name: str, built: dict)
     regularised = [w for w in model.weights if w.regularizer is not None]
     assert all(re.search(r"kernel", w.path) for w in regularised)
     total = float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
-    expected = 1e-3 * sum(float(np.sum(np.square(keras.ops.convert_to_numpy(w)))) for w in regularised)
+    expected = 1e-3 * sum(
+        float(np.sum(np.square(keras.ops.convert_to_numpy(w)))) for w in regularised
+    )
     assert total == pytest.approx(expected, rel=1e-4)
     with pytest.raises(CifarkitError, match="l2"):
         build_model(ModelConfig(name=name), l2=-1.0)
@@ -185,13 +196,17 @@ def empty_keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "keras"
 
 
-@pytest.mark.parametrize(("name", "size", "file_name"), [
-    ("resnet50", 32, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ("efficientnetb0", 32, "efficientnetb0_notop.h5"),
-    ("mobilenetv2", 96, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"),
-])
+@pytest.mark.parametrize(
+    ("name", "size", "file_name"),
+    [
+        ("resnet50", 32, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        ("efficientnetb0", 32, "efficientnetb0_notop.h5"),
+        ("mobilenetv2", 96, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"),
+    ],
+)
 def test_missing_imagenet_weights_name_the_file_and_both_places(
-        name: str, size: int, file_name: str, empty_keras_home: Path) -> None:
+    name: str, size: int, file_name: str, empty_keras_home: Path
+) -> None:
     with pytest.raises(CifarkitError) as info:
         build_model(ModelConfig(name=name, weights="imagenet", input_size=size))
     message = str(info.value)
@@ -200,8 +215,9 @@ def test_missing_imagenet_weights_name_the_file_and_both_places(
     assert "weights_path" in message
     assert "\n" not in message
     with pytest.raises(CifarkitError, match="does not exist"):
-        backbone_model(name, weights="imagenet", weights_path=empty_keras_home / file_name,
-                       input_size=size)
+        backbone_model(
+            name, weights="imagenet", weights_path=empty_keras_home / file_name, input_size=size
+        )
 
 
 def test_mobilenetv2_imagenet_weights_need_a_supported_size(empty_keras_home: Path) -> None:
@@ -220,18 +236,23 @@ def write_legacy_weights(model: keras.Model, path: Path) -> None:
 
 def test_imagenet_weights_load_from_keras_cache(empty_keras_home: Path, images: np.ndarray) -> None:
     donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
-    write_legacy_weights(donor, empty_keras_home / "models" / backbones.weights_file_name("mobilenetv2", 96))
+    write_legacy_weights(
+        donor, empty_keras_home / "models" / backbones.weights_file_name("mobilenetv2", 96)
+    )
     model = build_model(ModelConfig(name="mobilenetv2", weights="imagenet", input_size=96))
     assert model.get_layer("resize").output.shape[1:3] == (96, 96)
     for layer in (layer for layer in donor.layers if layer.weights):
-        for mine, theirs in zip(model.get_layer(layer.name).get_weights(), layer.get_weights(),
-                                strict=True):
+        for mine, theirs in zip(
+            model.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(mine, theirs)
     assert np.isfinite(keras.ops.convert_to_numpy(model(images, training=False))).all()
 
 
 def test_efficientnet_weights_from_path_fold_keras_imagenet_rescaling(tmp_path: Path) -> None:
-    donor = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3))
+    donor = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
     norm = next(layer for layer in donor.layers if isinstance(layer, keras.layers.Normalization))
     norm.adapt_mean.assign([0.485, 0.456, 0.406])
     norm.adapt_variance.assign([0.229, 0.224, 0.225])
@@ -239,10 +260,14 @@ def test_efficientnet_weights_from_path_fold_keras_imagenet_rescaling(tmp_path: 
     write_legacy_weights(donor, path)
     model = backbone_model("efficientnetb0", weights="imagenet", weights_path=path)
     loaded = model.get_layer("preprocess_normalization")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.adapt_variance),
-                               np.square([0.229, 0.224, 0.225]), rtol=1e-6)
-    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
-                                  donor.get_layer("top_conv").get_weights()[0])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded.adapt_variance),
+        np.square([0.229, 0.224, 0.225]),
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("top_conv").get_weights()[0], donor.get_layer("top_conv").get_weights()[0]
+    )
 
 
 def test_wrong_weights_file_is_a_cifarkit_error(tmp_path: Path) -> None:
@@ -258,7 +283,9 @@ def test_backbone_layers_are_told_apart_from_preprocessing_and_head(built: dict)
     assert [layer.name for layer in model.layers[-3:]] == ["head_pool", "head_dropout", "logits"]
     flags = {layer.name: is_backbone_layer(layer) for layer in model.layers}
     assert flags["conv1_conv"] and flags["conv5_block3_out"]
-    assert not any(flags[n] for n in ("image", "preprocess_caffe", "head_pool", "head_dropout", "logits"))
+    assert not any(
+        flags[n] for n in ("image", "preprocess_caffe", "head_pool", "head_dropout", "logits")
+    )
     effnet = backbone_model("efficientnetb0", input_size=64)
     assert not is_backbone_layer(effnet.get_layer("resize"))
     assert not is_backbone_layer(effnet.get_layer("preprocess_normalization"))
@@ -266,15 +293,17 @@ def test_backbone_layers_are_told_apart_from_preprocessing_and_head(built: dict)
 
 
 def test_caffe_preprocessing_matches_keras_applications_and_reloads(
-        images: np.ndarray, tmp_path: Path) -> None:
+    images: np.ndarray, tmp_path: Path
+) -> None:
     expected = keras.applications.resnet50.preprocess_input(images.copy())
     inputs = keras.Input((32, 32, 3), name="image")
     model = keras.Model(inputs, backbones.CaffePreprocess(name="preprocess_caffe")(inputs))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), expected, atol=1e-4)
     model.save(tmp_path / "caffe.keras")
     loaded = keras.models.load_model(tmp_path / "caffe.keras", safe_mode=True)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)),
-                                  keras.ops.convert_to_numpy(model(images)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(images)), keras.ops.convert_to_numpy(model(images))
+    )
 
 
 def test_build_model_rejects_options_that_do_not_apply() -> None:

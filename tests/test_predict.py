@@ -44,17 +44,26 @@ def files(tmp_path):
     empty.write_bytes(b"")
     folder = tmp_path / "folder"
     folder.mkdir()
-    return {"good": good, "truncated": truncated, "text": text, "empty": empty, "folder": folder,
-            "missing": tmp_path / "missing.png"}
+    return {
+        "good": good,
+        "truncated": truncated,
+        "text": text,
+        "empty": empty,
+        "folder": folder,
+        "missing": tmp_path / "missing.png",
+    }
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("missing", "no such file; check the path"),
-    ("folder", "is a folder; pass image files"),
-    ("text", "not a PNG or JPEG image; convert it to PNG or JPEG"),
-    ("empty", "empty file (0 bytes); re-save or re-download it"),
-    ("truncated", "truncated or corrupt image"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file; check the path"),
+        ("folder", "is a folder; pass image files"),
+        ("text", "not a PNG or JPEG image; convert it to PNG or JPEG"),
+        ("empty", "empty file (0 bytes); re-save or re-download it"),
+        ("truncated", "truncated or corrupt image"),
+    ],
+)
 def test_each_bad_input_is_named_with_its_fix(files, kind, message):
     with pytest.raises(DataError) as caught:
         load_user_image(files[kind])
@@ -65,7 +74,9 @@ def test_each_bad_input_is_named_with_its_fix(files, kind, message):
 def test_a_huge_image_is_refused_from_its_header_with_the_limit_named(tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("1", (8000, 5001)).save(huge)  # 40,008,000 pixels, a few KB on disk
-    with pytest.raises(DataError, match=r"8000x5001 is 40,008,000 pixels, above the 40,000,000-pixel limit"):
+    with pytest.raises(
+        DataError, match=r"8000x5001 is 40,008,000 pixels, above the 40,000,000-pixel limit"
+    ):
         load_user_image(huge)
     assert MAX_PIXELS == 40_000_000
     small = tmp_path / "small.png"
@@ -92,7 +103,9 @@ def test_modes_are_converted_to_rgb_and_said(tmp_path):
     assert loaded.resize == "none" and any("grayscale" in n for n in loaded.notes)
 
     palette = tmp_path / "palette.png"
-    Image.new("RGB", (40, 40), (0, 0, 255)).convert("P", palette=Image.Palette.ADAPTIVE).save(palette)
+    Image.new("RGB", (40, 40), (0, 0, 255)).convert("P", palette=Image.Palette.ADAPTIVE).save(
+        palette
+    )
     loaded = load_user_image(palette)
     assert any("palette" in n for n in loaded.notes) and loaded.pixels[..., 2].min() > 200
 

@@ -29,7 +29,8 @@ def test_estimates_come_from_measured_speed_and_say_when_there_is_none():
     evaluated = 10 * cfg.data.val_per_class * (epochs + 1) + cfg.data.test_limit
     speed = pricing.Speed(100.0, 400.0, 5.0, factor=1.5)
     assert pricing.estimate_minutes(resnet, {key: speed}) == pytest.approx(
-        1.5 * (images * epochs / 100.0 + evaluated / 400.0 + 5.0) / 60)
+        1.5 * (images * epochs / 100.0 + evaluated / 400.0 + 5.0) / 60
+    )
     text = pricing.total_text(planned, {key: speed})
     assert text.startswith(f"{len(planned)} distinct runs, 0 stored, {len(planned)} to train")
     assert "not estimated: their model family has no measured speed here" in text  # the CNN's
@@ -46,7 +47,9 @@ def test_validating_less_often_is_priced_and_must_end_on_the_last_epoch():
     last = load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 4})
     speed = pricing.Speed(100.0, 500.0, 0.0)
     saved = 3 * 10 * every.data.val_per_class / 500.0 / 60  # three fewer validation passes
-    assert pricing.run_minutes(every, speed) - pricing.run_minutes(last, speed) == pytest.approx(saved)
+    assert pricing.run_minutes(every, speed) - pricing.run_minutes(last, speed) == pytest.approx(
+        saved
+    )
     with pytest.raises(ConfigError, match="validate_every=3 must divide epochs=4"):
         load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 3})
 
@@ -56,14 +59,21 @@ def test_a_float16_plan_on_a_machine_without_a_gpu_is_refused_before_anything_tr
 
     planned = study.study_plan("full", "baseline")
     assert {e.config.train.precision for e in planned} == {"float16"}
-    with use_machine(Machine(gpus=())), pytest.raises(CifarkitError, match=r"float16.*needs a GPU.*precision=float32"):
+    with (
+        use_machine(Machine(gpus=())),
+        pytest.raises(CifarkitError, match=r"float16.*needs a GPU.*precision=float32"),
+    ):
         pricing.measured_speeds(planned, probe=False)
     # Driver missing: a card is installed but TensorFlow lists none; the reason is in the line.
-    broken = Machine(gpus=(), gpu_nodes=("/dev/nvidia0",), reason="this TensorFlow has no CUDA libraries")
+    broken = Machine(
+        gpus=(), gpu_nodes=("/dev/nvidia0",), reason="this TensorFlow has no CUDA libraries"
+    )
     with use_machine(broken), pytest.raises(CifarkitError, match="no CUDA libraries"):
         pricing.measured_speeds(planned, probe=False)
     with use_machine(Machine(gpus=("Fake GPU",))):
-        assert pricing.measured_speeds(planned, probe=False) == {}  # allowed; priced by a probe on that machine
+        assert (
+            pricing.measured_speeds(planned, probe=False) == {}
+        )  # allowed; priced by a probe on that machine
 
 
 def _planned(cfg, seed: int, complete: bool = False) -> study.PlannedRun:
@@ -75,12 +85,22 @@ def test_tiny_runs_train_two_at_a_time_and_long_ones_one_at_a_time():
 
     cfg = load_config("baseline_cnn", "smoke")
     plan = [_planned(cfg, 0), _planned(cfg, 1), _planned(cfg, 2, complete=True)]
-    tracing_bound = {pricing.speed_key(cfg): pricing.Speed(train_img_s=5000, predict_img_s=9000, startup_seconds=20)}
-    step_bound = {pricing.speed_key(cfg): pricing.Speed(train_img_s=50, predict_img_s=150, startup_seconds=5)}
+    tracing_bound = {
+        pricing.speed_key(cfg): pricing.Speed(
+            train_img_s=5000, predict_img_s=9000, startup_seconds=20
+        )
+    }
+    step_bound = {
+        pricing.speed_key(cfg): pricing.Speed(train_img_s=50, predict_img_s=150, startup_seconds=5)
+    }
     jobs, why = local_jobs(pricing.priced_jobs(plan, tracing_bound), cores=2)
     assert jobs == 2 and why.startswith("two at a time: their fixed cost") and "%" in why
     assert local_jobs(pricing.priced_jobs(plan, step_bound), cores=2)[0] == 1
-    assert local_jobs(pricing.priced_jobs(plan, tracing_bound), cores=1)[0] == 1  # one core: nothing to overlap
-    assert local_jobs(pricing.priced_jobs(plan[1:], tracing_bound), cores=2)[0] == 1  # one missing run
+    assert (
+        local_jobs(pricing.priced_jobs(plan, tracing_bound), cores=1)[0] == 1
+    )  # one core: nothing to overlap
+    assert (
+        local_jobs(pricing.priced_jobs(plan[1:], tracing_bound), cores=2)[0] == 1
+    )  # one missing run
     with pytest.raises(CifarkitError, match="jobs=0: the runs trained at once are at least 1"):
         train_plan(plan, tracing_bound, jobs=0)

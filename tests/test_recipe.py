@@ -24,8 +24,11 @@ def lr_at(schedule, step: int) -> float:
 
 
 def test_cosine_with_warmup_peaks_after_warmup_and_decays_to_alpha():
-    cfg = TrainConfig(epochs=10, optimizer={"lr": 0.2}, schedule={"name": "cosine", "warmup_epochs": 2,
-                                                                 "final_lr_fraction": 0.01})
+    cfg = TrainConfig(
+        epochs=10,
+        optimizer={"lr": 0.2},
+        schedule={"name": "cosine", "warmup_epochs": 2, "final_lr_fraction": 0.01},
+    )
     schedule = make_schedule(cfg, steps_per_epoch=100)
     assert lr_at(schedule, 0) == pytest.approx(0.002)
     assert lr_at(schedule, 200) == pytest.approx(0.2)
@@ -34,8 +37,11 @@ def test_cosine_with_warmup_peaks_after_warmup_and_decays_to_alpha():
 
 
 def test_step_schedule_decays_at_milestones():
-    cfg = TrainConfig(epochs=30, optimizer={"lr": 0.1},
-                      schedule={"name": "step", "step_epochs": (10, 20), "step_factor": 0.1})
+    cfg = TrainConfig(
+        epochs=30,
+        optimizer={"lr": 0.1},
+        schedule={"name": "step", "step_epochs": (10, 20), "step_factor": 0.1},
+    )
     schedule = make_schedule(cfg, steps_per_epoch=10)
     assert [lr_at(schedule, s) for s in (0, 99, 101, 201)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
@@ -51,14 +57,20 @@ def test_onecycle_rises_then_falls():
 
 
 def test_constant_schedule_is_a_float():
-    assert make_schedule(TrainConfig(schedule={"name": "constant"}, optimizer={"lr": 0.3}), 5) == 0.3
+    assert (
+        make_schedule(TrainConfig(schedule={"name": "constant"}, optimizer={"lr": 0.3}), 5) == 0.3
+    )
 
 
 def test_optimizers_and_weight_decay_paths():
     sgd = make_optimizer(TrainConfig(optimizer={"name": "sgd", "weight_decay": 5e-4}), 10)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov
-    assert coupled_l2(TrainConfig(optimizer={"name": "sgd", "weight_decay": 5e-4})) == pytest.approx(2.5e-4)
-    adamw = make_optimizer(TrainConfig(optimizer={"name": "adamw", "weight_decay": 0.05, "lr": 1e-3}), 10)
+    assert coupled_l2(
+        TrainConfig(optimizer={"name": "sgd", "weight_decay": 5e-4})
+    ) == pytest.approx(2.5e-4)
+    adamw = make_optimizer(
+        TrainConfig(optimizer={"name": "adamw", "weight_decay": 0.05, "lr": 1e-3}), 10
+    )
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(0.05)
     assert coupled_l2(TrainConfig(optimizer={"name": "adamw", "lr": 1e-3})) == 0.0
     accumulating = make_optimizer(TrainConfig(grad_accum_steps=4), 10)
@@ -69,7 +81,9 @@ def test_losses():
     focal = make_loss(TrainConfig(loss={"name": "focal", "focal_gamma": 3.0}).loss)
     assert isinstance(focal, keras.losses.CategoricalFocalCrossentropy) and focal.gamma == 3.0
     smooth = make_loss(TrainConfig(loss={"label_smoothing": 0.1}).loss)
-    assert isinstance(smooth, keras.losses.CategoricalCrossentropy) and smooth.label_smoothing == 0.1
+    assert (
+        isinstance(smooth, keras.losses.CategoricalCrossentropy) and smooth.label_smoothing == 0.1
+    )
     # from_logits: a confident right logit gives a small loss
     y_true = np.eye(3, dtype=np.float32)[[0]]
     assert float(make_loss(TrainConfig().loss)(y_true, np.array([[10.0, 0.0, 0.0]]))) < 1e-3
@@ -85,7 +99,9 @@ def test_class_weights_are_scikit_learns_balanced_ones_and_zero_for_an_empty_cla
     from sklearn.utils.class_weight import compute_class_weight
 
     labels = np.array([0, 0, 0, 1, 2, 2, 3, 3, 3, 3])
-    assert class_weights(labels, 4) == pytest.approx(compute_class_weight("balanced", classes=np.arange(4), y=labels))
+    assert class_weights(labels, 4) == pytest.approx(
+        compute_class_weight("balanced", classes=np.arange(4), y=labels)
+    )
     without_class_2 = np.array([0, 0, 1, 1, 1, 3])
     with pytest.raises(ValueError, match="classes should have valid labels that are in y"):
         compute_class_weight("balanced", classes=np.arange(4), y=without_class_2)
@@ -96,7 +112,9 @@ def test_per_class_recall_is_per_class_accuracy():
     names = ("a", "b", "c")
     metrics = make_metrics(names)
     y_true = np.eye(3, dtype=np.float32)[[0, 0, 1, 2, 2, 2]]
-    logits = np.array([[3, 1, 0], [0, 2, 1], [0, 5, 1], [1, 0, 4], [4, 0, 1], [0, 1, 2]], np.float32)
+    logits = np.array(
+        [[3, 1, 0], [0, 2, 1], [0, 5, 1], [1, 0, 4], [4, 0, 1], [0, 1, 2]], np.float32
+    )
     for metric in metrics:
         metric.update_state(y_true, logits)
     results = {m.name: float(m.result()) for m in metrics}

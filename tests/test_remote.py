@@ -37,8 +37,14 @@ S3_NEEDS = ("moto", "s3fs", "flask", "flask_cors")
 
 
 # --------------------------------------------------------------------------- helpers
-def make_run(name: str = NAME, *, snapshots: int = 0, model_bytes: int = 50_000, seed: int = 0,
-             root: Path | None = None) -> Run:
+def make_run(
+    name: str = NAME,
+    *,
+    snapshots: int = 0,
+    model_bytes: int = 50_000,
+    seed: int = 0,
+    root: Path | None = None,
+) -> Run:
     """A complete run folder written by hand, laid out as the run-folder contract says."""
     folder = (root or runs_root()) / name
     (folder / "snapshots").mkdir(parents=True)
@@ -53,8 +59,9 @@ def make_run(name: str = NAME, *, snapshots: int = 0, model_bytes: int = 50_000,
     for epoch in range(1, snapshots + 1):
         data = hashlib.sha256(f"{name}/{seed}/{epoch}".encode()).digest() * (model_bytes // 32 + 1)
         (folder / "snapshots" / f"epoch-{epoch:03d}.keras").write_bytes(data[:model_bytes])
-    (folder / "status.json").write_text(json.dumps({"status": "complete", "seed": seed,
-                                                    "test_accuracy": 0.5, "experiment": name}))
+    (folder / "status.json").write_text(
+        json.dumps({"status": "complete", "seed": seed, "test_accuracy": 0.5, "experiment": name})
+    )
     return Run(folder)
 
 
@@ -62,8 +69,11 @@ def tree(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root`` (what 'unchanged' compares)."""
     if not root.exists():
         return {}
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -89,7 +99,13 @@ def object_count(store: rm.RemoteStore) -> int:
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(autouse=True)
 def _no_configured_remote(monkeypatch):
-    for name in (rm.ENV_URL, rm.ENV_PUSH, rm.ENV_ENDPOINT, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        rm.ENV_URL,
+        rm.ENV_PUSH,
+        rm.ENV_ENDPOINT,
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -103,8 +119,10 @@ def moto_endpoint():
     """moto's S3 server in a thread of this process, on a free localhost port."""
     missing = [m for m in S3_NEEDS if importlib.util.find_spec(m) is None]
     if missing:
-        reason = (f"S3 tests need {', '.join(missing)}: pip install -e '.[remote,remote-test]' (pinned in "
-                  "requirements.lock)")
+        reason = (
+            f"S3 tests need {', '.join(missing)}: pip install -e '.[remote,remote-test]' (pinned in "
+            "requirements.lock)"
+        )
         if os.environ.get("CIFARKIT_REQUIRE_S3") == "1":
             pytest.fail(f"{reason}; CIFARKIT_REQUIRE_S3=1 makes this a failure")
         pytest.skip(reason)
@@ -174,7 +192,9 @@ def test_push_pull_round_trip_sends_only_missing_objects(remote_url):
         assert tree(runs_root() / name) == files
         assert Run(runs_root() / name).complete
     assert not (runs_root() / ".staging").exists()
-    assert store.pull().skipped == [(n, "already complete locally; not overwritten") for n in sorted(originals)]
+    assert store.pull().skipped == [
+        (n, "already complete locally; not overwritten") for n in sorted(originals)
+    ]
 
 
 def test_a_run_complete_locally_is_never_overwritten(file_remote, tmp_path, monkeypatch):
@@ -187,7 +207,9 @@ def test_a_run_complete_locally_is_never_overwritten(file_remote, tmp_path, monk
     local = make_run()
     before = tree(local.path)
     report = store.pull([NAME])
-    assert report.done == [] and report.skipped == [(NAME, "already complete locally; not overwritten")]
+    assert report.done == [] and report.skipped == [
+        (NAME, "already complete locally; not overwritten")
+    ]
     assert tree(local.path) == before
     # Nor does a push replace the remote's complete copy with this machine's other bytes.
     pushed = store.push([NAME])
@@ -231,10 +253,13 @@ def test_pull_skips_a_run_whose_training_lock_is_held(file_remote):
 
 
 # --------------------------------------------------------------------------- damaged remote objects
-@pytest.mark.parametrize("damage, words", [
-    ("corrupt", "is corrupt"), ("truncated", "is truncated"), ("missing", "is missing")])
+@pytest.mark.parametrize(
+    "damage, words",
+    [("corrupt", "is corrupt"), ("truncated", "is truncated"), ("missing", "is missing")],
+)
 def test_a_damaged_object_refuses_the_run_names_it_and_leaves_the_store_unchanged(
-        remote_url, capsys, damage, words):
+    remote_url, capsys, damage, words
+):
     run = make_run(snapshots=1)
     store = rm.RemoteStore(remote_url)
     store.push()
@@ -248,7 +273,9 @@ def test_a_damaged_object_refuses_the_run_names_it_and_leaves_the_store_unchange
     else:
         store.fs.rm(key)
     os.rename(run.path, run.path.with_name("kept-aside"))
-    (runs_root() / "resnet20-abcdef012345").mkdir()  # an unrelated unfinished run: must stay as it is
+    (
+        runs_root() / "resnet20-abcdef012345"
+    ).mkdir()  # an unrelated unfinished run: must stay as it is
     (runs_root() / "resnet20-abcdef012345" / "status.json").write_text('{"status": "failed"}')
     before = tree(runs_root())
 
@@ -271,27 +298,64 @@ def test_a_damaged_object_refuses_the_run_names_it_and_leaves_the_store_unchange
 
 # --------------------------------------------------------------------------- hostile manifests
 def _manifest(files: dict, name: str = NAME, **extra) -> bytes:
-    record = {"format": rm.FORMAT, "run": name, "status": {"status": "complete"}, "files": files, **extra}
+    record = {
+        "format": rm.FORMAT,
+        "run": name,
+        "status": {"status": "complete"},
+        "files": files,
+        **extra,
+    }
     return json.dumps(record).encode()
 
 
 GOOD = {"sha256": "0" * 64, "size": 10}
 
 
-@pytest.mark.parametrize("name, files, problem", [
-    (NAME, {"status.json": GOOD, "../../outside.txt": GOOD}, "contains '..'"),
-    (NAME, {"status.json": GOOD, "/etc/cron.d/evil": GOOD}, "is absolute"),
-    (NAME, {"status.json": GOOD, "evil.py": GOOD}, "is not a file of the run-folder contract"),
-    (NAME, {"status.json": GOOD, "snapshots/epoch-1.keras": GOOD}, "is not a file of the run-folder contract"),
-    (NAME, {"status.json": GOOD, "model.keras": {"sha256": "0" * 64, "size": rm.MAX_FILE_BYTES + 1}},
-     "over the per-file limit"),
-    (NAME, {"status.json": GOOD, **{f"snapshots/epoch-{i:03d}.keras": {"sha256": "0" * 64, "size": rm.MAX_FILE_BYTES}
-                                    for i in range(1, 6)}}, "over the per-run limit"),
-    (NAME, {"status.json": GOOD, "model.keras": {"sha256": "../x", "size": 1}}, "no valid sha256"),
-    ("evil", {"status.json": GOOD}, "<experiment>-<12 hex digits>"),
-    ("..-0123456789ab", {"status.json": GOOD}, "<experiment>-<12 hex digits>"),
-])
-def test_a_hostile_manifest_is_refused_with_one_line(file_remote, tmp_path, capsys, name, files, problem):
+@pytest.mark.parametrize(
+    "name, files, problem",
+    [
+        (NAME, {"status.json": GOOD, "../../outside.txt": GOOD}, "contains '..'"),
+        (NAME, {"status.json": GOOD, "/etc/cron.d/evil": GOOD}, "is absolute"),
+        (NAME, {"status.json": GOOD, "evil.py": GOOD}, "is not a file of the run-folder contract"),
+        (
+            NAME,
+            {"status.json": GOOD, "snapshots/epoch-1.keras": GOOD},
+            "is not a file of the run-folder contract",
+        ),
+        (
+            NAME,
+            {
+                "status.json": GOOD,
+                "model.keras": {"sha256": "0" * 64, "size": rm.MAX_FILE_BYTES + 1},
+            },
+            "over the per-file limit",
+        ),
+        (
+            NAME,
+            {
+                "status.json": GOOD,
+                **{
+                    f"snapshots/epoch-{i:03d}.keras": {
+                        "sha256": "0" * 64,
+                        "size": rm.MAX_FILE_BYTES,
+                    }
+                    for i in range(1, 6)
+                },
+            },
+            "over the per-run limit",
+        ),
+        (
+            NAME,
+            {"status.json": GOOD, "model.keras": {"sha256": "../x", "size": 1}},
+            "no valid sha256",
+        ),
+        ("evil", {"status.json": GOOD}, "<experiment>-<12 hex digits>"),
+        ("..-0123456789ab", {"status.json": GOOD}, "<experiment>-<12 hex digits>"),
+    ],
+)
+def test_a_hostile_manifest_is_refused_with_one_line(
+    file_remote, tmp_path, capsys, name, files, problem
+):
     store = rm.RemoteStore(file_remote)
     (Path(store.root) / "runs").mkdir(parents=True)
     (Path(store.root) / "runs" / f"{name}.json").write_bytes(_manifest(files, name))
@@ -320,7 +384,9 @@ def test_manifests_that_lie_about_the_run_are_refused():
 
 
 # --------------------------------------------------------------------------- faults: kill, concurrency
-def _wait_for_first_object(proc: subprocess.Popen, store: rm.RemoteStore, timeout: float = 120) -> None:
+def _wait_for_first_object(
+    proc: subprocess.Popen, store: rm.RemoteStore, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if object_count(store) >= 1:
@@ -329,11 +395,15 @@ def _wait_for_first_object(proc: subprocess.Popen, store: rm.RemoteStore, timeou
     raise AssertionError(f"no object appeared while the push ran (exit {proc.poll()})")
 
 
-def test_sigkill_during_a_push_leaves_no_remote_run_and_the_next_push_completes_it(remote_url, tmp_path):
+def test_sigkill_during_a_push_leaves_no_remote_run_and_the_next_push_completes_it(
+    remote_url, tmp_path
+):
     # Enough objects that the push is still uploading when the first one shows (a PUT to the
     # S3 server takes longer than a local write, so fewer suffice there).
     run = make_run(snapshots=60 if remote_url.startswith("s3://") else 250, model_bytes=100_000)
-    total = len({hashlib.sha256(p.read_bytes()).hexdigest() for p in run.path.rglob("*") if p.is_file()})
+    total = len(
+        {hashlib.sha256(p.read_bytes()).hexdigest() for p in run.path.rglob("*") if p.is_file()}
+    )
     store = rm.RemoteStore(remote_url)
     proc = subprocess.Popen(push_cmd(remote_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -360,8 +430,10 @@ def test_sigkill_during_a_push_leaves_no_remote_run_and_the_next_push_completes_
 def test_two_pushes_at_once_both_succeed_with_one_consistent_manifest(remote_url):
     run = make_run(snapshots=40, model_bytes=100_000)
     original = tree(run.path)
-    procs = [subprocess.Popen(push_cmd(remote_url, NAME), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(push_cmd(remote_url, NAME), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outputs]
     store = rm.RemoteStore(remote_url)
@@ -392,7 +464,10 @@ def test_a_remote_folder_that_does_not_exist_is_one_line_naming_the_url(file_rem
 def test_an_existing_empty_store_pulls_nothing(file_remote, capsys):
     Path(file_remote.removeprefix("file://")).mkdir()
     code, out, err = cli(capsys, "remote", "pull", "--remote", file_remote)
-    assert code == 0 and err == "" and out.startswith(f"pulled 0 run(s) from {file_remote}:"), (out, err)
+    assert code == 0 and err == "" and out.startswith(f"pulled 0 run(s) from {file_remote}:"), (
+        out,
+        err,
+    )
     code, out, _ = cli(capsys, "remote", "ls", "--remote", file_remote)
     assert code == 0 and out.startswith(f"no runs on {file_remote} yet")
 
@@ -404,8 +479,9 @@ def test_a_book_build_that_pushes_may_start_a_new_store(file_remote):
 
 
 @pytest.mark.s3
-def test_an_unreachable_endpoint_is_one_line_naming_the_url_and_what_to_set(moto_endpoint, monkeypatch,
-                                                                             tmp_path, capsys):
+def test_an_unreachable_endpoint_is_one_line_naming_the_url_and_what_to_set(
+    moto_endpoint, monkeypatch, tmp_path, capsys
+):
     endpoint = f"http://127.0.0.1:{free_port()}"
     aws_env(monkeypatch, tmp_path, endpoint)
     make_run()
@@ -417,7 +493,9 @@ def test_an_unreachable_endpoint_is_one_line_naming_the_url_and_what_to_set(moto
 
 
 @pytest.mark.s3
-def test_missing_credentials_are_one_line_naming_what_to_set(s3_remote, monkeypatch, tmp_path, capsys):
+def test_missing_credentials_are_one_line_naming_what_to_set(
+    s3_remote, monkeypatch, tmp_path, capsys
+):
     aws_env(monkeypatch, tmp_path, os.environ[rm.ENV_ENDPOINT], credentials=False)
     make_run()
     for action in ("ls", "push", "pull"):
@@ -430,7 +508,12 @@ def test_missing_credentials_are_one_line_naming_what_to_set(s3_remote, monkeypa
 @pytest.mark.s3
 def test_a_missing_bucket_is_one_line(s3_remote, capsys):
     code, _, err = cli(capsys, "remote", "ls", "--remote", "s3://cifarkit-no-such-bucket/x")
-    assert code == 2 and err.count("\n") == 1 and "'cifarkit-no-such-bucket'" in err and "does not exist" in err
+    assert (
+        code == 2
+        and err.count("\n") == 1
+        and "'cifarkit-no-such-bucket'" in err
+        and "does not exist" in err
+    )
 
 
 @pytest.mark.s3
@@ -454,7 +537,9 @@ def test_book_build_pulls_before_the_chapters_and_pushes_after(file_remote, tmp_
     (root / "book" / "intro.md").write_text("# Intro\n")
     (root / "book" / "runs.md").write_text("# Runs\n")
     (root / "_config.yml").write_text("title: t\n")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/runs\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/runs\n"
+    )
     store = rm.RemoteStore(file_remote)
     remote_only = make_run("resnet20-abcdef012345", seed=3)
     store.push()
@@ -464,11 +549,18 @@ def test_book_build_pulls_before_the_chapters_and_pushes_after(file_remote, tmp_
     seen = []
     monkeypatch.setattr(bb, "preflight", lambda: (None, []))
     monkeypatch.setattr(keys, "data_hash", lambda source: "fake-data")
-    monkeypatch.setattr(bb, "shared_components", lambda *a: seen.append(Run(remote_only.path).complete) or {
-        "cifarkit": "x"})
+    monkeypatch.setattr(
+        bb,
+        "shared_components",
+        lambda *a: seen.append(Run(remote_only.path).complete) or {"cifarkit": "x"},
+    )
     monkeypatch.setattr(bb, "_site", lambda *a, **k: None)
     monkeypatch.setattr(bb, "record_build", lambda *a, **k: None)
-    bb.run(bb.Options(profile="smoke", root=root, output=tmp_path / "out", remote=file_remote, push=True))
+    bb.run(
+        bb.Options(
+            profile="smoke", root=root, output=tmp_path / "out", remote=file_remote, push=True
+        )
+    )
     assert seen == [True]  # pulled before anything was hashed or executed
     assert sorted(store.run_names()) == sorted([remote_only.path.name, local_only.path.name])
 
@@ -512,7 +604,9 @@ def test_a_trained_run_survives_the_trip_through_s3(s3_remote, tmp_path, monkeyp
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     data = tiny_image_tree(tmp_path / "data")
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=1, extra="  snapshot_epochs: [1]\n"), None)
+    cfg = load_config(
+        tiny_experiment(tmp_path, data, epochs=1, extra="  snapshot_epochs: [1]\n"), None
+    )
     run = get_or_train(cfg, seed=0, register=False)
     metrics, (logits, _) = run.metrics(), run.predictions()
     assert rm.RemoteStore(s3_remote).push().done == [run.path.name]
@@ -523,5 +617,7 @@ def test_a_trained_run_survives_the_trip_through_s3(s3_remote, tmp_path, monkeyp
     assert pulled.metrics() == metrics
     assert (pulled.predictions()[0] == logits).all()
     assert pulled.load_model().output_shape == (None, 10) and sorted(pulled.snapshots()) == [1]
-    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(
+        "cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained again")
+    )
     assert get_or_train(cfg, seed=0).path == run.path  # the pulled run is a cache hit

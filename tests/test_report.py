@@ -61,7 +61,7 @@ def _independent(arrays_by_seed):
 
 def _parse(out, label):
     line = next(line for line in out.splitlines() if line.startswith(label))
-    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|\b\d+\b", line[len(label):])]
+    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|\b\d+\b", line[len(label) :])]
     return numbers  # mean, half-width, low, high, std, n
 
 
@@ -72,11 +72,15 @@ def test_report_table_matches_an_independent_computation(experiment, tmp_path, c
     assert main(["report", str(path), "--profile", "none", "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
     expected = _independent(arrays)
-    for label, key, scale, digits in (("accuracy (%)", "accuracy", 100, 2), ("macro-F1 (%)", "macro_f1", 100, 2),
-                                      ("NLL (nats)", "nll", 1, 4), ("ECE (%), 15 bins", "ece", 100, 2)):
+    for label, key, scale, digits in (
+        ("accuracy (%)", "accuracy", 100, 2),
+        ("macro-F1 (%)", "macro_f1", 100, 2),
+        ("NLL (nats)", "nll", 1, 4),
+        ("ECE (%), 15 bins", "ece", 100, 2),
+    ):
         mean, half, low, high, _std, n = _parse(out, label)
         e_mean, e_half, e_low, e_high, e_n = expected[key]
-        tol = 0.6 * 10 ** -digits
+        tol = 0.6 * 10**-digits
         assert mean == pytest.approx(e_mean * scale, abs=tol), label
         assert half == pytest.approx(e_half * scale, abs=tol), label
         assert (low, high) == pytest.approx((e_low * scale, e_high * scale), abs=tol), label
@@ -84,9 +88,13 @@ def test_report_table_matches_an_independent_computation(experiment, tmp_path, c
     assert "3 of 3 requested seeds" in out and "missing" not in out
     # Beside the interval over seeds: the test-set sampling interval of one model (Wilson).
     n_test = len(arrays[0]["labels"])
-    low, high = sps.binomtest(round(expected["accuracy"][0] * n_test), n_test).proportion_ci(method="wilson")
-    assert (f"test-set sampling of the accuracy: Wilson 95% CI [{low * 100:.2f}, {high * 100:.2f}] over the "
-            f"{n_test:,} test images of one model") in out
+    low, high = sps.binomtest(round(expected["accuracy"][0] * n_test), n_test).proportion_ci(
+        method="wilson"
+    )
+    assert (
+        f"test-set sampling of the accuracy: Wilson 95% CI [{low * 100:.2f}, {high * 100:.2f}] over the "
+        f"{n_test:,} test images of one model"
+    ) in out
     assert "ECE after temp. scaling (%)" in out and "top-5 accuracy (%)" in out
 
     saved = json.loads((out_dir / "report.json").read_text())
@@ -97,15 +105,22 @@ def test_report_table_matches_an_independent_computation(experiment, tmp_path, c
     assert saved["seeds"] == [0, 1, 2]
     for name in saved["figures"]:
         assert (out_dir / name).read_bytes()[:4] == b"\x89PNG"
-    assert {"curves.png", "per_class_accuracy.png", "reliability.png", "confusion.png",
-            "mistakes_overall.png", "mistakes_per_class.png"} <= set(saved["figures"])
+    assert {
+        "curves.png",
+        "per_class_accuracy.png",
+        "reliability.png",
+        "confusion.png",
+        "mistakes_overall.png",
+        "mistakes_per_class.png",
+    } <= set(saved["figures"])
     # Temperature scaling was fitted on validation logits and helps these over-confident runs.
     assert saved["summary"]["nll_ts"]["mean"] < saved["summary"]["nll"]["mean"]
     assert str(out_dir) in out
 
 
-def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(experiment, tmp_path, capsys,
-                                                                        monkeypatch):
+def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(
+    experiment, tmp_path, capsys, monkeypatch
+):
     path, cfg, splits = experiment
     write_fake_run(cfg, splits, 0)
     write_fake_run(cfg, splits, 2, with_val=False)  # an older run: validation logits not stored
@@ -117,7 +132,12 @@ def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(experime
 
     monkeypatch.setattr(report_mod, "_model_predict", fake_predict)
     monkeypatch.setattr(plots_report, "report_figures", lambda report: {})  # figures: tested above
-    assert main(["report", str(path), "--profile", "none", "--seeds", "3", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            ["report", str(path), "--profile", "none", "--seeds", "3", "--out", str(tmp_path / "o")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 of 3 requested seeds complete" in out
     assert "seed 1 (missing)" in out
@@ -129,7 +149,12 @@ def test_missing_seeds_are_named_with_the_command_and_the_rest_reported(experime
 def test_one_seed_reports_without_interval(experiment, tmp_path, capsys):
     path, cfg, splits = experiment
     arrays = write_fake_run(cfg, splits, 0)
-    assert main(["report", str(path), "--profile", "none", "--seeds", "1", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            ["report", str(path), "--profile", "none", "--seeds", "1", "--out", str(tmp_path / "o")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("accuracy (%)"))
     assert "no CI: n=1" in line
@@ -156,17 +181,23 @@ def test_recomputation_from_a_real_saved_model_matches_its_stored_logits(experim
     path, cfg, splits = experiment
     run, model = write_model_run(cfg, splits, seed=0)
     with np.load(run.predictions_path) as stored:
-        kept = {k: stored[k] for k in ("logits", "labels")}  # drop the validation logits (an older run)
+        kept = {
+            k: stored[k] for k in ("logits", "labels")
+        }  # drop the validation logits (an older run)
     np.savez(run.predictions_path, **kept)
 
     report = build_report(cfg, seeds=[0], tta=True, tta_shift=1)
     result = report.results[0]
     assert any("recomputed from model.keras" in note for note in result.notes)
     assert not any("model re-run gives plain accuracy" in note for note in result.notes)
-    assert result.evaluation.tta.plain_accuracy == pytest.approx(result.evaluation.accuracy, abs=1e-12)
+    assert result.evaluation.tta.plain_accuracy == pytest.approx(
+        result.evaluation.accuracy, abs=1e-12
+    )
     val = predict_logits(model, splits.x_val)
     # The temperature was fitted on the recomputed validation logits: refit and compare.
     from cifarkit.evaluation import metrics as ev
 
-    refit = ev.evaluate_logits(kept["logits"], kept["labels"], splits.class_names, val=(val, splits.y_val))
+    refit = ev.evaluate_logits(
+        kept["logits"], kept["labels"], splits.class_names, val=(val, splits.y_val)
+    )
     assert result.evaluation.calibration.temperature == pytest.approx(refit.calibration.temperature)

@@ -53,7 +53,9 @@ def test_a_no_train_build_fails_on_a_missing_run_with_its_command(monkeypatch):
     assert "`cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1`" in message
 
 
-def test_reading_a_stored_run_never_trains_and_names_the_command_that_makes_it(tmp_path, monkeypatch):
+def test_reading_a_stored_run_never_trains_and_names_the_command_that_makes_it(
+    tmp_path, monkeypatch
+):
     from cifarkit.runs import COMPLETE, locate, stored_run
 
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
@@ -64,9 +66,14 @@ def test_reading_a_stored_run_never_trains_and_names_the_command_that_makes_it(t
     with pytest.raises(CifarkitError) as err:
         stored_run(cfg, 1, label="ResNet20, 4 epochs")
     message = str(err.value)
-    assert message.startswith("run resnet20-") and "(ResNet20, 4 epochs, seed 1) is missing" in message
+    assert (
+        message.startswith("run resnet20-") and "(ResNet20, 4 epochs, seed 1) is missing" in message
+    )
     assert "never trained" in message and "\n" not in message
-    assert "make it with: cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1" in message
+    assert (
+        "make it with: cifarkit train resnet20 --profile smoke --set train.epochs=4 --seed 1"
+        in message
+    )
     run = locate(cfg, 1, "0" * 64)
     run.path.mkdir(parents=True)
     (run.path / "status.json").write_text(json.dumps({"status": COMPLETE}))

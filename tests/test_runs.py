@@ -35,11 +35,21 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     from cifarkit.runs import tracking
 
     tmp_path, data = store
-    cfg = load_config(tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1, 2]\n"), None)
+    cfg = load_config(
+        tiny_experiment(tmp_path, data, epochs=2, extra="  snapshot_epochs: [1, 2]\n"), None
+    )
     run = runs.get_or_train(cfg, seed=0)
     assert run.complete
-    for name in ("config.yaml", "env.json", "history.csv", "history.json", "model.keras",
-                 "predictions.npz", "metrics.json", "status.json"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "history.csv",
+        "history.json",
+        "model.keras",
+        "predictions.npz",
+        "metrics.json",
+        "status.json",
+    ):
         assert (run.path / name).is_file(), name
     assert not (run.path / "checkpoint").exists()
     metrics = run.metrics()
@@ -68,7 +78,9 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
 
     # Second call: straight from the cache, no training; a checkpoint a kill left after the
     # run was marked complete is removed.
-    monkeypatch.setattr("cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr(
+        "cifarkit.runs.store._train_into", lambda *a, **k: pytest.fail("trained twice")
+    )
     (run.path / "checkpoint" / "epoch-0002").mkdir(parents=True)
     (run.path / "checkpoint" / "epoch-0002" / "state.weights.h5").write_bytes(b"left over")
     assert runs.get_or_train(cfg, seed=0).path == run.path  # _train_into would fail: no training
@@ -92,8 +104,10 @@ def one_epoch_runs(tmp_path_factory):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("CIFARKIT_DATA", raising=False)
         cfg = load_config(tiny_experiment(base, tiny_image_tree(base / "data"), epochs=1), None)
-        plan = [study.PlannedRun(cfg, seed, locate(cfg, seed, data_hash_for(cfg.data)).path.name, False)
-                for seed in (0, 1)]
+        plan = [
+            study.PlannedRun(cfg, seed, locate(cfg, seed, data_hash_for(cfg.data)).path.name, False)
+            for seed in (0, 1)
+        ]
         trained = train_plan(plan, {}, jobs=1)
         runs = {e.seed: Run(runs_root() / e.folder) for e in plan}
     return cfg, plan, trained, runs
@@ -112,8 +126,19 @@ def test_same_seed_twice_gives_identical_results(store, one_epoch_runs):
 
 
 def _train_cmd(config: Path, seed: int = 0) -> list[str]:
-    return [sys.executable, "-m", "cifarkit.cli", "-q", "train", str(config), "--profile", "none",
-            "--seed", str(seed), "--no-register"]
+    return [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "-q",
+        "train",
+        str(config),
+        "--profile",
+        "none",
+        "--seed",
+        str(seed),
+        "--no-register",
+    ]
 
 
 def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
@@ -123,7 +148,9 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
     big = tiny_image_tree(tmp_path / "bigdata", train_per_class=150, test_per_class=10)
     config = tiny_experiment(tmp_path, big, epochs=4)
     env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "killed")}
-    proc = subprocess.Popen(_train_cmd(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     runs_dir = tmp_path / "killed" / "runs"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -151,12 +178,20 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(store, tmp_path):
     with np.load(run_dir / "predictions.npz") as a, np.load(reference_dir / "predictions.npz") as b:
         np.testing.assert_array_equal(a["logits"], b["logits"])
     drop = ("train_seconds",)
-    got = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop}
-    want = {k: v for k, v in json.loads((reference_dir / "metrics.json").read_text()).items() if k not in drop}
+    got = {
+        k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop
+    }
+    want = {
+        k: v
+        for k, v in json.loads((reference_dir / "metrics.json").read_text()).items()
+        if k not in drop
+    }
     assert got == want
 
 
-def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(store, monkeypatch, one_epoch_runs):
+def test_runs_trained_two_at_a_time_are_the_runs_trained_one_at_a_time(
+    store, monkeypatch, one_epoch_runs
+):
     from cifarkit.runs import Run, runs_root
     from cifarkit.studies.runner import train_plan
 

@@ -15,9 +15,17 @@ def _job(folder: str, source: str | None = None) -> Job:
 
 
 def test_a_transfer_run_waits_for_its_source_run_and_capacity_is_filled_in_order():
-    jobs = [_job("source"), _job("target", source="source"), _job("other"), _job("elsewhere", source="stored")]
+    jobs = [
+        _job("source"),
+        _job("target", source="source"),
+        _job("other"),
+        _job("elsewhere", source="stored"),
+    ]
     queue = Queue(jobs, capacity=2)
-    assert queue.ready(running=0) == [0, 2]  # the target waits; a source the list does not train does not
+    assert queue.ready(running=0) == [
+        0,
+        2,
+    ]  # the target waits; a source the list does not train does not
     assert queue.ready(running=2) == []
     queue.finish(0)
     assert queue.ready(running=1) == [1]  # one slot free: the target, now that its source is done

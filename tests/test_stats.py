@@ -46,9 +46,11 @@ def test_summarise_table_and_curves():
     table = stats.summarise_table({"acc": [0.5, 0.6, 0.7], "nll": [1.0, 1.2, 1.1]})
     assert table.loc["acc", "mean"] == pytest.approx(0.6)
     assert table.loc["nll", "n"] == 3
-    histories = [[{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}],
-                 [{"epoch": 1, "loss": 2.2}, {"epoch": 2, "loss": 1.2}],
-                 [{"epoch": 1, "loss": 2.4}]]
+    histories = [
+        [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}],
+        [{"epoch": 1, "loss": 2.2}, {"epoch": 2, "loss": 1.2}],
+        [{"epoch": 1, "loss": 2.4}],
+    ]
     curve = stats.curve_summary(histories, "loss")
     assert curve.loc[1, "mean"] == pytest.approx(2.2) and curve.loc[1, "n"] == 3
     assert curve.loc[2, "n"] == 2
@@ -59,7 +61,9 @@ def test_summarise_table_and_curves():
     # With enough seeds the band is the Student-t interval of the mean.
     five = [[{"epoch": 1, "loss": 1.0 + 0.1 * k}] for k in range(stats.MIN_SEEDS_FOR_BAND)]
     banded = stats.curve_summary(five, "loss")
-    assert banded.loc[1, "low"] == pytest.approx(stats.t_interval([1.0 + 0.1 * k for k in range(5)])[0])
+    assert banded.loc[1, "low"] == pytest.approx(
+        stats.t_interval([1.0 + 0.1 * k for k in range(5)])[0]
+    )
 
 
 def test_paired_comparison_matches_ttest_rel():
@@ -87,7 +91,12 @@ def test_paired_comparison_edge_cases():
     # The same difference in every seed: no spread, so no p-value and no [d, d] interval.
     flat = stats.paired_comparison([0.5, 0.6, 0.7], [0.6, 0.7, 0.8])
     assert flat.no_spread and flat.mean_diff == pytest.approx(0.1)
-    assert flat.p_value is None and flat.low is None and flat.boot_low is None and not flat.distinguishable
+    assert (
+        flat.p_value is None
+        and flat.low is None
+        and flat.boot_low is None
+        and not flat.distinguishable
+    )
 
 
 def test_mcnemar_on_constructed_tables():
@@ -119,20 +128,26 @@ def test_sentence_follows_the_evidence():
     d = np.subtract(b, a) * 100
     lo, hi = sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d))
     # Three seeds are fewer than MIN_SEEDS_FOR_CLAIM, but p < 0.001 with every seed the same way: decisive.
-    assert text.startswith(f"B beats A by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]")
+    assert text.startswith(
+        f"B beats A by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]"
+    )
     assert "3 seeds" in text and "decisive" in text
     # Reversed roles: the better one is still named first, with a positive interval.
     assert verdicts.describe_comparison(stats.paired_comparison(b, a), "A", "B").startswith(
-        f"A beats B by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]")
+        f"A beats B by {d.mean():.1f} points of accuracy, 95% CI [{lo:.1f}, {hi:.1f}]"
+    )
     noisy = stats.paired_comparison([0.90, 0.92, 0.88], [0.91, 0.89, 0.90])
     text = verdicts.describe_comparison(noisy, "A", "B")
     assert text.startswith("A and B are not distinguishable at 95% with 3 seeds")
     # Lower is better (NLL): a drop is a win.
     nll = stats.paired_comparison([1.00, 1.02, 0.99], [0.80, 0.83, 0.79])
-    text = verdicts.describe_comparison(nll, "A", "B", metric="NLL", scale=1, unit="nats",
-                                     higher_is_better=False, digits=2)
+    text = verdicts.describe_comparison(
+        nll, "A", "B", metric="NLL", scale=1, unit="nats", higher_is_better=False, digits=2
+    )
     assert text.startswith("B beats A by 0.20 nats of NLL, 95% CI [0.1")
-    assert "cannot be compared" in verdicts.describe_comparison(stats.paired_comparison([0.9], [0.95]))
+    assert "cannot be compared" in verdicts.describe_comparison(
+        stats.paired_comparison([0.9], [0.95])
+    )
 
 
 def test_interval_text_formats_scaled_signed_and_missing_intervals():
@@ -140,7 +155,10 @@ def test_interval_text_formats_scaled_signed_and_missing_intervals():
 
     assert interval_text(0.8312, 0.8455) == "[83.12, 84.55]"
     assert interval_text(-0.004, 0.021, digits=1, signed=True) == "[-0.4, +2.1]"
-    assert interval_text(None, None) == "n/a (1 seed)" and interval_text(float("nan"), 0.1, missing="-") == "-"
+    assert (
+        interval_text(None, None) == "n/a (1 seed)"
+        and interval_text(float("nan"), 0.1, missing="-") == "-"
+    )
 
 
 # --------------------------------------------------------------------------- the verdict rule
@@ -148,50 +166,148 @@ def test_interval_text_formats_scaled_signed_and_missing_intervals():
 BASE5 = [0.80, 0.81, 0.79, 0.80, 0.82]
 VERDICT_CASES = [
     # case, A, B, kind, the sentence starts with, and must contain
-    ("ties", {0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6}, "no spread",
-     "A and B give the same accuracy in both seeds: no spread observed, no interval.", []),
-    ("identical differences", {0: 0.5, 1: 0.6}, {0: 0.51, 1: 0.61}, "no spread",
-     "B − A is +1.0 points of accuracy in both seeds: no spread observed, no interval", []),
-    ("n = 1", [0.9], [0.95], "one seed",
-     "A and B cannot be compared at 95% with 1 seed: B − A = +5.0 points of accuracy", ["at least 2"]),
-    ("n = 2", [0.90, 0.91], [0.92, 0.925], "not distinguishable",
-     "A and B are not distinguishable at 95% with 2 seeds: B − A is positive in both seeds (+1.5 to +2.0",
-     ["95% CI [−1.4, +4.9]", "p = 0.090"]),
-    ("n = 3, same sign, CI excludes 0", [0.8, 0.8, 0.8], [0.81, 0.812, 0.814], "descriptive",
-     "B − A is positive in all 3 seeds (+1.0 to +1.4 points of accuracy), mean +1.2, 95% CI [+0.7, +1.7]",
-     ["p = 0.009", "claims no difference"]),
-    ("n = 3, decisive", [0.900, 0.905, 0.898], [0.931, 0.934, 0.930], "claimed",
-     "B beats A by 3.1 points of accuracy, 95% CI [2.7, 3.4] (paired t-test over 3 seeds, p < 0.001; decisive",
-     []),
-    ("opposite signs", [0.90, 0.92, 0.88], [0.91, 0.89, 0.90], "not distinguishable",
-     "A and B are not distinguishable at 95% with 3 seeds: B − A changes sign across seeds (−3.0 to +2.0",
-     ["positive in 2, negative in 1 of 3"]),
-    ("n = 5, decisive", [0.8] * 5, [0.81, 0.812, 0.808, 0.811, 0.809], "claimed",
-     "B beats A by 1.0 points of accuracy, 95% CI [0.8, 1.2] (paired t-test over 5 seeds, p < 0.001).", []),
-    ("n = 5, not decisive, CI excludes 0", [0.8] * 5, [0.81, 0.82, 0.802, 0.815, 0.808], "claimed",
-     "B beats A by 1.1 points of accuracy, 95% CI [0.2, 2.0] (paired t-test over 5 seeds, p = 0.023).", []),
-    ("n = 5, not distinguishable", [0.8] * 5, [0.81, 0.79, 0.82, 0.785, 0.805], "not distinguishable",
-     "A and B are not distinguishable at 95% with 5 seeds: B − A changes sign", ["95% CI [−1.6, +2.0]"]),
-    ("n = 5, bounded", [0.8] * 5, [0.801, 0.797, 0.804, 0.799, 0.802], "bounded",
-     "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.4 points "
-     "(95% CI [−0.3, +0.4]", ["5 seeds", "changes sign"]),
-    ("n = 5, bounded, the bound rounded up", [0.8] * 5, [0.8, 0.79, 0.806, 0.8, 0.804], "bounded",
-     "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.8 points "
-     "(95% CI [−0.8, +0.8]", ["positive in 2, negative in 1 of 5"]),
-    ("n = 5, interval wider than the margin", [0.8] * 5, [0.81, 0.79, 0.82, 0.785, 0.805], "not distinguishable",
-     "A and B are not distinguishable", ["95% CI [−1.6, +2.0]"]),
-    ("n = 3, inside the margin: described, not bounded", [0.8] * 3, [0.801, 0.799, 0.8015], "not distinguishable",
-     "A and B are not distinguishable at 95% with 3 seeds: B − A changes sign",
-     ["bounds the difference below 0.4 points", "3 seeds are fewer than the 5", "describes the seeds"]),
-    ("n = 4, inside the margin: described, not bounded", [0.8] * 4, [0.802, 0.799, 0.801, 0.8], "not distinguishable",
-     "A and B are not distinguishable at 95% with 4 seeds", ["4 seeds are fewer than the 5"]),
-    ("n = 5, B worse", BASE5, [b - d for b, d in zip(BASE5, [0.02, 0.03, 0.01, 0.025, 0.015], strict=True)],
-     "claimed", "A beats B by 2.0 points of accuracy, 95% CI [1.0, 3.0]", []),
+    (
+        "ties",
+        {0: 0.5, 1: 0.6},
+        {0: 0.5, 1: 0.6},
+        "no spread",
+        "A and B give the same accuracy in both seeds: no spread observed, no interval.",
+        [],
+    ),
+    (
+        "identical differences",
+        {0: 0.5, 1: 0.6},
+        {0: 0.51, 1: 0.61},
+        "no spread",
+        "B − A is +1.0 points of accuracy in both seeds: no spread observed, no interval",
+        [],
+    ),
+    (
+        "n = 1",
+        [0.9],
+        [0.95],
+        "one seed",
+        "A and B cannot be compared at 95% with 1 seed: B − A = +5.0 points of accuracy",
+        ["at least 2"],
+    ),
+    (
+        "n = 2",
+        [0.90, 0.91],
+        [0.92, 0.925],
+        "not distinguishable",
+        "A and B are not distinguishable at 95% with 2 seeds: B − A is positive in both seeds (+1.5 to +2.0",
+        ["95% CI [−1.4, +4.9]", "p = 0.090"],
+    ),
+    (
+        "n = 3, same sign, CI excludes 0",
+        [0.8, 0.8, 0.8],
+        [0.81, 0.812, 0.814],
+        "descriptive",
+        "B − A is positive in all 3 seeds (+1.0 to +1.4 points of accuracy), mean +1.2, 95% CI [+0.7, +1.7]",
+        ["p = 0.009", "claims no difference"],
+    ),
+    (
+        "n = 3, decisive",
+        [0.900, 0.905, 0.898],
+        [0.931, 0.934, 0.930],
+        "claimed",
+        "B beats A by 3.1 points of accuracy, 95% CI [2.7, 3.4] (paired t-test over 3 seeds, p < 0.001; decisive",
+        [],
+    ),
+    (
+        "opposite signs",
+        [0.90, 0.92, 0.88],
+        [0.91, 0.89, 0.90],
+        "not distinguishable",
+        "A and B are not distinguishable at 95% with 3 seeds: B − A changes sign across seeds (−3.0 to +2.0",
+        ["positive in 2, negative in 1 of 3"],
+    ),
+    (
+        "n = 5, decisive",
+        [0.8] * 5,
+        [0.81, 0.812, 0.808, 0.811, 0.809],
+        "claimed",
+        "B beats A by 1.0 points of accuracy, 95% CI [0.8, 1.2] (paired t-test over 5 seeds, p < 0.001).",
+        [],
+    ),
+    (
+        "n = 5, not decisive, CI excludes 0",
+        [0.8] * 5,
+        [0.81, 0.82, 0.802, 0.815, 0.808],
+        "claimed",
+        "B beats A by 1.1 points of accuracy, 95% CI [0.2, 2.0] (paired t-test over 5 seeds, p = 0.023).",
+        [],
+    ),
+    (
+        "n = 5, not distinguishable",
+        [0.8] * 5,
+        [0.81, 0.79, 0.82, 0.785, 0.805],
+        "not distinguishable",
+        "A and B are not distinguishable at 95% with 5 seeds: B − A changes sign",
+        ["95% CI [−1.6, +2.0]"],
+    ),
+    (
+        "n = 5, bounded",
+        [0.8] * 5,
+        [0.801, 0.797, 0.804, 0.799, 0.802],
+        "bounded",
+        "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.4 points "
+        "(95% CI [−0.3, +0.4]",
+        ["5 seeds", "changes sign"],
+    ),
+    (
+        "n = 5, bounded, the bound rounded up",
+        [0.8] * 5,
+        [0.8, 0.79, 0.806, 0.8, 0.804],
+        "bounded",
+        "A and B are equivalent within 1.5 points: any difference in accuracy is smaller than 0.8 points "
+        "(95% CI [−0.8, +0.8]",
+        ["positive in 2, negative in 1 of 5"],
+    ),
+    (
+        "n = 5, interval wider than the margin",
+        [0.8] * 5,
+        [0.81, 0.79, 0.82, 0.785, 0.805],
+        "not distinguishable",
+        "A and B are not distinguishable",
+        ["95% CI [−1.6, +2.0]"],
+    ),
+    (
+        "n = 3, inside the margin: described, not bounded",
+        [0.8] * 3,
+        [0.801, 0.799, 0.8015],
+        "not distinguishable",
+        "A and B are not distinguishable at 95% with 3 seeds: B − A changes sign",
+        [
+            "bounds the difference below 0.4 points",
+            "3 seeds are fewer than the 5",
+            "describes the seeds",
+        ],
+    ),
+    (
+        "n = 4, inside the margin: described, not bounded",
+        [0.8] * 4,
+        [0.802, 0.799, 0.801, 0.8],
+        "not distinguishable",
+        "A and B are not distinguishable at 95% with 4 seeds",
+        ["4 seeds are fewer than the 5"],
+    ),
+    (
+        "n = 5, B worse",
+        BASE5,
+        [b - d for b, d in zip(BASE5, [0.02, 0.03, 0.01, 0.025, 0.015], strict=True)],
+        "claimed",
+        "A beats B by 2.0 points of accuracy, 95% CI [1.0, 3.0]",
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "a", "b", "kind", "start", "contains"), VERDICT_CASES,
-                         ids=[c[0] for c in VERDICT_CASES])
+@pytest.mark.parametrize(
+    ("case", "a", "b", "kind", "start", "contains"),
+    VERDICT_CASES,
+    ids=[c[0] for c in VERDICT_CASES],
+)
 def test_verdict_table(case, a, b, kind, start, contains):
     v = verdicts.verdict(stats.paired_comparison(a, b))
     assert v.kind == kind, v.sentence
@@ -205,7 +321,16 @@ def test_verdict_table(case, a, b, kind, start, contains):
     if kind in ("no spread", "one seed"):
         assert "CI" not in v.sentence and "p " not in v.sentence
     assert v.sentence == verdicts.describe_comparison(stats.paired_comparison(a, b))
-    assert set(v.as_dict()) >= {"kind", "sentence", "n", "mean_diff", "low", "high", "p_value", "claim"}
+    assert set(v.as_dict()) >= {
+        "kind",
+        "sentence",
+        "n",
+        "mean_diff",
+        "low",
+        "high",
+        "p_value",
+        "claim",
+    }
 
 
 def test_verdict_rules_minimum_seeds_holm_and_validation():
@@ -232,7 +357,9 @@ def test_verdict_rules_minimum_seeds_holm_and_validation():
 
 def test_holm_matches_a_hand_computation():
     # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, max(0.04, 0.06).
-    assert stats.holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert stats.holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx(
+        [0.03, 0.06, 0.06, 0.02, None]
+    )
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert stats.holm([]) == []
 
@@ -245,7 +372,8 @@ def test_wilson_interval_matches_scipy_and_the_formula():
     assert (low, high) == pytest.approx((centre - half, centre + half), rel=1e-9)
     assert stats.wilson_accuracy_interval(0.862, 10000) == (low, high)
     assert stats.accuracy_sampling_text(0.862, 10000) == (
-        "Wilson 95% CI [85.5, 86.9] over the 10,000 test images of one model")
+        "Wilson 95% CI [85.5, 86.9] over the 10,000 test images of one model"
+    )
     with pytest.raises(ValueError, match="accuracy=1.2"):
         stats.wilson_accuracy_interval(1.2, 100)
     with pytest.raises(ValueError, match="total=0"):
@@ -256,7 +384,9 @@ def test_per_class_differences_adjust_over_classes_and_never_pick_extremes():
     import pandas as pd
 
     a = pd.DataFrame({"cat": [0.5, 0.52, 0.51], "dog": [0.6, 0.61, 0.59], "ship": [0.9, 0.9, 0.9]})
-    b = pd.DataFrame({"cat": [0.6, 0.65, 0.55], "dog": [0.62, 0.6, 0.61], "ship": [0.91, 0.91, 0.91]})
+    b = pd.DataFrame(
+        {"cat": [0.6, 0.65, 0.55], "dog": [0.62, 0.6, 0.61], "ship": [0.91, 0.91, 0.91]}
+    )
     table = verdicts.per_class_differences(a, b, "CNN", "ResNet20")
     assert table.loc["ship", "verdict"] == "no spread" and pd.isna(table.loc["ship", "p"])
     assert table.loc["cat", "p_holm"] == pytest.approx(min(1.0, 2 * table.loc["cat", "p"]))
@@ -267,11 +397,15 @@ def test_per_class_differences_adjust_over_classes_and_never_pick_extremes():
     assert shown.loc["ship", "95% CI"] == "no interval" and shown.loc["ship", "p (Holm)"] == "n/a"
 
 
-@pytest.mark.parametrize("values", [[0.01, -0.02, 0.03], [0.5, 0.5, 0.5], [0.3, 0.1, 0.7, 0.2, 0.9]])
+@pytest.mark.parametrize(
+    "values", [[0.01, -0.02, 0.03], [0.5, 0.5, 0.5], [0.3, 0.1, 0.7, 0.2, 0.9]]
+)
 def test_bootstrap_interval_is_the_percentile_bootstrap_of_the_mean(values):
     # Independent computation: resample with the seeded generator, take the 2.5% and 97.5% quantiles.
     x = np.asarray(values)
     means = x[np.random.default_rng(7).integers(0, len(x), size=(2000, len(x)))].mean(axis=1)
     expected = tuple(np.quantile(means, [0.025, 0.975]))
-    assert stats.bootstrap_mean_ci(values, 0.95, n_boot=2000, seed=7) == pytest.approx(expected, abs=1e-12)
+    assert stats.bootstrap_mean_ci(values, 0.95, n_boot=2000, seed=7) == pytest.approx(
+        expected, abs=1e-12
+    )
     assert stats.bootstrap_mean_ci(values[:1]) is None

@@ -30,20 +30,35 @@ def tiny_profile(tmp_path, monkeypatch):
 
 def test_overrides_between_round_trips(tiny_profile):
     base = load_config("resnet20", tiny_profile)
-    variant = load_config("resnet20", tiny_profile, overrides={"train.augment.enabled": False,
-                                                                  "train.schedule.name": "constant",
-                                                                  "train.schedule.warmup_epochs": 0})
+    variant = load_config(
+        "resnet20",
+        tiny_profile,
+        overrides={
+            "train.augment.enabled": False,
+            "train.schedule.name": "constant",
+            "train.schedule.warmup_epochs": 0,
+        },
+    )
     diff = overrides_between(base, variant)
-    assert diff == {"train.augment.enabled": False, "train.schedule.name": "constant",
-                    "train.schedule.warmup_epochs": 0.0}
-    assert load_config("resnet20", tiny_profile, overrides=diff).content_hash() == variant.content_hash()
+    assert diff == {
+        "train.augment.enabled": False,
+        "train.schedule.name": "constant",
+        "train.schedule.warmup_epochs": 0.0,
+    }
+    assert (
+        load_config("resnet20", tiny_profile, overrides=diff).content_hash()
+        == variant.content_hash()
+    )
 
 
 def test_flatten_gives_dotted_keys_that_dotted_overrides_nests_back():
     nested = {"train": {"epochs": 3, "schedule": {"name": "cosine"}, "ema": {}}, "seed": 1}
     flat = flatten(nested)
     assert flat == {"train.epochs": 3, "train.schedule.name": "cosine", "seed": 1}
-    assert dotted_overrides(flat) == {"train": {"epochs": 3, "schedule": {"name": "cosine"}}, "seed": 1}
+    assert dotted_overrides(flat) == {
+        "train": {"epochs": 3, "schedule": {"name": "cosine"}},
+        "seed": 1,
+    }
 
 
 def test_compare_matches_an_independent_computation(tiny_profile):
@@ -51,8 +66,10 @@ def test_compare_matches_an_independent_computation(tiny_profile):
     splits = splits_from_config(cnn.data)
     acc = {}
     for label, cfg in (("cnn", cnn), ("r20", r20)):
-        acc[label] = [float(np.mean(write_fake_run(cfg, splits, s)["logits"].argmax(1) == splits.y_test))
-                      for s in range(3)]
+        acc[label] = [
+            float(np.mean(write_fake_run(cfg, splits, s)["logits"].argmax(1) == splits.y_test))
+            for s in range(3)
+        ]
     # Fake runs of both configs score the same per seed (a tie, which has no interval); shift
     # ResNet20's stored accuracies so the differences vary between seeds.
     import json
@@ -106,21 +123,28 @@ def test_every_ablation_variant_is_a_valid_distinct_config(profile, monkeypatch)
         hashes = {c.content_hash() for c in configs.values()}
         assert len(hashes) == len(configs), f"{group}: two variants resolve to the same run"
         ref = configs[reference]
-        assert ref.content_hash() == load_config(ref.name, profile, overrides=dict(plan.common)).content_hash()
+        assert (
+            ref.content_hash()
+            == load_config(ref.name, profile, overrides=dict(plan.common)).content_hash()
+        )
         seen |= hashes
     assert plan.describe().startswith(f"Profile {profile}:")
 
 
 def test_step_decay_milestones_follow_the_epochs(tiny_profile):
     for epochs, milestones in ((3, (2,)), (10, (5, 8)), (30, (15, 22))):
-        cfg = study.Variant("s", "resnet20", ablations._step_decay).config(tiny_profile, {"train.epochs": epochs})
+        cfg = study.Variant("s", "resnet20", ablations._step_decay).config(
+            tiny_profile, {"train.epochs": epochs}
+        )
         assert cfg.train.schedule.name == "step" and cfg.train.schedule.step_epochs == milestones
 
 
 def test_plan_changes_and_errors():
     plan = ablations.default_plan("smoke", seeds=5, groups=["loss"])
     assert plan.seeds == 5 and plan.groups == ("loss",)
-    assert ablations.default_plan("smoke", seeds=None).seeds == ablations.default_plan("smoke").seeds
+    assert (
+        ablations.default_plan("smoke", seeds=None).seeds == ablations.default_plan("smoke").seeds
+    )
     with pytest.raises(CifarkitError, match="unknown ablation group"):
         ablations.default_plan("smoke", groups=["lossy"])
 
@@ -131,9 +155,18 @@ def _fake_comparison(diffs: dict[str, list[float]]) -> study.Comparison:
     from cifarkit.evaluation import stats
 
     return study.Comparison(
-        "test_accuracy", "ref", {}, {}, per_seed, stats.summarise_table(per_seed),
-        {k: stats.paired_comparison(per_seed["ref"].to_dict(), per_seed[k].to_dict()) for k in diffs},
-        {k: 1.0 for k in per_seed})
+        "test_accuracy",
+        "ref",
+        {},
+        {},
+        per_seed,
+        stats.summarise_table(per_seed),
+        {
+            k: stats.paired_comparison(per_seed["ref"].to_dict(), per_seed[k].to_dict())
+            for k in diffs
+        },
+        {k: 1.0 for k in per_seed},
+    )
 
 
 def test_findings_claim_only_what_the_intervals_support():
@@ -141,8 +174,13 @@ def test_findings_claim_only_what_the_intervals_support():
     noisy = _fake_comparison({"noise": [0.03, -0.03, 0.001]})
     text = findings.primary_ablation_effects({"g": clear, "h": noisy})
     # Each group's primary comparison (here its only contrast) is read, not the largest effect.
-    assert "G (primary: big against ref): Big beats ref by 5.0 points" in text and "decisive" in text
-    assert "H (primary: noise against ref): Ref and noise are not distinguishable at 95% with 3 seeds" in text
+    assert (
+        "G (primary: big against ref): Big beats ref by 5.0 points" in text and "decisive" in text
+    )
+    assert (
+        "H (primary: noise against ref): Ref and noise are not distinguishable at 95% with 3 seeds"
+        in text
+    )
     assert "ranges from 79.0% to 81.0%" in findings.seed_spread(clear, "ref")
     assert findings.headline(clear, "big", "ref").startswith("big reaches 85.0% (95% CI [")
 
@@ -158,34 +196,54 @@ def test_findings_read_the_declared_primary_not_the_largest_effect():
     assert comparison.sentence("large").startswith("Exploratory: ")
     assert comparison.sentences()[0].startswith("Primary comparison: ")
     table = comparison.table()
-    assert table.loc["small", "p (Holm)"] == "primary: not adjusted" and table.loc["small", "role"] == "primary"
-    assert table.loc["large", "p (Holm)"] == table.loc["large", "p (paired t)"]  # a family of one: Holm = raw
+    assert (
+        table.loc["small", "p (Holm)"] == "primary: not adjusted"
+        and table.loc["small", "role"] == "primary"
+    )
+    assert (
+        table.loc["large", "p (Holm)"] == table.loc["large", "p (paired t)"]
+    )  # a family of one: Holm = raw
 
 
 def test_augmentation_rows_compare_within_their_own_architecture():
-    variants, reference = ablations.group_variants("augmentation", "baseline_cnn", ("baseline_cnn", "resnet20"))
+    variants, reference = ablations.group_variants(
+        "augmentation", "baseline_cnn", ("baseline_cnn", "resnet20")
+    )
     refs = ablations.group_references("augmentation", ("baseline_cnn", "resnet20"))
-    assert refs == {"baseline CNN, no augmentation": "baseline CNN, crop + flip",
-                    "ResNet20, no augmentation": "ResNet20, crop + flip"}
-    assert ablations.primary_variant("augmentation", ("baseline_cnn", "resnet20")) == "ResNet20, no augmentation"
-    assert ablations.primary_variant("augmentation", ("baseline_cnn",)) == "baseline CNN, no augmentation"
+    assert refs == {
+        "baseline CNN, no augmentation": "baseline CNN, crop + flip",
+        "ResNet20, no augmentation": "ResNet20, crop + flip",
+    }
+    assert (
+        ablations.primary_variant("augmentation", ("baseline_cnn", "resnet20"))
+        == "ResNet20, no augmentation"
+    )
+    assert (
+        ablations.primary_variant("augmentation", ("baseline_cnn",))
+        == "baseline CNN, no augmentation"
+    )
     plan = ablations.default_plan("explore")  # any profile but smoke, cpu and full: every arm
     assert plan.primary("augmentation") == ("ResNet20, crop + flip", "ResNet20, no augmentation")
     assert plan.primary("loss") == ("CE + label smoothing 0.1", "plain CE")
     assert "Primary comparisons" in plan.describe() and "exploratory, with Holm" in plan.describe()
     # The default book: each group's primary pair only, on the baseline CNN, five seeds.
     cpu = ablations.default_plan("cpu")
-    assert cpu.seeds == 5 and cpu.primary("augmentation") == ("baseline CNN, crop + flip",
-                                                              "baseline CNN, no augmentation")
+    assert cpu.seeds == 5 and cpu.primary("augmentation") == (
+        "baseline CNN, crop + flip",
+        "baseline CNN, no augmentation",
+    )
     assert {g: list(cpu.variants(g)[0]) for g in cpu.groups} == {
         "augmentation": ["baseline CNN, crop + flip", "baseline CNN, no augmentation"],
         "schedule": ["warmup + cosine", "linear decay to zero", "constant LR"],
         "loss": ["CE + label smoothing 0.1", "plain CE"],
-        "regularisation": ["weight decay 5e-4", "no weight decay"]}
+        "regularisation": ["weight decay 5e-4", "no weight decay"],
+    }
     assert "of the exploratory arms only linear decay to zero is trained" in cpu.describe()
     linear = cpu.configs("schedule")["linear decay to zero"].train
     assert linear.schedule.name == "triangular" and linear.schedule.final_lr_fraction == 0.0
-    assert linear.schedule.triangle_peak == pytest.approx(0.3 / 2)  # the reference's warm-up, then down to 0
+    assert linear.schedule.triangle_peak == pytest.approx(
+        0.3 / 2
+    )  # the reference's warm-up, then down to 0
     # Every group's reference is the headline CNN's own config: its runs are shared.
     references = {cpu.configs(g)[cpu.variants(g)[1]].content_hash() for g in cpu.groups}
     from cifarkit.core.config import load_config
@@ -193,16 +251,35 @@ def test_augmentation_rows_compare_within_their_own_architecture():
     assert references == {load_config("baseline_cnn", "cpu").content_hash()}
     # On fake per-seed values: no ResNet20 row is measured against the CNN.
     labels = list(variants)
-    per_seed = pd.DataFrame({"baseline CNN, crop + flip": [0.70, 0.71, 0.69],
-                             "baseline CNN, no augmentation": [0.65, 0.67, 0.66],
-                             "ResNet20, crop + flip": [0.85, 0.86, 0.84],
-                             "ResNet20, no augmentation": [0.80, 0.80, 0.81]})[labels]
+    per_seed = pd.DataFrame(
+        {
+            "baseline CNN, crop + flip": [0.70, 0.71, 0.69],
+            "baseline CNN, no augmentation": [0.65, 0.67, 0.66],
+            "ResNet20, crop + flip": [0.85, 0.86, 0.84],
+            "ResNet20, no augmentation": [0.80, 0.80, 0.81],
+        }
+    )[labels]
     from cifarkit.evaluation import stats
 
-    paired = {k: stats.paired_comparison(per_seed[r].to_dict(), per_seed[k].to_dict()) for k, r in refs.items()}
-    comparison = study.Comparison("test_accuracy", reference, {}, {}, per_seed, stats.summarise_table(per_seed),
-                                  paired, {k: 1.0 for k in labels}, refs, "ResNet20, no augmentation")
-    assert comparison.paired["ResNet20, no augmentation"].mean_diff == pytest.approx(-0.0467, abs=1e-3)
+    paired = {
+        k: stats.paired_comparison(per_seed[r].to_dict(), per_seed[k].to_dict())
+        for k, r in refs.items()
+    }
+    comparison = study.Comparison(
+        "test_accuracy",
+        reference,
+        {},
+        {},
+        per_seed,
+        stats.summarise_table(per_seed),
+        paired,
+        {k: 1.0 for k in labels},
+        refs,
+        "ResNet20, no augmentation",
+    )
+    assert comparison.paired["ResNet20, no augmentation"].mean_diff == pytest.approx(
+        -0.0467, abs=1e-3
+    )
     table = comparison.table()
     assert table.loc["ResNet20, crop + flip", "Δ vs own reference"] == "reference"
     assert table.loc["ResNet20, no augmentation", "reference"] == "ResNet20, crop + flip"
@@ -218,14 +295,23 @@ def test_baseline_and_resnet20_recipes_differ_as_the_text_says(monkeypatch):
     # The training sections differ in the learning rate only (ResNet20 also keeps snapshots for
     # the interpretability chapter, which does not change how it trains); the models in dropout.
     assert train == {"train.optimizer.lr": cnn.train.optimizer.lr, "train.snapshot_epochs": []}
-    assert cnn.train.optimizer.lr != r20.train.optimizer.lr and cnn.model.dropout != r20.model.dropout
-    assert (cnn.train.model_dump(exclude={"optimizer", "snapshot_epochs"})
-            == r20.train.model_dump(exclude={"optimizer", "snapshot_epochs"}))
+    assert (
+        cnn.train.optimizer.lr != r20.train.optimizer.lr and cnn.model.dropout != r20.model.dropout
+    )
+    assert cnn.train.model_dump(exclude={"optimizer", "snapshot_epochs"}) == r20.train.model_dump(
+        exclude={"optimizer", "snapshot_epochs"}
+    )
     text = study.recipe_differences(r20, cnn, "ResNet20", "baseline CNN")
-    assert f"train.optimizer.lr (ResNet20 {r20.train.optimizer.lr}, baseline CNN {cnn.train.optimizer.lr})" in text
+    assert (
+        f"train.optimizer.lr (ResNet20 {r20.train.optimizer.lr}, baseline CNN {cnn.train.optimizer.lr})"
+        in text
+    )
     assert f"model.dropout (ResNet20 {r20.model.dropout}, baseline CNN {cnn.model.dropout})" in text
     assert "same recipe" not in text and "model.name" not in text
-    assert study.recipe_differences(r20, r20) == "Apart from the architecture, the two configs are the same."
+    assert (
+        study.recipe_differences(r20, r20)
+        == "Apart from the architecture, the two configs are the same."
+    )
 
 
 def test_compare_rejects_an_unknown_primary_or_reference(tiny_profile):
@@ -233,16 +319,25 @@ def test_compare_rejects_an_unknown_primary_or_reference(tiny_profile):
     with pytest.raises(CifarkitError, match="primary='x' is not a compared variant"):
         study.compare_runs({"a": cfg, "b": cfg}, {"a": {}, "b": {}}, reference="a", primary="x")
     with pytest.raises(CifarkitError, match="references \\['z'\\] are not among the variants"):
-        study.compare_runs({"a": cfg, "b": cfg}, {"a": {}, "b": {}}, reference="a", references={"b": "z"})
+        study.compare_runs(
+            {"a": cfg, "b": cfg}, {"a": {}, "b": {}}, reference="a", references={"b": "z"}
+        )
 
 
 def test_comparison_figures_render():
-    rows = ablations.forest_rows({"g": _fake_comparison({"a": [0.01, 0.02, 0.0], "b": [-0.1, -0.12, -0.09]})})
+    rows = ablations.forest_rows(
+        {"g": _fake_comparison({"a": [0.01, 0.02, 0.0], "b": [-0.1, -0.12, -0.09]})}
+    )
     assert list(rows["variant"]) == ["a", "b"]
     assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
-    summary = pd.DataFrame({"mean": [0.5, 0.6], "low": [0.4, 0.5], "high": [0.6, 0.7], "n": [3, 3]},
-                           index=["cat", "dog"])
-    assert plots.to_png_bytes(plots.per_class_comparison_bars({"A": summary, "B": summary}))[:4] == b"\x89PNG"
+    summary = pd.DataFrame(
+        {"mean": [0.5, 0.6], "low": [0.4, 0.5], "high": [0.6, 0.7], "n": [3, 3]},
+        index=["cat", "dog"],
+    )
+    assert (
+        plots.to_png_bytes(plots.per_class_comparison_bars({"A": summary, "B": summary}))[:4]
+        == b"\x89PNG"
+    )
 
 
 def test_run_table_lists_complete_runs_of_the_profile(tiny_profile):
@@ -263,12 +358,19 @@ def test_demo_shows_cached_runs_and_names_the_command_for_missing_ones(tiny_prof
     code = main(["demo", "--profile", tiny_profile, "--section", "data", "baseline", "ablations"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "[data] done" in out and "[baseline] done" in out and "[ablations] MISSING ARTIFACTS" in out
-    assert "make it with: cifarkit train baseline_cnn" in out and "--set data.train_per_class=500" in out, out
+    assert (
+        "[data] done" in out and "[baseline] done" in out and "[ablations] MISSING ARTIFACTS" in out
+    )
+    assert (
+        "make it with: cifarkit train baseline_cnn" in out
+        and "--set data.train_per_class=500" in out
+    ), out
     assert "demo: 2 of 3 sections" in out
 
 
-def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_rest(tiny_profile, capsys):
+def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_rest(
+    tiny_profile, capsys
+):
     from cifarkit.studies import ladder
 
     configs = ladder.ladder_configs(tiny_profile)
@@ -280,8 +382,9 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
             write_fake_run(configs[step], splits, seed)
     result = ladder.run_ladder(tiny_profile, 2, train=False)
     assert set(result.missing) == set(steps) - {steps[0], steps[1], steps[3]}
-    assert result.missing[steps[2]].startswith("cifarkit train airbench") and result.missing[steps[2]].endswith(
-        "--seed 0 1")
+    assert result.missing[steps[2]].startswith("cifarkit train airbench") and result.missing[
+        steps[2]
+    ].endswith("--seed 0 1")
     table = result.table()
     assert list(table.index) == steps
     assert table.loc[steps[0], "Δ vs previous step"] == "start"
@@ -295,7 +398,9 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
     assert "no spread observed, no interval" in result.sentences()[0]
     assert "one seed per step" in ladder.run_ladder(tiny_profile, 1, train=False).sentences()[0]
     note = result.missing_note(tiny_profile, {"data.train_per_class": 1000})
-    assert f"`cifarkit bench ladder --profile {tiny_profile} --set data.train_per_class=1000`" in note
+    assert (
+        f"`cifarkit bench ladder --profile {tiny_profile} --set data.train_per_class=1000`" in note
+    )
     assert note.count("\n- ") == len(result.missing) and result.missing[steps[2]] in note
     assert ladder.Ladder(steps, None, {}).missing_note(tiny_profile) is None
     assert len(result.figure().axes) == 2 and len(ladder.Ladder(steps, None, {}).figure().axes) == 2
@@ -311,10 +416,14 @@ def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
     configs = ladder.ladder_configs(tiny_profile)
     steps = list(configs)
     assert ladder.steps_to_train(steps, {len(steps), 1}) == [steps[0], steps[-1]]
-    assert ladder.steps_to_train(steps, 2) == steps[:2] and ladder.steps_to_train(steps, True) == steps
+    assert (
+        ladder.steps_to_train(steps, 2) == steps[:2] and ladder.steps_to_train(steps, True) == steps
+    )
     assert ladder.steps_to_train(steps, False) == []
     assert ladder.steps_to_train(steps, -1) == []
-    with pytest.raises(CifarkitError, match=f"step 9 does not exist; pass step numbers 1 to {len(steps)}"):
+    with pytest.raises(
+        CifarkitError, match=f"step 9 does not exist; pass step numbers 1 to {len(steps)}"
+    ):
         ladder.steps_to_train(steps, [1, 9])
     splits = splits_from_config(configs[steps[0]].data)
     for step in (steps[0], steps[-1]):
@@ -330,9 +439,40 @@ def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
     single = ladder.run_ladder(tiny_profile, 1, train=False).sentences()
     assert len(single) == 1 and "cannot be compared" in single[0] and "1 seed" in single[0]
     # --step: exit 0 once the asked steps have runs, though the others are missing
-    assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run",
-                 "--step", "1", "--step", str(len(steps))]) == 0
-    assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run", "--step", "2"]) == 1
+    assert (
+        main(
+            [
+                "bench",
+                "ladder",
+                "--profile",
+                tiny_profile,
+                "--seeds",
+                "2",
+                "--dry-run",
+                "--step",
+                "1",
+                "--step",
+                str(len(steps)),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "bench",
+                "ladder",
+                "--profile",
+                tiny_profile,
+                "--seeds",
+                "2",
+                "--dry-run",
+                "--step",
+                "2",
+            ]
+        )
+        == 1
+    )
     assert "All tricks together" in capsys.readouterr().out
     assert main(["bench", "ladder", "--profile", tiny_profile, "--dry-run", "--step", "0"]) == 2
     assert "step 0 does not exist" in capsys.readouterr().err
@@ -341,13 +481,21 @@ def test_ladder_ends_first_gives_all_tricks_against_none(tiny_profile, capsys):
 def test_available_runs_never_trains(tiny_profile):
     cfg = load_config("resnet20", tiny_profile)
     write_fake_run(cfg, splits_from_config(cfg.data), 0)
-    complete, missing = study.available_runs({"a": cfg, "b": load_config("baseline_cnn", tiny_profile)}, [0])
-    assert list(complete) == ["a"] and list(missing) == ["b"] and "cifarkit train baseline_cnn" in missing["b"]
+    complete, missing = study.available_runs(
+        {"a": cfg, "b": load_config("baseline_cnn", tiny_profile)}, [0]
+    )
+    assert (
+        list(complete) == ["a"]
+        and list(missing) == ["b"]
+        and "cifarkit train baseline_cnn" in missing["b"]
+    )
     complete, missing = study.available_runs({"a": cfg}, [0, 1])
     assert not complete and "--seed 1" in missing["a"] and "--seed 0" not in missing["a"]
 
 
-def test_ablation_study_on_fake_runs_reads_primaries_and_compares_within_architectures(tiny_profile):
+def test_ablation_study_on_fake_runs_reads_primaries_and_compares_within_architectures(
+    tiny_profile,
+):
     plan = ablations.default_plan(tiny_profile, seeds=2, common={})
     configs = {}  # the single-factor groups share their reference recipe: one run each
     for group in plan.groups:
@@ -375,21 +523,30 @@ def test_ablation_study_on_fake_runs_reads_primaries_and_compares_within_archite
     assert (rows["role"] == "primary").sum() == len(plan.groups)
     assert plots.to_png_bytes(plots.comparison_forest(rows)).startswith(b"\x89PNG")
     table = results["schedule"].table()
-    assert table.loc["constant LR", "role"] == "primary" and table.loc["step decay", "role"] == "exploratory"
+    assert (
+        table.loc["constant LR", "role"] == "primary"
+        and table.loc["step decay", "role"] == "exploratory"
+    )
     assert table.loc["step decay", "Δ 95% CI"] == "no spread, no interval"
 
 
 def test_headline_gives_both_intervals_and_what_the_recipes_set_differently(tiny_profile):
-    configs = {"baseline CNN": load_config("baseline_cnn", tiny_profile),
-               "ResNet20": load_config("resnet20", tiny_profile)}
+    configs = {
+        "baseline CNN": load_config("baseline_cnn", tiny_profile),
+        "ResNet20": load_config("resnet20", tiny_profile),
+    }
     splits = splits_from_config(configs["ResNet20"].data)
     for cfg in configs.values():
         for seed in range(3):
             write_fake_run(cfg, splits, seed)
-    comparison = study.compare(configs, 3, reference="baseline CNN", primary="ResNet20", train=False)
+    comparison = study.compare(
+        configs, 3, reference="baseline CNN", primary="ResNet20", train=False
+    )
     n_test = len(splits.y_test)
     assert comparison.test_size("ResNet20") == n_test
     text = findings.headline(comparison, "ResNet20", "baseline CNN")
     assert f"over the {n_test:,} test images of one model" in text and "over 3 seeds" in text
-    assert "same recipe" not in text and "train.optimizer.lr (ResNet20 0.2, baseline CNN 0.05)" in text
+    assert (
+        "same recipe" not in text and "train.optimizer.lr (ResNet20 0.2, baseline CNN 0.05)" in text
+    )
     assert "Exploratory" not in text  # the chapter's one contrast is its primary comparison

@@ -64,7 +64,9 @@ def test_gpu_and_driver_lines_are_kept_where_a_card_is_installed(card, capfd):
         os.write(2, GPU_LINES.encode())
     err = capfd.readouterr().err
     assert "WARNING: All log messages before absl" not in err  # the CPU notices still go
-    kept = GPU_LINES + "".join(line for line in NOTICES.splitlines(keepends=True) if "cuda" in line.lower())
+    kept = GPU_LINES + "".join(
+        line for line in NOTICES.splitlines(keepends=True) if "cuda" in line.lower()
+    )
     assert sorted(err.splitlines()) == sorted(kept.splitlines())
     assert "Skipping registering GPU devices..." in err and "failed call to cuInit" in err
 
@@ -103,14 +105,19 @@ def test_filtered_stderr_passes_other_lines_through_in_order(capfd):
 
 @pytest.mark.slow  # a fresh Python imports TensorFlow and Keras: tens of seconds on a busy host
 def test_an_entry_point_started_then_tensorflow_prints_no_startup_lines():
-    code = ("from cifarkit.core.startup import start\n"
-            "start()\n"
-            "import keras, tensorflow as tf, sys\n"
-            "tf.constant(1) + 1\n"
-            "sys.stderr.write('after\\n')\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("CIFARKIT_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            timeout=300)
+    code = (
+        "from cifarkit.core.startup import start\n"
+        "start()\n"
+        "import keras, tensorflow as tf, sys\n"
+        "tf.constant(1) + 1\n"
+        "sys.stderr.write('after\\n')\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CIFARKIT_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "after\n", result.stderr
 
@@ -118,25 +125,30 @@ def test_an_entry_point_started_then_tensorflow_prints_no_startup_lines():
 def test_importing_cifarkit_alone_leaves_the_import_system_and_the_environment_alone():
     """Only the entry points (the command, the chapters' kernels, the runners' workers) start
     TensorFlow's set-up; a program that imports cifarkit keeps its own."""
-    code = ("import os, sys\n"
-            "before = (list(sys.meta_path), dict(os.environ))\n"
-            "import cifarkit, cifarkit.core.config, cifarkit.core.tfquiet, cifarkit.core.startup, cifarkit.runs\n"
-            "import cifarkit.studies.plan, cifarkit.publish.build\n"
-            "assert [type(f).__name__ for f in sys.meta_path] == [type(f).__name__ for f in before[0]]\n"
-            "assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ\n"
-            "assert (list(sys.meta_path), dict(os.environ)) == before\n"
-            "from cifarkit.core.startup import start\n"
-            "start()\n"
-            "assert type(sys.meta_path[0]).__name__ == 'QuietTensorFlowImport'\n"
-            "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'\n")
+    code = (
+        "import os, sys\n"
+        "before = (list(sys.meta_path), dict(os.environ))\n"
+        "import cifarkit, cifarkit.core.config, cifarkit.core.tfquiet, cifarkit.core.startup, cifarkit.runs\n"
+        "import cifarkit.studies.plan, cifarkit.publish.build\n"
+        "assert [type(f).__name__ for f in sys.meta_path] == [type(f).__name__ for f in before[0]]\n"
+        "assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ\n"
+        "assert (list(sys.meta_path), dict(os.environ)) == before\n"
+        "from cifarkit.core.startup import start\n"
+        "start()\n"
+        "assert type(sys.meta_path[0]).__name__ == 'QuietTensorFlowImport'\n"
+        "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_without_tensorflow_the_hook_answers_not_found(monkeypatch):
     """A PyTorch-only tool that imports cifarkit's standard-library helpers asks whether
     TensorFlow exists (``importlib.util.find_spec``): the hook must say "no", not raise."""
+
     def missing(name):
         raise ModuleNotFoundError(f"No module named {name!r}")
 

@@ -21,7 +21,8 @@ def configs(tmp_path, monkeypatch):
     (root / "profiles").mkdir(parents=True)
     (root / "tinyexp.yaml").write_text(
         f"model: {{name: baseline_cnn, dropout: 0.1}}\ndata: {{source: {data}, val_per_class: 2}}\n"
-        "train: {epochs: 2, batch_size: 32}\n")
+        "train: {epochs: 2, batch_size: 32}\n"
+    )
     (root / "profiles" / "quick.yaml").write_text("train: {epochs: 1}\n")
     monkeypatch.setenv("CIFARKIT_CONFIGS", str(root))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -32,15 +33,23 @@ def test_registry_names_the_experiment_and_hashes_a_variant(configs):
     base = load_config("tinyexp", "quick")
     assert tracking.registry_name(base) == ("tinyexp", {})
     assert tracking.registry_name(load_config("tinyexp", None))[0] == "tinyexp"  # any profile
-    variant = load_config("tinyexp", "quick", overrides={"train.augment.enabled": False, "model.dropout": 0.3})
+    variant = load_config(
+        "tinyexp", "quick", overrides={"train.augment.enabled": False, "model.dropout": 0.3}
+    )
     name, differs = tracking.registry_name(variant)
     assert differs == {"model.dropout": 0.3, "train.augment.enabled": False}
     assert name.startswith("tinyexp-") and len(name) == len("tinyexp-") + 8
-    same = load_config("tinyexp", "quick", overrides={"model.dropout": 0.3, "train.augment.enabled": False})
+    same = load_config(
+        "tinyexp", "quick", overrides={"model.dropout": 0.3, "train.augment.enabled": False}
+    )
     assert tracking.registry_name(same)[0] == name
     # Where the data lives does not change what a run computes, so not the name either.
-    assert tracking.registry_name(load_config("tinyexp", "quick", overrides={"data.source": "/elsewhere"}))[0] \
+    assert (
+        tracking.registry_name(
+            load_config("tinyexp", "quick", overrides={"data.source": "/elsewhere"})
+        )[0]
         == "tinyexp"
+    )
 
 
 @pytest.mark.slow
@@ -71,7 +80,10 @@ def test_a_registered_version_carries_tags_signature_and_an_alias(configs):
 
     info = mlflow.models.get_model_info(f"models:/{name}/{version}")
     signature = info.signature.to_dict()
-    assert json.loads(signature["inputs"])[0]["tensor-spec"] == {"dtype": "float32", "shape": [-1, 32, 32, 3]}
+    assert json.loads(signature["inputs"])[0]["tensor-spec"] == {
+        "dtype": "float32",
+        "shape": [-1, 32, 32, 3],
+    }
     assert json.loads(signature["outputs"])[0]["tensor-spec"]["shape"] == [-1, 10]
 
     status = json.loads(run.status_path.read_text())

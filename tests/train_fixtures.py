@@ -14,7 +14,9 @@ from cifarkit.runs import locate
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def tiny_image_tree(root: Path, train_per_class: int = 24, test_per_class: int = 6, seed: int = 0) -> Path:
+def tiny_image_tree(
+    root: Path, train_per_class: int = 24, test_per_class: int = 6, seed: int = 0
+) -> Path:
     """PNG tree whose classes differ in mean colour, so a few epochs learn something."""
     rng = np.random.default_rng(seed)
     palette = rng.integers(30, 225, size=(len(CLASSES), 3))
@@ -29,8 +31,9 @@ def tiny_image_tree(root: Path, train_per_class: int = 24, test_per_class: int =
     return root
 
 
-def tiny_experiment(folder: Path, data_root: Path, model: str = "baseline_cnn", epochs: int = 2,
-                    extra: str = "") -> Path:
+def tiny_experiment(
+    folder: Path, data_root: Path, model: str = "baseline_cnn", epochs: int = 2, extra: str = ""
+) -> Path:
     """Write an experiment YAML that trains ``model`` on the tiny tree."""
     path = folder / f"tiny_{model}.yaml"
     path.write_text(
@@ -55,23 +58,54 @@ def write_fake_run(cfg, splits, seed, *, with_val=True):
     run = locate(cfg, seed, data_hash_for(cfg.data))
     run.path.mkdir(parents=True)
     rng = np.random.default_rng(100 + seed)
-    arrays = {"logits": _logits(splits.y_test, rng, 1.0 + 0.3 * seed), "labels": splits.y_test.astype(np.int64)}
+    arrays = {
+        "logits": _logits(splits.y_test, rng, 1.0 + 0.3 * seed),
+        "labels": splits.y_test.astype(np.int64),
+    }
     if with_val:
-        arrays.update(val_logits=_logits(splits.y_val, rng, 1.0 + 0.3 * seed), val_labels=splits.y_val.astype(np.int64))
+        arrays.update(
+            val_logits=_logits(splits.y_val, rng, 1.0 + 0.3 * seed),
+            val_labels=splits.y_val.astype(np.int64),
+        )
     np.savez(run.predictions_path, **arrays)
-    history = [{"epoch": e, "loss": 2.3 / e + 0.01 * seed, "accuracy": 0.2 * e, "val_loss": 2.4 / e,
-                "val_accuracy": 0.15 * e + 0.01 * seed,
-                **{f"val_acc_{c}": 0.1 * e + 0.01 * k for k, c in enumerate(splits.class_names)}}
-               for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "loss": 2.3 / e + 0.01 * seed,
+            "accuracy": 0.2 * e,
+            "val_loss": 2.4 / e,
+            "val_accuracy": 0.15 * e + 0.01 * seed,
+            **{f"val_acc_{c}": 0.1 * e + 0.01 * k for k, c in enumerate(splits.class_names)},
+        }
+        for e in (1, 2, 3)
+    ]
     write_json(run.history_json_path, history)
     correct = arrays["logits"].argmax(1) == splits.y_test
-    per_class = {c: float(correct[splits.y_test == k].mean()) for k, c in enumerate(splits.class_names)}
-    write_json(run.metrics_path, {"test_accuracy": float(correct.mean()), "test_accuracy_per_class": per_class,
-                                  "train_seconds": 60.0 + seed})
+    per_class = {
+        c: float(correct[splits.y_test == k].mean()) for k, c in enumerate(splits.class_names)
+    }
+    write_json(
+        run.metrics_path,
+        {
+            "test_accuracy": float(correct.mean()),
+            "test_accuracy_per_class": per_class,
+            "train_seconds": 60.0 + seed,
+        },
+    )
     write_text(run.config_path, cfg.to_yaml())
-    write_json(run.status_path, {"status": "complete", "experiment": cfg.name, "profile": cfg.profile, "seed": seed,
-                                 "test_accuracy": float(correct.mean()), "train_seconds": 60.0 + seed,
-                                 "config_hash": cfg.content_hash(), "mlflow_run_id": f"fake{seed}"})
+    write_json(
+        run.status_path,
+        {
+            "status": "complete",
+            "experiment": cfg.name,
+            "profile": cfg.profile,
+            "seed": seed,
+            "test_accuracy": float(correct.mean()),
+            "train_seconds": 60.0 + seed,
+            "config_hash": cfg.content_hash(),
+            "mlflow_run_id": f"fake{seed}",
+        },
+    )
     return arrays
 
 

@@ -41,7 +41,7 @@ WIDTHS = (64, 256, 256)
 BN_MOMENTUM = 0.6
 SCALING = 1 / 9
 BATCH = 1024
-LR, MOMENTUM, WD, BIAS_SCALER = 11.5, 0.85, 0.0153, 64.0   # airbench94's hyp['opt'], per 1024
+LR, MOMENTUM, WD, BIAS_SCALER = 11.5, 0.85, 0.0153, 64.0  # airbench94's hyp['opt'], per 1024
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -57,8 +57,15 @@ def conv(c_in: int, c_out: int, k: int = 3, padding="same", bias: bool = False) 
 
 
 def conv_group(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(conv(c_in, c_out), nn.MaxPool2d(2), BatchNorm(c_out), nn.GELU(),
-                         conv(c_out, c_out), BatchNorm(c_out), nn.GELU())
+    return nn.Sequential(
+        conv(c_in, c_out),
+        nn.MaxPool2d(2),
+        BatchNorm(c_out),
+        nn.GELU(),
+        conv(c_out, c_out),
+        BatchNorm(c_out),
+        nn.GELU(),
+    )
 
 
 class Mul(nn.Module):
@@ -67,11 +74,18 @@ class Mul(nn.Module):
 
 
 def make_net() -> nn.Sequential:
-    whiten_width = 2 * 3 * 2 ** 2
-    net = nn.Sequential(conv(3, whiten_width, 2, padding=0, bias=True), nn.GELU(),
-                        conv_group(whiten_width, WIDTHS[0]), conv_group(WIDTHS[0], WIDTHS[1]),
-                        conv_group(WIDTHS[1], WIDTHS[2]), nn.MaxPool2d(3), nn.Flatten(),
-                        nn.Linear(WIDTHS[2], 10, bias=False), Mul())
+    whiten_width = 2 * 3 * 2**2
+    net = nn.Sequential(
+        conv(3, whiten_width, 2, padding=0, bias=True),
+        nn.GELU(),
+        conv_group(whiten_width, WIDTHS[0]),
+        conv_group(WIDTHS[0], WIDTHS[1]),
+        conv_group(WIDTHS[1], WIDTHS[2]),
+        nn.MaxPool2d(3),
+        nn.Flatten(),
+        nn.Linear(WIDTHS[2], 10, bias=False),
+        Mul(),
+    )
     net[0].weight.requires_grad = False
     return net.to(memory_format=torch.channels_last)
 
@@ -83,10 +97,17 @@ def optimizer(net: nn.Module) -> torch.optim.SGD:
     lr_biases = lr * BIAS_SCALER
     norm = [p for p in net.modules() if isinstance(p, BatchNorm)]
     norm_biases = [m.bias for m in norm]
-    other = [p for p in net.parameters() if p.requires_grad and all(p is not q for q in norm_biases)]
-    return torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
-                            dict(params=other, lr=lr, weight_decay=wd / lr)],
-                           momentum=MOMENTUM, nesterov=True)
+    other = [
+        p for p in net.parameters() if p.requires_grad and all(p is not q for q in norm_biases)
+    ]
+    return torch.optim.SGD(
+        [
+            dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+            dict(params=other, lr=lr, weight_decay=wd / lr),
+        ],
+        momentum=MOMENTUM,
+        nesterov=True,
+    )
 
 
 def environment_record() -> dict:
@@ -101,8 +122,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=8)
-    parser.add_argument("--json", default="artifacts/bench/throughput-airbench94-torch.json",
-                        help="where to write the figures (default: %(default)s)")
+    parser.add_argument(
+        "--json",
+        default="artifacts/bench/throughput-airbench94-torch.json",
+        help="where to write the figures (default: %(default)s)",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -125,14 +149,22 @@ def main() -> None:
         step()
     img_s = BATCH * args.steps / (time.perf_counter() - started)
     environment = environment_record()
-    result = {"model": "airbench94", "framework": f"torch {torch.__version__}",
-              "threads": torch.get_num_threads(), "batch_size": BATCH, "steps": args.steps,
-              "synthetic_img_s": img_s, "environment": environment}
+    result = {
+        "model": "airbench94",
+        "framework": f"torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "batch_size": BATCH,
+        "steps": args.steps,
+        "synthetic_img_s": img_s,
+        "environment": environment,
+    }
     out = Path(args.json)
     write_json(out, result)
     print(f"written: {out}")
-    print(f"airbench94 (PyTorch {torch.__version__}, fp32, {torch.get_num_threads()} threads) batch {BATCH}: "
-          f"model alone {img_s:.0f} img/s")
+    print(
+        f"airbench94 (PyTorch {torch.__version__}, fp32, {torch.get_num_threads()} threads) batch {BATCH}: "
+        f"model alone {img_s:.0f} img/s"
+    )
 
 
 if __name__ == "__main__":

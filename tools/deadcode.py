@@ -29,7 +29,9 @@ def chapter_code(notebook: Path) -> str:
     for cell in json.loads(notebook.read_text())["cells"]:
         if cell["cell_type"] == "code":
             source = "".join(cell["source"])
-            lines += [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            lines += [
+                line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))
+            ]
             lines.append("")
     return "\n".join(lines)
 
@@ -38,17 +40,27 @@ def main(root: Path = REPO) -> int:
     with tempfile.TemporaryDirectory() as chapters:
         for notebook in sorted((root / "book").glob("*.ipynb")):
             (Path(chapters) / f"{notebook.stem}.py").write_text(chapter_code(notebook))
-        result = subprocess.run([sys.executable, "-m", "vulture", "cifarkit", "tests", "tools", chapters],
-                                cwd=root, capture_output=True, text=True)
-    if result.returncode not in (0, 3):  # 3: vulture found unused code; anything else is its own error
+        result = subprocess.run(
+            [sys.executable, "-m", "vulture", "cifarkit", "tests", "tools", chapters],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode not in (
+        0,
+        3,
+    ):  # 3: vulture found unused code; anything else is its own error
         sys.stderr.write(result.stdout + result.stderr)
         return result.returncode
     findings = [line for line in result.stdout.splitlines() if line.startswith(REPORTED)]
     for line in findings:
         print(line)
     if findings:
-        print(f"{len(findings)} unused name(s): remove them, or list a name used where vulture cannot see it "
-              "in tools/vulture_allowlist.py", file=sys.stderr)
+        print(
+            f"{len(findings)} unused name(s): remove them, or list a name used where vulture cannot see it "
+            "in tools/vulture_allowlist.py",
+            file=sys.stderr,
+        )
     return 1 if findings else 0
 
 

@@ -49,10 +49,10 @@ from cifarkit.core.paths import artifacts_dir  # noqa: E402
 # cifarkit.models.common's constants (that module imports Keras, so they are repeated here).
 CIFAR_MEAN = (125.3, 123.0, 113.9)
 CIFAR_STD = (63.0, 62.1, 66.7)
-BN_MOMENTUM, BN_EPSILON = 0.1, 1e-5   # Keras momentum 0.9 is torch momentum 0.1
+BN_MOMENTUM, BN_EPSILON = 0.1, 1e-5  # Keras momentum 0.9 is torch momentum 0.1
 WIDTHS, BLOCKS, NUM_CLASSES = (16, 32, 64), 3, 10
 BATCH = 128
-LR, MOMENTUM, WD, LABEL_SMOOTHING = 0.2, 0.9, 5e-4, 0.1   # configs/resnet20.yaml
+LR, MOMENTUM, WD, LABEL_SMOOTHING = 0.2, 0.9, 5e-4, 0.1  # configs/resnet20.yaml
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -87,16 +87,16 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = conv3x3(c_out, c_out), batch_norm(c_out)
         self.stride = stride
         extra = c_out - c_in
-        self.pad = (extra // 2, extra - extra // 2)   # zero channels in front of and behind
+        self.pad = (extra // 2, extra - extra // 2)  # zero channels in front of and behind
 
     def forward(self, x):
         y = F.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         shortcut = x
         if self.stride > 1:
-            shortcut = shortcut[:, :, ::self.stride, ::self.stride]   # subsampling, no parameters
+            shortcut = shortcut[:, :, :: self.stride, :: self.stride]  # subsampling, no parameters
         if any(self.pad):
-            shortcut = F.pad(shortcut, (0, 0, 0, 0, *self.pad))      # (W, H, C) pairs: channels only
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, *self.pad))  # (W, H, C) pairs: channels only
         return F.relu(y + shortcut)
 
 
@@ -115,7 +115,9 @@ class ResNet20(nn.Module):
                 c_in = width
         self.blocks = nn.Sequential(*blocks)
         self.logits = nn.Linear(c_in, num_classes)
-        nn.init.xavier_uniform_(self.logits.weight)   # Keras Dense defaults: Glorot uniform, zero bias
+        nn.init.xavier_uniform_(
+            self.logits.weight
+        )  # Keras Dense defaults: Glorot uniform, zero bias
         nn.init.zeros_(self.logits.bias)
 
     def forward(self, x):
@@ -128,8 +130,12 @@ def optimizer(net: nn.Module) -> torch.optim.SGD:
     parameters and the dense bias (cifarkit's L2 regularisers sit on kernels only)."""
     kernels = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     others = [p for p in net.parameters() if all(p is not k for k in kernels)]
-    return torch.optim.SGD([dict(params=kernels, weight_decay=WD), dict(params=others, weight_decay=0.0)],
-                           lr=LR, momentum=MOMENTUM, nesterov=True)
+    return torch.optim.SGD(
+        [dict(params=kernels, weight_decay=WD), dict(params=others, weight_decay=0.0)],
+        lr=LR,
+        momentum=MOMENTUM,
+        nesterov=True,
+    )
 
 
 def environment_record() -> dict:
@@ -139,8 +145,11 @@ def environment_record() -> dict:
     from cifarkit.core.repro import cpu_has_bfloat16
     from cifarkit.core.repro import environment_record as record
 
-    return {**record(), "packages": {"torch": torch.__version__, "numpy": np.__version__},
-            "cpu_bfloat16": cpu_has_bfloat16()}
+    return {
+        **record(),
+        "packages": {"torch": torch.__version__, "numpy": np.__version__},
+        "cpu_bfloat16": cpu_has_bfloat16(),
+    }
 
 
 def default_json(channels_last: bool, bf16: bool) -> Path:
@@ -150,21 +159,44 @@ def default_json(channels_last: bool, bf16: bool) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per repeat (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=8,
-                        help="untimed steps before each repeat's timed ones (default: %(default)s)")
+    parser.add_argument(
+        "--steps", type=int, default=40, help="timed steps per repeat (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=8,
+        help="untimed steps before each repeat's timed ones (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=BATCH, help="default: %(default)s")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="measurements; the median and range are reported (default: %(default)s)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="model and batch in torch.channels_last memory format (default: NCHW)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="forward pass under torch.autocast(device_type='cpu', dtype=torch.bfloat16)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's own choice)")
-    parser.add_argument("--json", default=None,
-                        help="where to write the figures (default: "
-                             "artifacts/bench/throughput-resnet20-torch[-cl][-bf16].json)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measurements; the median and range are reported (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="model and batch in torch.channels_last memory format (default: NCHW)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="forward pass under torch.autocast(device_type='cpu', dtype=torch.bfloat16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's own choice)",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="where to write the figures (default: "
+        "artifacts/bench/throughput-resnet20-torch[-cl][-bf16].json)",
+    )
     args = parser.parse_args()
     if min(args.steps, args.warmup, args.batch_size, args.repeats) < 1:
         parser.error("--steps, --warmup, --batch-size and --repeats must each be at least 1")
@@ -173,7 +205,9 @@ def main() -> None:
 
     batch = args.batch_size
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    precision = "mixed_bfloat16" if args.bf16 else "float32"   # Keras's policy names, as cifarkit's files
+    precision = (
+        "mixed_bfloat16" if args.bf16 else "float32"
+    )  # Keras's policy names, as cifarkit's files
     torch.manual_seed(0)
     net = ResNet20().to(memory_format=memory_format)
     opt = optimizer(net)
@@ -204,18 +238,30 @@ def main() -> None:
     layout = "channels_last" if args.channels_last else "nchw"
     threads = torch.get_num_threads()
     environment = environment_record()
-    result = {"model": "resnet20", "experiment": "resnet20", "framework": f"torch {torch.__version__}",
-              "precision": precision, "memory_format": layout, "threads": threads,
-              "batch_size": batch, "steps": args.steps, "warmup": args.warmup,
-              "synthetic_img_s": img_s, "synthetic_runs": runs, "pipeline_img_s": None,
-              "environment": environment}
+    result = {
+        "model": "resnet20",
+        "experiment": "resnet20",
+        "framework": f"torch {torch.__version__}",
+        "precision": precision,
+        "memory_format": layout,
+        "threads": threads,
+        "batch_size": batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "synthetic_img_s": img_s,
+        "synthetic_runs": runs,
+        "pipeline_img_s": None,
+        "environment": environment,
+    }
     out = Path(args.json) if args.json else default_json(args.channels_last, args.bf16)
     write_json(out, result)
     print(f"written: {out}")
     spread = f"range {min(runs):.0f}-{max(runs):.0f}" if len(runs) > 1 else "one run"
-    print(f"resnet20 (PyTorch {torch.__version__}, {'bfloat16' if args.bf16 else 'fp32'}, {layout}, "
-          f"{threads} threads) batch {batch}: model alone {img_s:.0f} img/s median ({spread}, "
-          f"{len(runs)} repeats of {args.steps} steps)")
+    print(
+        f"resnet20 (PyTorch {torch.__version__}, {'bfloat16' if args.bf16 else 'fp32'}, {layout}, "
+        f"{threads} threads) batch {batch}: model alone {img_s:.0f} img/s median ({spread}, "
+        f"{len(runs)} repeats of {args.steps} steps)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,21 @@ class Arm:
     """One thing to time: a cifarkit model (``framework`` keras) or the PyTorch reference."""
 
     model: str
-    precision: str            # float32 or bfloat16
+    precision: str  # float32 or bfloat16
     batch_norm: str = "fused"  # fused or keras; "-" for PyTorch
     framework: str = "keras"
-    variant: str = ""          # a measured negative: "xla" (jit_compile, determinism off) or "1 inter-op thread"
+    variant: str = (
+        ""  # a measured negative: "xla" (jit_compile, determinism off) or "1 inter-op thread"
+    )
 
     @property
     def label(self) -> str:
         if self.framework == "torch":
             return f"PyTorch {self.model}, channels_last, {self.precision}"
         kernel = "fused batch norm" if self.batch_norm == "fused" else "Keras batch norm"
-        return f"cifarkit {self.model}, {kernel}, {self.precision}" + (f", {self.variant}" if self.variant else "")
+        return f"cifarkit {self.model}, {kernel}, {self.precision}" + (
+            f", {self.variant}" if self.variant else ""
+        )
 
 
 #: Settings measured and kept off: each is timed against the fused float32 arm when asked
@@ -55,7 +59,9 @@ class Arm:
 NEGATIVES = ("xla", "1 inter-op thread")
 
 
-def arms(models: list[str], precisions: list[str], torch: bool, negatives: bool = False) -> list[Arm]:
+def arms(
+    models: list[str], precisions: list[str], torch: bool, negatives: bool = False
+) -> list[Arm]:
     """Every arm of the comparison, in the order they are run within a repeat."""
     out = [Arm(m, p, bn) for m in models for p in precisions for bn in ("keras", "fused")]
     if negatives:
@@ -65,11 +71,24 @@ def arms(models: list[str], precisions: list[str], torch: bool, negatives: bool 
     return out
 
 
-def _arm_command(arm: Arm, out: Path, steps: int, batch_size: int, torch_python: str | None) -> list[str]:
+def _arm_command(
+    arm: Arm, out: Path, steps: int, batch_size: int, torch_python: str | None
+) -> list[str]:
     if arm.framework == "torch":
         assert torch_python is not None
-        cmd = [torch_python, str(TORCH_SCRIPT), "--channels-last", "--repeats", "1", "--steps", str(steps),
-               "--batch-size", str(batch_size), "--json", str(out)]
+        cmd = [
+            torch_python,
+            str(TORCH_SCRIPT),
+            "--channels-last",
+            "--repeats",
+            "1",
+            "--steps",
+            str(steps),
+            "--batch-size",
+            str(batch_size),
+            "--json",
+            str(out),
+        ]
         return cmd + (["--bf16"] if arm.precision == "bfloat16" else [])
     spec = json.dumps({**asdict(arm), "steps": steps, "batch_size": batch_size, "out": str(out)})
     return [sys.executable, "-m", "cifarkit.bench.engine", spec]
@@ -86,15 +105,33 @@ def _time_arm_here(spec: dict[str, Any]) -> None:
 
         tf.config.threading.set_inter_op_parallelism_threads(1)
     if spec.get("variant") == "xla":
-        overrides["train.deterministic"] = False  # XLA's CPU kernels are not covered by op determinism
-    result = throughput(spec["model"], "cpu", batch_size=spec["batch_size"], steps=spec["steps"], repeats=1,
-                        overrides=overrides, jit_compile=spec.get("variant") == "xla", lean=True)
+        overrides["train.deterministic"] = (
+            False  # XLA's CPU kernels are not covered by op determinism
+        )
+    result = throughput(
+        spec["model"],
+        "cpu",
+        batch_size=spec["batch_size"],
+        steps=spec["steps"],
+        repeats=1,
+        overrides=overrides,
+        jit_compile=spec.get("variant") == "xla",
+        lean=True,
+    )
     write_json(Path(spec["out"]), result.as_dict())
 
 
-def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size: int = 128,
-            precisions: list[str] | None = None, torch_python: str | None = None, negatives: bool = False,
-            progress: Any = print) -> dict[str, Any]:
+def compare(
+    models: list[str],
+    *,
+    repeats: int = 3,
+    steps: int = 40,
+    batch_size: int = 128,
+    precisions: list[str] | None = None,
+    torch_python: str | None = None,
+    negatives: bool = False,
+    progress: Any = print,
+) -> dict[str, Any]:
     """Time every arm ``repeats`` times, interleaved, each in a fresh process.
 
     Parameters
@@ -121,26 +158,43 @@ def compare(models: list[str], *, repeats: int = 3, steps: int = 40, batch_size:
         raise CifarkitError(f"repeats={repeats}, steps={steps}: need repeats >= 1 and steps >= 8")
     precisions = precisions or (["float32", "bfloat16"] if cpu_has_bfloat16() else ["float32"])
     plan = arms(models, precisions, torch_python is not None, negatives)
-    figures: dict[Arm, dict[str, list[float]]] = {a: {"model_alone": [], "pipeline": []} for a in plan}
+    figures: dict[Arm, dict[str, list[float]]] = {
+        a: {"model_alone": [], "pipeline": []} for a in plan
+    }
     with tempfile.TemporaryDirectory(prefix="cifarkit-engine-") as scratch:
         for r in range(repeats):
             for i, arm in enumerate(plan):
                 out = Path(scratch) / f"{r}-{i}.json"
                 progress(f"[repeat {r + 1}/{repeats}, arm {i + 1}/{len(plan)}] {arm.label}")
-                done = subprocess.run(_arm_command(arm, out, steps, batch_size, torch_python),
-                                      capture_output=True, text=True)
+                done = subprocess.run(
+                    _arm_command(arm, out, steps, batch_size, torch_python),
+                    capture_output=True,
+                    text=True,
+                )
                 if done.returncode != 0 or not out.is_file():
-                    raise CifarkitError(f"arm '{arm.label}' failed (exit {done.returncode}): "
-                                        f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+                    raise CifarkitError(
+                        f"arm '{arm.label}' failed (exit {done.returncode}): "
+                        f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}"
+                    )
                 data = json.loads(out.read_text())
                 figures[arm]["model_alone"].append(float(data["synthetic_img_s"]))
                 if data.get("pipeline_img_s"):
                     figures[arm]["pipeline"].append(float(data["pipeline_img_s"]))
     env = environment_record()
-    return {"machine": {"cpu": env["cpu"], "cpu_isa": env["cpu_isa"], "cpu_bfloat16": cpu_has_bfloat16(),
-                        "cpu_count": env["cpu_count"], "packages": env["packages"]},
-            "recorded_at": env["recorded_at"], "repeats": repeats, "steps": steps, "batch_size": batch_size,
-            "arms": [{**asdict(a), "label": a.label, **figures[a]} for a in plan]}
+    return {
+        "machine": {
+            "cpu": env["cpu"],
+            "cpu_isa": env["cpu_isa"],
+            "cpu_bfloat16": cpu_has_bfloat16(),
+            "cpu_count": env["cpu_count"],
+            "packages": env["packages"],
+        },
+        "recorded_at": env["recorded_at"],
+        "repeats": repeats,
+        "steps": steps,
+        "batch_size": batch_size,
+        "arms": [{**asdict(a), "label": a.label, **figures[a]} for a in plan],
+    }
 
 
 def _median_range(values: list[float]) -> str:
@@ -162,31 +216,45 @@ def engine_table(result: dict[str, Any]) -> pd.DataFrame:
     speed-up over Keras' batch norm in float32, and for ResNet20 the ratio to PyTorch's
     channels-last step in the same precision (model alone)."""
     rows = []
-    by_key = {(a["model"], a["precision"], a["batch_norm"], a["framework"], a.get("variant", "")): a
-              for a in result["arms"]}
+    by_key = {
+        (a["model"], a["precision"], a["batch_norm"], a["framework"], a.get("variant", "")): a
+        for a in result["arms"]
+    }
     for a in result["arms"]:
         plain = by_key.get((a["model"], "float32", "keras", "keras", ""))
         torch = by_key.get((a["model"], a["precision"], "-", "torch", ""))
-        rows.append({
-            "arm": a["label"],
-            "model alone img/s": _median_range(a["model_alone"]),
-            "real pipeline img/s": _median_range(a["pipeline"]),
-            "× Keras BN float32 (pipeline)": (_ratio(a["pipeline"], plain["pipeline"])
-                                               if plain and a["framework"] == "keras" else "-"),
-            "× PyTorch same precision (model alone)": (_ratio(a["model_alone"], torch["model_alone"])
-                                                        if torch and a["framework"] == "keras" else "-"),
-        })
+        rows.append(
+            {
+                "arm": a["label"],
+                "model alone img/s": _median_range(a["model_alone"]),
+                "real pipeline img/s": _median_range(a["pipeline"]),
+                "× Keras BN float32 (pipeline)": (
+                    _ratio(a["pipeline"], plain["pipeline"])
+                    if plain and a["framework"] == "keras"
+                    else "-"
+                ),
+                "× PyTorch same precision (model alone)": (
+                    _ratio(a["model_alone"], torch["model_alone"])
+                    if torch and a["framework"] == "keras"
+                    else "-"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def machine_text(result: dict[str, Any]) -> str:
     m = result["machine"]
     bf16 = "native bfloat16 (avx512_bf16/amx_bf16)" if m["cpu_bfloat16"] else "no native bfloat16"
-    repeats = sorted({a.get("repeats", result["repeats"]) for a in result["arms"]}) or [result["repeats"]]
+    repeats = sorted({a.get("repeats", result["repeats"]) for a in result["arms"]}) or [
+        result["repeats"]
+    ]
     shown = " or ".join(str(r) for r in repeats)
-    return (f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, {bf16}; "
-            f"{shown} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
-            f"each arm in a fresh process, recorded {result['recorded_at']}")
+    return (
+        f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, {bf16}; "
+        f"{shown} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
+        f"each arm in a fresh process, recorded {result['recorded_at']}"
+    )
 
 
 def result_path(models: list[str]) -> Path:
@@ -204,18 +272,25 @@ def latest_result(folder: Path | None = None) -> dict[str, Any] | None:
     from cifarkit.core.paths import artifacts_dir
 
     folder = folder or artifacts_dir() / "bench"
-    results = sorted((json.loads(p.read_text()) for p in folder.glob(ENGINE_GLOB)),
-                     key=lambda r: r["recorded_at"], reverse=True)
+    results = sorted(
+        (json.loads(p.read_text()) for p in folder.glob(ENGINE_GLOB)),
+        key=lambda r: r["recorded_at"],
+        reverse=True,
+    )
     if not results:
         return None
     newest = results[0]
     arms, seen = [], set()
     for result in results:
-        if result["machine"]["cpu_isa"] != newest["machine"]["cpu_isa"] or \
-                result["machine"]["cpu_bfloat16"] != newest["machine"]["cpu_bfloat16"]:
+        if (
+            result["machine"]["cpu_isa"] != newest["machine"]["cpu_isa"]
+            or result["machine"]["cpu_bfloat16"] != newest["machine"]["cpu_bfloat16"]
+        ):
             continue  # another kind of host: never mixed into one table
         models = {a["model"] for a in result["arms"]} - seen
-        arms += [{**a, "repeats": result["repeats"]} for a in result["arms"] if a["model"] in models]
+        arms += [
+            {**a, "repeats": result["repeats"]} for a in result["arms"] if a["model"] in models
+        ]
         seen |= models
     return {**newest, "arms": arms}
 
@@ -225,9 +300,11 @@ def chapter_view(folder: Path | None = None) -> tuple[pd.DataFrame | None, str]:
     and the sentence naming its machine, or no table and the command that makes one."""
     result = latest_result(folder)
     if result is None:
-        return None, ("No engine comparison has been kept on this machine yet. Make one with "
-                      "`cifarkit bench engine --torch-python /path/to/python-with-torch` (the PyTorch arms "
-                      "are left out without it).")
+        return None, (
+            "No engine comparison has been kept on this machine yet. Make one with "
+            "`cifarkit bench engine --torch-python /path/to/python-with-torch` (the PyTorch arms "
+            "are left out without it)."
+        )
     return engine_table(result), f"Measured on {machine_text(result)}."
 
 

@@ -32,19 +32,30 @@ class Goal(BaseModel):
 
     bench: Literal["time-to-accuracy", "ladder"]
     experiment: str | None = None
-    target: float | None = Field(None, gt=0.0, lt=100.0, description="Validation accuracy to reach, percent.")
+    target: float | None = Field(
+        None, gt=0.0, lt=100.0, description="Validation accuracy to reach, percent."
+    )
     seeds: int = Field(1, ge=1)
-    steps: list[int] = Field(default_factory=list, description="Ladder steps to train, 1-based; none: every one.")
+    steps: list[int] = Field(
+        default_factory=list, description="Ladder steps to train, 1-based; none: every one."
+    )
     profile: str = "cpu"
-    set: dict[str, Any] = Field(default_factory=dict, description="Dotted config overrides, as --set.")
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="Dotted config overrides, as --set."
+    )
 
     @model_validator(mode="after")
     def _fields_of_its_bench(self) -> Goal:
         if self.bench == "time-to-accuracy" and (self.experiment is None or self.target is None):
             raise ValueError("a time-to-accuracy goal names an experiment and a target (percent)")
-        if self.bench == "ladder" and (self.experiment is not None or self.target is not None or not
-                                       all(step >= 1 for step in self.steps)):
-            raise ValueError("a ladder goal has seeds, steps (1-based) and set, no experiment or target")
+        if self.bench == "ladder" and (
+            self.experiment is not None
+            or self.target is not None
+            or not all(step >= 1 for step in self.steps)
+        ):
+            raise ValueError(
+                "a ladder goal has seeds, steps (1-based) and set, no experiment or target"
+            )
         if self.bench == "time-to-accuracy" and self.steps:
             raise ValueError("steps belong to a ladder goal")
         return self
@@ -58,12 +69,18 @@ class Goal(BaseModel):
 
     def command(self) -> str:
         """The single ``cifarkit bench`` command this goal runs."""
-        sets = "".join(f" --set {shlex.quote(f'{key}={_text(value)}')}" for key, value in self.set.items())
+        sets = "".join(
+            f" --set {shlex.quote(f'{key}={_text(value)}')}" for key, value in self.set.items()
+        )
         if self.bench == "ladder":
             steps = "".join(f" --step {step}" for step in self.steps)
-            return f"cifarkit bench ladder --profile {self.profile} --seeds {self.seeds}{steps}{sets}"
-        return (f"cifarkit bench time-to-accuracy {self.experiment} --profile {self.profile} "
-                f"--target {self.target:g} --seeds {self.seeds}{sets}")
+            return (
+                f"cifarkit bench ladder --profile {self.profile} --seeds {self.seeds}{steps}{sets}"
+            )
+        return (
+            f"cifarkit bench time-to-accuracy {self.experiment} --profile {self.profile} "
+            f"--target {self.target:g} --seeds {self.seeds}{sets}"
+        )
 
 
 def _text(value: Any) -> str:
@@ -100,10 +117,14 @@ def load_goals(name: str | Path) -> dict[str, Goal]:
 
     path = goals_path(name)
     if not path.is_file():
-        raise ConfigError(f"no goals file {path}; choose one of: {', '.join(available_goals()) or '(none)'}")
+        raise ConfigError(
+            f"no goals file {path}; choose one of: {', '.join(available_goals()) or '(none)'}"
+        )
     raw = read_yaml(path)
     if not raw:
-        raise ConfigError(f"{path}: no goals; each entry is `NAME: {{bench: time-to-accuracy | ladder, ...}}`")
+        raise ConfigError(
+            f"{path}: no goals; each entry is `NAME: {{bench: time-to-accuracy | ladder, ...}}`"
+        )
     goals = {}
     for goal_name, fields in raw.items():
         try:
@@ -111,5 +132,7 @@ def load_goals(name: str | Path) -> dict[str, Goal]:
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
-            raise ConfigError(f"{path}: {goal_name}{'.' + where if where else ''}: {error['msg']}") from None
+            raise ConfigError(
+                f"{path}: {goal_name}{'.' + where if where else ''}: {error['msg']}"
+            ) from None
     return goals

@@ -13,11 +13,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GradcamSpeed:
-    source: str         # run folder name, or "fresh <model>" (random weights, random images)
+    source: str  # run folder name, or "fresh <model>" (random weights, random images)
     images: int
     batch_size: int
     layer: str
-    seconds: float      # predictions (targets) + Grad-CAM maps, after one untimed warm-up batch
+    seconds: float  # predictions (targets) + Grad-CAM maps, after one untimed warm-up batch
 
     @property
     def img_s(self) -> float:
@@ -27,8 +27,15 @@ class GradcamSpeed:
         return {**asdict(self), "img_s": self.img_s}
 
 
-def gradcam_speed(experiment: str | None = None, profile: str = "cpu", *, seed: int = 0, n: int = 1000,
-                  batch_size: int = 200, layer: str | None = None) -> GradcamSpeed:
+def gradcam_speed(
+    experiment: str | None = None,
+    profile: str = "cpu",
+    *,
+    seed: int = 0,
+    n: int = 1000,
+    batch_size: int = 200,
+    layer: str | None = None,
+) -> GradcamSpeed:
     """Time Grad-CAM (tf-keras-vis, batched) for ``n`` images, predicted class as target.
 
     With ``experiment`` the stored run of (experiment, profile, seed) and its first ``n``
@@ -57,19 +64,25 @@ def gradcam_speed(experiment: str | None = None, profile: str = "cpu", *, seed: 
         cfg = load_config(experiment, profile)
         run = locate(cfg, seed, data_hash_for(cfg.data))
         if not run.complete:
-            raise CifarkitError(f"no complete {cfg.name} run for profile {profile}, seed {seed}; train it with "
-                                f"`cifarkit train {experiment} --profile {profile} --seed {seed}` or omit "
-                                "--run-experiment to time a fresh model")
+            raise CifarkitError(
+                f"no complete {cfg.name} run for profile {profile}, seed {seed}; train it with "
+                f"`cifarkit train {experiment} --profile {profile} --seed {seed}` or omit "
+                "--run-experiment to time a fresh model"
+            )
         model = run.load_model()
         x_test = splits_from_config(cfg.data).x_test
         if n > len(x_test):
-            raise CifarkitError(f"--n {n} exceeds the {len(x_test)} test images of profile {profile}")
+            raise CifarkitError(
+                f"--n {n} exceeds the {len(x_test)} test images of profile {profile}"
+            )
         images = x_test[:n].astype(np.float32)
         source = run.path.name
     explainer = Explainer(model, batch_size=batch_size)
     layer_name = explainer.resolve_layer(layer)
     warm = images[: min(8, n)]
-    explainer.maps(warm, predicted_classes(model, warm), "gradcam", layer_name)  # graph building, untimed
+    explainer.maps(
+        warm, predicted_classes(model, warm), "gradcam", layer_name
+    )  # graph building, untimed
     log.info("timing Grad-CAM at %s on %d images (batches of %d)...", layer_name, n, batch_size)
     started = time.perf_counter()
     maps = explainer.maps(images, predicted_classes(model, images), "gradcam", layer_name)

@@ -82,19 +82,28 @@ class InferenceBench:
 
     def table(self) -> str:
         """The backends side by side: median (range) over the repeats."""
-        head = (f"{'backend':<11} {'batch 1 img/s':>20} {'batch 256 img/s':>20} "
-                f"{'p50 ms (batch 1)':>20} {'p99 ms (batch 1)':>20}")
+        head = (
+            f"{'backend':<11} {'batch 1 img/s':>20} {'batch 256 img/s':>20} "
+            f"{'p50 ms (batch 1)':>20} {'p99 ms (batch 1)':>20}"
+        )
         lines = [head]
         for r in self.results:
-            lines.append(f"{r.backend:<11} {r.batch1_img_s.text():>20} {r.batch256_img_s.text():>20} "
-                         f"{r.p50_ms.text(2):>20} {r.p99_ms.text(2):>20}")
+            lines.append(
+                f"{r.backend:<11} {r.batch1_img_s.text():>20} {r.batch256_img_s.text():>20} "
+                f"{r.p50_ms.text(2):>20} {r.p99_ms.text(2):>20}"
+            )
         for backend, why in self.skipped.items():
             lines.append(f"{backend:<11} skipped: {why}")
         return "\n".join(lines)
 
 
-def _time_backend(predict: Callable[[np.ndarray], Any], one: np.ndarray, big: np.ndarray,
-                  calls: int, big_batches: int) -> dict[str, float]:
+def _time_backend(
+    predict: Callable[[np.ndarray], Any],
+    one: np.ndarray,
+    big: np.ndarray,
+    calls: int,
+    big_batches: int,
+) -> dict[str, float]:
     """One repeat: ``calls`` single-image calls timed one by one, then ``big_batches`` big ones."""
     for _ in range(3):  # warm caches and any lazy tracing out of the timed part
         predict(one)
@@ -108,12 +117,22 @@ def _time_backend(predict: Callable[[np.ndarray], Any], one: np.ndarray, big: np
     for _ in range(big_batches):
         predict(big)
     big_seconds = time.perf_counter() - started
-    return {"batch1_img_s": calls / stamps.sum(), "batch256_img_s": big_batches * len(big) / big_seconds,
-            "p50_ms": 1000 * float(np.percentile(stamps, 50)), "p99_ms": 1000 * float(np.percentile(stamps, 99))}
+    return {
+        "batch1_img_s": calls / stamps.sum(),
+        "batch256_img_s": big_batches * len(big) / big_seconds,
+        "p50_ms": 1000 * float(np.percentile(stamps, 50)),
+        "p99_ms": 1000 * float(np.percentile(stamps, 99)),
+    }
 
 
-def inference_benchmark(run: Run, *, repeats: int = 5, latency_calls: int = 200, big_batches: int = 4,
-                        backends: tuple[str, ...] = BACKENDS) -> InferenceBench:
+def inference_benchmark(
+    run: Run,
+    *,
+    repeats: int = 5,
+    latency_calls: int = 200,
+    big_batches: int = 4,
+    backends: tuple[str, ...] = BACKENDS,
+) -> InferenceBench:
     """Time the run's Keras model and its exports side by side.
 
     Parameters
@@ -148,7 +167,9 @@ def inference_benchmark(run: Run, *, repeats: int = 5, latency_calls: int = 200,
         raise CifarkitError("repeats, latency calls and big batches must each be at least 1")
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
-        raise CifarkitError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        raise CifarkitError(
+            f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}"
+        )
     model = run.load_model()
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, (BIG_BATCH, 32, 32, 3), dtype=np.uint8)
@@ -177,11 +198,27 @@ def inference_benchmark(run: Run, *, repeats: int = 5, latency_calls: int = 200,
             for name, predict in predictors.items():
                 log.info("repeat %d/%d: timing %s", r + 1, repeats, name)
                 figures[name].append(_time_backend(predict, one, big, latency_calls, big_batches))
-    results = [BackendResult(name, *(Spread.of([f[key] for f in rows]) for key in
-                                     ("batch1_img_s", "batch256_img_s", "p50_ms", "p99_ms")),
-                             parity_max_abs_logit_diff=parity.get(name))
-               for name, rows in figures.items()]
+    results = [
+        BackendResult(
+            name,
+            *(
+                Spread.of([f[key] for f in rows])
+                for key in ("batch1_img_s", "batch256_img_s", "p50_ms", "p99_ms")
+            ),
+            parity_max_abs_logit_diff=parity.get(name),
+        )
+        for name, rows in figures.items()
+    ]
     record = run.status_record()
-    return InferenceBench(run.path.name, record.get("experiment"), run.config().model.name, repeats,
-                          latency_calls, big_batches, results, skipped, environment_record(),
-                          time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return InferenceBench(
+        run.path.name,
+        record.get("experiment"),
+        run.config().model.name,
+        repeats,
+        latency_calls,
+        big_batches,
+        results,
+        skipped,
+        environment_record(),
+        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )

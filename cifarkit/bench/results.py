@@ -29,19 +29,42 @@ def results_tables(profile: str | None = None, markdown: bool = True) -> str | N
     results = load_results(profile)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         if results:
-            parts += ["## Time to accuracy (one row per config; mean ± std over seeds)", "",
-                      show(results_table(results).set_index("experiment")), ""]
+            parts += [
+                "## Time to accuracy (one row per config; mean ± std over seeds)",
+                "",
+                show(results_table(results).set_index("experiment")),
+                "",
+            ]
             for r in results:
-                parts += [f"### {r.experiment} {r.config_hash[:12]} ({r.profile}), target {r.target:.1%}: "
-                          "per seed", "", show(seeds_table(r)), ""]
+                parts += [
+                    f"### {r.experiment} {r.config_hash[:12]} ({r.profile}), target {r.target:.1%}: "
+                    "per seed",
+                    "",
+                    show(seeds_table(r)),
+                    "",
+                ]
         from cifarkit.bench.engine import engine_table, latest_result, machine_text
 
         engine = latest_result()
         if engine is not None:
-            parts += ["## The training engine side by side (img/s: median and range over interleaved repeats)", "",
-                      machine_text(engine) + ".", "", show(engine_table(engine).set_index("arm")), ""]
+            parts += [
+                "## The training engine side by side (img/s: median and range over interleaved repeats)",
+                "",
+                machine_text(engine) + ".",
+                "",
+                show(engine_table(engine).set_index("arm")),
+                "",
+            ]
         throughputs = load_throughputs()
         if not throughputs.empty:
-            parts += ["## Training throughput (img/s)", "", show(throughputs.set_index("experiment").round(
-                {"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2})), ""]
+            parts += [
+                "## Training throughput (img/s)",
+                "",
+                show(
+                    throughputs.set_index("experiment").round(
+                        {"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2}
+                    )
+                ),
+                "",
+            ]
     return "\n".join(parts) if parts else None

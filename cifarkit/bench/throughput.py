@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THROUGHPUT_GLOB = "throughput-*.json"
-AIRBENCH_EPOCHS, AIRBENCH_TRAIN_IMAGES = 9.9, 50_000   # airbench94's own schedule
+AIRBENCH_EPOCHS, AIRBENCH_TRAIN_IMAGES = 9.9, 50_000  # airbench94's own schedule
 
 
 @dataclass
@@ -36,14 +36,16 @@ class Throughput:
     model: str
     batch_size: int
     steps: int
-    synthetic_img_s: float | None  # None: the study plan's probe, which times the real pipeline only
+    synthetic_img_s: (
+        float | None
+    )  # None: the study plan's probe, which times the real pipeline only
     pipeline_img_s: float
     input_only_img_s: float | None = None  # the tf.data pipeline alone, no model
     augment_mode: str = "per_image"
     profile: str = "cpu"
     framework: str = "keras"
     environment: dict = field(default_factory=dict)  # repro.environment_record(): CPU, versions
-    experiment: str = ""     # the config's name (resnet20_fast builds model resnet20)
+    experiment: str = ""  # the config's name (resnet20_fast builds model resnet20)
     precision: str = "float32"  # Keras dtype policy of both timed models
     # One figure per repeat, (a) and (b) interleaved; the img/s fields above are their medians.
     synthetic_runs: list[float] = field(default_factory=list)
@@ -53,7 +55,9 @@ class Throughput:
     startup_seconds: float | None = None
     predict_img_s: float | None = None
     steps_per_execution: int = 1
-    intra_op_threads: int | None = None  # TensorFlow's thread pools as set for the measurement (None: default)
+    intra_op_threads: int | None = (
+        None  # TensorFlow's thread pools as set for the measurement (None: default)
+    )
     inter_op_threads: int | None = None
     # A run's cost after its last step: tracing the evaluation and prediction passes, saving the
     # model and logging it to MLflow (about the same again as a save); None when not measured.
@@ -76,24 +80,40 @@ class Throughput:
 
     def default_path(self) -> Path:
         """Where this result is kept: :func:`result_path` of its experiment and settings."""
-        return result_path(self.experiment or self.model, self.profile, self.augment_mode, self.batch_size,
-                           self.precision)
+        return result_path(
+            self.experiment or self.model,
+            self.profile,
+            self.augment_mode,
+            self.batch_size,
+            self.precision,
+        )
 
 
-def result_path(experiment: str, profile: str, augment_mode: str, batch_size: int, precision: str) -> Path:
+def result_path(
+    experiment: str, profile: str, augment_mode: str, batch_size: int, precision: str
+) -> Path:
     """``artifacts/bench/throughput-<experiment>-<profile>-<augment mode>-b<batch>[-bf16].json``."""
     from cifarkit.core.paths import artifacts_dir
 
     tail = "-bf16" if precision == "mixed_bfloat16" else ""
-    return artifacts_dir() / "bench" / f"throughput-{experiment}-{profile}-{augment_mode}-b{batch_size}{tail}.json"
+    return (
+        artifacts_dir()
+        / "bench"
+        / f"throughput-{experiment}-{profile}-{augment_mode}-b{batch_size}{tail}.json"
+    )
 
 
 def config_result_path(cfg: ExperimentConfig) -> Path:
     """Where the measurement of ``cfg``'s model, batch and precision is kept (:func:`result_path`)."""
     from cifarkit.core.precision import POLICIES
 
-    return result_path(cfg.name, cfg.profile, cfg.train.augment.mode, cfg.train.batch_size,
-                       POLICIES[cfg.train.precision])
+    return result_path(
+        cfg.name,
+        cfg.profile,
+        cfg.train.augment.mode,
+        cfg.train.batch_size,
+        POLICIES[cfg.train.precision],
+    )
 
 
 def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:
@@ -108,8 +128,17 @@ def _timed_fit(model, dataset, steps: int, warmup: int) -> tuple[float, float]:
             stamps.append(time.perf_counter())
 
     started = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], shuffle=False)
-    per_call = int(getattr(model, "steps_per_execution", 1) or 1)  # batch callbacks come once per call
+    model.fit(
+        dataset,
+        epochs=1,
+        steps_per_epoch=warmup + steps,
+        verbose=0,
+        callbacks=[Clock()],
+        shuffle=False,
+    )
+    per_call = int(
+        getattr(model, "steps_per_execution", 1) or 1
+    )  # batch callbacks come once per call
     warm = warmup // per_call
     per_step = (stamps[-1] - stamps[warm - 1]) / steps
     return per_step, max(0.0, stamps[warm - 1] - started - warmup * per_step)
@@ -126,10 +155,20 @@ def _input_rate(dataset, batch: int, steps: int, warmup: int) -> float:
     return batch * steps / (time.perf_counter() - started)
 
 
-def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size: int | None = None,
-               steps: int = 40, warmup: int = 8, repeats: int = 3, overrides: dict | None = None,
-               model_alone: bool = True, steps_per_execution: int = 1, jit_compile: bool = False,
-               lean: bool = False) -> Throughput:
+def throughput(
+    experiment: str = "resnet20",
+    profile: str = "cpu",
+    *,
+    batch_size: int | None = None,
+    steps: int = 40,
+    warmup: int = 8,
+    repeats: int = 3,
+    overrides: dict | None = None,
+    model_alone: bool = True,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
+    lean: bool = False,
+) -> Throughput:
     """Time training of ``experiment``'s model: (a) alone on a cached synthetic batch, (b) fed by
     the real augmented pipeline, each ``repeats`` times, interleaved (a, b, a, b, ...).
 
@@ -168,10 +207,14 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     from cifarkit.core.errors import CifarkitError
 
     if repeats < 1 or steps < 1 or warmup < 1:
-        raise CifarkitError(f"repeats={repeats}, steps={steps}, warmup={warmup}: each must be at least 1")
+        raise CifarkitError(
+            f"repeats={repeats}, steps={steps}, warmup={warmup}: each must be at least 1"
+        )
     if steps_per_execution < 1 or steps % steps_per_execution or warmup % steps_per_execution:
-        raise CifarkitError(f"steps_per_execution={steps_per_execution}: must be at least 1 and divide steps={steps} "
-                            f"and warmup={warmup}")
+        raise CifarkitError(
+            f"steps_per_execution={steps_per_execution}: must be at least 1 and divide steps={steps} "
+            f"and warmup={warmup}"
+        )
     from cifarkit.core.config import load_config
     from cifarkit.training.fit import configure_precision
 
@@ -179,15 +222,34 @@ def throughput(experiment: str = "resnet20", profile: str = "cpu", *, batch_size
     previous_policy = keras.mixed_precision.global_policy()
     try:
         precision = configure_precision(cfg)
-        return _throughput(cfg, precision, batch_size, steps, warmup, repeats, model_alone, steps_per_execution,
-                           jit_compile, lean)
+        return _throughput(
+            cfg,
+            precision,
+            batch_size,
+            steps,
+            warmup,
+            repeats,
+            model_alone,
+            steps_per_execution,
+            jit_compile,
+            lean,
+        )
     finally:  # the caller's process keeps its own precision
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, steps: int,
-                warmup: int, repeats: int, model_alone: bool = True, steps_per_execution: int = 1,
-                jit_compile: bool = False, lean: bool = False) -> Throughput:
+def _throughput(
+    cfg: ExperimentConfig,
+    precision: str,
+    batch_size: int | None,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    model_alone: bool = True,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
+    lean: bool = False,
+) -> Throughput:
     import tensorflow as tf
 
     from cifarkit.core.repro import environment_record, set_seeds
@@ -203,8 +265,14 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     def fresh_model():
         set_seeds(0, deterministic=cfg.train.deterministic)
         model = build_model(cfg.model, num_classes=len(names), l2=coupled_l2(cfg.train))
-        compile_model(model, cfg.train, steps_per_epoch=100, class_names=names,
-                      steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+        compile_model(
+            model,
+            cfg.train,
+            steps_per_epoch=100,
+            class_names=names,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+        )
         return model
 
     rng = np.random.default_rng(0)
@@ -212,16 +280,31 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     labels = tf.one_hot(rng.integers(0, len(names), batch), len(names))
     synthetic = tf.data.Dataset.from_tensors((images, labels)).repeat()
     epochs = -(-(warmup + steps) * batch * repeats // len(splits.x_train)) + 1
-    real = train_dataset(splits.x_train, splits.y_train, num_classes=len(names), batch_size=batch, seed=0,
-                         start_epoch=0, epochs=epochs, aug=cfg.train.augment)
+    real = train_dataset(
+        splits.x_train,
+        splits.y_train,
+        num_classes=len(names),
+        batch_size=batch,
+        seed=0,
+        start_epoch=0,
+        epochs=epochs,
+        aug=cfg.train.augment,
+    )
     model_a = fresh_model() if model_alone else None
     built = time.perf_counter()
     model_b = fresh_model()
     build_seconds = time.perf_counter() - built
     rates_a, rates_b, tracing = [], [], 0.0
     for r in range(repeats):
-        log.info("timing %s, repeat %d/%d: %s the real pipeline (%d steps of %d)...", cfg.name, r + 1, repeats,
-                 "(a) synthetic batches, then (b)" if model_a is not None else "", steps, batch)
+        log.info(
+            "timing %s, repeat %d/%d: %s the real pipeline (%d steps of %d)...",
+            cfg.name,
+            r + 1,
+            repeats,
+            "(a) synthetic batches, then (b)" if model_a is not None else "",
+            steps,
+            batch,
+        )
         if model_a is not None:
             rates_a.append(batch / _timed_fit(model_a, synthetic, steps, warmup)[0])
         per_step, extra = _timed_fit(model_b, real, steps, warmup)
@@ -233,15 +316,28 @@ def _throughput(cfg: ExperimentConfig, precision: str, batch_size: int | None, s
     finish = None if lean else _finish_seconds(model_b, splits.x_val, splits.y_val, len(names))
     predict_rate = None if lean else _predict_rate(model_b, splits.x_val)
     environment = environment_record()
-    return Throughput(cfg.model.name, batch, steps, float(np.median(rates_a)) if rates_a else None,
-                      float(np.median(rates_b)),
-                      input_only, augment_mode=cfg.train.augment.mode, profile=cfg.profile,
-                      framework=f"keras {environment['packages']['keras']}", environment=environment,
-                      experiment=cfg.name, precision=precision, synthetic_runs=rates_a, pipeline_runs=rates_b,
-                      startup_seconds=build_seconds + tracing, predict_img_s=predict_rate,
-                      finish_seconds=finish, steps_per_execution=steps_per_execution,
-                      intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or None,
-                      inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads() or None)
+    return Throughput(
+        cfg.model.name,
+        batch,
+        steps,
+        float(np.median(rates_a)) if rates_a else None,
+        float(np.median(rates_b)),
+        input_only,
+        augment_mode=cfg.train.augment.mode,
+        profile=cfg.profile,
+        framework=f"keras {environment['packages']['keras']}",
+        environment=environment,
+        experiment=cfg.name,
+        precision=precision,
+        synthetic_runs=rates_a,
+        pipeline_runs=rates_b,
+        startup_seconds=build_seconds + tracing,
+        predict_img_s=predict_rate,
+        finish_seconds=finish,
+        steps_per_execution=steps_per_execution,
+        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or None,
+        inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads() or None,
+    )
 
 
 def _finish_seconds(model, images: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
@@ -295,24 +391,35 @@ def load_throughputs(folder: Path | None = None) -> pd.DataFrame:
             if data.get("synthetic_img_s", 0) is None:
                 continue  # a study-plan probe (real pipeline only), not a benchmark
             env = data.get("environment") or {}
-            rows.append({
-                "experiment": data.get("experiment") or data["model"], "model": data["model"],
-                "framework": data.get("framework", "keras"),
-                "augment": data.get("augment_mode", ""), "batch": int(data["batch_size"]),
-                "precision": _PRECISION_SHOWN.get(data.get("precision", "float32"),
-                                                  data.get("precision", "float32")),
-                "model alone (img/s)": float(data["synthetic_img_s"]),
-                "real pipeline (img/s)": data.get("pipeline_img_s"),
-                "ratio": data.get("ratio"),
-                # A reference framework's file times the model alone: no pipeline, so no ratio.
-                "ratio range": _range_text(data.get("ratio_range")) if data.get("pipeline_img_s") else "-",
-                "model alone range": _range_text(_min_max(data.get("synthetic_runs")), digits=0),
-                "memory format": data.get("memory_format", "nhwc" if "keras" in data.get("framework", "keras")
-                                          else ""),
-                "cpu": env.get("cpu", "unknown"),
-                "isa": env.get("cpu_isa", "unknown"), "cores": env.get("cpu_count"),
-                "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
-            })
+            rows.append(
+                {
+                    "experiment": data.get("experiment") or data["model"],
+                    "model": data["model"],
+                    "framework": data.get("framework", "keras"),
+                    "augment": data.get("augment_mode", ""),
+                    "batch": int(data["batch_size"]),
+                    "precision": _PRECISION_SHOWN.get(
+                        data.get("precision", "float32"), data.get("precision", "float32")
+                    ),
+                    "model alone (img/s)": float(data["synthetic_img_s"]),
+                    "real pipeline (img/s)": data.get("pipeline_img_s"),
+                    "ratio": data.get("ratio"),
+                    # A reference framework's file times the model alone: no pipeline, so no ratio.
+                    "ratio range": _range_text(data.get("ratio_range"))
+                    if data.get("pipeline_img_s")
+                    else "-",
+                    "model alone range": _range_text(
+                        _min_max(data.get("synthetic_runs")), digits=0
+                    ),
+                    "memory format": data.get(
+                        "memory_format", "nhwc" if "keras" in data.get("framework", "keras") else ""
+                    ),
+                    "cpu": env.get("cpu", "unknown"),
+                    "isa": env.get("cpu_isa", "unknown"),
+                    "cores": env.get("cpu_count"),
+                    "measured": str(env.get("recorded_at", ""))[:16].replace("T", " "),
+                }
+            )
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping %s: not a throughput result (%s)", path, exc)
     return pd.DataFrame(rows)
@@ -331,8 +438,13 @@ def _machine(row: pd.Series) -> str:
     return f"{row['cpu']}{isa}, {row['cores']} cores"
 
 
-def framework_comparison(table: pd.DataFrame, model: str = "airbench", reference: str = "airbench94",
-                         precision: str = "float32", memory_format: str | None = None) -> str | None:
+def framework_comparison(
+    table: pd.DataFrame,
+    model: str = "airbench",
+    reference: str = "airbench94",
+    precision: str = "float32",
+    memory_format: str | None = None,
+) -> str | None:
     """One sentence comparing cifarkit's ``model`` (an experiment, e.g. ``airbench`` or
     ``resnet20``) with a reference implementation's training speed, model alone, at the
     reference's batch size and in ``precision`` (``float32`` or ``bfloat16``), newest row of
@@ -349,22 +461,32 @@ def framework_comparison(table: pd.DataFrame, model: str = "airbench", reference
     if theirs.empty:
         return None
     b = theirs.sort_values("measured").iloc[-1]
-    ours = table[keras & (table["experiment"] == model) & (table["precision"] == precision)
-                 & (table["batch"] == b["batch"])]
+    ours = table[
+        keras
+        & (table["experiment"] == model)
+        & (table["precision"] == precision)
+        & (table["batch"] == b["batch"])
+    ]
     if ours.empty:
         return None
     a = ours.sort_values("measured").iloc[-1]
     if (a["cpu"], a["isa"], a["cores"]) != (b["cpu"], b["isa"], b["cores"]):
-        return (f"The {model} and {reference} ({b['framework']}) speeds were measured on different machines "
-                f"({_machine(a)} vs {_machine(b)}) and are not compared.")
+        return (
+            f"The {model} and {reference} ({b['framework']}) speeds were measured on different machines "
+            f"({_machine(a)} vs {_machine(b)}) and are not compared."
+        )
     layout = "" if b["memory format"] in ("", None) else f", {b['memory format']}"
-    text = (f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}, {precision}) "
-            f"trains at {a['model alone (img/s)']:.0f} img/s ({a['model alone range']}) and {reference} in "
-            f"{b['framework']} ({precision}{layout}) at {b['model alone (img/s)']:.0f} img/s "
-            f"({b['model alone range']}), model alone at batch {int(b['batch'])}: "
-            f"{a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed.")
+    text = (
+        f"On this machine ({_machine(a)}), cifarkit's {model} ({a['framework']}, {precision}) "
+        f"trains at {a['model alone (img/s)']:.0f} img/s ({a['model alone range']}) and {reference} in "
+        f"{b['framework']} ({precision}{layout}) at {b['model alone (img/s)']:.0f} img/s "
+        f"({b['model alone range']}), model alone at batch {int(b['batch'])}: "
+        f"{a['model alone (img/s)'] / b['model alone (img/s)']:.2f}× its speed."
+    )
     if reference == "airbench94":
         minutes = AIRBENCH_EPOCHS * AIRBENCH_TRAIN_IMAGES / b["model alone (img/s)"] / 60
-        text += (f" At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
-                 f"would take about {minutes:.0f} min of training here.")
+        text += (
+            f" At that speed {reference}'s {AIRBENCH_EPOCHS:g} epochs of {AIRBENCH_TRAIN_IMAGES:,} images "
+            f"would take about {minutes:.0f} min of training here."
+        )
     return text

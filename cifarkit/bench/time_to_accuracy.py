@@ -68,15 +68,17 @@ class TrainClock(keras.callbacks.Callback):
 class SeedTiming:
     seed: int
     epochs: int
-    train_seconds: float                 # timed training only
-    total_seconds: float                 # everything for this seed
-    time_to_target: float | None         # training seconds at the first epoch with val acc >= target
+    train_seconds: float  # timed training only
+    total_seconds: float  # everything for this seed
+    time_to_target: float | None  # training seconds at the first epoch with val acc >= target
     epoch_to_target: int | None
     test_accuracy: float
     test_accuracy_tta: float
     val_curve: list[dict[str, float | None]] = field(default_factory=list)
-    resumed_from_epoch: int = 0          # > 0: epochs before it were trained by an earlier, interrupted call
-    measured: str | None = None          # UTC minute the seed finished; a shared host's speed drifts
+    resumed_from_epoch: int = (
+        0  # > 0: epochs before it were trained by an earlier, interrupted call
+    )
+    measured: str | None = None  # UTC minute the seed finished; a shared host's speed drifts
 
 
 @dataclass
@@ -87,9 +89,9 @@ class TimeToAccuracy:
     target: float
     tta_views: list[str]
     seeds: list[SeedTiming]
-    environment: dict[str, Any]          # the machine of the call that measured the latest seed
+    environment: dict[str, Any]  # the machine of the call that measured the latest seed
     tta_shift: int = 1
-    train_size: int = 0                  # training images per epoch
+    train_size: int = 0  # training images per epoch
     config: dict[str, Any] | None = None  # the resolved config (older result files lack it)
 
     @property
@@ -100,7 +102,9 @@ class TimeToAccuracy:
         train = self.config.get("train", {})
         if "precision" in train:
             return "bfloat16" if train["precision"] == "bfloat16" else "float32"
-        return "bfloat16" if train.get("bfloat16") else "float32"  # a file written before train.precision
+        return (
+            "bfloat16" if train.get("bfloat16") else "float32"
+        )  # a file written before train.precision
 
     def summary(self) -> dict[str, Any]:
         """Across-seed summaries; ``time_to_target`` lists the seeds that reached the target
@@ -116,10 +120,14 @@ class TimeToAccuracy:
             "test_accuracy_tta": s([r.test_accuracy_tta for r in self.seeds]),
             "train_seconds": s([r.train_seconds for r in self.seeds]),
             "total_seconds": s([r.total_seconds for r in self.seeds]),
-            "time_to_target": {"n": len(hit), "of": len(self.seeds), "seeds": [r.seed for r in hit],
-                               "train_seconds": [r.time_to_target for r in hit],
-                               "checked_on": "plain validation accuracy, after each epoch",
-                               "note": "the seeds that reached the target only; no mean is given"},
+            "time_to_target": {
+                "n": len(hit),
+                "of": len(self.seeds),
+                "seeds": [r.seed for r in hit],
+                "train_seconds": [r.time_to_target for r in hit],
+                "checked_on": "plain validation accuracy, after each epoch",
+                "note": "the seeds that reached the target only; no mean is given",
+            },
             "reached": len(hit),
             "n": len(self.seeds),
         }
@@ -142,8 +150,11 @@ def tta_views_note(tta_shift: int = 1) -> str:
     from cifarkit.evaluation.metrics import tta_views
 
     n = len(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
-    shifted = (f", each also shifted by {tta_shift} pixel{'s' if tta_shift != 1 else ''} up, down, left and right"
-               if tta_shift else "")
+    shifted = (
+        f", each also shifted by {tta_shift} pixel{'s' if tta_shift != 1 else ''} up, down, left and right"
+        if tta_shift
+        else ""
+    )
     return f"{n} views (the image and its mirror{shifted}), their softmax probabilities averaged"
 
 
@@ -157,8 +168,10 @@ def reached_text(result: TimeToAccuracy) -> str:
         return text
     times = [f"{r.time_to_target / 60:.1f}" for r in hit]
     listed = times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1]
-    return (f"{text}, after {listed} min of training (seed{'s' if len(hit) != 1 else ''} "
-            f"{', '.join(str(r.seed) for r in hit)})")
+    return (
+        f"{text}, after {listed} min of training (seed{'s' if len(hit) != 1 else ''} "
+        f"{', '.join(str(r.seed) for r in hit)})"
+    )
 
 
 def headline(result: TimeToAccuracy) -> str:
@@ -166,23 +179,36 @@ def headline(result: TimeToAccuracy) -> str:
     runs = result.seeds
     bf16 = ", bfloat16" if result.precision == "bfloat16" else ""
     views = f"{len(result.tta_views)} view{'s' if len(result.tta_views) != 1 else ''}"
-    return (f"{result.experiment} ({result.profile}{bf16}, {len(runs)} seed{'s' if len(runs) > 1 else ''}): "
-            f"test {_spread([r.test_accuracy_tta for r in runs], 100, 1)}% (TTA, {views}), "
-            f"{_spread([r.test_accuracy for r in runs], 100, 1)}% plain (mean ± std over seeds), "
-            f"in {_spread([r.train_seconds for r in runs], 1 / 60, 1)} min training "
-            f"({runs[0].epochs} epochs); target {result.target:.1%} plain validation accuracy reached by "
-            f"{reached_text(result)}")
+    return (
+        f"{result.experiment} ({result.profile}{bf16}, {len(runs)} seed{'s' if len(runs) > 1 else ''}): "
+        f"test {_spread([r.test_accuracy_tta for r in runs], 100, 1)}% (TTA, {views}), "
+        f"{_spread([r.test_accuracy for r in runs], 100, 1)}% plain (mean ± std over seeds), "
+        f"in {_spread([r.train_seconds for r in runs], 1 / 60, 1)} min training "
+        f"({runs[0].epochs} epochs); target {result.target:.1%} plain validation accuracy reached by "
+        f"{reached_text(result)}"
+    )
 
 
 def with_target(result: SeedTiming, target: float) -> SeedTiming:
     """``result`` with the time and epoch of its first validation accuracy >= ``target``."""
-    hit = next((row for row in result.val_curve
-                if row["val_accuracy"] is not None and row["val_accuracy"] >= target), None)
-    return replace(result, time_to_target=None if hit is None else hit["train_seconds"],
-                   epoch_to_target=None if hit is None else int(hit["epoch"]))
+    hit = next(
+        (
+            row
+            for row in result.val_curve
+            if row["val_accuracy"] is not None and row["val_accuracy"] >= target
+        ),
+        None,
+    )
+    return replace(
+        result,
+        time_to_target=None if hit is None else hit["train_seconds"],
+        epoch_to_target=None if hit is None else int(hit["epoch"]),
+    )
 
 
-def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Path) -> tuple[SeedTiming, list[str]]:
+def run_seed(
+    cfg, seed: int, splits, target: float, tta_shift: int, scratch: Path
+) -> tuple[SeedTiming, list[str]]:
     """Train ``cfg`` with ``seed`` into ``scratch`` and measure it.
 
     ``scratch`` is deleted once the seed is measured. If an earlier call was interrupted
@@ -194,27 +220,55 @@ def run_seed(cfg, seed: int, splits, target: float, tta_shift: int, scratch: Pat
 
     started = time.perf_counter()
     outcome = train_run(cfg, seed, scratch, splits, callbacks=[TrainClock()])
-    tta = tta_evaluate(lambda x: predict_logits(outcome.model, x), splits.x_test, splits.y_test,
-                       flip=True, shift=tta_shift)
+    tta = tta_evaluate(
+        lambda x: predict_logits(outcome.model, x),
+        splits.x_test,
+        splits.y_test,
+        flip=True,
+        shift=tta_shift,
+    )
     resumed = outcome.resumed_from_epoch
     curve, elapsed = [], 0.0
     for row in outcome.history:
         # an epoch without the clock's figure (never expected) counts its whole wall time
         elapsed += float(row.get(TIMED_KEY, row.get("epoch_seconds", 0.0)))
         val = row.get("val_accuracy")
-        curve.append({"epoch": int(row["epoch"]), "train_seconds": elapsed,
-                      "val_accuracy": None if val is None else float(val)})
+        curve.append(
+            {
+                "epoch": int(row["epoch"]),
+                "train_seconds": elapsed,
+                "val_accuracy": None if val is None else float(val),
+            }
+        )
     earlier_wall = sum(float(row.get("epoch_seconds", 0.0)) for row in outcome.history[:resumed])
-    result = with_target(SeedTiming(
-        seed=seed, epochs=len(curve), train_seconds=elapsed,
-        total_seconds=earlier_wall + time.perf_counter() - started, time_to_target=None, epoch_to_target=None,
-        test_accuracy=float(outcome.metrics["test_accuracy"]), test_accuracy_tta=tta.accuracy, val_curve=curve,
-        resumed_from_epoch=resumed, measured=dt.datetime.now(dt.UTC).isoformat(timespec="minutes")), target)
+    result = with_target(
+        SeedTiming(
+            seed=seed,
+            epochs=len(curve),
+            train_seconds=elapsed,
+            total_seconds=earlier_wall + time.perf_counter() - started,
+            time_to_target=None,
+            epoch_to_target=None,
+            test_accuracy=float(outcome.metrics["test_accuracy"]),
+            test_accuracy_tta=tta.accuracy,
+            val_curve=curve,
+            resumed_from_epoch=resumed,
+            measured=dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
+        ),
+        target,
+    )
     shutil.rmtree(scratch, ignore_errors=True)
-    log.info("seed %d: %.1f%% test (%.1f%% TTA), %.0f s training%s, target %s", seed, 100 * result.test_accuracy,
-             100 * result.test_accuracy_tta, result.train_seconds,
-             f" (resumed after epoch {resumed})" if resumed else "",
-             "not reached" if result.epoch_to_target is None else f"reached after epoch {result.epoch_to_target}")
+    log.info(
+        "seed %d: %.1f%% test (%.1f%% TTA), %.0f s training%s, target %s",
+        seed,
+        100 * result.test_accuracy,
+        100 * result.test_accuracy_tta,
+        result.train_seconds,
+        f" (resumed after epoch {resumed})" if resumed else "",
+        "not reached"
+        if result.epoch_to_target is None
+        else f"reached after epoch {result.epoch_to_target}",
+    )
     return result, list(tta.views)
 
 
@@ -223,9 +277,17 @@ def partial_dir(bench_dir: Path, name: str, config_hash: str, seed: int) -> Path
     return bench_dir / f".partial-{name}-{config_hash[:12]}-seed{seed}"
 
 
-def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, seeds: int = 3,
-                     overrides: dict[str, Any] | None = None, tta_shift: int = 1,
-                     out: str | Path | None = None, resume: bool = True) -> tuple[TimeToAccuracy, Path]:
+def time_to_accuracy(
+    experiment: str,
+    profile: str = "cpu",
+    *,
+    target: float,
+    seeds: int = 3,
+    overrides: dict[str, Any] | None = None,
+    tta_shift: int = 1,
+    out: str | Path | None = None,
+    resume: bool = True,
+) -> tuple[TimeToAccuracy, Path]:
     """Train ``seeds`` fresh runs (seeds 0..N-1) and write the measurements as JSON.
 
     The JSON is rewritten after each seed. With ``resume`` a seed already in that file for the
@@ -243,19 +305,29 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
     from cifarkit.evaluation.metrics import tta_views
 
     if not 0.0 < target < 1.0:
-        raise CifarkitError(f"target={target} is not an accuracy; pass a fraction in (0, 1), e.g. 0.907")
+        raise CifarkitError(
+            f"target={target} is not an accuracy; pass a fraction in (0, 1), e.g. 0.907"
+        )
     if seeds < 1:
         raise CifarkitError(f"seeds={seeds}; pass at least 1")
     if tta_shift < 0:
-        raise CifarkitError(f"tta_shift={tta_shift} is negative; pass 0 (flip only) or a shift in pixels")
+        raise CifarkitError(
+            f"tta_shift={tta_shift} is negative; pass 0 (flip only) or a shift in pixels"
+        )
     cfg = load_config(experiment, profile, overrides)
     splits = splits_from_config(cfg.data)
     bench_dir = artifacts_dir() / "bench"
-    path = Path(out) if out else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
+    path = (
+        Path(out)
+        if out
+        else bench_dir / f"time-to-accuracy-{cfg.name}-{cfg.profile}-{cfg.content_hash()[:12]}.json"
+    )
     done = finished_seeds(path, cfg.content_hash(), tta_shift) if resume else {}
     if not resume:  # --fresh: interrupted seeds of this config start over too
         for seed in range(seeds):
-            shutil.rmtree(partial_dir(bench_dir, cfg.name, cfg.content_hash(), seed), ignore_errors=True)
+            shutil.rmtree(
+                partial_dir(bench_dir, cfg.name, cfg.content_hash(), seed), ignore_errors=True
+            )
     results: list[SeedTiming] = []
     views = list(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
     environment = environment_record()
@@ -266,18 +338,48 @@ def time_to_accuracy(experiment: str, profile: str = "cpu", *, target: float, se
             results.append(with_target(done[seed], target))
             continue
         scratch = partial_dir(bench_dir, cfg.name, cfg.content_hash(), seed)
-        log.info("[seed %d/%d] training %s (%s) %s", seed + 1, seeds, cfg.name, cfg.profile,
-                 "from an interrupted earlier call" if (scratch / "checkpoint").exists() else "from scratch")
+        log.info(
+            "[seed %d/%d] training %s (%s) %s",
+            seed + 1,
+            seeds,
+            cfg.name,
+            cfg.profile,
+            "from an interrupted earlier call"
+            if (scratch / "checkpoint").exists()
+            else "from scratch",
+        )
         result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
         results.append(result)
         # Written after every seed: a benchmark stopped midway keeps the seeds it finished.
-        report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                                environment, tta_shift, len(splits.y_train), resolved)
+        report = TimeToAccuracy(
+            cfg.name,
+            cfg.profile,
+            cfg.content_hash(),
+            target,
+            views,
+            results,
+            environment,
+            tta_shift,
+            len(splits.y_train),
+            resolved,
+        )
         write_json(path, report.as_dict())
-    if all(seed in done for seed in range(seeds)):  # nothing measured now: the file keeps the machine that measured it
+    if all(
+        seed in done for seed in range(seeds)
+    ):  # nothing measured now: the file keeps the machine that measured it
         environment = read_result(path).environment
-    report = TimeToAccuracy(cfg.name, cfg.profile, cfg.content_hash(), target, views, results,
-                            environment, tta_shift, len(splits.y_train), resolved)
+    report = TimeToAccuracy(
+        cfg.name,
+        cfg.profile,
+        cfg.content_hash(),
+        target,
+        views,
+        results,
+        environment,
+        tta_shift,
+        len(splits.y_train),
+        resolved,
+    )
     write_json(path, report.as_dict())
     return report, path
 
@@ -292,8 +394,10 @@ def read_result(path: Path) -> TimeToAccuracy:
         data["seeds"] = [SeedTiming(**row) for row in data["seeds"]]
         return TimeToAccuracy(**data)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CifarkitError(f"{path} is not a time-to-accuracy result ({exc}); "
-                            "delete it or pass --fresh to measure again") from exc
+        raise CifarkitError(
+            f"{path} is not a time-to-accuracy result ({exc}); "
+            "delete it or pass --fresh to measure again"
+        ) from exc
 
 
 def finished_seeds(path: Path, config_hash: str, tta_shift: int) -> dict[int, SeedTiming]:
@@ -365,39 +469,52 @@ def results_table(results: list[TimeToAccuracy]) -> pd.DataFrame:
     (:func:`reached_text`)."""
     rows = []
     for r in results:
-        rows.append({
-            "experiment": r.experiment, "config": r.config_hash[:12], "seeds": len(r.seeds),
-            "train images": f"{r.train_size:,}" if r.train_size else "?",
-            "epochs": r.seeds[0].epochs if r.seeds else 0,
-            "precision": r.precision or "not recorded",
-            "changes": config_changes(r),
-            "TTA views": len(r.tta_views),
-            "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
-            "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds]),
-            "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),
-            "train min": _spread([s.train_seconds for s in r.seeds], 1 / 60, 1),
-            "total min": _spread([s.total_seconds for s in r.seeds], 1 / 60, 1),
-            "target (plain val acc)": f"{r.target:.1%}",
-            "reached": reached_text(r),
-        })
+        rows.append(
+            {
+                "experiment": r.experiment,
+                "config": r.config_hash[:12],
+                "seeds": len(r.seeds),
+                "train images": f"{r.train_size:,}" if r.train_size else "?",
+                "epochs": r.seeds[0].epochs if r.seeds else 0,
+                "precision": r.precision or "not recorded",
+                "changes": config_changes(r),
+                "TTA views": len(r.tta_views),
+                "test % (TTA)": _spread([s.test_accuracy_tta for s in r.seeds], 100, 2),
+                "TTA 95% CI": _interval([s.test_accuracy_tta for s in r.seeds]),
+                "test % (plain)": _spread([s.test_accuracy for s in r.seeds], 100, 2),
+                "train min": _spread([s.train_seconds for s in r.seeds], 1 / 60, 1),
+                "total min": _spread([s.total_seconds for s in r.seeds], 1 / 60, 1),
+                "target (plain val acc)": f"{r.target:.1%}",
+                "reached": reached_text(r),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def seeds_table(result: TimeToAccuracy) -> pd.DataFrame:
     """One row per seed of ``result``: accuracies, minutes, the epoch that reached the target,
     and when it was measured (wall times on a shared host drift from hour to hour)."""
-    return pd.DataFrame([{
-        "seed": s.seed,
-        "test % (TTA)": round(100 * s.test_accuracy_tta, 2),
-        "test % (plain)": round(100 * s.test_accuracy, 2),
-        "train min": round(s.train_seconds / 60, 1),
-        "total min": round(s.total_seconds / 60, 1),
-        "s per epoch": round(s.train_seconds / s.epochs) if s.epochs else None,
-        "target at epoch": "not reached" if s.epoch_to_target is None else str(s.epoch_to_target),
-        "min to target": "" if s.time_to_target is None else round(s.time_to_target / 60, 1),
-        "resumed after epoch": str(s.resumed_from_epoch) if s.resumed_from_epoch else "",
-        "measured": _utc_minute(s.measured),
-    } for s in result.seeds]).set_index("seed")
+    return pd.DataFrame(
+        [
+            {
+                "seed": s.seed,
+                "test % (TTA)": round(100 * s.test_accuracy_tta, 2),
+                "test % (plain)": round(100 * s.test_accuracy, 2),
+                "train min": round(s.train_seconds / 60, 1),
+                "total min": round(s.total_seconds / 60, 1),
+                "s per epoch": round(s.train_seconds / s.epochs) if s.epochs else None,
+                "target at epoch": "not reached"
+                if s.epoch_to_target is None
+                else str(s.epoch_to_target),
+                "min to target": ""
+                if s.time_to_target is None
+                else round(s.time_to_target / 60, 1),
+                "resumed after epoch": str(s.resumed_from_epoch) if s.resumed_from_epoch else "",
+                "measured": _utc_minute(s.measured),
+            }
+            for s in result.seeds
+        ]
+    ).set_index("seed")
 
 
 def _utc_minute(stamp: str | None) -> str:

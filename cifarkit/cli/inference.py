@@ -10,8 +10,12 @@ import sys
 def _run(args: argparse.Namespace):
     from cifarkit.runs import resolve_run
 
-    return resolve_run(args.run, seed=args.seed, profile=args.profile,
-                       overrides=dict(getattr(args, "overrides", []) or []) or None)
+    return resolve_run(
+        args.run,
+        seed=args.seed,
+        profile=args.profile,
+        overrides=dict(getattr(args, "overrides", []) or []) or None,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,11 +25,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_run(run, args.format, out=args.out, tolerance=args.tolerance)
     parity = result.parity
     print(f"exported {run.path.name} as {result.format} to {result.path}")
-    print(f"input: uint8 (N, 32, 32, 3) RGB 0..255; outputs: logits, probabilities; "
-          f"{len(result.manifest['class_names'])} classes: {', '.join(result.manifest['class_names'])}")
-    print(f"parity: max |Δlogit| {parity['max_abs_logit_diff']:.3g} on {parity['images']} test images "
-          f"(tolerance {parity['tolerance']:g}, logits up to {parity['logit_scale']:.3g}, "
-          f"top-1 agreement {parity['argmax_agreement']:.2%})")
+    print(
+        f"input: uint8 (N, 32, 32, 3) RGB 0..255; outputs: logits, probabilities; "
+        f"{len(result.manifest['class_names'])} classes: {', '.join(result.manifest['class_names'])}"
+    )
+    print(
+        f"parity: max |Δlogit| {parity['max_abs_logit_diff']:.3g} on {parity['images']} test images "
+        f"(tolerance {parity['tolerance']:g}, logits up to {parity['logit_scale']:.3g}, "
+        f"top-1 agreement {parity['argmax_agreement']:.2%})"
+    )
     print(f"manifest: {result.path / 'export.json'}")
     return 0
 
@@ -39,15 +47,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predict_files,
     )
 
-    classifier = classifier_from_export(args.export) if args.export else classifier_from_run(_run(args))
+    classifier = (
+        classifier_from_export(args.export) if args.export else classifier_from_run(_run(args))
+    )
     results = predict_files(classifier, args.images, top=args.top)
     bad = [r for r in results if isinstance(r, BadInput)]
     for r in bad:
         print(f"cifarkit: error: {r.error}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": classifier.source, "class_names": list(classifier.class_names),
-                          "resize": f"to 32x32 with Pillow: {RESIZE_METHOD}",
-                          "results": [r.as_dict() for r in results]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": classifier.source,
+                    "class_names": list(classifier.class_names),
+                    "resize": f"to 32x32 with Pillow: {RESIZE_METHOD}",
+                    "results": [r.as_dict() for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_table(classifier, results, args.top, RESIZE_METHOD)
     return 2 if bad else 0
@@ -80,15 +98,22 @@ def cmd_bench_inference(args: argparse.Namespace) -> int:
     from cifarkit.core.atomic import write_json
 
     run = _run(args)
-    result = inference_benchmark(run, repeats=args.repeats, latency_calls=args.calls,
-                                 big_batches=args.big_batches, backends=tuple(args.backend or BACKENDS))
+    result = inference_benchmark(
+        run,
+        repeats=args.repeats,
+        latency_calls=args.calls,
+        big_batches=args.big_batches,
+        backends=tuple(args.backend or BACKENDS),
+    )
     kept = result.default_path()
     write_json(kept, result.as_dict())
     if args.json:
         write_json(args.json, result.as_dict())
     env = result.environment
-    print(f"{result.run} ({result.model}): median (range) over {result.repeats} repeats; batch 1 from "
-          f"{result.latency_calls} calls, batch 256 from {result.big_batches} calls per repeat")
+    print(
+        f"{result.run} ({result.model}): median (range) over {result.repeats} repeats; batch 1 from "
+        f"{result.latency_calls} calls, batch 256 from {result.big_batches} calls per repeat"
+    )
     print(f"machine: {env.get('cpu', 'unknown')}, {env.get('cpu_count', '?')} cores")
     print(result.table())
     for r in result.results:

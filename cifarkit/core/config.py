@@ -53,15 +53,19 @@ def _locate(name_or_path: str | Path, kind: Literal["experiments", "profiles"]) 
     as_path = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or "/" in text:
         if not as_path.is_file():
-            raise ConfigError(f"{text}: config file not found; pass an existing YAML file or one of: "
-                              f"{', '.join(available(kind))}")
+            raise ConfigError(
+                f"{text}: config file not found; pass an existing YAML file or one of: "
+                f"{', '.join(available(kind))}"
+            )
         return as_path
     folder = configs_dir() if kind == "experiments" else configs_dir() / "profiles"
     candidate = folder / f"{text}.yaml"
     if not candidate.is_file():
         label = "experiment" if kind == "experiments" else "profile"
-        raise ConfigError(f"unknown {label} {text!r}; choose one of: {', '.join(available(kind)) or '(none)'}"
-                          f" (files in {folder}) or pass a path to a YAML file")
+        raise ConfigError(
+            f"unknown {label} {text!r}; choose one of: {', '.join(available(kind)) or '(none)'}"
+            f" (files in {folder}) or pass a path to a YAML file"
+        )
     return candidate
 
 
@@ -109,13 +113,17 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if isinstance(exc, yaml.constructor.ConstructorError):
-            raise ConfigError(f"{path}: YAML tag not allowed{where}: {problem}; configs hold plain "
-                              "data only (read with yaml.safe_load), remove the tag") from None
+            raise ConfigError(
+                f"{path}: YAML tag not allowed{where}: {problem}; configs hold plain "
+                "data only (read with yaml.safe_load), remove the tag"
+            ) from None
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}; fix the syntax") from None
     if duplicate is not None:
         dotted, first, again = duplicate
-        raise ConfigError(f"{path}: key {dotted} appears twice (lines {first.start_mark.line + 1} and "
-                          f"{again.start_mark.line + 1}); keep one of them")
+        raise ConfigError(
+            f"{path}: key {dotted} appears twice (lines {first.start_mark.line + 1} and "
+            f"{again.start_mark.line + 1}); keep one of them"
+        )
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -179,15 +187,21 @@ def dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     for dotted, value in overrides.items():
         keys = str(dotted).split(".")
         if not all(keys):
-            raise ConfigError(f"override {dotted!r}: empty key segment; write keys like train.epochs")
+            raise ConfigError(
+                f"override {dotted!r}: empty key segment; write keys like train.epochs"
+            )
         node = nested
         for key in keys[:-1]:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {dotted!r} conflicts with override {key!r} given as a value")
+                raise ConfigError(
+                    f"override {dotted!r} conflicts with override {key!r} given as a value"
+                )
             node = child
         if isinstance(node.get(keys[-1]), dict) and not isinstance(value, dict):
-            raise ConfigError(f"override {dotted!r} conflicts with a more specific override below it")
+            raise ConfigError(
+                f"override {dotted!r} conflicts with a more specific override below it"
+            )
         node[keys[-1]] = value
     return nested
 
@@ -212,8 +226,11 @@ def overrides_between(base: ExperimentConfig, variant: ExperimentConfig) -> dict
     return {k: v for k, v in b.items() if k.split(".")[0] not in skip and a.get(k, object()) != v}
 
 
-def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
-                overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    experiment: str | Path,
+    profile: str | Path | None = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
     """Load an experiment, merge a profile over it, apply overrides, validate.
 
     Parameters
@@ -249,26 +266,36 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
     exp_path = _locate(experiment, "experiments")
     raw_exp = read_yaml(exp_path)
     if not raw_exp:
-        raise ConfigError(f"{exp_path}: the experiment file is empty; it needs at least "
-                          "`model: {name: ...}` (see configs/resnet20.yaml)")
+        raise ConfigError(
+            f"{exp_path}: the experiment file is empty; it needs at least "
+            "`model: {name: ...}` (see configs/resnet20.yaml)"
+        )
     files = [(exp_path, raw_exp)]
     merged = {"name": exp_path.stem, **raw_exp}
     if profile not in (None, "none"):
         prof_path = _locate(profile, "profiles")
         raw_prof = read_yaml(prof_path)
         if "name" in raw_prof:
-            raise ConfigError(f"{prof_path}: name: a profile cannot rename the experiment; remove the key")
+            raise ConfigError(
+                f"{prof_path}: name: a profile cannot rename the experiment; remove the key"
+            )
         # A profile may add settings for one experiment only (``experiments: {resnet20: {...}}``),
         # e.g. the headline run's snapshots; they apply after the profile's general settings.
         raw_prof = dict(raw_prof)
         per_experiment = raw_prof.pop("experiments", None) or {}
-        if not isinstance(per_experiment, dict) or not all(isinstance(v, dict) for v in per_experiment.values()):
-            raise ConfigError(f"{prof_path}: experiments must map experiment names to settings, e.g. "
-                              "`experiments: {resnet20: {train: {snapshot_epochs: [1]}}}`")
+        if not isinstance(per_experiment, dict) or not all(
+            isinstance(v, dict) for v in per_experiment.values()
+        ):
+            raise ConfigError(
+                f"{prof_path}: experiments must map experiment names to settings, e.g. "
+                "`experiments: {resnet20: {train: {snapshot_epochs: [1]}}}`"
+            )
         unknown = sorted(set(per_experiment) - set(available("experiments")))
         if unknown:
-            raise ConfigError(f"{prof_path}: experiments: {', '.join(unknown)} not under configs/; choose "
-                              f"from {', '.join(available('experiments'))}")
+            raise ConfigError(
+                f"{prof_path}: experiments: {', '.join(unknown)} not under configs/; choose "
+                f"from {', '.join(available('experiments'))}"
+            )
         files.append((prof_path, raw_prof))
         merged = deep_merge(merged, raw_prof)
         if exp_path.stem in per_experiment:
@@ -286,7 +313,11 @@ def load_config(experiment: str | Path, profile: str | Path | None = "cpu",
     except ValidationError as exc:
         errors = exc.errors()
         first = _describe(errors[0], files)
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        more = (
+            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+            if len(errors) > 1
+            else ""
+        )
         raise ConfigError(first + more) from None
     _check_model_options(cfg, files)
     return cfg
@@ -301,16 +332,25 @@ def _check_model_options(cfg: ExperimentConfig, files: list[tuple[Path, dict[str
     model = cfg.model
     if not model.cifar_native:
         return
-    for key, bad in (("weights_path", model.weights_path is not None), ("input_size", model.input_size != 32)):
+    for key, bad in (
+        ("weights_path", model.weights_path is not None),
+        ("input_size", model.input_size != 32),
+    ):
         if bad:
-            source = next((path for path, raw in reversed(files) if _has_path(raw, ("model", key))), files[0][0])
-            raise ConfigError(f"{source}: model.{key} = {getattr(model, key)!r}: only keras.applications "
-                              f"backbones use it; {model.name!r} trains from scratch on 32x32 images, "
-                              "remove the key")
+            source = next(
+                (path for path, raw in reversed(files) if _has_path(raw, ("model", key))),
+                files[0][0],
+            )
+            raise ConfigError(
+                f"{source}: model.{key} = {getattr(model, key)!r}: only keras.applications "
+                f"backbones use it; {model.name!r} trains from scratch on 32x32 images, "
+                "remove the key"
+            )
 
 
-def train_command(experiment: str, profile: str, seeds: Sequence[int],
-                  cfg: ExperimentConfig | None = None) -> str:
+def train_command(
+    experiment: str, profile: str, seeds: Sequence[int], cfg: ExperimentConfig | None = None
+) -> str:
     """The exact command that trains the given seeds (with ``--set`` for a variant ``cfg``)."""
     sets = ""
     if cfg is not None and Path(str(experiment)).suffix not in (".yaml", ".yml"):
@@ -318,7 +358,11 @@ def train_command(experiment: str, profile: str, seeds: Sequence[int],
             base = load_config(experiment, profile)
         except ConfigError:  # a profile given as a path is known by its stem only
             base = load_config(experiment, None)
-        sets = "".join(f" --set {shlex.quote(f'{k}={json.dumps(v)}')}"
-                       for k, v in overrides_between(base, cfg).items())
-    return (f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))}{sets} "
-            f"--seed {' '.join(str(s) for s in seeds)}")
+        sets = "".join(
+            f" --set {shlex.quote(f'{k}={json.dumps(v)}')}"
+            for k, v in overrides_between(base, cfg).items()
+        )
+    return (
+        f"cifarkit train {shlex.quote(str(experiment))} --profile {shlex.quote(str(profile))}{sets} "
+        f"--seed {' '.join(str(s) for s in seeds)}"
+    )

@@ -37,24 +37,35 @@ def tensorflow_facts() -> TensorFlowFacts:
     import keras
     import tensorflow as tf
 
-    devices = tuple(d.name.removeprefix("/physical_device:") for d in tf.config.list_physical_devices())
-    return TensorFlowFacts(tf.__version__, keras.__version__, devices, dict(tf.sysconfig.get_build_info()),
-                           tf.config.threading.get_intra_op_parallelism_threads(),
-                           tf.config.threading.get_inter_op_parallelism_threads())
+    devices = tuple(
+        d.name.removeprefix("/physical_device:") for d in tf.config.list_physical_devices()
+    )
+    return TensorFlowFacts(
+        tf.__version__,
+        keras.__version__,
+        devices,
+        dict(tf.sysconfig.get_build_info()),
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
 
 
 def _build(tf: TensorFlowFacts) -> str:
     if not tf.build.get("is_cuda_build"):
         return f"{tf.version} (Keras {tf.keras}), built without CUDA"
-    return (f"{tf.version} (Keras {tf.keras}), built for CUDA {tf.build.get('cuda_version', '?')} and "
-            f"cuDNN {tf.build.get('cudnn_version', '?')}")
+    return (
+        f"{tf.version} (Keras {tf.keras}), built for CUDA {tf.build.get('cuda_version', '?')} and "
+        f"cuDNN {tf.build.get('cudnn_version', '?')}"
+    )
 
 
 def _cuda_libraries(installed: dict[str, str]) -> str:
     if not installed:
         return "none (the nvidia-*-cu12 wheels of the GPU extra are not installed: make venv GPU=1)"
     missing = [name for name in precision.CUDA_WHEELS if name not in installed]
-    shown = ", ".join(f"{name} {installed[name]}" for name in precision.CUDA_WHEELS if name in installed)
+    shown = ", ".join(
+        f"{name} {installed[name]}" for name in precision.CUDA_WHEELS if name in installed
+    )
     text = f"{len(installed)} nvidia-*-cu12 wheels: {shown}"
     return text + (f"; missing {', '.join(missing)} (make venv GPU=1)" if missing else "")
 
@@ -66,7 +77,9 @@ def _gpu(on: precision.Machine) -> str:
         return f"{', '.join(on.gpus)}{limit}; memory grows as needed, so runs can share a card"
     if on.gpu_nodes or on.reason:
         where = ", ".join(on.gpu_nodes) if on.gpu_nodes else "nvidia-smi"
-        return f"none usable although {where} exists{limit}: {on.reason or 'TensorFlow lists no GPU'}"
+        return (
+            f"none usable although {where} exists{limit}: {on.reason or 'TensorFlow lists no GPU'}"
+        )
     return "none (no /dev/nvidia* device file): training runs on the CPU"
 
 
@@ -87,10 +100,14 @@ def _threads(tf: TensorFlowFacts) -> str:
     def pool(n: int) -> str:
         return str(n) if n else f"TensorFlow's default (one per core: {cores})"
 
-    env = [f"{name}={os.environ[name]}" for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-                                                     "OMP_NUM_THREADS") if os.environ.get(name)]
-    return (f"intra-op {pool(tf.intra_op_threads)}, inter-op {pool(tf.inter_op_threads)}"
-            + (f"; {', '.join(env)}" if env else ""))
+    env = [
+        f"{name}={os.environ[name]}"
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+        if os.environ.get(name)
+    ]
+    return f"intra-op {pool(tf.intra_op_threads)}, inter-op {pool(tf.inter_op_threads)}" + (
+        f"; {', '.join(env)}" if env else ""
+    )
 
 
 def profile_precision(profile: str, on: precision.Machine) -> str:
@@ -108,20 +125,26 @@ def profile_precision(profile: str, on: precision.Machine) -> str:
     return f"{requested} -> {precision.describe(resolved, on)}"
 
 
-def report(on: precision.Machine | None = None, tf: TensorFlowFacts | None = None) -> list[tuple[str, str]]:
+def report(
+    on: precision.Machine | None = None, tf: TensorFlowFacts | None = None
+) -> list[tuple[str, str]]:
     """The doctor's lines as (label, text), in print order."""
     from cifarkit.core.config import available
 
     on = on or precision.machine()
     tf = tf or tensorflow_facts()
-    lines = [("tensorflow", _build(tf)),
-             ("cuda libraries", _cuda_libraries(precision.cuda_wheels())),
-             ("devices", ", ".join(tf.devices) or "none"),
-             ("gpu", _gpu(on)),
-             ("cpu", _cpu(on)),
-             ("threads", _threads(tf))]
+    lines = [
+        ("tensorflow", _build(tf)),
+        ("cuda libraries", _cuda_libraries(precision.cuda_wheels())),
+        ("devices", ", ".join(tf.devices) or "none"),
+        ("gpu", _gpu(on)),
+        ("cpu", _cpu(on)),
+        ("threads", _threads(tf)),
+    ]
     budget = ("smoke", "cpu", "full")
-    profiles = sorted(available("profiles"), key=lambda p: (budget.index(p) if p in budget else len(budget), p))
+    profiles = sorted(
+        available("profiles"), key=lambda p: (budget.index(p) if p in budget else len(budget), p)
+    )
     lines += [(f"precision {profile}", profile_precision(profile, on)) for profile in profiles]
     return lines
 

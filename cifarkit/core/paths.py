@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the cifarkit package (this file is core/paths.py)
+PACKAGE_DIR = (
+    Path(__file__).resolve().parent.parent
+)  # the cifarkit package (this file is core/paths.py)
 
 
 def project_root() -> Path:

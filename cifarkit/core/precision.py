@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 # Keras' dtype policy for each resolved precision.
-POLICIES: dict[str, str] = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+POLICIES: dict[str, str] = {
+    "float32": "float32",
+    "bfloat16": "mixed_bfloat16",
+    "float16": "mixed_float16",
+}
 
 
 @dataclass(frozen=True)
@@ -79,22 +83,33 @@ def _tensorflow_gpus() -> tuple[tuple[str, ...], str]:
     names = []
     for gpu in gpus:
         try:
-            names.append(tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name)
+            names.append(
+                tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name
+            )
         except (RuntimeError, ValueError):
             names.append(gpu.name)
     if names:
         return tuple(names), ""
     if not tf.test.is_built_with_cuda():
-        return (), "this TensorFlow is built without CUDA; install tensorflow==2.21.0 from PyPI: make venv GPU=1"
+        return (
+            (),
+            "this TensorFlow is built without CUDA; install tensorflow==2.21.0 from PyPI: make venv GPU=1",
+        )
     missing = [name for name in CUDA_WHEELS if name not in cuda_wheels()]
     if missing:  # the Linux wheel is built for CUDA but ships none of its libraries
-        return (), (f"TensorFlow's CUDA libraries are not installed ({', '.join(missing)}); "
-                    "install the GPU extra: make venv GPU=1")
+        return (), (
+            f"TensorFlow's CUDA libraries are not installed ({', '.join(missing)}); "
+            "install the GPU extra: make venv GPU=1"
+        )
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-        return (), (f"TensorFlow has its CUDA libraries but found no usable device with CUDA_VISIBLE_DEVICES="
-                    f"{os.environ['CUDA_VISIBLE_DEVICES']!r}; unset it or name a card nvidia-smi lists")
-    return (), ("TensorFlow has its CUDA libraries but found no usable device: check the driver (nvidia-smi "
-                "must list the card, with a driver for CUDA 12)")
+        return (), (
+            f"TensorFlow has its CUDA libraries but found no usable device with CUDA_VISIBLE_DEVICES="
+            f"{os.environ['CUDA_VISIBLE_DEVICES']!r}; unset it or name a card nvidia-smi lists"
+        )
+    return (), (
+        "TensorFlow has its CUDA libraries but found no usable device: check the driver (nvidia-smi "
+        "must list the card, with a driver for CUDA 12)"
+    )
 
 
 # The libraries the GPU extra installs that TensorFlow cannot start a GPU without.
@@ -121,8 +136,10 @@ def detect_machine() -> Machine:
     nodes = gpu_device_nodes()
     gpus, reason = _tensorflow_gpus() if nodes else ((), "")
     if not nodes and shutil.which("nvidia-smi"):
-        reason = ("nvidia-smi is installed but there is no /dev/nvidia* device file: the card is not "
-                  "passed into this machine or container (docker run --gpus all) or its driver is not loaded")
+        reason = (
+            "nvidia-smi is installed but there is no /dev/nvidia* device file: the card is not "
+            "passed into this machine or container (docker run --gpus all) or its driver is not loaded"
+        )
     return Machine(gpus=gpus, cpu_bfloat16=cpu_has_bfloat16(), gpu_nodes=nodes, reason=reason)
 
 
@@ -170,9 +187,15 @@ def share_gpus() -> int:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
             shared += 1
-        except RuntimeError as exc:  # initialised already: TensorFlow was used before cifarkit was imported
-            log.warning("%s keeps TensorFlow's default of taking all its memory (%s); import cifarkit before "
-                        "using TensorFlow to let runs share the card", gpu.name, exc)
+        except (
+            RuntimeError
+        ) as exc:  # initialised already: TensorFlow was used before cifarkit was imported
+            log.warning(
+                "%s keeps TensorFlow's default of taking all its memory (%s); import cifarkit before "
+                "using TensorFlow to let runs share the card",
+                gpu.name,
+                exc,
+            )
     return shared
 
 
@@ -197,7 +220,8 @@ def require_device(precision: str, on: Machine | None = None) -> None:
         raise CifarkitError(
             f"train.precision='float16' needs a GPU, and TensorFlow sees none on this machine{why}; "
             "install the GPU extra (make venv GPU=1) on a machine with an NVIDIA GPU, or train in "
-            "float32 here: --set train.precision=float32")
+            "float32 here: --set train.precision=float32"
+        )
 
 
 def native_on_cpu(precision: str, on: Machine | None = None) -> bool:
@@ -210,7 +234,9 @@ def describe(precision: str, on: Machine | None = None) -> str:
     """Words for a reader: ``bfloat16 (mixed, native on this CPU)``, ``float32``, ..."""
     on = on or machine()
     if precision == "bfloat16":
-        return "bfloat16 (mixed; " + ("native on this CPU)" if on.cpu_bfloat16 else "emulated on this CPU)")
+        return "bfloat16 (mixed; " + (
+            "native on this CPU)" if on.cpu_bfloat16 else "emulated on this CPU)"
+        )
     if precision == "float16":
         return "float16 (mixed, on a GPU)"
     return "float32"
@@ -219,5 +245,10 @@ def describe(precision: str, on: Machine | None = None) -> str:
 def environment() -> dict[str, object]:
     """The machine facts a run records in ``env.json`` and MLflow."""
     on = machine()
-    return {"device": on.device, "gpus": list(on.gpus), "cpu_bfloat16": on.cpu_bfloat16,
-            "gpu_device_nodes": list(on.gpu_nodes), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    return {
+        "device": on.device,
+        "gpus": list(on.gpus),
+        "cpu_bfloat16": on.cpu_bfloat16,
+        "gpu_device_nodes": list(on.gpu_nodes),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }

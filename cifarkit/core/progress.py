@@ -31,25 +31,46 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
-        self.bar = tqdm(total=self.steps, desc=f"{self.label}epoch {epoch + 1}/{self.total_epochs}",
-                        unit="batch", leave=False, disable=None, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"{self.label}epoch {epoch + 1}/{self.total_epochs}",
+            unit="batch",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.bar is not None:
             self.bar.update(1)
             if logs and batch % 10 == 0:
-                self.bar.set_postfix(loss=f"{float(logs.get('loss', float('nan'))):.3f}", refresh=False)
+                self.bar.set_postfix(
+                    loss=f"{float(logs.get('loss', float('nan'))):.3f}", refresh=False
+                )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.bar is not None:
             self.bar.close()
         took = time.perf_counter() - self.started
         self.epoch_times.append(took)
-        remaining = (self.total_epochs - epoch - 1) * (sum(self.epoch_times) / len(self.epoch_times))
+        remaining = (self.total_epochs - epoch - 1) * (
+            sum(self.epoch_times) / len(self.epoch_times)
+        )
         logs = logs or {}
         # An epoch without a validation pass (train.validate_every) says so instead of "nan".
-        val = (f"val_loss {logs['val_loss']:.4f}  val_acc {logs.get('val_accuracy', float('nan')):.4f}"
-               if "val_loss" in logs else "not validated")
-        log.info("%sepoch %d/%d  loss %.4f  acc %.4f  %s  %.1fs  ETA %s", self.label, epoch + 1,
-                 self.total_epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), val, took,
-                 _fmt_seconds(remaining))
+        val = (
+            f"val_loss {logs['val_loss']:.4f}  val_acc {logs.get('val_accuracy', float('nan')):.4f}"
+            if "val_loss" in logs
+            else "not validated"
+        )
+        log.info(
+            "%sepoch %d/%d  loss %.4f  acc %.4f  %s  %.1fs  ETA %s",
+            self.label,
+            epoch + 1,
+            self.total_epochs,
+            logs.get("loss", float("nan")),
+            logs.get("accuracy", float("nan")),
+            val,
+            took,
+            _fmt_seconds(remaining),
+        )

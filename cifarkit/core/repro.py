@@ -18,8 +18,20 @@ from cifarkit.core.paths import project_root
 log = logging.getLogger(__name__)
 
 RECORDED_PACKAGES = (
-    "cifarkit", "tensorflow", "keras", "numpy", "pillow", "pydantic", "scikit-learn", "scipy",
-    "mlflow", "matplotlib", "seaborn", "tf-keras-vis", "jupyter-book", "papermill",
+    "cifarkit",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pillow",
+    "pydantic",
+    "scikit-learn",
+    "scipy",
+    "mlflow",
+    "matplotlib",
+    "seaborn",
+    "tf-keras-vis",
+    "jupyter-book",
+    "papermill",
 )
 
 
@@ -42,8 +54,14 @@ def set_seeds(seed: int, deterministic: bool = True) -> None:
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
-                             timeout=10, check=True)
+        out = subprocess.run(
+            ["git", *args],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()

@@ -71,28 +71,45 @@ class DataConfig(_Strict):
         None, ge=10, le=10000, description="Evaluate on the first N test images (stratified)."
     )
     classes: tuple[str, ...] | None = Field(
-        None, min_length=2,
+        None,
+        min_length=2,
         description="Keep only these classes (names), relabelled 0..k-1 in this order; None = all.",
     )
 
     @model_validator(mode="after")
     def _distinct_classes(self) -> DataConfig:
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"data.classes {list(self.classes)} names a class twice; list each once")
+            raise ValueError(
+                f"data.classes {list(self.classes)} names a class twice; list each once"
+            )
         return self
 
 
 class AirbenchConfig(_Strict):
     """The airbench94-style network's switches (Jordan 2024); see :mod:`cifarkit.models.airbench`."""
 
-    widths: tuple[int, int, int] = Field((64, 256, 256), description="Channels of the three conv groups.")
-    whiten: bool = Field(True, description="Frozen 2x2 whitening conv initialised from training patches.")
-    whiten_images: int = Field(5000, ge=10, le=50000, description="Training images the whitening uses.")
-    dirac: bool = Field(True, description="Identity (dirac) init of each conv's first in-channels filters.")
+    widths: tuple[int, int, int] = Field(
+        (64, 256, 256), description="Channels of the three conv groups."
+    )
+    whiten: bool = Field(
+        True, description="Frozen 2x2 whitening conv initialised from training patches."
+    )
+    whiten_images: int = Field(
+        5000, ge=10, le=50000, description="Training images the whitening uses."
+    )
+    dirac: bool = Field(
+        True, description="Identity (dirac) init of each conv's first in-channels filters."
+    )
     activation: Literal["gelu", "relu"] = "gelu"
-    bn_bias_lr: float = Field(64.0, ge=1.0, le=4096.0,
-                              description="Learning-rate multiplier of the BN biases (1 = plain).")
-    bn_momentum: float = Field(0.6, gt=0.0, lt=1.0, description="PyTorch convention: weight of the new batch.")
+    bn_bias_lr: float = Field(
+        64.0,
+        ge=1.0,
+        le=4096.0,
+        description="Learning-rate multiplier of the BN biases (1 = plain).",
+    )
+    bn_momentum: float = Field(
+        0.6, gt=0.0, lt=1.0, description="PyTorch convention: weight of the new batch."
+    )
     logit_scale: float = Field(1 / 9, gt=0.0, le=1.0, description="Multiply the logits by this.")
 
 
@@ -106,29 +123,43 @@ class ModelConfig(_Strict):
     weights_path: str | None = Field(None, description="Local file with the backbone weights.")
     input_size: int = Field(32, ge=32, le=512, description="Resize inputs to this size.")
     batch_norm: Literal["fused", "keras"] = Field(
-        "fused", description="Batch normalisation of the CIFAR models: 'fused' is TensorFlow's fused kernel "
-                             "(cifarkit.models.batchnorm), 'keras' is Keras' own layer (the engine's reference).")
+        "fused",
+        description="Batch normalisation of the CIFAR models: 'fused' is TensorFlow's fused kernel "
+        "(cifarkit.models.batchnorm), 'keras' is Keras' own layer (the engine's reference).",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _airbench_defaults(cls, data: Any) -> Any:
         # One canonical form (and hash) whether or not the YAML spells out the defaults.
-        if isinstance(data, dict) and data.get("name") == "airbench" and data.get("airbench") is None:
+        if (
+            isinstance(data, dict)
+            and data.get("name") == "airbench"
+            and data.get("airbench") is None
+        ):
             return {**data, "airbench": {}}
         return data
 
     @model_validator(mode="after")
     def _weights_only_for_backbones(self) -> ModelConfig:
         if self.airbench is not None and self.name != "airbench":
-            raise ValueError(f"the airbench options apply to model 'airbench' only, not {self.name!r}")
+            raise ValueError(
+                f"the airbench options apply to model 'airbench' only, not {self.name!r}"
+            )
         if self.cifar_native and self.weights != "none":
-            raise ValueError(f"weights={self.weights!r} needs a keras.applications backbone, not {self.name!r}")
+            raise ValueError(
+                f"weights={self.weights!r} needs a keras.applications backbone, not {self.name!r}"
+            )
         return self
 
     @property
     def cifar_native(self) -> bool:
         """A model built for 32x32 CIFAR inputs (not a keras.applications backbone)."""
-        return self.name in ("baseline_cnn", "airbench") or self.name.startswith("resnet") and self.name != "resnet50"
+        return (
+            self.name in ("baseline_cnn", "airbench")
+            or self.name.startswith("resnet")
+            and self.name != "resnet50"
+        )
 
 
 class OptimizerConfig(_Strict):
@@ -137,7 +168,9 @@ class OptimizerConfig(_Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(
-        5e-4, ge=0.0, lt=1.0,
+        5e-4,
+        ge=0.0,
+        lt=1.0,
         description="SGD: coupled L2 (gradient += wd * w, as in the papers); AdamW: decoupled.",
     )
 
@@ -148,20 +181,28 @@ class ScheduleConfig(_Strict):
     step_epochs: tuple[int, ...] = Field((), description="Epochs at which a step schedule decays.")
     step_factor: float = Field(0.1, gt=0.0, lt=1.0)
     final_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="End LR / peak LR.")
-    triangle_start: float = Field(0.2, ge=0.0, le=1.0, description="triangular: start LR / peak LR.")
-    triangle_peak: float = Field(0.23, gt=0.0, lt=1.0, description="triangular: fraction of training at the peak.")
+    triangle_start: float = Field(
+        0.2, ge=0.0, le=1.0, description="triangular: start LR / peak LR."
+    )
+    triangle_peak: float = Field(
+        0.23, gt=0.0, lt=1.0, description="triangular: fraction of training at the peak."
+    )
 
     @model_validator(mode="after")
     def _step_needs_milestones(self) -> ScheduleConfig:
         if self.name != "triangular" and (self.triangle_start, self.triangle_peak) != (0.2, 0.23):
-            raise ValueError(f"triangle_start/triangle_peak are only used by schedule 'triangular', not {self.name!r}")
+            raise ValueError(
+                f"triangle_start/triangle_peak are only used by schedule 'triangular', not {self.name!r}"
+            )
         if self.name == "step" and not self.step_epochs:
             raise ValueError("schedule 'step' needs step_epochs, e.g. [15, 25]")
         if self.name != "step" and self.step_epochs:
             raise ValueError(f"step_epochs is only used by schedule 'step', not {self.name!r}")
         if self.name != "cosine" and self.warmup_epochs:
-            raise ValueError(f"warmup_epochs is only used by schedule 'cosine', not {self.name!r}"
-                             " (onecycle has its own warm-up phase)")
+            raise ValueError(
+                f"warmup_epochs is only used by schedule 'cosine', not {self.name!r}"
+                " (onecycle has its own warm-up phase)"
+            )
         return self
 
 
@@ -178,9 +219,13 @@ class AugmentConfig(_Strict):
     flip: bool = True
     cutout: int = Field(0, ge=0, le=32, description="Cutout square side in px; 0 = off.")
     mode: Literal["per_image", "batch"] = Field(
-        "per_image", description="per_image: tf.data map per image; batch: vectorised over each batch.")
+        "per_image",
+        description="per_image: tf.data map per image; batch: vectorised over each batch.",
+    )
     alternating_flip: bool = Field(
-        False, description="batch mode: odd epochs flip exactly the images even epochs did not (airbench).")
+        False,
+        description="batch mode: odd epochs flip exactly the images even epochs did not (airbench).",
+    )
 
     @model_validator(mode="after")
     def _batch_mode_options(self) -> AugmentConfig:
@@ -196,15 +241,22 @@ class EmaConfig(_Strict):
 
     momentum: float = Field(0.99, ge=0.0, lt=1.0)
     overwrite_every: int | None = Field(
-        None, ge=1, description="Copy the average into the weights every N steps (None: at the end only).")
+        None,
+        ge=1,
+        description="Copy the average into the weights every N steps (None: at the end only).",
+    )
     ramp: Literal["none", "cubic"] = Field(
-        "none", description="none: Keras use_ema, fixed momentum; cubic: airbench lookahead, momentum^N x (t/T)^3.")
+        "none",
+        description="none: Keras use_ema, fixed momentum; cubic: airbench lookahead, momentum^N x (t/T)^3.",
+    )
 
     @model_validator(mode="after")
     def _cubic_needs_a_period(self) -> EmaConfig:
         if self.ramp == "cubic" and self.overwrite_every is None:
-            raise ValueError("train.ema.ramp 'cubic' is lookahead and needs train.ema.overwrite_every "
-                             "(airbench uses 5)")
+            raise ValueError(
+                "train.ema.ramp 'cubic' is lookahead and needs train.ema.overwrite_every "
+                "(airbench uses 5)"
+            )
         return self
 
 
@@ -217,17 +269,25 @@ class TrainConfig(_Strict):
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
     ema: EmaConfig | None = Field(None, description="Weight EMA / lookahead (None = off).")
-    snapshot_epochs: tuple[int, ...] = Field((), description="Also save the model after these epochs.")
+    snapshot_epochs: tuple[int, ...] = Field(
+        (), description="Also save the model after these epochs."
+    )
     validate_every: int = Field(
-        1, ge=1, le=1000, description="Run the validation pass after every this many epochs (it must divide "
-                                      "epochs, so the last epoch is always validated). A full validation pass "
-                                      "costs as much as a fifth of a short subset run: studies that do not "
-                                      "plot validation curves validate only at the end.")
+        1,
+        ge=1,
+        le=1000,
+        description="Run the validation pass after every this many epochs (it must divide "
+        "epochs, so the last epoch is always validated). A full validation pass "
+        "costs as much as a fifth of a short subset run: studies that do not "
+        "plot validation curves validate only at the end.",
+    )
     deterministic: bool = Field(True, description="TF op determinism (same seed, same result).")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Compute precision (weights stay float32). 'auto' is resolved when the config "
-                            "is loaded: float16 with a GPU, bfloat16 on a CPU with native bfloat16 "
-                            "(avx512_bf16, amx_bf16), float32 otherwise; see cifarkit.core.precision.")
+        "auto",
+        description="Compute precision (weights stay float32). 'auto' is resolved when the config "
+        "is loaded: float16 with a GPU, bfloat16 on a CPU with native bfloat16 "
+        "(avx512_bf16, amx_bf16), float32 otherwise; see cifarkit.core.precision.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -241,8 +301,10 @@ class TrainConfig(_Strict):
         data = dict(data)
         legacy = [key for key in ("bfloat16", "mixed_precision") if key in data]
         if len(legacy) == 1:
-            raise ValueError(f"train.{legacy[0]} was replaced by train.precision; set train.precision to "
-                             "one of auto, float32, bfloat16, float16")
+            raise ValueError(
+                f"train.{legacy[0]} was replaced by train.precision; set train.precision to "
+                "one of auto, float32, bfloat16, float16"
+            )
         if legacy:  # a stored config, which spells out both switches
             bf16, fp16 = data.pop("bfloat16"), data.pop("mixed_precision")
             data.setdefault("precision", "bfloat16" if bf16 else "float16" if fp16 else "float32")
@@ -258,14 +320,18 @@ class TrainConfig(_Strict):
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} must be below epochs={self.epochs}"
             )
         if self.epochs % self.validate_every:
-            raise ValueError(f"validate_every={self.validate_every} must divide epochs={self.epochs}, so that "
-                             "the last epoch is validated; choose a divisor of epochs (1 validates every epoch)")
+            raise ValueError(
+                f"validate_every={self.validate_every} must divide epochs={self.epochs}, so that "
+                "the last epoch is validated; choose a divisor of epochs (1 validates every epoch)"
+            )
         late = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
         if late:
             raise ValueError(f"snapshot_epochs {late} fall outside 1..epochs={self.epochs}")
         beyond = [e for e in self.schedule.step_epochs if not 1 <= e < self.epochs]
         if beyond:
-            raise ValueError(f"schedule.step_epochs {beyond} fall outside 1..epochs-1={self.epochs - 1}")
+            raise ValueError(
+                f"schedule.step_epochs {beyond} fall outside 1..epochs-1={self.epochs - 1}"
+            )
         return self
 
 
@@ -278,17 +344,24 @@ class TransferConfig(_Strict):
     """
 
     source_run: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]+-[0-9a-f]{12}$",
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+-[0-9a-f]{12}$",
         description="Run folder (<experiment>-<hash12>) whose weights initialise every layer but the "
-                    "head; None = the model's own initialisation (e.g. its ImageNet weights).",
+        "head; None = the model's own initialisation (e.g. its ImageNet weights).",
     )
-    freeze_through: int = Field(0, ge=0, le=8, description="Freeze layer groups 1..k at the start; 0 = none.")
+    freeze_through: int = Field(
+        0, ge=0, le=8, description="Freeze layer groups 1..k at the start; 0 = none."
+    )
     unfreeze_every: int = Field(
-        0, ge=0, le=1000,
+        0,
+        ge=0,
+        le=1000,
         description="Progressive unfreezing: one more group (from the top) every N epochs; 0 = never.",
     )
     lr_group_decay: float = Field(
-        1.0, gt=0.0, le=1.0,
+        1.0,
+        gt=0.0,
+        le=1.0,
         description="Differential LR: a group d groups below the head trains at lr * decay**d (SGD only).",
     )
 
@@ -303,15 +376,23 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig
     train: TrainConfig = TrainConfig()
-    transfer: TransferConfig | None = Field(None, description="Transfer learning (None = train from scratch).")
+    transfer: TransferConfig | None = Field(
+        None, description="Transfer learning (None = train from scratch)."
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _stored_before_fused_batch_norm(cls, data: Any) -> Any:
         # A config stored before the fused batch norm spells out train.bfloat16 and
         # train.mixed_precision: its run used Keras' batch norm, and reads back as such.
-        if isinstance(data, dict) and isinstance(data.get("train"), dict) and isinstance(data.get("model"), dict):
-            if {"bfloat16", "mixed_precision"} <= data["train"].keys() and "batch_norm" not in data["model"]:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("train"), dict)
+            and isinstance(data.get("model"), dict)
+        ):
+            if {"bfloat16", "mixed_precision"} <= data["train"].keys() and "batch_norm" not in data[
+                "model"
+            ]:
                 data = {**data, "model": {**data["model"], "batch_norm": "keras"}}
         return data
 
@@ -321,10 +402,14 @@ class ExperimentConfig(_Strict):
         if t is not None and t.lr_group_decay != 1.0 and self.train.optimizer.name != "sgd":
             # Differential LR scales gradients per group: exactly a per-group LR for SGD, but
             # Adam-type updates are invariant to a gradient's scale, so it would do nothing.
-            raise ValueError(f"transfer.lr_group_decay={t.lr_group_decay} needs optimizer sgd (Adam-type "
-                             f"updates ignore gradient scale), not {self.train.optimizer.name!r}")
+            raise ValueError(
+                f"transfer.lr_group_decay={t.lr_group_decay} needs optimizer sgd (Adam-type "
+                f"updates ignore gradient scale), not {self.train.optimizer.name!r}"
+            )
         if t is not None and t.unfreeze_every and not t.freeze_through:
-            raise ValueError("transfer.unfreeze_every needs transfer.freeze_through >= 1 (groups to unfreeze)")
+            raise ValueError(
+                "transfer.unfreeze_every needs transfer.freeze_through >= 1 (groups to unfreeze)"
+            )
         return self
 
     def identity(self) -> dict[str, Any]:
@@ -337,7 +422,9 @@ class ExperimentConfig(_Strict):
             node, owner = dumped, ExperimentConfig
             for key in path[:-1]:
                 node, owner = node.get(key), model_class(owner.model_fields[key].annotation)
-                if node is None:  # an optional section that is off (or omitted): nothing inside to omit
+                if (
+                    node is None
+                ):  # an optional section that is off (or omitted): nothing inside to omit
                     break
             if node is not None and node.get(path[-1]) == owner.model_fields[path[-1]].default:
                 node.pop(path[-1], None)

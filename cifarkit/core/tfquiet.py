@@ -34,20 +34,26 @@ from types import ModuleType
 
 # TensorFlow's GPU and driver lines, matched on the whole line: noise where no NVIDIA card is
 # installed, the only clue to a silent CPU fallback where one is (kept there).
-GPU_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
-    r"[IW]\d{4} .*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine.*",
-    r"E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit: .*",
-    r"E\d{4} .*cuda_executor\.cc:\d+\] .*(no CUDA-capable device|CUDA_ERROR_NO_DEVICE).*",
-    r"W\d{4} .*gpu_device\.cc:\d+\] Cannot dlopen some GPU libraries\..*",
-    r"Skipping registering GPU devices\.\.\.",
-))
+GPU_NOTICES: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"[IW]\d{4} .*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine.*",
+        r"E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit: .*",
+        r"E\d{4} .*cuda_executor\.cc:\d+\] .*(no CUDA-capable device|CUDA_ERROR_NO_DEVICE).*",
+        r"W\d{4} .*gpu_device\.cc:\d+\] Cannot dlopen some GPU libraries\..*",
+        r"Skipping registering GPU devices\.\.\.",
+    )
+)
 # The other start-up notices of TensorFlow on a CPU, removed everywhere.
-STARTUP_NOTICES: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    r"I\d{4} .*cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU.*",
-    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
-    r"I\d{4} .*port\.cc:\d+\] oneDNN custom operations are on\..*",
-))
+STARTUP_NOTICES: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+        r"I\d{4} .*cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU.*",
+        r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
+        r"I\d{4} .*port\.cc:\d+\] oneDNN custom operations are on\..*",
+    )
+)
 
 
 def gpu_installed() -> bool:
@@ -68,7 +74,9 @@ def without_startup_notices(text: str, gpu: bool | None = None) -> str:
     """``text`` with every start-up notice line removed; all other lines kept, in order.
     ``gpu``: whether a card is installed (default: :func:`gpu_installed`)."""
     gpu = gpu_installed() if gpu is None else gpu
-    return "".join(line for line in text.splitlines(keepends=True) if not is_startup_notice(line, gpu))
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not is_startup_notice(line, gpu)
+    )
 
 
 @contextmanager
@@ -150,7 +158,9 @@ def install() -> None:
     if importlib.util.find_spec("tensorflow") is None:  # locates, does not import
         return
     if not any(isinstance(finder, QuietTensorFlowImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, QuietTensorFlowImport(quiet=os.environ.get("CIFARKIT_TF_LOGS") != "1"))
+        sys.meta_path.insert(
+            0, QuietTensorFlowImport(quiet=os.environ.get("CIFARKIT_TF_LOGS") != "1")
+        )
 
 
 def setup_logging(level: int) -> None:
@@ -158,11 +168,18 @@ def setup_logging(level: int) -> None:
     timestamped lines on stderr; above DEBUG, the libraries' chatter is kept to warnings."""
     import logging
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
     if level > logging.DEBUG:
         # TensorFlow's C++ and absl chatter would drown the progress lines.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
+        os.environ.setdefault(
+            "MLFLOW_LOGGING_LEVEL", "WARNING"
+        )  # mlflow resets its logger on import
         for noisy in ("absl", "tensorflow", "mlflow", "alembic", "matplotlib", "PIL", "h5py"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

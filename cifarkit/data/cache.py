@@ -110,7 +110,9 @@ def _read_index() -> dict[str, Any]:
     else:
         entries = index.get("entries")
     if not isinstance(entries, dict):
-        log.warning("ignoring data cache index %s with an unexpected layout; it will be rewritten", path)
+        log.warning(
+            "ignoring data cache index %s with an unexpected layout; it will be rewritten", path
+        )
         return {}
     return entries
 
@@ -145,7 +147,11 @@ def lookup_source_hash(path: Path, *, use_index: bool = True) -> tuple[str, Call
         return content_hash(path), _nothing_to_remember
     key = fingerprint(path)
     entry = _read_index().get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64:
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("sha256"), str)
+        and len(entry["sha256"]) == 64
+    ):
         log.debug("source hash of %s from the index", path)
         return entry["sha256"], _nothing_to_remember
     log.info("hashing %s", path)

@@ -64,7 +64,9 @@ def _cutout_batch(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return images * tf.cast(~inside, images.dtype)[..., None]
 
 
-def _augment_batch(images: tf.Tensor, seed: tf.Tensor, flip: tf.Tensor, aug: AugmentConfig) -> tf.Tensor:
+def _augment_batch(
+    images: tf.Tensor, seed: tf.Tensor, flip: tf.Tensor, aug: AugmentConfig
+) -> tf.Tensor:
     """Translate, flip and cutout a whole batch ``(B, H, W, C)`` at once (no per-image map).
 
     Translation: reflect-pad by ``crop_padding`` and cut each image's window at a random
@@ -80,11 +82,14 @@ def _augment_batch(images: tf.Tensor, seed: tf.Tensor, flip: tf.Tensor, aug: Aug
     if aug.crop_padding:
         p = aug.crop_padding
         padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
-        offsets = tf.random.stateless_uniform([batch, 2], seeds[0], minval=0, maxval=2 * p + 1, dtype=tf.int32,
-                                              alg=_ALG)
+        offsets = tf.random.stateless_uniform(
+            [batch, 2], seeds[0], minval=0, maxval=2 * p + 1, dtype=tf.int32, alg=_ALG
+        )
         rows = offsets[:, :1] + tf.range(height)[None, :]
         cols = offsets[:, 1:] + tf.range(width)[None, :]
-        images = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+        images = tf.gather(
+            tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1
+        )
     if aug.flip:
         if not aug.alternating_flip:
             flip = tf.random.stateless_uniform([batch], seeds[1], alg=_ALG) < 0.5
@@ -105,14 +110,22 @@ def _batch_ids(n: int, batch_size: int, seed: int, epoch: tf.Tensor) -> tf.data.
     flip_bits = tf.random.stateless_uniform([n], pair_seed) < 0.5
 
     def ids(step: tf.Tensor, index: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"index": index, "seed": tf.stack([base[0] * 1_000_003 + epoch, step]),
-                "flip": tf.not_equal(tf.gather(flip_bits, index), tf.cast(epoch % 2, tf.bool))}
+        return {
+            "index": index,
+            "seed": tf.stack([base[0] * 1_000_003 + epoch, step]),
+            "flip": tf.not_equal(tf.gather(flip_bits, index), tf.cast(epoch % 2, tf.bool)),
+        }
 
     return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate().map(ids)
 
 
-def _with_targets(ids: tf.data.Dataset, labels: tf.Tensor, weights: tf.Tensor | None, images: Any,
-                  aug: AugmentConfig | None) -> tf.data.Dataset:
+def _with_targets(
+    ids: tf.data.Dataset,
+    labels: tf.Tensor,
+    weights: tf.Tensor | None,
+    images: Any,
+    aug: AugmentConfig | None,
+) -> tf.data.Dataset:
     """``(x, one-hot labels[, weights])`` per batch of ``ids``: x the augmented uint8 batch gathered
     from ``images``, or (``images`` None) the ids themselves, for :class:`DeviceFeed`."""
 
@@ -124,7 +137,9 @@ def _with_targets(ids: tf.data.Dataset, labels: tf.Tensor, weights: tf.Tensor | 
     return ids.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def _augmented_batch(images: Any, batch: dict[str, tf.Tensor], aug: AugmentConfig, dtype: Any = None) -> tf.Tensor:
+def _augmented_batch(
+    images: Any, batch: dict[str, tf.Tensor], aug: AugmentConfig, dtype: Any = None
+) -> tf.Tensor:
     """The images of one batch of :func:`_batch_ids`, gathered from ``images`` (all training
     images) and augmented; cast to ``dtype`` right after the gather, if given."""
     x = tf.gather(images, batch["index"])
@@ -133,9 +148,18 @@ def _augmented_batch(images: Any, batch: dict[str, tf.Tensor], aug: AugmentConfi
     return _augment_batch(x, batch["seed"], batch["flip"], aug) if aug.enabled else x
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size: int,
-                  seed: int, start_epoch: int, epochs: int, aug: AugmentConfig,
-                  sample_weights: np.ndarray | None = None) -> tf.data.Dataset:
+def train_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    start_epoch: int,
+    epochs: int,
+    aug: AugmentConfig,
+    sample_weights: np.ndarray | None = None,
+) -> tf.data.Dataset:
     """Batches for epochs ``start_epoch .. epochs-1``, back to back, each epoch its own order.
 
     Yields ``(images uint8 (B,32,32,3), one-hot labels[, sample weights])``; the model casts
@@ -162,7 +186,9 @@ def train_dataset(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size:
             out = (image, tf.gather(labels, index))
             return out if weights is None else (*out, tf.gather(weights, index))
 
-        return positions.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)
+        return positions.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(
+            batch_size
+        )
 
     def one_epoch_batched(epoch: tf.Tensor) -> tf.data.Dataset:
         return _with_targets(_batch_ids(n, batch_size, seed, epoch), labels, weights, images, aug)
@@ -189,9 +215,19 @@ class DeviceFeed:
             return _augmented_batch(self.images, ids, self.aug, dtype=tf.float32)
 
 
-def device_batches(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size: int, seed: int,
-                   start_epoch: int, epochs: int, aug: AugmentConfig, device: str,
-                   sample_weights: np.ndarray | None = None) -> tuple[tf.data.Dataset, DeviceFeed]:
+def device_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    start_epoch: int,
+    epochs: int,
+    aug: AugmentConfig,
+    device: str,
+    sample_weights: np.ndarray | None = None,
+) -> tuple[tf.data.Dataset, DeviceFeed]:
     """:func:`train_dataset` for ``batch`` augmentation with the images on ``device`` (``/GPU:0``).
 
     The dataset yields ``({"index", "seed", "flip"}, one-hot labels[, weights])``: no pixels.
@@ -199,18 +235,24 @@ def device_batches(x: np.ndarray, y: np.ndarray, *, num_classes: int, batch_size
     yields for the same arguments (as float32); the training step calls it.
     """
     if aug.mode != "batch":
-        raise ValueError(f"augmentation on the device needs train.augment.mode: batch, not {aug.mode!r}")
+        raise ValueError(
+            f"augmentation on the device needs train.augment.mode: batch, not {aug.mode!r}"
+        )
     with tf.device(device):
         images = tf.Variable(x, trainable=False, name="training_images")
     labels = tf.one_hot(tf.constant(y, tf.int32), num_classes)
     weights = None if sample_weights is None else tf.constant(sample_weights, tf.float32)
     ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(
-        lambda epoch: _with_targets(_batch_ids(len(x), batch_size, seed, epoch), labels, weights, None, aug))
+        lambda epoch: _with_targets(
+            _batch_ids(len(x), batch_size, seed, epoch), labels, weights, None, aug
+        )
+    )
     return ds.prefetch(AUTOTUNE), DeviceFeed(images, aug)
 
 
-def eval_dataset(x: np.ndarray, y: np.ndarray | None = None, *, num_classes: int = 10,
-                 batch_size: int = 512) -> tf.data.Dataset:
+def eval_dataset(
+    x: np.ndarray, y: np.ndarray | None = None, *, num_classes: int = 10, batch_size: int = 512
+) -> tf.data.Dataset:
     """Unaugmented uint8 batches in the arrays' order (labels one-hot if given); the model
     casts them to float32 inside its step."""
     if y is None:

@@ -43,7 +43,16 @@ from cifarkit.data.safe_pickle import load_pickle_batch, load_pickle_meta
 log = logging.getLogger(__name__)
 
 CLASS_NAMES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -69,19 +78,32 @@ SUPPORTED = (
     "(train/<class>/*.png|jpg and test/<class>/...) or a .tgz/.tar of one"
 )
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
-
+_ARCHIVE_ERRORS = (
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+    OSError,
+)
 
 
 def arrays_of(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    class_names: tuple[str, ...], source_format: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    class_names: tuple[str, ...],
+    source_format: str,
 ) -> dict[str, Any]:
     return {
-        "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-        "class_names": tuple(class_names), "source_format": source_format,
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "class_names": tuple(class_names),
+        "source_format": source_format,
     }
-
 
 
 # --------------------------------------------------------------------------- detecting
@@ -92,7 +114,9 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         return "official-dir" if _official_dir(path) is not None else "image-folder"
     if not path.is_file():
-        raise DataError(f"data source {path} is neither a file nor a folder; point it at {SUPPORTED}")
+        raise DataError(
+            f"data source {path} is neither a file nor a folder; point it at {SUPPORTED}"
+        )
     if not (path.name.lower().endswith(ARCHIVE_SUFFIXES) or _is_tar(path)):
         raise DataError(f"unsupported data source {path}; expected {SUPPORTED}")
     return "official-archive" if _archive_is_official(path) else "image-folder-archive"
@@ -223,7 +247,9 @@ def read_official_archive(path: Path) -> dict[str, Any]:
                 if parts[-1] in parsed:
                     raise DataError(f"{path}: holds {parts[-1]} twice; re-download {OFFICIAL_URL}")
                 display = f"{path}:{member.name}"
-                parsed[parts[-1]] = _parse_official(io.BytesIO(_read_member(tar, member)), parts[-1], display)
+                parsed[parts[-1]] = _parse_official(
+                    io.BytesIO(_read_member(tar, member)), parts[-1], display
+                )
     return _assemble_official(parsed, str(path))
 
 
@@ -257,7 +283,9 @@ class _Tree:
         """How to show ``parts`` in a message."""
         if not parts:
             return self.label
-        return f"{self.label}:{'/'.join(parts)}" if self.in_archive else str(Path(self.label, *parts))
+        return (
+            f"{self.label}:{'/'.join(parts)}" if self.in_archive else str(Path(self.label, *parts))
+        )
 
     def children(self) -> tuple[dict[tuple[str, ...], set[str]], dict[tuple[str, ...], list[str]]]:
         """Sub-folder names and file names of every folder."""
@@ -289,7 +317,10 @@ def _tree_from_dir(root: Path) -> _Tree:
 
 def _tree_from_archive(path: Path) -> _Tree:
     tree = _Tree(label=str(path), in_archive=True)
-    with _open_archive(path) as tar, tqdm(desc="reading archive", unit=" files", disable=None) as bar:
+    with (
+        _open_archive(path) as tar,
+        tqdm(desc="reading archive", unit=" files", disable=None) as bar,
+    ):
         for count, member in enumerate(tar, start=1):
             parts = _member_parts(member, path)
             if not parts:
@@ -334,7 +365,9 @@ def _find_root(tree: _Tree, sub: dict[tuple[str, ...], set[str]]) -> tuple[str, 
 
 
 def _split_classes(
-    tree: _Tree, split_parts: tuple[str, ...], sub: dict[tuple[str, ...], set[str]],
+    tree: _Tree,
+    split_parts: tuple[str, ...],
+    sub: dict[tuple[str, ...], set[str]],
     files: dict[tuple[str, ...], list[str]],
 ) -> dict[str, list[str]]:
     """Class name -> sorted image file names of one split folder; no class folder and no
@@ -362,7 +395,9 @@ def _split_classes(
     return found
 
 
-def _check_same_classes(tree: _Tree, root: tuple[str, ...], per_split: dict[str, dict[str, list[str]]]) -> None:
+def _check_same_classes(
+    tree: _Tree, root: tuple[str, ...], per_split: dict[str, dict[str, list[str]]]
+) -> None:
     """Both splits hold the same class folders; a stray one is named as such."""
     train, test = set(per_split["train"]), set(per_split["test"])
     if train == test:
@@ -370,16 +405,30 @@ def _check_same_classes(tree: _Tree, root: tuple[str, ...], per_split: dict[str,
     shared = sorted(train & test)
     # A folder in one split only whose name is no CIFAR-10 class (train/unicorn/) is a stray
     # folder; a CIFAR-10 name is more likely a folder missing from the other split.
-    stray = [root + (split, cls) for split, other in (("train", test), ("test", train))
-             for cls in sorted(set(per_split[split]) - other) if cls not in CLASS_NAMES]
+    stray = [
+        root + (split, cls)
+        for split, other in (("train", test), ("test", train))
+        for cls in sorted(set(per_split[split]) - other)
+        if cls not in CLASS_NAMES
+    ]
     if stray and shared:
         if len(stray) == 1:
             split, cls = stray[0][-2:]
             other = "test" if split == "train" else "train"
-            where, fix = f"{other}/ has no {cls}/", f"remove it, or add {other}/{cls}/ if it is a class"
+            where, fix = (
+                f"{other}/ has no {cls}/",
+                f"remove it, or add {other}/{cls}/ if it is a class",
+            )
         else:
-            where, fix = "each in one split only", "remove them, or give each a folder in both train/ and test/"
-        raise DataError(_unexpected_message(tree, stray, where, shared, "the classes train/ and test/ share", fix))
+            where, fix = (
+                "each in one split only",
+                "remove them, or give each a folder in both train/ and test/",
+            )
+        raise DataError(
+            _unexpected_message(
+                tree, stray, where, shared, "the classes train/ and test/ share", fix
+            )
+        )
     raise DataError(
         f"{tree.name(root)}: train/ and test/ hold different classes (only in train: "
         f"{sorted(train - test) or 'none'}; only in test: "
@@ -387,15 +436,27 @@ def _check_same_classes(tree: _Tree, root: tuple[str, ...], per_split: dict[str,
     )
 
 
-def _unexpected_message(tree: _Tree, folders: list[tuple[str, ...]], where: str, expected: list[str],
-                        which: str, fix: str) -> str:
-    return (f"unexpected class folder{'s' if len(folders) > 1 else ''} "
-            f"{', '.join(tree.name(parts) for parts in folders)} ({where}); expected one of "
-            f"{', '.join(expected)} ({which}); {fix}")
+def _unexpected_message(
+    tree: _Tree,
+    folders: list[tuple[str, ...]],
+    where: str,
+    expected: list[str],
+    which: str,
+    fix: str,
+) -> str:
+    return (
+        f"unexpected class folder{'s' if len(folders) > 1 else ''} "
+        f"{', '.join(tree.name(parts) for parts in folders)} ({where}); expected one of "
+        f"{', '.join(expected)} ({which}); {fix}"
+    )
 
 
-def _check_counts(tree: _Tree, split_parts: tuple[str, ...], found: dict[str, list[str]],
-                  files: dict[tuple[str, ...], list[str]]) -> None:
+def _check_counts(
+    tree: _Tree,
+    split_parts: tuple[str, ...],
+    found: dict[str, list[str]],
+    files: dict[tuple[str, ...], list[str]],
+) -> None:
     counts = {cls: len(images) for cls, images in found.items()}
     if len(set(counts.values())) <= 1:
         return
@@ -403,9 +464,16 @@ def _check_counts(tree: _Tree, split_parts: tuple[str, ...], found: dict[str, li
     if extra and set(CLASS_NAMES) <= set(found):
         # CIFAR-10's ten folders and a stray one beside them: the stray folder is the problem,
         # not the count it happens to hold.
-        raise DataError(_unexpected_message(
-            tree, [split_parts + (cls,) for cls in extra], "beside the ten CIFAR-10 classes",
-            list(CLASS_NAMES), "CIFAR-10's classes", "remove it" if len(extra) == 1 else "remove them"))
+        raise DataError(
+            _unexpected_message(
+                tree,
+                [split_parts + (cls,) for cls in extra],
+                "beside the ten CIFAR-10 classes",
+                list(CLASS_NAMES),
+                "CIFAR-10's classes",
+                "remove it" if len(extra) == 1 else "remove them",
+            )
+        )
     listing = ", ".join(f"{cls}={n}" for cls, n in counts.items())
     raise DataError(
         f"unequal per-class counts in {tree.name(split_parts)}: {listing}"
@@ -414,8 +482,12 @@ def _check_counts(tree: _Tree, split_parts: tuple[str, ...], found: dict[str, li
     )
 
 
-def _why_short(tree: _Tree, split_parts: tuple[str, ...], counts: dict[str, int],
-               files: dict[tuple[str, ...], list[str]]) -> str:
+def _why_short(
+    tree: _Tree,
+    split_parts: tuple[str, ...],
+    counts: dict[str, int],
+    files: dict[tuple[str, ...], list[str]],
+) -> str:
     """The files a short class skipped (a .webp, a .png.part...) are the likely reason it is
     short: name them, so the fix is one file rather than a hunt through a count."""
     most = max(counts.values())
@@ -423,12 +495,17 @@ def _why_short(tree: _Tree, split_parts: tuple[str, ...], counts: dict[str, int]
     for cls, n in counts.items():
         if n == most:
             continue
-        skipped = sorted(name for name in files.get(split_parts + (cls,), []) if not _hidden(name)
-                         and not _is_image(name))
+        skipped = sorted(
+            name
+            for name in files.get(split_parts + (cls,), [])
+            if not _hidden(name) and not _is_image(name)
+        )
         shown = ", ".join(tree.name(split_parts + (cls, name)) for name in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        reasons.append(f"{cls} has {most - n} fewer" + (f" and skipped {shown}{more} (not .png/.jpg/.jpeg)"
-                                                       if skipped else ""))
+        reasons.append(
+            f"{cls} has {most - n} fewer"
+            + (f" and skipped {shown}{more} (not .png/.jpg/.jpeg)" if skipped else "")
+        )
     return f" ({'; '.join(reasons)})"
 
 
@@ -464,7 +541,12 @@ def _warn_skipped(tree: _Tree, used: set[tuple[str, ...]]) -> None:
     skipped = [parts for parts in tree.files if parts not in used]
     if skipped:
         example = tree.name(sorted(skipped)[0])
-        log.warning("skipped %d non-image or misplaced file(s) in %s (e.g. %s)", len(skipped), tree.label, example)
+        log.warning(
+            "skipped %d non-image or misplaced file(s) in %s (e.g. %s)",
+            len(skipped),
+            tree.label,
+            example,
+        )
 
 
 def decode_image(data: bytes | Path, name: str) -> np.ndarray:
@@ -478,19 +560,27 @@ def decode_image(data: bytes | Path, name: str) -> np.ndarray:
     if _is_empty(data):
         raise DataError(_empty_message(name))
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data, formats=("PNG", "JPEG")) as img:
+        with Image.open(
+            io.BytesIO(data) if isinstance(data, bytes) else data, formats=("PNG", "JPEG")
+        ) as img:
             if img.size != (32, 32):
-                raise DataError(f"{name}: image is {img.size[0]}x{img.size[1]}, expected 32x32; resize or remove it")
+                raise DataError(
+                    f"{name}: image is {img.size[0]}x{img.size[1]}, expected 32x32; resize or remove it"
+                )
             return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except DataError:
         raise
     except Image.UnidentifiedImageError:
-        raise DataError(f"{name}: cannot decode image: not a PNG or JPEG file despite its name; replace or "
-                        "remove it") from None
+        raise DataError(
+            f"{name}: cannot decode image: not a PNG or JPEG file despite its name; replace or "
+            "remove it"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         detail = " ".join(str(exc).split())[:200]
-        raise DataError(f"{name}: cannot decode image, truncated or corrupt ({type(exc).__name__}: {detail}); "
-                        "replace or remove it") from None
+        raise DataError(
+            f"{name}: cannot decode image, truncated or corrupt ({type(exc).__name__}: {detail}); "
+            "replace or remove it"
+        ) from None
 
 
 def _is_empty(data: bytes | Path | None) -> bool:
@@ -511,10 +601,14 @@ def _size(path: Path) -> int | None:
         return None  # let the decoder name the problem
 
 
-def _decode_split(tree: _Tree, items: list[tuple[int, tuple[str, ...]]], split: str) -> tuple[np.ndarray, np.ndarray]:
+def _decode_split(
+    tree: _Tree, items: list[tuple[int, tuple[str, ...]]], split: str
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.empty((len(items), 32, 32, 3), dtype=np.uint8)
     y = np.empty(len(items), dtype=np.int64)
-    for i, (label, parts) in enumerate(tqdm(items, desc=f"decoding {split}", unit=" img", disable=None)):
+    for i, (label, parts) in enumerate(
+        tqdm(items, desc=f"decoding {split}", unit=" img", disable=None)
+    ):
         data = tree.files[parts]
         assert data is not None  # only images are decoded, and their bytes were read
         x[i] = decode_image(data, tree.name(parts))
@@ -558,13 +652,18 @@ def read_keras_download() -> dict[str, Any]:
             "set CIFARKIT_DATA (or data.source) to a local copy such as cifar-10-python.tar.gz"
         ) from None
     arrays = arrays_of(
-        np.asarray(x_train, dtype=np.uint8), np.asarray(y_train).reshape(-1).astype(np.int64),
-        np.asarray(x_test, dtype=np.uint8), np.asarray(y_test).reshape(-1).astype(np.int64),
-        CLASS_NAMES, "keras-download",
+        np.asarray(x_train, dtype=np.uint8),
+        np.asarray(y_train).reshape(-1).astype(np.int64),
+        np.asarray(x_test, dtype=np.uint8),
+        np.asarray(y_test).reshape(-1).astype(np.int64),
+        CLASS_NAMES,
+        "keras-download",
     )
     problem = cache.problem_with(arrays)
     if problem:
-        raise DataError(f"keras.datasets.cifar10 returned unexpected arrays ({problem}); set CIFARKIT_DATA")
+        raise DataError(
+            f"keras.datasets.cifar10 returned unexpected arrays ({problem}); set CIFARKIT_DATA"
+        )
     return arrays
 
 

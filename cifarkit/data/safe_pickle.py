@@ -25,7 +25,11 @@ FLAT_SIZE = 3 * IMAGE_SIDE * IMAGE_SIDE  # 3072 bytes per image, channel-major
 
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles use it for bytes, and nothing else."""
-    if not isinstance(text, str) or codecs.lookup(encoding).name != "iso8859-1" or errors != "strict":
+    if (
+        not isinstance(text, str)
+        or codecs.lookup(encoding).name != "iso8859-1"
+        or errors != "strict"
+    ):
         raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}/{errors!r} is not allowed")
     return codecs.encode(text, "latin1")
 
@@ -34,7 +38,10 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     from numpy._core.multiarray import _reconstruct
     from numpy._core.numeric import _frombuffer
 
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = _reconstruct
     # Protocol-5 pickles rebuild arrays with _frombuffer (frombuffer + reshape, nothing more).
@@ -84,18 +91,26 @@ def _get(mapping: dict[Any, Any], key: str, name: str) -> Any:
         if candidate in mapping:
             return mapping[candidate]
     found = ", ".join(sorted(repr(k) for k in mapping)) or "(none)"
-    raise DataError(f"{name}: CIFAR batch has no {key!r} entry (keys: {found}); re-download the data")
+    raise DataError(
+        f"{name}: CIFAR batch has no {key!r} entry (keys: {found}); re-download the data"
+    )
 
 
 def _as_dict(obj: Any, name: str) -> dict[Any, Any]:
     if not isinstance(obj, dict):
-        raise DataError(f"{name}: expected a pickled dict, got {type(obj).__name__}; re-download the data")
+        raise DataError(
+            f"{name}: expected a pickled dict, got {type(obj).__name__}; re-download the data"
+        )
     return obj
 
 
 def _labels(raw: Any, n: int, name: str, num_classes: int | None) -> np.ndarray:
     labels = np.asarray(raw)
-    if labels.ndim != 1 or labels.shape[0] != n or (n and not np.issubdtype(labels.dtype, np.integer)):
+    if (
+        labels.ndim != 1
+        or labels.shape[0] != n
+        or (n and not np.issubdtype(labels.dtype, np.integer))
+    ):
         raise DataError(
             f"{name}: expected {n} integer labels, got shape {labels.shape} of {labels.dtype}; "
             "re-download the data"
@@ -120,8 +135,17 @@ def load_pickle_batch(
     """
     batch = _as_dict(safe_load(fileobj, name), name)
     data = _get(batch, "data", name)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != FLAT_SIZE:
-        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != FLAT_SIZE
+    ):
+        got = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
         raise DataError(
             f"{name}: 'data' must be a uint8 array of shape (n, {FLAT_SIZE}), got {got}; re-download the data"
         )

@@ -70,7 +70,10 @@ def resolve_source(config_source: str | None = None) -> str | None:
 
     Relative paths are resolved against the current directory and returned absolute.
     """
-    for origin, value in (("data.source", config_source), ("CIFARKIT_DATA", os.environ.get("CIFARKIT_DATA"))):
+    for origin, value in (
+        ("data.source", config_source),
+        ("CIFARKIT_DATA", os.environ.get("CIFARKIT_DATA")),
+    ):
         if value is None or not str(value).strip():
             continue
         path = Path(os.path.abspath(os.path.expanduser(str(value).strip())))
@@ -101,7 +104,10 @@ def decode_source(path: Path, source_format: str) -> dict[str, Any]:
     arrays = READERS[source_format](path)
     log.info(
         "decoded %d train + %d test images from %s in %.1f s",
-        len(arrays["y_train"]), len(arrays["y_test"]), path, time.perf_counter() - start,
+        len(arrays["y_train"]),
+        len(arrays["y_test"]),
+        path,
+        time.perf_counter() - start,
     )
     return arrays
 
@@ -111,10 +117,14 @@ def _hash_source(path: Path, use_index: bool) -> tuple[str, Any]:
     try:
         return cache.lookup_source_hash(path, use_index=use_index)
     except OSError as exc:
-        raise DataError(f"cannot read data source {path} ({one_line(exc)}); check its permissions") from None
+        raise DataError(
+            f"cannot read data source {path} ({one_line(exc)}); check its permissions"
+        ) from None
 
 
-def _decode_cached(path: Path, source_format: str, digest: str) -> tuple[dict[str, Any], Path | None]:
+def _decode_cached(
+    path: Path, source_format: str, digest: str
+) -> tuple[dict[str, Any], Path | None]:
     """Arrays from the cache, or decoded and written to it (one process decodes at a time)."""
     target = cache.cache_file(digest)
     arrays = cache.read_arrays(target)
@@ -144,7 +154,9 @@ def _decode_cached(path: Path, source_format: str, digest: str) -> tuple[dict[st
             try:
                 cache.write_arrays(target, arrays)
             except OSError as exc:
-                log.warning("could not write the data cache %s (%s); continuing without it", target, exc)
+                log.warning(
+                    "could not write the data cache %s (%s); continuing without it", target, exc
+                )
                 return arrays, None
         return arrays, target
     finally:
@@ -153,9 +165,15 @@ def _decode_cached(path: Path, source_format: str, digest: str) -> tuple[dict[st
 
 def _build(arrays: dict[str, Any], source: str, digest: str, cache_path: Path | None) -> Cifar10:
     return Cifar10(
-        x_train=arrays["x_train"], y_train=arrays["y_train"], x_test=arrays["x_test"],
-        y_test=arrays["y_test"], class_names=tuple(arrays["class_names"]), source=source,
-        source_format=arrays["source_format"], source_hash=digest, cache_path=cache_path,
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"],
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        class_names=tuple(arrays["class_names"]),
+        source=source,
+        source_format=arrays["source_format"],
+        source_hash=digest,
+        cache_path=cache_path,
     )
 
 
@@ -173,7 +191,9 @@ def data_source_hash(source: str | os.PathLike[str] | None = None) -> str:
     return digest
 
 
-def load_cifar10(source: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> Cifar10:
+def load_cifar10(
+    source: str | os.PathLike[str] | None = None, *, use_cache: bool = True
+) -> Cifar10:
     """Load CIFAR-10 from ``source``, through the decoded-array cache.
 
     Parameters

@@ -62,8 +62,13 @@ class Splits:
         )
 
 
-def _check_args(val_per_class: int, seed: int, train_per_class: int | None, test_limit: int | None,
-                num_classes: int) -> None:
+def _check_args(
+    val_per_class: int,
+    seed: int,
+    train_per_class: int | None,
+    test_limit: int | None,
+    num_classes: int,
+) -> None:
     if val_per_class < 0:
         raise DataError(f"val_per_class={val_per_class} must be >= 0")
     if seed < 0:
@@ -78,13 +83,22 @@ def _check_args(val_per_class: int, seed: int, train_per_class: int | None, test
 
 
 def _class_split(
-    members: np.ndarray, cls: int, name: str, val_per_class: int, seed: int, train_per_class: int | None,
+    members: np.ndarray,
+    cls: int,
+    name: str,
+    val_per_class: int,
+    seed: int,
+    train_per_class: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices of one class whose images are at ``members``."""
     available = len(members)
     wanted_train = available - val_per_class if train_per_class is None else train_per_class
     if val_per_class + max(wanted_train, 1) > available:
-        train_text = f" + train_per_class={train_per_class}" if train_per_class is not None else " + at least 1 train image"
+        train_text = (
+            f" + train_per_class={train_per_class}"
+            if train_per_class is not None
+            else " + at least 1 train image"
+        )
         raise DataError(
             f"val_per_class={val_per_class}{train_text} exceeds the {available} training images of "
             f"class {cls} ({name}); lower data.val_per_class or data.train_per_class"
@@ -94,12 +108,16 @@ def _class_split(
     # would move validation images. A generator per (seed, class), validation first, does not.
     order = members[np.random.default_rng([seed, cls]).permutation(available)]
     val = order[:val_per_class]
-    train = order[val_per_class:val_per_class + wanted_train]
+    train = order[val_per_class : val_per_class + wanted_train]
     return train, val
 
 
-def _test_indices(y_test: np.ndarray, class_names: tuple[str, ...], test_limit: int | None,
-                  selected: list[int] | None = None) -> np.ndarray:
+def _test_indices(
+    y_test: np.ndarray,
+    class_names: tuple[str, ...],
+    test_limit: int | None,
+    selected: list[int] | None = None,
+) -> np.ndarray:
     selected = list(range(len(class_names))) if selected is None else selected
     if test_limit is None:
         return np.flatnonzero(np.isin(y_test, selected))
@@ -123,8 +141,10 @@ def _class_indices(all_names: tuple[str, ...], classes: Sequence[str] | None) ->
         return list(range(len(all_names)))
     unknown = [name for name in classes if name not in all_names]
     if unknown:
-        raise DataError(f"data.classes names unknown class(es) {', '.join(map(repr, unknown))}; "
-                        f"choose from: {', '.join(all_names)}")
+        raise DataError(
+            f"data.classes names unknown class(es) {', '.join(map(repr, unknown))}; "
+            f"choose from: {', '.join(all_names)}"
+        )
     if len(set(classes)) != len(classes) or len(classes) < 2:
         raise DataError(f"data.classes {list(classes)} must name at least 2 distinct classes")
     return [all_names.index(name) for name in classes]
@@ -162,11 +182,15 @@ def check_almost_cifar10(data: Cifar10) -> None:
         return
     parts = []
     if missing:
-        parts.append(f"missing class folder{'s' if len(missing) > 1 else ''} "
-                     f"{', '.join(f'{m}/' for m in missing)}")
+        parts.append(
+            f"missing class folder{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(f'{m}/' for m in missing)}"
+        )
     for name in extra:
         close = difflib.get_close_matches(name, missing, n=1, cutoff=0.6)
-        parts.append(f"extra class folder {name}/" + (f" (a misspelt {close[0]}/?)" if close else ""))
+        parts.append(
+            f"extra class folder {name}/" + (f" (a misspelt {close[0]}/?)" if close else "")
+        )
     raise DataError(
         f"{data.source}: looks like CIFAR-10 but its train/ and test/ have {len(names)} classes: "
         f"{'; '.join(parts)}; add or rename the folders, or set data.classes to the classes you mean to "
@@ -175,8 +199,12 @@ def check_almost_cifar10(data: Cifar10) -> None:
 
 
 def make_splits(
-    data: Cifar10, *, val_per_class: int = 1000, seed: int = 0,
-    train_per_class: int | None = None, test_limit: int | None = None,
+    data: Cifar10,
+    *,
+    val_per_class: int = 1000,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    test_limit: int | None = None,
     classes: Sequence[str] | None = None,
 ) -> Splits:
     """Stratified, seeded train/val split of ``data.x_train``; optionally a stratified test subset.
@@ -196,7 +224,9 @@ def make_splits(
     train_parts, val_parts = [], []
     for cls in selected:
         members = np.flatnonzero(data.y_train == cls)
-        train, val = _class_split(members, cls, all_names[cls], val_per_class, seed, train_per_class)
+        train, val = _class_split(
+            members, cls, all_names[cls], val_per_class, seed, train_per_class
+        )
         train_parts.append(train)
         val_parts.append(val)
     train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
@@ -204,13 +234,25 @@ def make_splits(
     test_idx = _test_indices(data.y_test, all_names, test_limit, selected).astype(np.int64)
     relabel = np.full(len(all_names), -1, dtype=data.y_train.dtype)
     relabel[selected] = np.arange(len(selected))
-    log.info("split %s: %d train, %d val, %d test", data.source, len(train_idx), len(val_idx), len(test_idx))
+    log.info(
+        "split %s: %d train, %d val, %d test",
+        data.source,
+        len(train_idx),
+        len(val_idx),
+        len(test_idx),
+    )
     return Splits(
-        x_train=data.x_train[train_idx], y_train=relabel[data.y_train[train_idx]],
-        x_val=data.x_train[val_idx], y_val=relabel[data.y_train[val_idx]],
-        x_test=data.x_test[test_idx], y_test=relabel[data.y_test[test_idx]],
-        train_idx=train_idx, val_idx=val_idx, test_idx=test_idx,
-        class_names=class_names, source_hash=data.source_hash,
+        x_train=data.x_train[train_idx],
+        y_train=relabel[data.y_train[train_idx]],
+        x_val=data.x_train[val_idx],
+        y_val=relabel[data.y_train[val_idx]],
+        x_test=data.x_test[test_idx],
+        y_test=relabel[data.y_test[test_idx]],
+        train_idx=train_idx,
+        val_idx=val_idx,
+        test_idx=test_idx,
+        class_names=class_names,
+        source_hash=data.source_hash,
     )
 
 

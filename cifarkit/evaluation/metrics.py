@@ -47,7 +47,9 @@ def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
     probs = np.asarray(probs, np.float64)
     labels = np.asarray(labels).astype(np.int64)
     if probs.ndim != 2 or labels.shape != (probs.shape[0],):
-        raise ValueError(f"expected scores (N, C) and labels (N,), got {probs.shape} and {labels.shape}")
+        raise ValueError(
+            f"expected scores (N, C) and labels (N,), got {probs.shape} and {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
         raise ValueError(f"labels outside 0..{probs.shape[1] - 1}")
     return probs, labels
@@ -77,7 +79,9 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(log_loss(labels, probs, labels=np.arange(probs.shape[1])))
 
 
-def per_class_table(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
+def per_class_table(
+    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> pd.DataFrame:
     """Precision, recall (= per-class accuracy), F1 and support of each class.
 
     A class never predicted has precision 0 (scikit-learn's ``zero_division=0``).
@@ -86,9 +90,12 @@ def per_class_table(probs: np.ndarray, labels: np.ndarray, class_names: Sequence
 
     probs, labels = _check(probs, labels)
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, probs.argmax(axis=1), labels=np.arange(len(class_names)), zero_division=0)
-    return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support},
-                        index=pd.Index(list(class_names), name="class"))
+        labels, probs.argmax(axis=1), labels=np.arange(len(class_names)), zero_division=0
+    )
+    return pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": support},
+        index=pd.Index(list(class_names), name="class"),
+    )
 
 
 def macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -96,8 +103,15 @@ def macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
     probs, labels = _check(probs, labels)
-    return float(f1_score(labels, probs.argmax(axis=1), labels=np.arange(probs.shape[1]),
-                          average="macro", zero_division=0))
+    return float(
+        f1_score(
+            labels,
+            probs.argmax(axis=1),
+            labels=np.arange(probs.shape[1]),
+            average="macro",
+            zero_division=0,
+        )
+    )
 
 
 def confusion(probs: np.ndarray, labels: np.ndarray, *, normalise: bool = False) -> np.ndarray:
@@ -106,8 +120,12 @@ def confusion(probs: np.ndarray, labels: np.ndarray, *, normalise: bool = False)
     from sklearn.metrics import confusion_matrix
 
     probs, labels = _check(probs, labels)
-    return confusion_matrix(labels, probs.argmax(axis=1), labels=np.arange(probs.shape[1]),
-                            normalize="true" if normalise else None)
+    return confusion_matrix(
+        labels,
+        probs.argmax(axis=1),
+        labels=np.arange(probs.shape[1]),
+        normalize="true" if normalise else None,
+    )
 
 
 def normalise_rows(counts: np.ndarray) -> np.ndarray:
@@ -122,12 +140,27 @@ def top_confusions(counts: np.ndarray, class_names: Sequence[str], n: int = 10) 
     (share of the true class's examples). Ties go to the lower (true, predicted) index."""
     counts = np.asarray(counts)
     rates = normalise_rows(counts)
-    rows = [(i, j, int(counts[i, j]), float(rates[i, j]))
-            for i in range(len(counts)) for j in range(len(counts)) if i != j and counts[i, j] > 0]
+    rows = [
+        (i, j, int(counts[i, j]), float(rates[i, j]))
+        for i in range(len(counts))
+        for j in range(len(counts))
+        if i != j and counts[i, j] > 0
+    ]
     rows.sort(key=lambda r: (-r[2], r[0], r[1]))
-    return pd.DataFrame([{"true": class_names[i], "predicted": class_names[j], "true_index": i,
-                          "predicted_index": j, "count": c, "rate": r} for i, j, c, r in rows[:n]],
-                        columns=["true", "predicted", "true_index", "predicted_index", "count", "rate"])
+    return pd.DataFrame(
+        [
+            {
+                "true": class_names[i],
+                "predicted": class_names[j],
+                "true_index": i,
+                "predicted_index": j,
+                "count": c,
+                "rate": r,
+            }
+            for i, j, c, r in rows[:n]
+        ],
+        columns=["true", "predicted", "true_index", "predicted_index", "count", "rate"],
+    )
 
 
 def confusion_pairs(counts: np.ndarray, class_names: Sequence[str], n: int = 10) -> pd.DataFrame:
@@ -135,18 +168,36 @@ def confusion_pairs(counts: np.ndarray, class_names: Sequence[str], n: int = 10)
     ``a_as_b``, ``b_as_a`` and their sum ``count``. Ties go to the lower (a, b) index."""
     counts = np.asarray(counts)
     k = len(counts)
-    rows = [(i, j, int(counts[i, j]), int(counts[j, i])) for i in range(k) for j in range(i + 1, k)
-            if counts[i, j] + counts[j, i] > 0]
+    rows = [
+        (i, j, int(counts[i, j]), int(counts[j, i]))
+        for i in range(k)
+        for j in range(i + 1, k)
+        if counts[i, j] + counts[j, i] > 0
+    ]
     rows.sort(key=lambda r: (-(r[2] + r[3]), r[0], r[1]))
-    return pd.DataFrame([{"a": class_names[i], "b": class_names[j], "a_index": i, "b_index": j,
-                          "a_as_b": ab, "b_as_a": ba, "count": ab + ba} for i, j, ab, ba in rows[:n]],
-                        columns=["a", "b", "a_index", "b_index", "a_as_b", "b_as_a", "count"])
+    return pd.DataFrame(
+        [
+            {
+                "a": class_names[i],
+                "b": class_names[j],
+                "a_index": i,
+                "b_index": j,
+                "a_as_b": ab,
+                "b_as_a": ba,
+                "count": ab + ba,
+            }
+            for i, j, ab, ba in rows[:n]
+        ],
+        columns=["a", "b", "a_index", "b_index", "a_as_b", "b_as_a", "count"],
+    )
 
 
 # --------------------------------------------------------------------------- calibration
 
 
-def reliability_table(probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS) -> pd.DataFrame:
+def reliability_table(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> pd.DataFrame:
     """Per confidence bin: ``low``, ``high``, ``count``, mean ``confidence``, ``accuracy``, ``gap``.
 
     Confidence is the top probability; bins are ``n_bins`` equal-width intervals
@@ -165,11 +216,21 @@ def reliability_table(probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAU
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(which, weights=confidence, minlength=n_bins) / count
         mean_acc = np.bincount(which, weights=correct, minlength=n_bins) / count
-    return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": count,
-                         "confidence": mean_conf, "accuracy": mean_acc, "gap": mean_conf - mean_acc})
+    return pd.DataFrame(
+        {
+            "low": edges[:-1],
+            "high": edges[1:],
+            "count": count,
+            "confidence": mean_conf,
+            "accuracy": mean_acc,
+            "gap": mean_conf - mean_acc,
+        }
+    )
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> float:
     """ECE (Guo et al. 2017): the count-weighted mean of ``abs(confidence - accuracy)`` over
     equal-width bins."""
     table = reliability_table(probs, labels, n_bins)
@@ -185,16 +246,18 @@ def _nll_at(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float
     return float(-log_softmax(logits / temperature, axis=1)[np.arange(len(labels)), labels].mean())
 
 
-def temperature_at_bound(temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
-                         rtol: float = 1e-3) -> bool:
+def temperature_at_bound(
+    temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS, rtol: float = 1e-3
+) -> bool:
     """True when a fitted temperature sits on (within ``rtol`` of) an end of its search range:
     the NLL optimum may then lie beyond it, and the figure is a bound, not a fit."""
     low, high = bounds
     return temperature <= low * (1 + rtol) or temperature >= high * (1 - rtol)
 
 
-def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
-                    bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
+def fit_temperature(
+    val_logits: np.ndarray, val_labels: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+) -> float:
     """Temperature ``T`` minimising the validation NLL of ``softmax(logits / T)``
     (Guo et al. 2017), searched over ``log T`` within ``bounds`` with a bounded scalar minimiser.
 
@@ -209,13 +272,18 @@ def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
     if len(labels) == 0:
         raise ValueError("no validation examples to fit a temperature on")
     if not 0 < bounds[0] < bounds[1]:
-        raise ValueError(f"bounds={bounds} must be two increasing positive temperatures, e.g. (0.05, 20.0)")
+        raise ValueError(
+            f"bounds={bounds} must be two increasing positive temperatures, e.g. (0.05, 20.0)"
+        )
     # Not scikit-learn's CalibratedClassifierCV(method="temperature"): it wraps an estimator and
     # keeps T in a private calibrator; here the input is a run's stored validation logits, and
     # the report shows T itself and whether it hit a search bound.
-    result = minimize_scalar(lambda log_t: _nll_at(logits, labels, float(np.exp(log_t))),
-                             bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
-                             options={"xatol": 1e-6})
+    result = minimize_scalar(
+        lambda log_t: _nll_at(logits, labels, float(np.exp(log_t))),
+        bounds=(np.log(bounds[0]), np.log(bounds[1])),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     t = float(np.exp(result.x))
     # A flat objective (e.g. validation logits that are all right) stops the search short of
     # a bound that is as good or better: then the bound is the answer, and it is flagged.
@@ -224,8 +292,12 @@ def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray,
         if _nll_at(logits, labels, bound) <= best * (1 + 1e-9) + 1e-15:
             t, best = float(bound), _nll_at(logits, labels, bound)
     if temperature_at_bound(t, bounds):
-        log.warning("fitted temperature %.3g is at the search bound %s: the validation NLL optimum may lie "
-                    "beyond it", t, bounds)
+        log.warning(
+            "fitted temperature %.3g is at the search bound %s: the validation NLL optimum may lie "
+            "beyond it",
+            t,
+            bounds,
+        )
     return t
 
 
@@ -253,18 +325,27 @@ class Calibration:
         """Empty, or the sentence that says the temperature hit its search bound."""
         if not self.at_bound:
             return ""
-        return (f"the fitted temperature {self.temperature:.3g} is at the end of its search range "
-                f"[{self.bounds[0]:g}, {self.bounds[1]:g}]: the validation optimum may lie beyond it")
+        return (
+            f"the fitted temperature {self.temperature:.3g} is at the end of its search range "
+            f"[{self.bounds[0]:g}, {self.bounds[1]:g}]: the validation optimum may lie beyond it"
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: float(v) for k, v in self.__dict__.items() if k not in ("at_bound", "bounds")}
+        out: dict[str, Any] = {
+            k: float(v) for k, v in self.__dict__.items() if k not in ("at_bound", "bounds")
+        }
         out.update(at_bound=bool(self.at_bound), bounds=list(self.bounds), note=self.note)
         return out
 
 
-def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
-              test_labels: np.ndarray, n_bins: int = DEFAULT_BINS,
-              bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> Calibration:
+def calibrate(
+    val_logits: np.ndarray,
+    val_labels: np.ndarray,
+    test_logits: np.ndarray,
+    test_labels: np.ndarray,
+    n_bins: int = DEFAULT_BINS,
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+) -> Calibration:
     """Fit a temperature on the validation logits, report test ECE and NLL before and after."""
     t = fit_temperature(val_logits, val_labels, bounds)
     before, after = softmax(test_logits), softmax(test_logits, t)
@@ -272,10 +353,13 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.nd
         temperature=t,
         ece_before=expected_calibration_error(before, test_labels, n_bins),
         ece_after=expected_calibration_error(after, test_labels, n_bins),
-        nll_before=nll(before, test_labels), nll_after=nll(after, test_labels),
+        nll_before=nll(before, test_labels),
+        nll_after=nll(after, test_labels),
         val_nll_before=nll(softmax(val_logits), val_labels),
         val_nll_after=nll(softmax(val_logits, t), val_labels),
-        n_bins=n_bins, at_bound=temperature_at_bound(t, bounds), bounds=tuple(bounds),
+        n_bins=n_bins,
+        at_bound=temperature_at_bound(t, bounds),
+        bounds=tuple(bounds),
     )
 
 
@@ -290,10 +374,12 @@ def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
         return images
     h, w = images.shape[1:3]
     padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    return padded[:, p + dy:p + dy + h, p + dx:p + dx + w]
+    return padded[:, p + dy : p + dy + h, p + dx : p + dx + w]
 
 
-def tta_views(images: np.ndarray, *, flip: bool = True, shift: int = 0) -> dict[str, Callable[[], np.ndarray]]:
+def tta_views(
+    images: np.ndarray, *, flip: bool = True, shift: int = 0
+) -> dict[str, Callable[[], np.ndarray]]:
     """Named, lazily built views of ``images``: ``identity``, ``flip``, and with ``shift > 0``
     the four ±``shift``-pixel translations of the image and of its mirror."""
     images = np.asarray(images)
@@ -304,7 +390,9 @@ def tta_views(images: np.ndarray, *, flip: bool = True, shift: int = 0) -> dict[
     if shift:
         for name, base in list(bases.items()):
             for dy, dx in ((-shift, 0), (shift, 0), (0, -shift), (0, shift)):
-                views[f"{name}{dy:+d},{dx:+d}"] = lambda base=base, dy=dy, dx=dx: shift_images(base(), dy, dx)
+                views[f"{name}{dy:+d},{dx:+d}"] = lambda base=base, dy=dy, dx=dx: shift_images(
+                    base(), dy, dx
+                )
     return views
 
 
@@ -313,26 +401,38 @@ class TTAResult:
     """Plain (identity view) and test-time-augmented accuracy of one model on one image set."""
 
     views: tuple[str, ...]
-    accuracy: float          # mean of the views' softmax probabilities
-    plain_accuracy: float    # identity view alone, same forward pass as the stored logits
+    accuracy: float  # mean of the views' softmax probabilities
+    plain_accuracy: float  # identity view alone, same forward pass as the stored logits
     correct: np.ndarray = field(repr=False)
     plain_correct: np.ndarray = field(repr=False)
     probs: np.ndarray = field(repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"views": list(self.views), "accuracy": self.accuracy, "plain_accuracy": self.plain_accuracy}
+        return {
+            "views": list(self.views),
+            "accuracy": self.accuracy,
+            "plain_accuracy": self.plain_accuracy,
+        }
 
 
 def tta_views_text(views: Sequence[str]) -> str:
     """``"2 views (identity, flip), their softmax probabilities averaged"``: the prose that
     names what :func:`tta_evaluate` did."""
     views = list(views)
-    return (f"{len(views)} view{'s' if len(views) != 1 else ''} ({', '.join(views)}), their softmax "
-            "probabilities averaged")
+    return (
+        f"{len(views)} view{'s' if len(views) != 1 else ''} ({', '.join(views)}), their softmax "
+        "probabilities averaged"
+    )
 
 
-def tta_evaluate(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray, *,
-                 flip: bool = True, shift: int = 0) -> TTAResult:
+def tta_evaluate(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    flip: bool = True,
+    shift: int = 0,
+) -> TTAResult:
     """Average the softmax *probabilities* of ``predict(view)`` over :func:`tta_views` (not the
     logits); compare with the identity view alone. ``predict`` returns logits, e.g.
     ``lambda x: predict_logits(model, x)``."""
@@ -347,15 +447,27 @@ def tta_evaluate(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray
     mean = total / len(views)
     correct = mean.argmax(axis=1) == labels
     plain_correct = plain.argmax(axis=1) == labels
-    return TTAResult(tuple(views), float(correct.mean()), float(plain_correct.mean()),
-                     correct, plain_correct, mean)
+    return TTAResult(
+        tuple(views),
+        float(correct.mean()),
+        float(plain_correct.mean()),
+        correct,
+        plain_correct,
+        mean,
+    )
 
 
 # --------------------------------------------------------------------------- failure analysis
 
 
-def confident_mistakes(probs: np.ndarray, labels: np.ndarray, n: int = 16, *,
-                       true_class: int | None = None, predicted_class: int | None = None) -> pd.DataFrame:
+def confident_mistakes(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    n: int = 16,
+    *,
+    true_class: int | None = None,
+    predicted_class: int | None = None,
+) -> pd.DataFrame:
     """The ``n`` misclassified examples with the highest top probability, most confident first.
 
     Optionally only those of one true class and/or one predicted class. Index: position in
@@ -372,9 +484,15 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, n: int = 16, *,
     idx = np.flatnonzero(wrong)
     confidence = probs[idx, predicted[idx]]
     order = idx[np.lexsort((idx, -confidence))][:n]
-    return pd.DataFrame({"true": labels[order], "predicted": predicted[order],
-                         "confidence": probs[order, predicted[order]], "p_true": probs[order, labels[order]]},
-                        index=pd.Index(order, name="index"))
+    return pd.DataFrame(
+        {
+            "true": labels[order],
+            "predicted": predicted[order],
+            "confidence": probs[order, predicted[order]],
+            "p_true": probs[order, labels[order]],
+        },
+        index=pd.Index(order, name="index"),
+    )
 
 
 def mistakes_by_class(probs: np.ndarray, labels: np.ndarray, n: int = 6) -> dict[int, pd.DataFrame]:
@@ -383,10 +501,16 @@ def mistakes_by_class(probs: np.ndarray, labels: np.ndarray, n: int = 6) -> dict
     return {k: confident_mistakes(probs, labels, n, true_class=k) for k in range(num_classes)}
 
 
-def pair_mistakes(probs: np.ndarray, labels: np.ndarray, a: int, b: int, n: int = 16) -> pd.DataFrame:
+def pair_mistakes(
+    probs: np.ndarray, labels: np.ndarray, a: int, b: int, n: int = 16
+) -> pd.DataFrame:
     """The ``n`` most confident confusions between classes ``a`` and ``b`` in either direction."""
-    both = pd.concat([confident_mistakes(probs, labels, n, true_class=a, predicted_class=b),
-                      confident_mistakes(probs, labels, n, true_class=b, predicted_class=a)])
+    both = pd.concat(
+        [
+            confident_mistakes(probs, labels, n, true_class=a, predicted_class=b),
+            confident_mistakes(probs, labels, n, true_class=b, predicted_class=a),
+        ]
+    )
     if both.empty:
         return both
     keys = np.lexsort((both.index.to_numpy(), -both["confidence"].to_numpy()))
@@ -420,11 +544,19 @@ class RunEvaluation:
 
     def scalars(self) -> dict[str, float]:
         """Headline numbers by name (what the report aggregates over seeds)."""
-        out = {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "nll": self.nll, "ece": self.ece}
+        out = {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "nll": self.nll,
+            "ece": self.ece,
+        }
         out.update({f"top{k}_accuracy": v for k, v in self.top_k.items()})
         if self.calibration is not None:
-            out.update(temperature=self.calibration.temperature, nll_ts=self.calibration.nll_after,
-                       ece_ts=self.calibration.ece_after)
+            out.update(
+                temperature=self.calibration.temperature,
+                nll_ts=self.calibration.nll_after,
+                ece_ts=self.calibration.ece_after,
+            )
         if self.tta is not None:
             out["tta_accuracy"] = self.tta.accuracy
         return out
@@ -443,9 +575,16 @@ class RunEvaluation:
         }
 
 
-def evaluate_logits(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
-                    val: tuple[np.ndarray, np.ndarray] | None = None, top_k: Sequence[int] = (TOP_K,),
-                    n_bins: int = DEFAULT_BINS, n_confusions: int = 10) -> RunEvaluation:
+def evaluate_logits(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    top_k: Sequence[int] = (TOP_K,),
+    n_bins: int = DEFAULT_BINS,
+    n_confusions: int = 10,
+) -> RunEvaluation:
     """Every per-run metric of :mod:`cifarkit.evaluation.metrics` from test ``logits``; with ``val``
     (validation logits and labels) also temperature scaling fitted on validation only."""
     probs, labels = _check(softmax(logits), labels)
@@ -467,7 +606,10 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, class_names: Sequenc
         confusion_pairs=confusion_pairs(counts, names, n_confusions),
         reliability=reliability_table(probs, labels, n_bins),
         calibration=calibration,
-        reliability_calibrated=(reliability_table(softmax(logits, calibration.temperature), labels, n_bins)
-                                if calibration else None),
+        reliability_calibrated=(
+            reliability_table(softmax(logits, calibration.temperature), labels, n_bins)
+            if calibration
+            else None
+        ),
         correct=probs.argmax(axis=1) == labels,
     )

@@ -104,8 +104,15 @@ class Summary:
         return out
 
 
-def interval_text(low: float | None, high: float | None, *, scale: float = 100.0, digits: int = 2,
-                  signed: bool = False, missing: str = "n/a (1 seed)") -> str:
+def interval_text(
+    low: float | None,
+    high: float | None,
+    *,
+    scale: float = 100.0,
+    digits: int = 2,
+    signed: bool = False,
+    missing: str = "n/a (1 seed)",
+) -> str:
     """``[low, high]`` scaled (e.g. to percent), with signs for differences; ``missing``
     when there is no interval (fewer than two seeds). The one formatter of interval text
     in tables and prose."""
@@ -115,7 +122,9 @@ def interval_text(low: float | None, high: float | None, *, scale: float = 100.0
     return f"[{low * scale:{sign}.{digits}f}, {high * scale:{sign}.{digits}f}]"
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+def t_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
     """Student-t interval of the mean (n-1 degrees of freedom); None for fewer than 2 values."""
     x = np.asarray(values, np.float64)
     if len(x) < 2:
@@ -137,8 +146,9 @@ def summarise(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     return Summary(float(x.mean()), std, len(x), low, high, confidence)
 
 
-def summarise_table(per_seed: Mapping[str, Sequence[float]] | pd.DataFrame,
-                    confidence: float = CONFIDENCE) -> pd.DataFrame:
+def summarise_table(
+    per_seed: Mapping[str, Sequence[float]] | pd.DataFrame, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """One row per metric: ``mean``, ``std``, ``low``, ``high``, ``half_width``, ``n``.
 
     ``per_seed`` maps metric name to its per-seed values (or is a DataFrame with one
@@ -148,24 +158,44 @@ def summarise_table(per_seed: Mapping[str, Sequence[float]] | pd.DataFrame,
     rows = {}
     for name in columns:
         s = summarise(per_seed[name], confidence)
-        rows[name] = {"mean": s.mean, "std": s.std, "low": s.low, "high": s.high,
-                      "half_width": s.half_width, "n": s.n}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "std", "low", "high", "half_width", "n"])
-    return table.astype({"mean": float, "std": float, "low": float, "high": float, "half_width": float})
+        rows[name] = {
+            "mean": s.mean,
+            "std": s.std,
+            "low": s.low,
+            "high": s.high,
+            "half_width": s.half_width,
+            "n": s.n,
+        }
+    table = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["mean", "std", "low", "high", "half_width", "n"]
+    )
+    return table.astype(
+        {"mean": float, "std": float, "low": float, "high": float, "half_width": float}
+    )
 
 
-def per_class_summary(per_seed: np.ndarray | pd.DataFrame, class_names: Sequence[str] | None = None,
-                      confidence: float = CONFIDENCE) -> pd.DataFrame:
+def per_class_summary(
+    per_seed: np.ndarray | pd.DataFrame,
+    class_names: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
     """Across-seed summary of a per-class metric given as a (seeds × classes) array."""
-    frame = per_seed if isinstance(per_seed, pd.DataFrame) else pd.DataFrame(
-        np.asarray(per_seed, np.float64), columns=list(class_names))
+    frame = (
+        per_seed
+        if isinstance(per_seed, pd.DataFrame)
+        else pd.DataFrame(np.asarray(per_seed, np.float64), columns=list(class_names))
+    )
     table = summarise_table(frame, confidence)
     table.index.name = "class"
     return table
 
 
-def curve_summary(histories: Sequence[Sequence[Mapping[str, float]]], column: str,
-                  confidence: float = CONFIDENCE, min_seeds_for_band: int = MIN_SEEDS_FOR_BAND) -> pd.DataFrame:
+def curve_summary(
+    histories: Sequence[Sequence[Mapping[str, float]]],
+    column: str,
+    confidence: float = CONFIDENCE,
+    min_seeds_for_band: int = MIN_SEEDS_FOR_BAND,
+) -> pd.DataFrame:
     """A history column (e.g. ``val_accuracy``) across seeds, epoch by epoch.
 
     Parameters
@@ -201,19 +231,34 @@ def curve_summary(histories: Sequence[Sequence[Mapping[str, float]]], column: st
         values = list(by_epoch[epoch].values())
         s = summarise(values, confidence)
         banded = s.n >= min_seeds_for_band and s.has_ci
-        rows.append({"epoch": epoch, "mean": s.mean, "low": s.low if banded else None,
-                     "high": s.high if banded else None, "min": min(values), "max": max(values), "n": s.n,
-                     **{f"seed:{k}": by_epoch[epoch].get(k, float("nan")) for k in range(len(histories))}})
+        rows.append(
+            {
+                "epoch": epoch,
+                "mean": s.mean,
+                "low": s.low if banded else None,
+                "high": s.high if banded else None,
+                "min": min(values),
+                "max": max(values),
+                "n": s.n,
+                **{
+                    f"seed:{k}": by_epoch[epoch].get(k, float("nan")) for k in range(len(histories))
+                },
+            }
+        )
     columns = ["epoch", "mean", "low", "high", "min", "max", "n", *seed_columns]
-    return pd.DataFrame(rows, columns=columns).astype(
-        {c: float for c in columns if c not in ("epoch", "n")}).set_index("epoch")
+    return (
+        pd.DataFrame(rows, columns=columns)
+        .astype({c: float for c in columns if c not in ("epoch", "n")})
+        .set_index("epoch")
+    )
 
 
 # --------------------------------------------------------------------------- paired comparison
 
 
-def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE, n_boot: int = 10_000,
-                      seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_mean_ci(
+    values: Sequence[float], confidence: float = CONFIDENCE, n_boot: int = 10_000, seed: int = 0
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean of ``values`` (``scipy.stats.bootstrap`` with
     ``method="percentile"``, resampled by ``np.random.default_rng(seed)``); None for fewer
     than 2 values.
@@ -225,8 +270,15 @@ def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE, n
     x = np.asarray(values, np.float64)
     if len(x) < 2:
         return None
-    result = sps.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="percentile",
-                           vectorized=True, rng=np.random.default_rng(seed))
+    result = sps.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -248,11 +300,11 @@ class PairedComparison:
     a: tuple[float, ...]
     b: tuple[float, ...]
     mean_diff: float
-    low: float | None          # Student-t interval of the mean difference
+    low: float | None  # Student-t interval of the mean difference
     high: float | None
     t_statistic: float | None
-    p_value: float | None      # two-sided paired t-test
-    boot_low: float | None     # percentile bootstrap interval of the mean difference
+    p_value: float | None  # two-sided paired t-test
+    boot_low: float | None  # percentile bootstrap interval of the mean difference
     boot_high: float | None
     confidence: float = CONFIDENCE
 
@@ -278,13 +330,25 @@ class PairedComparison:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(n=self.n, distinguishable=self.distinguishable, no_spread=self.no_spread,
-                   seeds=list(self.seeds), a=list(self.a), b=list(self.b))
+        out.update(
+            n=self.n,
+            distinguishable=self.distinguishable,
+            no_spread=self.no_spread,
+            seeds=list(self.seeds),
+            a=list(self.a),
+            b=list(self.b),
+        )
         return out
 
 
-def paired_comparison(a: Mapping[Any, float] | Sequence[float], b: Mapping[Any, float] | Sequence[float], *,
-                      confidence: float = CONFIDENCE, n_boot: int = 10_000, seed: int = 0) -> PairedComparison:
+def paired_comparison(
+    a: Mapping[Any, float] | Sequence[float],
+    b: Mapping[Any, float] | Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> PairedComparison:
     """Compare configuration B with A on matched seeds (B − A).
 
     Parameters
@@ -323,10 +387,18 @@ def paired_comparison(a: Mapping[Any, float] | Sequence[float], b: Mapping[Any, 
         t_stat, p = float(result.statistic), float(result.pvalue)
         boot = bootstrap_mean_ci(diff, confidence, n_boot, seed)
     return PairedComparison(
-        seeds=seeds, a=tuple(map(float, xa)), b=tuple(map(float, xb)), mean_diff=mean,
-        low=interval[0] if interval else None, high=interval[1] if interval else None,
-        t_statistic=t_stat, p_value=p,
-        boot_low=boot[0] if boot else None, boot_high=boot[1] if boot else None, confidence=confidence)
+        seeds=seeds,
+        a=tuple(map(float, xa)),
+        b=tuple(map(float, xb)),
+        mean_diff=mean,
+        low=interval[0] if interval else None,
+        high=interval[1] if interval else None,
+        t_statistic=t_stat,
+        p_value=p,
+        boot_low=boot[0] if boot else None,
+        boot_high=boot[1] if boot else None,
+        confidence=confidence,
+    )
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -354,12 +426,12 @@ class McNemarResult:
     """McNemar's test on two runs' per-example correctness over the same examples."""
 
     both_right: int
-    a_only: int      # A right, B wrong
-    b_only: int      # A wrong, B right
+    a_only: int  # A right, B wrong
+    b_only: int  # A wrong, B right
     both_wrong: int
     statistic: float
     p_value: float
-    method: str      # "exact binomial" or "chi-squared, continuity corrected"
+    method: str  # "exact binomial" or "chi-squared, continuity corrected"
 
     @property
     def table(self) -> np.ndarray:
@@ -374,7 +446,9 @@ class McNemarResult:
         return {**asdict(self), "discordant": self.discordant}
 
 
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact: bool | None = None) -> McNemarResult:
+def mcnemar(
+    correct_a: np.ndarray, correct_b: np.ndarray, *, exact: bool | None = None
+) -> McNemarResult:
     """McNemar's test of whether A and B err on the same examples equally often.
 
     Only the discordant examples count: ``a_only`` (A right, B wrong) and ``b_only``. With
@@ -385,28 +459,53 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact: bool | None 
     """
     ca, cb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if ca.shape != cb.shape:
-        raise ValueError(f"McNemar needs the same examples for both runs, got {ca.shape} and {cb.shape}")
+        raise ValueError(
+            f"McNemar needs the same examples for both runs, got {ca.shape} and {cb.shape}"
+        )
     both_right, both_wrong = int(np.sum(ca & cb)), int(np.sum(~ca & ~cb))
     a_only, b_only = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))
     n = a_only + b_only
     if exact is None:
         exact = n < EXACT_MCNEMAR_BELOW
     if n == 0:
-        return McNemarResult(both_right, a_only, b_only, both_wrong, 0.0, 1.0,
-                             "exact binomial" if exact else "chi-squared, continuity corrected")
+        return McNemarResult(
+            both_right,
+            a_only,
+            b_only,
+            both_wrong,
+            0.0,
+            1.0,
+            "exact binomial" if exact else "chi-squared, continuity corrected",
+        )
     if exact:
         p = sps.binomtest(b_only, n, 0.5, alternative="two-sided").pvalue
-        return McNemarResult(both_right, a_only, b_only, both_wrong, float(min(a_only, b_only)),
-                             float(p), "exact binomial")
+        return McNemarResult(
+            both_right,
+            a_only,
+            b_only,
+            both_wrong,
+            float(min(a_only, b_only)),
+            float(p),
+            "exact binomial",
+        )
     stat = (abs(a_only - b_only) - 1) ** 2 / n
-    return McNemarResult(both_right, a_only, b_only, both_wrong, float(stat), float(sps.chi2.sf(stat, 1)),
-                         "chi-squared, continuity corrected")
+    return McNemarResult(
+        both_right,
+        a_only,
+        b_only,
+        both_wrong,
+        float(stat),
+        float(sps.chi2.sf(stat, 1)),
+        "chi-squared, continuity corrected",
+    )
 
 
 # --------------------------------------------------------------------------- one model over test images
 
 
-def wilson_interval(successes: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def wilson_interval(
+    successes: int, total: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
     """Wilson score interval of a proportion ``successes / total`` (SciPy's
     ``binomtest(...).proportion_ci(method="wilson")``).
 
@@ -426,12 +525,15 @@ def wilson_interval(successes: int, total: int, confidence: float = CONFIDENCE) 
         raise ValueError(f"total={total} is not a number of trials; pass at least 1")
     if not 0 <= int(successes) <= int(total):
         raise ValueError(f"successes={successes} is outside 0..total={total}")
-    ci = sps.binomtest(int(successes), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    ci = sps.binomtest(int(successes), int(total)).proportion_ci(
+        confidence_level=confidence, method="wilson"
+    )
     return float(ci.low), float(ci.high)
 
 
-def wilson_accuracy_interval(accuracy: float, n_images: int,
-                             confidence: float = CONFIDENCE) -> tuple[float, float]:
+def wilson_accuracy_interval(
+    accuracy: float, n_images: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
     """The Wilson interval of one model's ``accuracy`` over the ``n_images`` test images it was
     scored on: how far the figure could move on another test set of that size from the same
     distribution. It covers test-set sampling only, not seed-to-seed variation (that is the
@@ -456,9 +558,12 @@ def wilson_accuracy_interval(accuracy: float, n_images: int,
     return wilson_interval(round(float(accuracy) * int(n_images)), int(n_images), confidence)
 
 
-def accuracy_sampling_text(accuracy: float, n_images: int, *, digits: int = 1,
-                           confidence: float = CONFIDENCE) -> str:
+def accuracy_sampling_text(
+    accuracy: float, n_images: int, *, digits: int = 1, confidence: float = CONFIDENCE
+) -> str:
     """``"Wilson 95% CI [85.5, 86.9] over the 10,000 test images of one model"`` (percent)."""
     low, high = wilson_accuracy_interval(accuracy, n_images, confidence)
-    return (f"Wilson {confidence:.0%} CI {interval_text(low, high, digits=digits)} over the "
-            f"{int(n_images):,} test images of one model")
+    return (
+        f"Wilson {confidence:.0%} CI {interval_text(low, high, digits=digits)} over the "
+        f"{int(n_images):,} test images of one model"
+    )

@@ -88,18 +88,22 @@ class Verdict:
     kind: str
     sentence: str
     n: int
-    mean_diff: float               # B − A, unscaled
-    low: float | None              # Student-t interval of the mean difference
+    mean_diff: float  # B − A, unscaled
+    low: float | None  # Student-t interval of the mean difference
     high: float | None
-    p_value: float | None          # paired t-test
-    p_adjusted: float | None       # Holm-adjusted, when the comparison is one of several exploratory ones
-    excludes_zero: bool            # the interval excludes 0 (and, with p_adjusted, adjusted p < 1 - confidence)
+    p_value: float | None  # paired t-test
+    p_adjusted: (
+        float | None
+    )  # Holm-adjusted, when the comparison is one of several exploratory ones
+    excludes_zero: (
+        bool  # the interval excludes 0 (and, with p_adjusted, adjusted p < 1 - confidence)
+    )
     decisive: bool
-    positive: int                  # seeds with B − A > 0
-    negative: int                  # seeds with B − A < 0
-    winner: str | None = None      # the better one's name when a difference is claimed
+    positive: int  # seeds with B − A > 0
+    negative: int  # seeds with B − A < 0
+    winner: str | None = None  # the better one's name when a difference is claimed
     min_seeds: int = MIN_SEEDS_FOR_CLAIM
-    bound: float | None = None     # "bounded": the largest |B − A| the interval allows, unscaled
+    bound: float | None = None  # "bounded": the largest |B − A| the interval allows, unscaled
 
     @property
     def claim(self) -> bool:
@@ -115,10 +119,20 @@ class Verdict:
         return {**asdict(self), "claim": self.claim, "same_sign": self.same_sign}
 
 
-def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", *,
-            metric: str = "accuracy", scale: float = 100.0, unit: str = "points",
-            higher_is_better: bool = True, digits: int = 1, p_adjusted: float | None = None,
-            min_seeds: int = MIN_SEEDS_FOR_CLAIM, margin: float = EQUIVALENCE_MARGIN) -> Verdict:
+def verdict(
+    comparison: PairedComparison,
+    name_a: str = "A",
+    name_b: str = "B",
+    *,
+    metric: str = "accuracy",
+    scale: float = 100.0,
+    unit: str = "points",
+    higher_is_better: bool = True,
+    digits: int = 1,
+    p_adjusted: float | None = None,
+    min_seeds: int = MIN_SEEDS_FOR_CLAIM,
+    margin: float = EQUIVALENCE_MARGIN,
+) -> Verdict:
     """The one rule that turns B − A over matched seeds into words.
 
     Parameters
@@ -179,9 +193,13 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
     use a typographic minus and never read ``+-x``.
     """
     if min_seeds < 2:
-        raise ValueError(f"min_seeds={min_seeds} is too few; a confidence interval needs at least 2 seeds")
+        raise ValueError(
+            f"min_seeds={min_seeds} is too few; a confidence interval needs at least 2 seeds"
+        )
     if p_adjusted is not None and not 0.0 <= p_adjusted <= 1.0:
-        raise ValueError(f"p_adjusted={p_adjusted} is not a p-value; pass a value in [0, 1] or None")
+        raise ValueError(
+            f"p_adjusted={p_adjusted} is not a p-value; pass a value in [0, 1] or None"
+        )
     conf = f"{comparison.confidence:.0%}"
     n = comparison.n
     seeds = f"{n} seed{'s' if n != 1 else ''}"
@@ -191,32 +209,68 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
     mean = comparison.mean_diff
     d = mean * scale
 
-    def result(kind: str, text: str, *, excludes: bool = False, decisive: bool = False,
-               winner: str | None = None, bound: float | None = None) -> Verdict:
-        return Verdict(kind, _sentence(text), n, mean, comparison.low, comparison.high, comparison.p_value,
-                       p_adjusted, excludes, decisive, positive, negative, winner, min_seeds, bound)
+    def result(
+        kind: str,
+        text: str,
+        *,
+        excludes: bool = False,
+        decisive: bool = False,
+        winner: str | None = None,
+        bound: float | None = None,
+    ) -> Verdict:
+        return Verdict(
+            kind,
+            _sentence(text),
+            n,
+            mean,
+            comparison.low,
+            comparison.high,
+            comparison.p_value,
+            p_adjusted,
+            excludes,
+            decisive,
+            positive,
+            negative,
+            winner,
+            min_seeds,
+            bound,
+        )
 
     if n == 0:
         return result("no seeds", f"{name_a} and {name_b} cannot be compared: they share no seed.")
     if n == 1:
-        return result("one seed", f"{name_a} and {name_b} cannot be compared at {conf} with 1 seed: "
-                      f"{name_b} − {name_a} = {_signed(d, digits)} {what}, and a confidence interval needs "
-                      "at least 2 matched seeds.")
+        return result(
+            "one seed",
+            f"{name_a} and {name_b} cannot be compared at {conf} with 1 seed: "
+            f"{name_b} − {name_a} = {_signed(d, digits)} {what}, and a confidence interval needs "
+            "at least 2 matched seeds.",
+        )
     each = "both seeds" if n == 2 else f"each of the {n} seeds"
     if comparison.no_spread or comparison.low is None:
         if positive == negative == 0:
-            return result("no spread", f"{name_a} and {name_b} give the same {metric} in {each}: no spread "
-                          "observed, no interval.")
-        return result("no spread", f"{name_b} − {name_a} is {_signed(d, digits)} {what} in {each}: no spread "
-                      f"observed, no interval (an interval needs differences that vary between seeds), so "
-                      f"{name_a} and {name_b} are not compared at {conf}.")
+            return result(
+                "no spread",
+                f"{name_a} and {name_b} give the same {metric} in {each}: no spread "
+                "observed, no interval.",
+            )
+        return result(
+            "no spread",
+            f"{name_b} − {name_a} is {_signed(d, digits)} {what} in {each}: no spread "
+            f"observed, no interval (an interval needs differences that vary between seeds), so "
+            f"{name_a} and {name_b} are not compared at {conf}.",
+        )
 
     alpha = 1 - comparison.confidence
     p_rule = comparison.p_value if p_adjusted is None else p_adjusted
     excludes = comparison.distinguishable and (p_adjusted is None or p_adjusted < alpha)
     same_sign = n in (positive, negative)
-    decisive = (excludes and p_rule is not None and p_rule < DECISIVE_P and n >= MIN_SEEDS_DECISIVE
-                and same_sign)
+    decisive = (
+        excludes
+        and p_rule is not None
+        and p_rule < DECISIVE_P
+        and n >= MIN_SEEDS_DECISIVE
+        and same_sign
+    )
     low, high = comparison.low * scale, comparison.high * scale
     test = f"paired t-test over {seeds}, {format_p(comparison.p_value)}"
     if p_adjusted is not None:
@@ -228,8 +282,10 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
         every = "both seeds" if n == 2 else f"all {n} seeds"
         seeds_text = f"{name_b} − {name_a} is {'positive' if positive == n else 'negative'} in {every} ({spread})"
     else:
-        seeds_text = (f"{name_b} − {name_a} changes sign across seeds ({spread}; positive in {positive}, "
-                      f"negative in {negative} of {n})")
+        seeds_text = (
+            f"{name_b} − {name_a} changes sign across seeds ({spread}; positive in {positive}, "
+            f"negative in {negative} of {n})"
+        )
     interval = f"{conf} CI [{_visible(low, digits, True)}, {_visible(high, digits, True)}]"
 
     if excludes and (n >= min_seeds or decisive):
@@ -238,51 +294,108 @@ def verdict(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", 
         # The winner's improvement (in the metric's good direction) and its interval.
         g = (1 if higher_is_better else -1) * (1 if b_better else -1)
         lo, hi = sorted((g * low, g * high))
-        qualifier = "" if n >= min_seeds else (
-            f"; decisive with fewer than {min_seeds} seeds: {format_p(p_rule)} and every seed in the same "
-            "direction")
-        other_way = "" if same_sign else (
-            f" The difference goes the other way in {min(positive, negative)} of the {n} seeds.")
-        return result("claimed", f"{winner} beats {loser} by {_num(g * d, digits)} {what}, {conf} CI "
-                      f"[{_visible(lo, digits, False)}, {_visible(hi, digits, False)}] ({test}{qualifier})."
-                      f"{other_way}",
-                      excludes=True, decisive=decisive, winner=winner)
+        qualifier = (
+            ""
+            if n >= min_seeds
+            else (
+                f"; decisive with fewer than {min_seeds} seeds: {format_p(p_rule)} and every seed in the same "
+                "direction"
+            )
+        )
+        other_way = (
+            ""
+            if same_sign
+            else (
+                f" The difference goes the other way in {min(positive, negative)} of the {n} seeds."
+            )
+        )
+        return result(
+            "claimed",
+            f"{winner} beats {loser} by {_num(g * d, digits)} {what}, {conf} CI "
+            f"[{_visible(lo, digits, False)}, {_visible(hi, digits, False)}] ({test}{qualifier})."
+            f"{other_way}",
+            excludes=True,
+            decisive=decisive,
+            winner=winner,
+        )
     if excludes:
-        return result("descriptive", f"{seeds_text}, mean {_signed(d, digits)}, {interval} ({test}); {n} seeds "
-                      f"are fewer than the {min_seeds} this report needs to call a difference that is not "
-                      "decisive, so this describes the seeds and claims no difference.", excludes=True)
+        return result(
+            "descriptive",
+            f"{seeds_text}, mean {_signed(d, digits)}, {interval} ({test}); {n} seeds "
+            f"are fewer than the {min_seeds} this report needs to call a difference that is not "
+            "decisive, so this describes the seeds and claims no difference.",
+            excludes=True,
+        )
     widest = max(abs(comparison.low), abs(comparison.high))
     if widest < margin:
         # Rounded up, so "smaller than X" holds for the unrounded interval too.
         bound = math.ceil(widest * scale * 10**digits) / 10**digits
         within = f"any difference in {metric} is smaller than {_num(bound, digits)} {unit}"
         if n >= min_seeds:
-            return result("bounded", f"{name_a} and {name_b} are equivalent within {_num(margin * scale, digits)} "
-                          f"{unit}: {within} ({interval}, {test}); {seeds_text}.", bound=bound / scale)
-        within = (f"{seeds_text}; mean {_signed(d, digits)}, {interval} ({test}); the interval bounds the "
-                  f"difference below {_num(bound, digits)} {unit}, but {n} seeds are fewer than the {min_seeds} "
-                  "this report needs to state a bound, so this describes the seeds")
-        return result("not distinguishable", f"{name_a} and {name_b} are not distinguishable at {conf} with "
-                      f"{seeds}: {within}.")
-    adjusted = (" once adjusted for the other exploratory contrasts (Holm)"
-                if comparison.distinguishable and p_adjusted is not None else "")
-    return result("not distinguishable", f"{name_a} and {name_b} are not distinguishable at {conf} with "
-                  f"{seeds}{adjusted}: {seeds_text}; mean {_signed(d, digits)}, {interval} ({test}).")
+            return result(
+                "bounded",
+                f"{name_a} and {name_b} are equivalent within {_num(margin * scale, digits)} "
+                f"{unit}: {within} ({interval}, {test}); {seeds_text}.",
+                bound=bound / scale,
+            )
+        within = (
+            f"{seeds_text}; mean {_signed(d, digits)}, {interval} ({test}); the interval bounds the "
+            f"difference below {_num(bound, digits)} {unit}, but {n} seeds are fewer than the {min_seeds} "
+            "this report needs to state a bound, so this describes the seeds"
+        )
+        return result(
+            "not distinguishable",
+            f"{name_a} and {name_b} are not distinguishable at {conf} with {seeds}: {within}.",
+        )
+    adjusted = (
+        " once adjusted for the other exploratory contrasts (Holm)"
+        if comparison.distinguishable and p_adjusted is not None
+        else ""
+    )
+    return result(
+        "not distinguishable",
+        f"{name_a} and {name_b} are not distinguishable at {conf} with "
+        f"{seeds}{adjusted}: {seeds_text}; mean {_signed(d, digits)}, {interval} ({test}).",
+    )
 
 
-def describe_comparison(comparison: PairedComparison, name_a: str = "A", name_b: str = "B", *,
-                        metric: str = "accuracy", scale: float = 100.0, unit: str = "points",
-                        higher_is_better: bool = True, digits: int = 1, p_adjusted: float | None = None) -> str:
+def describe_comparison(
+    comparison: PairedComparison,
+    name_a: str = "A",
+    name_b: str = "B",
+    *,
+    metric: str = "accuracy",
+    scale: float = 100.0,
+    unit: str = "points",
+    higher_is_better: bool = True,
+    digits: int = 1,
+    p_adjusted: float | None = None,
+) -> str:
     """The sentence of :func:`verdict` (same parameters): claims only what the evidence supports."""
-    return verdict(comparison, name_a, name_b, metric=metric, scale=scale, unit=unit,
-                   higher_is_better=higher_is_better, digits=digits, p_adjusted=p_adjusted).sentence
+    return verdict(
+        comparison,
+        name_a,
+        name_b,
+        metric=metric,
+        scale=scale,
+        unit=unit,
+        higher_is_better=higher_is_better,
+        digits=digits,
+        p_adjusted=p_adjusted,
+    ).sentence
 
 
 # --------------------------------------------------------------------------- per-class differences
 
 
-def per_class_differences(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "B", *,
-                          confidence: float = CONFIDENCE) -> pd.DataFrame:
+def per_class_differences(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    name_a: str = "A",
+    name_b: str = "B",
+    *,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
     """Per class, B − A over matched seeds, as exploratory contrasts with Holm-adjusted p-values.
 
     Parameters
@@ -303,63 +416,113 @@ def per_class_differences(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", n
     """
     missing = [c for c in a.columns if c not in b.columns]
     if missing:
-        raise ValueError(f"classes {missing} are in A's table but not in B's; pass tables with the same classes")
-    comparisons = {c: paired_comparison(a[c].dropna().to_dict(), b[c].dropna().to_dict(), confidence=confidence)
-                   for c in a.columns}
+        raise ValueError(
+            f"classes {missing} are in A's table but not in B's; pass tables with the same classes"
+        )
+    comparisons = {
+        c: paired_comparison(
+            a[c].dropna().to_dict(), b[c].dropna().to_dict(), confidence=confidence
+        )
+        for c in a.columns
+    }
     adjusted = dict(zip(comparisons, holm([c.p_value for c in comparisons.values()]), strict=True))
     rows = {}
     for cls, c in comparisons.items():
-        v = verdict(c, f"{name_a} on {cls}", f"{name_b} on {cls}", metric="test accuracy",
-                    p_adjusted=adjusted[cls])
-        rows[cls] = {"mean_diff": c.mean_diff, "low": c.low, "high": c.high, "n": c.n, "p": c.p_value,
-                     "p_holm": adjusted[cls], "verdict": v.kind, "sentence": v.sentence, "per_seed": list(c.diffs)}
+        v = verdict(
+            c,
+            f"{name_a} on {cls}",
+            f"{name_b} on {cls}",
+            metric="test accuracy",
+            p_adjusted=adjusted[cls],
+        )
+        rows[cls] = {
+            "mean_diff": c.mean_diff,
+            "low": c.low,
+            "high": c.high,
+            "n": c.n,
+            "p": c.p_value,
+            "p_holm": adjusted[cls],
+            "verdict": v.kind,
+            "sentence": v.sentence,
+            "per_seed": list(c.diffs),
+        }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "class"
     return table
 
 
-def differences_display(table: pd.DataFrame, *, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
+def differences_display(
+    table: pd.DataFrame, *, scale: float = 100.0, digits: int = 1
+) -> pd.DataFrame:
     """:func:`per_class_differences` (or any table with ``mean_diff``, ``low``, ``high``, ``n``,
     ``p``, ``p_holm``, ``verdict``) as display strings: difference, 95% CI, raw and Holm p."""
-    return pd.DataFrame({
-        "Δ (points)": [_signed(d * scale, digits) for d in table["mean_diff"]],
-        "95% CI": [interval_text(lo, hi, scale=scale, digits=digits, signed=True, missing="no interval")
-                   for lo, hi in zip(table["low"], table["high"], strict=True)],
-        "seeds": table["n"].astype(int).to_list(),
-        "p (paired t)": [p_text(None if pd.isna(p) else p) for p in table["p"]],
-        "p (Holm)": [p_text(None if pd.isna(p) else p) for p in table["p_holm"]],
-        "verdict": table["verdict"].to_list(),
-    }, index=table.index)
+    return pd.DataFrame(
+        {
+            "Δ (points)": [_signed(d * scale, digits) for d in table["mean_diff"]],
+            "95% CI": [
+                interval_text(
+                    lo, hi, scale=scale, digits=digits, signed=True, missing="no interval"
+                )
+                for lo, hi in zip(table["low"], table["high"], strict=True)
+            ],
+            "seeds": table["n"].astype(int).to_list(),
+            "p (paired t)": [p_text(None if pd.isna(p) else p) for p in table["p"]],
+            "p (Holm)": [p_text(None if pd.isna(p) else p) for p in table["p_holm"]],
+            "verdict": table["verdict"].to_list(),
+        },
+        index=table.index,
+    )
 
 
-def describe_per_class_differences(table: pd.DataFrame, name_a: str = "A", name_b: str = "B", *,
-                                   scale: float = 100.0, digits: int = 1) -> str:
+def describe_per_class_differences(
+    table: pd.DataFrame,
+    name_a: str = "A",
+    name_b: str = "B",
+    *,
+    scale: float = 100.0,
+    digits: int = 1,
+) -> str:
     """One sentence on :func:`per_class_differences`: the classes whose difference can be
     called after Holm's adjustment, or that none can; never the largest or smallest of
     noisy values."""
     k, n = len(table), int(table["n"].max()) if len(table) else 0
-    head = (f"Per class, {name_b} − {name_a} over {n} matched seed{'s' if n != 1 else ''} is exploratory "
-            f"({k} contrasts, Holm-adjusted)")
+    head = (
+        f"Per class, {name_b} − {name_a} over {n} matched seed{'s' if n != 1 else ''} is exploratory "
+        f"({k} contrasts, Holm-adjusted)"
+    )
     claimed = table[table["verdict"] == "claimed"]
     if claimed.empty:
-        return _sentence(f"{head}: no class-level difference can be called with these seeds; the table gives "
-                         "each class's difference with its interval.")
-    parts = [f"{cls} {_signed(r.mean_diff * scale, digits)} points, 95% CI "
-             f"{interval_text(r.low, r.high, scale=scale, digits=digits, signed=True)}, Holm {format_p(r.p_holm)}"
-             for cls, r in claimed.iterrows()]
-    return _sentence(f"{head}: the difference can be called for {len(claimed)} of {k} classes ({'; '.join(parts)}); "
-                     "the others cannot be told apart with these seeds.")
+        return _sentence(
+            f"{head}: no class-level difference can be called with these seeds; the table gives "
+            "each class's difference with its interval."
+        )
+    parts = [
+        f"{cls} {_signed(r.mean_diff * scale, digits)} points, 95% CI "
+        f"{interval_text(r.low, r.high, scale=scale, digits=digits, signed=True)}, Holm {format_p(r.p_holm)}"
+        for cls, r in claimed.iterrows()
+    ]
+    return _sentence(
+        f"{head}: the difference can be called for {len(claimed)} of {k} classes ({'; '.join(parts)}); "
+        "the others cannot be told apart with these seeds."
+    )
 
 
-def describe_mcnemar(result: McNemarResult, name_a: str = "A", name_b: str = "B", *,
-                     alpha: float = 0.05) -> str:
+def describe_mcnemar(
+    result: McNemarResult, name_a: str = "A", name_b: str = "B", *, alpha: float = 0.05
+) -> str:
     """One sentence on a McNemar test: who is right more often on the examples they disagree on."""
-    counts = (f"{name_a} alone right on {result.a_only}, {name_b} alone right on {result.b_only} "
-              f"of {result.discordant} disagreements")
+    counts = (
+        f"{name_a} alone right on {result.a_only}, {name_b} alone right on {result.b_only} "
+        f"of {result.discordant} disagreements"
+    )
     if result.p_value < alpha:
         winner = name_b if result.b_only > result.a_only else name_a
         loser = name_a if winner == name_b else name_b
-        return _sentence(f"{winner} errs less often than {loser} (McNemar, {result.method}, "
-                         f"{format_p(result.p_value)}): {counts}.")
-    return _sentence(f"{name_a} and {name_b} are not distinguishable by McNemar's test at {1 - alpha:.0%} "
-            f"({result.method}, {format_p(result.p_value)}): {counts}.")
+        return _sentence(
+            f"{winner} errs less often than {loser} (McNemar, {result.method}, "
+            f"{format_p(result.p_value)}): {counts}."
+        )
+    return _sentence(
+        f"{name_a} and {name_b} are not distinguishable by McNemar's test at {1 - alpha:.0%} "
+        f"({result.method}, {format_p(result.p_value)}): {counts}."
+    )

@@ -23,5 +23,15 @@ from cifarkit.interpret.cams import (
     target_layers,
 )
 
-__all__ = ["CAM_METHODS", "FUSED", "METHODS", "METHOD_LABELS", "PIXEL_METHODS", "Explainer", "last_layer",
-           "layer_resolution", "normalise_maps", "target_layers"]
+__all__ = [
+    "CAM_METHODS",
+    "FUSED",
+    "METHODS",
+    "METHOD_LABELS",
+    "PIXEL_METHODS",
+    "Explainer",
+    "last_layer",
+    "layer_resolution",
+    "normalise_maps",
+    "target_layers",
+]

@@ -28,7 +28,9 @@ def _check(maps: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
     maps = np.asarray(maps, np.float64)
     labels = np.asarray(labels, np.int64)
     if maps.ndim != 3 or labels.shape != maps.shape[:1]:
-        raise CifarkitError(f"need maps (N, H, W) and labels (N,), got {maps.shape} and {labels.shape}")
+        raise CifarkitError(
+            f"need maps (N, H, W) and labels (N,), got {maps.shape} and {labels.shape}"
+        )
     if (maps < 0).any():
         raise CifarkitError("maps must be non-negative (normalised to [0, 1]); recompute them")
     return maps, labels
@@ -41,13 +43,14 @@ def _check(maps: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
 class ClassMeans:
     """``means[k, 0]`` mean map of class ``k``'s correctly classified images, ``[k, 1]`` of its mistakes."""
 
-    means: np.ndarray    # (classes, 2, H, W), NaN where a cell has no image
-    counts: np.ndarray   # (classes, 2)
+    means: np.ndarray  # (classes, 2, H, W), NaN where a cell has no image
+    counts: np.ndarray  # (classes, 2)
     class_names: tuple[str, ...]
 
 
-def class_mean_maps(maps: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
-                    class_names: Sequence[str]) -> ClassMeans:
+def class_mean_maps(
+    maps: np.ndarray, labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]
+) -> ClassMeans:
     """Mean map per true class, split by whether the prediction was right."""
     maps, labels = _check(maps, labels)
     predicted = np.asarray(predicted, np.int64)
@@ -83,9 +86,11 @@ def attention_statistics(maps: np.ndarray) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1) / np.log(h * w)
     y0, x0 = int(round(h * (1 - CENTRE_FRACTION) / 2)), int(round(w * (1 - CENTRE_FRACTION) / 2))
-    centre = p.reshape(n, h, w)[:, y0:h - y0, x0:w - x0].sum(axis=(1, 2))
+    centre = p.reshape(n, h, w)[:, y0 : h - y0, x0 : w - x0].sum(axis=(1, 2))
     peak = flat.argmax(axis=1)
-    return pd.DataFrame({"entropy": entropy, "centre_share": centre, "peak_y": peak // w, "peak_x": peak % w})
+    return pd.DataFrame(
+        {"entropy": entropy, "centre_share": centre, "peak_y": peak // w, "peak_x": peak % w}
+    )
 
 
 def peak_spread(peak_y: np.ndarray, peak_x: np.ndarray) -> float:
@@ -96,8 +101,9 @@ def peak_spread(peak_y: np.ndarray, peak_x: np.ndarray) -> float:
     return float(np.sqrt(((y - y.mean()) ** 2 + (x - x.mean()) ** 2).mean()))
 
 
-def class_attention_table(maps: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                          confidence: float = CONFIDENCE) -> pd.DataFrame:
+def class_attention_table(
+    maps: np.ndarray, labels: np.ndarray, class_names: Sequence[str], confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """Per true class: group (vehicle/animal), n, mean entropy and centre share with bootstrap
     CIs, and the peak spread (px)."""
     maps, labels = _check(maps, labels)
@@ -108,8 +114,13 @@ def class_attention_table(maps: np.ndarray, labels: np.ndarray, class_names: Seq
         row = {"class": name, "group": "vehicle" if name in VEHICLES else "animal", "n": len(part)}
         for col in ("entropy", "centre_share"):
             ci = bootstrap_mean_ci(part[col].to_numpy(), confidence) or (np.nan, np.nan)
-            row.update({col: part[col].mean() if len(part) else np.nan, f"{col}_low": ci[0],
-                        f"{col}_high": ci[1]})
+            row.update(
+                {
+                    col: part[col].mean() if len(part) else np.nan,
+                    f"{col}_low": ci[0],
+                    f"{col}_high": ci[1],
+                }
+            )
         row["peak_spread"] = peak_spread(part["peak_y"].to_numpy(), part["peak_x"].to_numpy())
         rows.append(row)
     return pd.DataFrame(rows).set_index("class")
@@ -136,8 +147,13 @@ class GroupComparison:
         return self.low is not None and (self.low > 0 or self.high < 0)
 
 
-def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE, n_boot: int = 10_000,
-                      seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_diff_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    confidence: float = CONFIDENCE,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of ``mean(a) - mean(b)`` for independent samples.
 
     ``stats.paired_comparison`` needs matched pairs; vehicle and animal images are not
@@ -147,15 +163,17 @@ def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
     if len(a) < 2 or len(b) < 2:
         return None
     rng = np.random.default_rng(seed)
-    diffs = (a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)
-             - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1))
+    diffs = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1) - b[
+        rng.integers(0, len(b), (n_boot, len(b)))
+    ].mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return float(low), float(high)
 
 
-def group_comparison(maps: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                     statistic: str = "entropy") -> GroupComparison:
+def group_comparison(
+    maps: np.ndarray, labels: np.ndarray, class_names: Sequence[str], statistic: str = "entropy"
+) -> GroupComparison:
     """Vehicle minus animal images for one per-image statistic (``entropy`` or ``centre_share``)."""
     maps, labels = _check(maps, labels)
     values = attention_statistics(maps)[statistic].to_numpy()
@@ -165,12 +183,22 @@ def group_comparison(maps: np.ndarray, labels: np.ndarray, class_names: Sequence
     ci = bootstrap_diff_ci(a, b)
     mean_a = float(a.mean()) if len(a) else float("nan")
     mean_b = float(b.mean()) if len(b) else float("nan")
-    return GroupComparison(statistic, mean_a, mean_b, mean_a - mean_b, ci[0] if ci else None,
-                           ci[1] if ci else None, len(a), len(b))
+    return GroupComparison(
+        statistic,
+        mean_a,
+        mean_b,
+        mean_a - mean_b,
+        ci[0] if ci else None,
+        ci[1] if ci else None,
+        len(a),
+        len(b),
+    )
 
 
-_STAT_WORDS = {"entropy": ("map entropy", "more diffuse", "more concentrated"),
-               "centre_share": ("share of map mass in the central region", "more central", "less central")}
+_STAT_WORDS = {
+    "entropy": ("map entropy", "more diffuse", "more concentrated"),
+    "centre_share": ("share of map mass in the central region", "more central", "less central"),
+}
 
 
 def describe_group_comparison(g: GroupComparison, digits: int = 3) -> str:
@@ -179,9 +207,13 @@ def describe_group_comparison(g: GroupComparison, digits: int = 3) -> str:
     values = f"{g.vehicle_mean:.{digits}f} vs {g.animal_mean:.{digits}f}"
     if g.low is None:
         return f"Vehicle and animal images' {name} cannot be compared ({g.n_vehicle} vs {g.n_animal} images)."
-    interval = (f"difference {g.diff:+.{digits}f}, 95% bootstrap CI [{g.low:+.{digits}f}, {g.high:+.{digits}f}], "
-                f"{g.n_vehicle} vehicle and {g.n_animal} animal images")
+    interval = (
+        f"difference {g.diff:+.{digits}f}, 95% bootstrap CI [{g.low:+.{digits}f}, {g.high:+.{digits}f}], "
+        f"{g.n_vehicle} vehicle and {g.n_animal} animal images"
+    )
     if not g.distinguishable:
         return f"The {name} of vehicle and animal images is not distinguishable ({values}; {interval})."
-    return (f"Vehicle images' maps are {up if g.diff > 0 else down} than animal images' by {name} "
-            f"({values}; {interval}).")
+    return (
+        f"Vehicle images' maps are {up if g.diff > 0 else down} than animal images' by {name} "
+        f"({values}; {interval})."
+    )

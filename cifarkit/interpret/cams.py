@@ -46,8 +46,12 @@ CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "scorecam")
 PIXEL_METHODS: tuple[str, ...] = ("saliency", "smoothgrad", "guided_backprop")
 METHODS: tuple[str, ...] = CAM_METHODS + PIXEL_METHODS
 METHOD_LABELS: dict[str, str] = {
-    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
-    "scorecam": "Faster Score-CAM", "saliency": "Saliency", "smoothgrad": "SmoothGrad",
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "layercam": "LayerCAM",
+    "scorecam": "Faster Score-CAM",
+    "saliency": "Saliency",
+    "smoothgrad": "SmoothGrad",
     "guided_backprop": "Guided Backprop (control)",
 }
 FUSED = "fused"
@@ -72,8 +76,10 @@ def target_layers(model) -> dict[str, str]:
     if any(layer.name.startswith("block") for layer in model.layers):
         names = baseline_conv_blocks(model)
         return {name.split("_")[0]: name for name in names}
-    raise CifarkitError(f"model {model.name!r} has neither ResNet stages nor baseline conv blocks; "
-                        "pass a model built by cifarkit.models (resnet20, baseline_cnn)")
+    raise CifarkitError(
+        f"model {model.name!r} has neither ResNet stages nor baseline conv blocks; "
+        "pass a model built by cifarkit.models (resnet20, baseline_cnn)"
+    )
 
 
 def last_layer(model) -> str:
@@ -90,10 +96,14 @@ def layer_resolution(model, layer: str) -> int:
             choices = ", ".join(target_layers(model).values())
         except CifarkitError:
             choices = "a layer with a (N, H, W, C) output"
-        raise CifarkitError(f"model {model.name!r} has no layer {layer!r}; choose {choices}") from None
+        raise CifarkitError(
+            f"model {model.name!r} has no layer {layer!r}; choose {choices}"
+        ) from None
     if len(shape) != 4:
-        raise CifarkitError(f"layer {layer!r} has output shape {tuple(shape)}; maps need a spatial "
-                            "(N, H, W, C) layer such as a stage or block output")
+        raise CifarkitError(
+            f"layer {layer!r} has output shape {tuple(shape)}; maps need a spatial "
+            "(N, H, W, C) layer such as a stage or block output"
+        )
     return int(shape[1])
 
 
@@ -154,8 +164,10 @@ def _guided_clone(model):
     for layer in clone.layers:
         if isinstance(layer, keras.layers.ReLU):
             if layer.max_value is not None or layer.negative_slope or layer.threshold:
-                raise CifarkitError(f"layer {layer.name} is not a plain ReLU; guided backprop "
-                                    "supports plain ReLU layers only")
+                raise CifarkitError(
+                    f"layer {layer.name} is not a plain ReLU; guided backprop "
+                    "supports plain ReLU layers only"
+                )
             layer.call = guided_relu
     return clone
 
@@ -185,7 +197,9 @@ def _batches(n: int, size: int) -> Iterator[slice]:
 def _as_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise CifarkitError(f"images must be (N, H, W, 3) with pixel values 0..255, got shape {images.shape}")
+        raise CifarkitError(
+            f"images must be (N, H, W, 3) with pixel values 0..255, got shape {images.shape}"
+        )
     return images.astype(np.float32, copy=False)
 
 
@@ -194,10 +208,14 @@ def _as_targets(targets: Sequence[int] | np.ndarray | int, n: int, num_classes: 
     if targets.ndim == 0:
         targets = np.full(n, int(targets), np.int64)
     if targets.shape != (n,):
-        raise CifarkitError(f"targets must be one class index per image ({n}), got shape {targets.shape}")
+        raise CifarkitError(
+            f"targets must be one class index per image ({n}), got shape {targets.shape}"
+        )
     if n and (targets.min() < 0 or targets.max() >= num_classes):
-        raise CifarkitError(f"targets must be class indices 0..{num_classes - 1}, got "
-                            f"{targets.min()}..{targets.max()}")
+        raise CifarkitError(
+            f"targets must be class indices 0..{num_classes - 1}, got "
+            f"{targets.min()}..{targets.max()}"
+        )
     return targets
 
 
@@ -238,9 +256,17 @@ class Explainer:
     >>> maps = explainer.maps(x_test[:8], y_test[:8], "gradcam", "stage3")  # doctest: +SKIP
     """
 
-    def __init__(self, model, *, layers: Mapping[str, str] | None = None, batch_size: int = DEFAULT_BATCH,
-                 seed: int = 0, scorecam_max_n: int = 16, smooth_samples: int = 20,
-                 smooth_noise: float = 0.15) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        layers: Mapping[str, str] | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        seed: int = 0,
+        scorecam_max_n: int = 16,
+        smooth_samples: int = 20,
+        smooth_noise: float = 0.15,
+    ) -> None:
         with warnings.catch_warnings():
             # tf-keras-vis 0.8.7 imports zoom from scipy.ndimage.interpolation (deprecated alias).
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="tf_keras_vis")
@@ -283,11 +309,18 @@ class Explainer:
         layer_resolution(self.model, layer)  # raises for unknown names
         return layer
 
-    def maps(self, images: np.ndarray, targets: Sequence[int] | np.ndarray | int, method: str = "gradcam",
-             layer: str | None = None) -> np.ndarray:
+    def maps(
+        self,
+        images: np.ndarray,
+        targets: Sequence[int] | np.ndarray | int,
+        method: str = "gradcam",
+        layer: str | None = None,
+    ) -> np.ndarray:
         """Maps of ``method`` for class ``targets`` of each image, ``(N, H, W)`` float32 in [0, 1]."""
         if method not in METHODS:
-            raise CifarkitError(f"unknown map method {method!r}; choose one of: {', '.join(METHODS)}")
+            raise CifarkitError(
+                f"unknown map method {method!r}; choose one of: {', '.join(METHODS)}"
+            )
         images = _as_images(images)
         targets = _as_targets(targets, len(images), self.num_classes)
         if layer == FUSED:
@@ -299,42 +332,60 @@ class Explainer:
                 out[part] = self._batch(images[part], targets[part], method, layer_name, part.start)
         return out
 
-    def fused(self, images: np.ndarray, targets: np.ndarray, method: str = "layercam") -> np.ndarray:
+    def fused(
+        self, images: np.ndarray, targets: np.ndarray, method: str = "layercam"
+    ) -> np.ndarray:
         """Multi-layer map: the mean of the normalised maps of every candidate layer, renormalised.
 
         LayerCAM's paper fuses layers the same way in spirit (per-layer maps scaled, then
         combined); the mean keeps the coarse layer's extent and the fine layers' detail.
         """
         if method not in CAM_METHODS:
-            raise CifarkitError(f"a fused map needs a layer method ({', '.join(CAM_METHODS)}), not {method!r}")
-        stack = np.stack([self.maps(images, targets, method, name) for name in self.layers.values()])
+            raise CifarkitError(
+                f"a fused map needs a layer method ({', '.join(CAM_METHODS)}), not {method!r}"
+            )
+        stack = np.stack(
+            [self.maps(images, targets, method, name) for name in self.layers.values()]
+        )
         return normalise_maps(stack.mean(axis=0))
 
-    def _batch(self, images: np.ndarray, targets: np.ndarray, method: str, layer: str | None,
-               offset: int) -> np.ndarray:
+    def _batch(
+        self, images: np.ndarray, targets: np.ndarray, method: str, layer: str | None, offset: int
+    ) -> np.ndarray:
         score = TargetScore(targets)
         with warnings.catch_warnings():
             # Keras warns that tf-keras-vis passes the single input as a list; harmless.
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
             return self._call(images, score, method, layer, offset)
 
-    def _call(self, images: np.ndarray, score: TargetScore, method: str, layer: str | None,
-              offset: int) -> np.ndarray:
+    def _call(
+        self, images: np.ndarray, score: TargetScore, method: str, layer: str | None, offset: int
+    ) -> np.ndarray:
         if method in ("gradcam", "gradcam++", "layercam"):
-            result = self._objects[method](score, images, penultimate_layer=layer,
-                                           seek_penultimate_conv_layer=False)
+            result = self._objects[method](
+                score, images, penultimate_layer=layer, seek_penultimate_conv_layer=False
+            )
         elif method == "scorecam":
             max_n = min(self.scorecam_max_n, int(self.model.get_layer(layer).output.shape[-1]))
             with _quiet_keras():
-                result = self._objects["scorecam"](score, images, penultimate_layer=layer,
-                                                   seek_penultimate_conv_layer=False,
-                                                   max_N=max_n, batch_size=256)
+                result = self._objects["scorecam"](
+                    score,
+                    images,
+                    penultimate_layer=layer,
+                    seek_penultimate_conv_layer=False,
+                    max_N=max_n,
+                    batch_size=256,
+                )
         elif method == "saliency":
             result = self._objects["saliency"](score, images)
         elif method == "smoothgrad":
             with _numpy_seed(self.seed + offset):
-                result = self._objects["saliency"](score, images, smooth_samples=self.smooth_samples,
-                                                   smooth_noise=self.smooth_noise)
+                result = self._objects["saliency"](
+                    score,
+                    images,
+                    smooth_samples=self.smooth_samples,
+                    smooth_noise=self.smooth_noise,
+                )
         else:  # guided_backprop
             from tf_keras_vis.saliency import Saliency
 
@@ -358,5 +409,3 @@ def normalise_maps(maps: np.ndarray) -> np.ndarray:
 def predicted_classes(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """The model's top-1 class per image."""
     return predict_logits(model, images, batch_size).argmax(axis=1)
-
-

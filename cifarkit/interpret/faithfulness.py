@@ -34,8 +34,10 @@ from cifarkit.evaluation.stats import CONFIDENCE, bootstrap_mean_ci, paired_comp
 
 log = logging.getLogger(__name__)
 
-Predict = Callable[[np.ndarray], np.ndarray]  # images (N, H, W, 3) float32 0..255 -> probabilities (N, C)
-BLUR_SIGMA = 4.0        # px: the blurred copy keeps colour layout, loses object detail
+Predict = Callable[
+    [np.ndarray], np.ndarray
+]  # images (N, H, W, 3) float32 0..255 -> probabilities (N, C)
+BLUR_SIGMA = 4.0  # px: the blurred copy keeps colour layout, loses object detail
 RANDOM_BLUR_SIGMA = 2.0  # px: close to the smoothness of an 8x8 map upsampled to 32x32
 DEFAULT_STEPS = 16
 
@@ -67,7 +69,9 @@ def random_maps(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, size, size), dtype=np.float32)
 
 
-def blurred_random_maps(n: int, size: int = 32, seed: int = 0, sigma: float = RANDOM_BLUR_SIGMA) -> np.ndarray:
+def blurred_random_maps(
+    n: int, size: int = 32, seed: int = 0, sigma: float = RANDOM_BLUR_SIGMA
+) -> np.ndarray:
     """``n`` maps of Gaussian-smoothed noise, min-max normalised: random blobs, CAM-like texture."""
     from scipy.ndimage import gaussian_filter
 
@@ -77,13 +81,17 @@ def blurred_random_maps(n: int, size: int = 32, seed: int = 0, sigma: float = RA
     return normalise_maps(gaussian_filter(noise, sigma=(0, sigma, sigma), mode="wrap"))
 
 
-def _check_maps(images: np.ndarray, maps: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_maps(
+    images: np.ndarray, maps: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     images = np.asarray(images, np.float32)
     maps = np.asarray(maps, np.float32)
     targets = np.asarray(targets, np.int64)
     if images.ndim != 4 or maps.shape != images.shape[:3] or targets.shape != images.shape[:1]:
-        raise CifarkitError(f"need images (N, H, W, 3), maps (N, H, W) and targets (N,); got {images.shape}, "
-                            f"{maps.shape} and {targets.shape}")
+        raise CifarkitError(
+            f"need images (N, H, W, 3), maps (N, H, W) and targets (N,); got {images.shape}, "
+            f"{maps.shape} and {targets.shape}"
+        )
     if not np.isfinite(maps).all():
         raise CifarkitError("maps contain NaN or infinite values; recompute them")
     return images, maps, targets
@@ -108,9 +116,9 @@ def pixel_order(maps: np.ndarray, seed: int = 0) -> np.ndarray:
 class CurveResult:
     """Deletion and insertion curves: probability of the target class after each step."""
 
-    fractions: np.ndarray   # (steps + 1,) share of pixels removed / revealed
-    deletion: np.ndarray    # (N, steps + 1)
-    insertion: np.ndarray   # (N, steps + 1)
+    fractions: np.ndarray  # (steps + 1,) share of pixels removed / revealed
+    deletion: np.ndarray  # (N, steps + 1)
+    insertion: np.ndarray  # (N, steps + 1)
 
     @property
     def deletion_auc(self) -> np.ndarray:
@@ -123,9 +131,17 @@ class CurveResult:
         return np.trapezoid(self.insertion, self.fractions, axis=1)
 
 
-def deletion_insertion(predict: Predict, images: np.ndarray, maps: np.ndarray, targets: np.ndarray, *,
-                       steps: int = DEFAULT_STEPS, blur_sigma: float = BLUR_SIGMA, seed: int = 0,
-                       chunk: int = 4096) -> CurveResult:
+def deletion_insertion(
+    predict: Predict,
+    images: np.ndarray,
+    maps: np.ndarray,
+    targets: np.ndarray,
+    *,
+    steps: int = DEFAULT_STEPS,
+    blur_sigma: float = BLUR_SIGMA,
+    seed: int = 0,
+    chunk: int = 4096,
+) -> CurveResult:
     """Deletion and insertion curves of ``maps`` for class ``targets`` (RISE, blurred baseline).
 
     At step ``k`` the ``k/steps`` most important pixels (all three channels) are replaced by
@@ -151,9 +167,16 @@ def deletion_insertion(predict: Predict, images: np.ndarray, maps: np.ndarray, t
         chosen = chosen[..., None]
         x, b = images[part][:, None], base[part][:, None]
         m = part.stop - part.start
-        for kind, stacked in (("deletion", np.where(chosen, b, x)), ("insertion", np.where(chosen, x, b))):
-            probs = predict(stacked.reshape(-1, h, w, 3).astype(np.float32)).reshape(m, steps + 1, -1)
-            curves[kind][part] = np.take_along_axis(probs, targets[part][:, None, None], axis=2)[..., 0]
+        for kind, stacked in (
+            ("deletion", np.where(chosen, b, x)),
+            ("insertion", np.where(chosen, x, b)),
+        ):
+            probs = predict(stacked.reshape(-1, h, w, 3).astype(np.float32)).reshape(
+                m, steps + 1, -1
+            )
+            curves[kind][part] = np.take_along_axis(probs, targets[part][:, None, None], axis=2)[
+                ..., 0
+            ]
     return CurveResult(counts / pixels, curves["deletion"], curves["insertion"])
 
 
@@ -170,7 +193,9 @@ class DropResult:
     @property
     def drop(self) -> np.ndarray:
         """Per image ``max(0, Y - O) / Y`` in percent (Average Drop is its mean)."""
-        return 100.0 * np.maximum(0.0, self.original - self.masked) / np.maximum(self.original, 1e-12)
+        return (
+            100.0 * np.maximum(0.0, self.original - self.masked) / np.maximum(self.original, 1e-12)
+        )
 
     @property
     def increase(self) -> np.ndarray:
@@ -178,8 +203,15 @@ class DropResult:
         return 100.0 * (self.masked > self.original)
 
 
-def average_drop_increase(predict: Predict, images: np.ndarray, maps: np.ndarray, targets: np.ndarray, *,
-                          fill: str = "black", blur_sigma: float = BLUR_SIGMA) -> DropResult:
+def average_drop_increase(
+    predict: Predict,
+    images: np.ndarray,
+    maps: np.ndarray,
+    targets: np.ndarray,
+    *,
+    fill: str = "black",
+    blur_sigma: float = BLUR_SIGMA,
+) -> DropResult:
     """Average Drop / Increase in Confidence: the image weighted by its map, ``I * L``.
 
     ``fill="black"`` is the definition of Chattopadhay et al.; ``fill="blur"`` blends the
@@ -256,9 +288,15 @@ def _reinitialise(layer, seed: int) -> None:
         seed += 1
 
 
-def randomisation_check(model, images: np.ndarray, targets: np.ndarray,
-                        map_fn: Callable[[object, np.ndarray, np.ndarray], np.ndarray], *,
-                        seed: int = 0, max_groups: int | None = None) -> pd.DataFrame:
+def randomisation_check(
+    model,
+    images: np.ndarray,
+    targets: np.ndarray,
+    map_fn: Callable[[object, np.ndarray, np.ndarray], np.ndarray],
+    *,
+    seed: int = 0,
+    max_groups: int | None = None,
+) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018), top layer first.
 
     ``map_fn(model, images, targets)`` computes maps; it is called on the original model,
@@ -279,15 +317,23 @@ def randomisation_check(model, images: np.ndarray, targets: np.ndarray,
         for i, name in enumerate(names):
             _reinitialise(clone.get_layer(name), seed * 100_003 + step * 101 + i * 7)
         rows.append(_spearman_row(step, group, reference, map_fn(clone, images, targets)))
-        log.info("randomisation: %s re-initialised, mean Spearman %.3f", group, rows[-1]["spearman"])
+        log.info(
+            "randomisation: %s re-initialised, mean Spearman %.3f", group, rows[-1]["spearman"]
+        )
     return pd.DataFrame(rows)
 
 
 def _spearman_row(step: int, group: str, reference: np.ndarray, maps: np.ndarray) -> dict:
     rho = spearman_rows(reference, maps)
     ci = bootstrap_mean_ci(rho) or (float("nan"), float("nan"))
-    return {"step": step, "randomised": group, "spearman": float(rho.mean()), "low": ci[0], "high": ci[1],
-            "n": len(rho)}
+    return {
+        "step": step,
+        "randomised": group,
+        "spearman": float(rho.mean()),
+        "low": ci[0],
+        "high": ci[1],
+        "n": len(rho),
+    }
 
 
 # --------------------------------------------------------------------------- summaries
@@ -311,13 +357,29 @@ class MethodScores:
     curves: CurveResult | None = None
 
 
-def score_maps(predict: Predict, images: np.ndarray, maps: np.ndarray, targets: np.ndarray, method: str, *,
-               steps: int = DEFAULT_STEPS, seed: int = 0) -> MethodScores:
+def score_maps(
+    predict: Predict,
+    images: np.ndarray,
+    maps: np.ndarray,
+    targets: np.ndarray,
+    method: str,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+) -> MethodScores:
     """Every faithfulness metric of one set of maps (deletion/insertion AUC, AD, IC)."""
     curves = deletion_insertion(predict, images, maps, targets, steps=steps, seed=seed)
     drop = average_drop_increase(predict, images, maps, targets)
-    return MethodScores(method, {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
-                                 "average_drop": drop.drop, "increase_confidence": drop.increase}, curves)
+    return MethodScores(
+        method,
+        {
+            "deletion_auc": curves.deletion_auc,
+            "insertion_auc": curves.insertion_auc,
+            "average_drop": drop.drop,
+            "increase_confidence": drop.increase,
+        },
+        curves,
+    )
 
 
 def summary_table(scores: Sequence[MethodScores], confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -326,15 +388,27 @@ def summary_table(scores: Sequence[MethodScores], confidence: float = CONFIDENCE
     for item in scores:
         for metric, values in item.values.items():
             ci = bootstrap_mean_ci(values, confidence) or (float("nan"), float("nan"))
-            rows.append({"method": item.method, "metric": metric, "mean": float(np.mean(values)),
-                         "low": ci[0], "high": ci[1], "n": len(values)})
+            rows.append(
+                {
+                    "method": item.method,
+                    "metric": metric,
+                    "mean": float(np.mean(values)),
+                    "low": ci[0],
+                    "high": ci[1],
+                    "n": len(values),
+                }
+            )
     return pd.DataFrame(rows, columns=["method", "metric", "mean", "low", "high", "n"])
 
 
 def wide_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """One row per method, one column per metric: ``mean [low, high]`` strings for display."""
-    text = summary.assign(value=[f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-                                 for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"], strict=True)])
+    text = summary.assign(
+        value=[
+            f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"], strict=True)
+        ]
+    )
     wide = text.pivot(index="method", columns="metric", values="value")
     order = list(dict.fromkeys(summary["method"]))
     columns = [m for m in METRICS if m in wide.columns]
@@ -368,28 +442,54 @@ class MethodComparison:
         return "better" if improved else "worse"
 
 
-def compare(scores: Mapping[str, MethodScores], method: str, baseline: str, metric: str,
-            confidence: float = CONFIDENCE, seed: int = 0) -> MethodComparison:
+def compare(
+    scores: Mapping[str, MethodScores],
+    method: str,
+    baseline: str,
+    metric: str,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> MethodComparison:
     """Per-image paired difference ``method - baseline`` with a percentile bootstrap interval."""
     a, b = scores[baseline].values[metric], scores[method].values[metric]
     paired = paired_comparison(a, b, confidence=confidence, seed=seed)
-    return MethodComparison(method, baseline, metric, float(np.mean(b)), float(np.mean(a)), paired.mean_diff,
-                      paired.boot_low, paired.boot_high, len(a))
+    return MethodComparison(
+        method,
+        baseline,
+        metric,
+        float(np.mean(b)),
+        float(np.mean(a)),
+        paired.mean_diff,
+        paired.boot_low,
+        paired.boot_high,
+        len(a),
+    )
 
 
-def describe_comparison(c: MethodComparison, method_label: str | None = None, baseline_label: str | None = None,
-                        digits: int = 3) -> str:
+def describe_comparison(
+    c: MethodComparison,
+    method_label: str | None = None,
+    baseline_label: str | None = None,
+    digits: int = 3,
+) -> str:
     """One sentence whose claim follows the interval: better, worse, or not distinguishable."""
     label = method_label or c.method
     base = baseline_label or (f"{c.baseline} map" if "random" in c.baseline else c.baseline)
     metric, lower = METRICS[c.metric]
     values = f"{c.method_mean:.{digits}f} vs {c.baseline_mean:.{digits}f}"
-    interval = ("no interval" if c.low is None else
-                f"difference {c.diff:+.{digits}f}, 95% bootstrap CI [{c.low:+.{digits}f}, {c.high:+.{digits}f}], "
-                f"{c.n} images")
+    interval = (
+        "no interval"
+        if c.low is None
+        else f"difference {c.diff:+.{digits}f}, 95% bootstrap CI [{c.low:+.{digits}f}, {c.high:+.{digits}f}], "
+        f"{c.n} images"
+    )
     if c.verdict == "indistinguishable":
-        return f"{label}'s {metric} is not distinguishable from the {base}'s ({values}; {interval})."
-    direction = ("lower" if c.diff < 0 else "higher")
+        return (
+            f"{label}'s {metric} is not distinguishable from the {base}'s ({values}; {interval})."
+        )
+    direction = "lower" if c.diff < 0 else "higher"
     quality = "better" if c.verdict == "better" else "worse"
-    return (f"{label}'s {metric} is {direction} than the {base}'s ({values}; {interval}): "
-            f"{quality} than {'a map without information' if 'random' in c.baseline else 'it'}.")
+    return (
+        f"{label}'s {metric} is {direction} than the {base}'s ({values}; {interval}): "
+        f"{quality} than {'a map without information' if 'random' in c.baseline else 'it'}."
+    )

@@ -17,7 +17,13 @@ from cifarkit.interpret.cams import METHOD_LABELS, Explainer, predicted_classes
 
 log = logging.getLogger(__name__)
 
-FULL = {"faithfulness": 500, "randomisation": 100, "training": 200, "steps": 16, "smooth_samples": 20}
+FULL = {
+    "faithfulness": 500,
+    "randomisation": 100,
+    "training": 200,
+    "steps": 16,
+    "smooth_samples": 20,
+}
 # CI-sized (the smoke book): enough images and steps to run every method and metric, no more;
 # the chapter's cost grows with images x steps x methods.
 SMALL = {"faithfulness": 16, "randomisation": 8, "training": 16, "steps": 6, "smooth_samples": 4}
@@ -37,17 +43,29 @@ class Sizes:
     smooth_samples: int
 
 
-def chapter_sizes(cfg, *, n_faithfulness: int | None = None, n_randomisation: int | None = None,
-                  n_training: int | None = None, n_show: int = 6, steps: int | None = None,
-                  smooth_samples: int | None = None) -> Sizes:
+def chapter_sizes(
+    cfg,
+    *,
+    n_faithfulness: int | None = None,
+    n_randomisation: int | None = None,
+    n_training: int | None = None,
+    n_show: int = 6,
+    steps: int | None = None,
+    smooth_samples: int | None = None,
+) -> Sizes:
     """The chapter's sizes for a profile: :data:`CPU` under ``cpu``; otherwise :data:`FULL` when
     it uses the whole test set and :data:`SMALL` (CI-sized) when it keeps a slice of it
     (smoke); explicit values win and image counts are capped at the test set's size."""
     limit = cfg.data.test_limit
     test_n = 10_000 if limit is None else limit
     base = CPU if cfg.profile == "cpu" else FULL if limit is None or limit >= 5000 else SMALL
-    given = {"faithfulness": n_faithfulness, "randomisation": n_randomisation, "training": n_training,
-             "steps": steps, "smooth_samples": smooth_samples}
+    given = {
+        "faithfulness": n_faithfulness,
+        "randomisation": n_randomisation,
+        "training": n_training,
+        "steps": steps,
+        "smooth_samples": smooth_samples,
+    }
     values = {k: v if v is not None else base[k] for k, v in given.items()}
     values["show"] = n_show
     for name, value in values.items():
@@ -91,13 +109,23 @@ class FaithfulnessStudy:
 
     def verdicts(self, method: str) -> dict[str, str]:
         """``{"deletion_auc vs random": "better", ...}`` for the two AUCs and both baselines."""
-        return {f"{m} vs {b}": self.comparison(method, b, m).verdict
-                for m in ("deletion_auc", "insertion_auc") for b in ("random", "blurred random")}
+        return {
+            f"{m} vs {b}": self.comparison(method, b, m).verdict
+            for m in ("deletion_auc", "insertion_auc")
+            for b in ("random", "blurred random")
+        }
 
 
-def faithfulness_study(model, images: np.ndarray, methods: Sequence[tuple[str, str | None]], *,
-                       targets: np.ndarray | None = None, steps: int = F.DEFAULT_STEPS, seed: int = 0,
-                       explainer: Explainer | None = None) -> FaithfulnessStudy:
+def faithfulness_study(
+    model,
+    images: np.ndarray,
+    methods: Sequence[tuple[str, str | None]],
+    *,
+    targets: np.ndarray | None = None,
+    steps: int = F.DEFAULT_STEPS,
+    seed: int = 0,
+    explainer: Explainer | None = None,
+) -> FaithfulnessStudy:
     """Deletion/insertion AUC, AD and IC of each ``(method, layer)`` and of the random and
     blurred-random baselines, for the predicted class unless ``targets`` are given."""
     images = np.asarray(images, np.float32)
@@ -123,28 +151,34 @@ def verdict_table(study: FaithfulnessStudy) -> pd.DataFrame:
 # --------------------------------------------------------------------------- randomisation
 
 
-def randomisation_study(model, images: np.ndarray, methods: Sequence[tuple[str, str | None]], *,
-                        seed: int = 0) -> dict[str, pd.DataFrame]:
+def randomisation_study(
+    model, images: np.ndarray, methods: Sequence[tuple[str, str | None]], *, seed: int = 0
+) -> dict[str, pd.DataFrame]:
     """Cascading randomisation for each ``(method, layer)``, maps for the trained model's prediction."""
     targets = predicted_classes(model, images)
     out = {}
     explainers: dict[int, tuple[object, Explainer]] = {}  # one per model object (keeps it alive)
     for method, layer in methods:
+
         def map_fn(m, x, t, method=method, layer=layer):
             if id(m) not in explainers:
                 explainers[id(m)] = (m, Explainer(m, seed=seed))
             return explainers[id(m)][1].maps(x, t, method, layer)
 
-        out[method_key(method, layer)] = F.randomisation_check(model, images, targets, map_fn, seed=seed)
+        out[method_key(method, layer)] = F.randomisation_check(
+            model, images, targets, map_fn, seed=seed
+        )
     return out
 
 
 def describe_randomisation(table: pd.DataFrame, label: str, digits: int = 2) -> str:
     """What the randomisation check shows for one method, in words that follow the interval."""
     first, last = table.iloc[1], table.iloc[-1]
-    values = (f"mean Spearman ρ {first['spearman']:.{digits}f} after re-initialising `{first['randomised']}` and "
-              f"{last['spearman']:.{digits}f} [{last['low']:.{digits}f}, {last['high']:.{digits}f}] with every "
-              f"block re-initialised, {int(last['n'])} images")
+    values = (
+        f"mean Spearman ρ {first['spearman']:.{digits}f} after re-initialising `{first['randomised']}` and "
+        f"{last['spearman']:.{digits}f} [{last['low']:.{digits}f}, {last['high']:.{digits}f}] with every "
+        f"block re-initialised, {int(last['n'])} images"
+    )
     if last["high"] < 0.5:
         verdict = "its maps depend on the learned weights, as a faithful explanation must"
     elif last["low"] > 0.5:

@@ -16,4 +16,12 @@ from cifarkit.models.registry import (
     predict_logits,
 )
 
-__all__ = ["MODELS", "build_model", "count_params", "float32_model", "init_from_data", "load_model", "predict_logits"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "count_params",
+    "float32_model",
+    "init_from_data",
+    "load_model",
+    "predict_logits",
+]

@@ -60,9 +60,9 @@ from cifarkit.models.common import (
 
 log = logging.getLogger(__name__)
 
-WHITEN_PATCH = 2          # airbench's whitening kernel size
-WHITEN_EPS = 5e-4         # added to the eigenvalues before 1/sqrt (airbench)
-BN_EPSILON = 1e-12        # airbench's BatchNorm epsilon
+WHITEN_PATCH = 2  # airbench's whitening kernel size
+WHITEN_EPS = 5e-4  # added to the eigenvalues before 1/sqrt (airbench)
+BN_EPSILON = 1e-12  # airbench's BatchNorm epsilon
 
 
 # --------------------------------------------------------------------------- layers and initialisers
@@ -84,8 +84,12 @@ class WhiteningConv(layers.Layer):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         k, channels = self.kernel_size, int(input_shape[-1])
-        self.kernel = self.add_weight(name="kernel", shape=(k, k, channels, self.filters),
-                                      initializer="zeros", trainable=False)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(k, k, channels, self.filters),
+            initializer="zeros",
+            trainable=False,
+        )
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
     def call(self, inputs: Any) -> Any:
@@ -118,8 +122,12 @@ class ScaledBias(layers.Layer):
         self.l2 = float(l2)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.raw = self.add_weight(name="raw", shape=(int(input_shape[-1]),), initializer="zeros",
-                                   regularizer=regularizer(self.l2))
+        self.raw = self.add_weight(
+            name="raw",
+            shape=(int(input_shape[-1]),),
+            initializer="zeros",
+            regularizer=regularizer(self.l2),
+        )
 
     def call(self, inputs: Any) -> Any:
         return inputs + self.scale * self.raw
@@ -142,14 +150,17 @@ class PartialDirac(keras.initializers.Initializer):
 
     def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         kh, kw, cin, cout = shape
-        base = keras.initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform",
-                                                  seed=self.seed)(shape, dtype=dtype)
+        base = keras.initializers.VarianceScaling(
+            scale=1 / 3, mode="fan_in", distribution="uniform", seed=self.seed
+        )(shape, dtype=dtype)
         n = min(cin, cout)
         eye = np.zeros(shape, np.float32)
         eye[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
         keep = np.ones(shape, np.float32)
         keep[:, :, :, :n] = 0.0
-        return base * ops.convert_to_tensor(keep, dtype=dtype) + ops.convert_to_tensor(eye, dtype=dtype)
+        return base * ops.convert_to_tensor(keep, dtype=dtype) + ops.convert_to_tensor(
+            eye, dtype=dtype
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed}
@@ -158,22 +169,28 @@ class PartialDirac(keras.initializers.Initializer):
 # --------------------------------------------------------------------------- whitening
 
 
-def whitening_kernel(images: np.ndarray, patch: int = WHITEN_PATCH, eps: float = WHITEN_EPS) -> np.ndarray:
+def whitening_kernel(
+    images: np.ndarray, patch: int = WHITEN_PATCH, eps: float = WHITEN_EPS
+) -> np.ndarray:
     """Trick: patch whitening (airbench). The ``(patch, patch, C, 2*patch*patch*C)`` kernel whose
     filters are the eigenvectors of the (uncentred) patch covariance of ``images`` (float,
     NHWC, already normalised) divided by sqrt(eigenvalue + eps), then their negatives.
     Its gain here is the ``+ whitening conv`` step of ``cifarkit bench ladder``."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or min(images.shape[1:3]) < patch:
-        raise CifarkitError(f"whitening needs NHWC images of at least {patch}x{patch}, got shape "
-                            f"{images.shape}; pass the training images")
+        raise CifarkitError(
+            f"whitening needs NHWC images of at least {patch}x{patch}, got shape "
+            f"{images.shape}; pass the training images"
+        )
     channels = images.shape[-1]
     dim = patch * patch * channels
     cov = np.zeros((dim, dim), np.float64)
     count = 0
     for start in range(0, len(images), 500):  # chunks keep the patch array small
         # (n, H-p+1, W-p+1, C, p, p) -> patches flattened in the kernel's (kh, kw, c) order
-        windows = np.lib.stride_tricks.sliding_window_view(images[start:start + 500], (patch, patch), axis=(1, 2))
+        windows = np.lib.stride_tricks.sliding_window_view(
+            images[start : start + 500], (patch, patch), axis=(1, 2)
+        )
         flat = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dim).astype(np.float64)
         cov += flat.T @ flat
         count += len(flat)
@@ -203,23 +220,47 @@ def init_from_data(model: keras.Model, cfg: ModelConfig, images: np.ndarray) -> 
 
 
 def _conv(x: Any, filters: int, name: str, ab: AirbenchConfig, l2: float) -> Any:
-    init = PartialDirac() if ab.dirac else keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
-    return layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init,
-                         kernel_regularizer=regularizer(l2), name=name)(x)
+    init = (
+        PartialDirac()
+        if ab.dirac
+        else keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
+    )
+    return layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=init,
+        kernel_regularizer=regularizer(l2),
+        name=name,
+    )(x)
 
 
-def _bn_act(x: Any, name: str, ab: AirbenchConfig, l2: float, bn: str, out_name: str | None = None) -> Any:
+def _bn_act(
+    x: Any, name: str, ab: AirbenchConfig, l2: float, bn: str, out_name: str | None = None
+) -> Any:
     """BN without a learned scale (airbench freezes it at 1), bias at ``bn_bias_lr``, then the activation."""
     scaled = ab.bn_bias_lr != 1.0
-    x = batch_norm(bn, momentum=1.0 - ab.bn_momentum, epsilon=BN_EPSILON, scale=False,
-                                  center=not scaled, name=f"{name}_bn")(x)
+    x = batch_norm(
+        bn,
+        momentum=1.0 - ab.bn_momentum,
+        epsilon=BN_EPSILON,
+        scale=False,
+        center=not scaled,
+        name=f"{name}_bn",
+    )(x)
     if scaled:
         x = ScaledBias(math.sqrt(ab.bn_bias_lr), l2=l2, name=f"{name}_bias")(x)
     return layers.Activation(ab.activation, name=out_name or f"{name}_act")(x)
 
 
-def airbench_net(ab: AirbenchConfig | None = None, num_classes: int = 10, dropout: float = 0.0,
-                 l2: float = 0.0, bn: str = "fused") -> keras.Model:
+def airbench_net(
+    ab: AirbenchConfig | None = None,
+    num_classes: int = 10,
+    dropout: float = 0.0,
+    l2: float = 0.0,
+    bn: str = "fused",
+) -> keras.Model:
     """The airbench94 network in Keras, flat and named like cifarkit's other models.
 
     ``normalize`` -> ``whiten`` (2x2 valid, 24 ch; or a trainable 2x2 conv when
@@ -235,8 +276,13 @@ def airbench_net(ab: AirbenchConfig | None = None, num_classes: int = 10, dropou
     if ab.whiten:
         x = WhiteningConv(whiten_width, name="whiten")(x)
     else:
-        x = layers.Conv2D(whiten_width, WHITEN_PATCH, padding="valid", kernel_regularizer=regularizer(l2),
-                          name="whiten")(x)
+        x = layers.Conv2D(
+            whiten_width,
+            WHITEN_PATCH,
+            padding="valid",
+            kernel_regularizer=regularizer(l2),
+            name="whiten",
+        )(x)
     x = layers.Activation(ab.activation, name="whiten_act")(x)
     for group, width in enumerate(ab.widths, start=1):
         prefix = f"group{group}"
@@ -249,16 +295,27 @@ def airbench_net(ab: AirbenchConfig | None = None, num_classes: int = 10, dropou
     x = layers.Flatten(name="head_flatten")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Dense(num_classes, use_bias=False, kernel_regularizer=regularizer(l2), dtype="float32",
-                     name="head_dense")(x)
+    x = layers.Dense(
+        num_classes,
+        use_bias=False,
+        kernel_regularizer=regularizer(l2),
+        dtype="float32",
+        name="head_dense",
+    )(x)
     logits = layers.Rescaling(ab.logit_scale, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="airbench")
 
 
 def airbench_groups(model: keras.Model) -> list[str]:
     """Names of the airbench net's group outputs (``group1_out`` .. ``group3_out``)."""
-    names = [layer.name for layer in model.layers if layer.name.startswith("group") and layer.name.endswith("_out")]
+    names = [
+        layer.name
+        for layer in model.layers
+        if layer.name.startswith("group") and layer.name.endswith("_out")
+    ]
     if not names:
-        raise CifarkitError(f"model {model.name!r} has no groupN_out layers; pass a model built by "
-                            "cifarkit.models.airbench.airbench_net")
+        raise CifarkitError(
+            f"model {model.name!r} has no groupN_out layers; pass a model built by "
+            "cifarkit.models.airbench.airbench_net"
+        )
     return sorted(names)

@@ -48,7 +48,6 @@ class CaffePreprocess(layers.Layer):
         return {**super().get_config(), "mean_bgr": list(self.mean_bgr)}
 
 
-
 def weights_file_name(name: str, input_size: int = 224) -> str:
     """The file keras.applications downloads for ``include_top=False`` ImageNet weights."""
     if name == "resnet50":
@@ -66,24 +65,32 @@ def keras_models_cache() -> Path:
     return Path(home).expanduser() / "models"
 
 
-def resolve_weights(name: str, input_size: int, weights_path: str | os.PathLike[str] | None) -> Path:
+def resolve_weights(
+    name: str, input_size: int, weights_path: str | os.PathLike[str] | None
+) -> Path:
     """Local ImageNet weights file; never downloads (the machines are offline)."""
     if name == "mobilenetv2" and input_size not in _MOBILENETV2_SIZES:
-        raise CifarkitError(f"MobileNetV2 ImageNet weights exist only for input_size "
-                            f"{', '.join(map(str, _MOBILENETV2_SIZES))}; set model.input_size to one "
-                            f"of them (got {input_size}) or use weights: none")
+        raise CifarkitError(
+            f"MobileNetV2 ImageNet weights exist only for input_size "
+            f"{', '.join(map(str, _MOBILENETV2_SIZES))}; set model.input_size to one "
+            f"of them (got {input_size}) or use weights: none"
+        )
     file_name = weights_file_name(name, input_size)
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
-            raise CifarkitError(f"weights_path {path} does not exist; point model.weights_path at "
-                                f"the {name} ImageNet file {file_name}")
+            raise CifarkitError(
+                f"weights_path {path} does not exist; point model.weights_path at "
+                f"the {name} ImageNet file {file_name}"
+            )
         return path
     path = keras_models_cache() / file_name
     if not path.is_file():
-        raise CifarkitError(f"ImageNet weights for {name} not found: put {file_name} in "
-                            f"{path.parent}/ (Keras' cache; KERAS_HOME moves it) or set "
-                            f"model.weights_path to the file (no download is attempted offline)")
+        raise CifarkitError(
+            f"ImageNet weights for {name} not found: put {file_name} in "
+            f"{path.parent}/ (Keras' cache; KERAS_HOME moves it) or set "
+            f"model.weights_path to the file (no download is attempted offline)"
+        )
     return path
 
 
@@ -94,8 +101,9 @@ def _application(name: str, x: Any, size: int) -> keras.Model:
         "efficientnetb0": keras.applications.EfficientNetB0,
         "mobilenetv2": keras.applications.MobileNetV2,
     }
-    return builders[name](include_top=False, weights=None, input_tensor=x,
-                          input_shape=(size, size, 3), pooling=None)
+    return builders[name](
+        include_top=False, weights=None, input_tensor=x, input_shape=(size, size, 3), pooling=None
+    )
 
 
 def _auto_name(layer: keras.layers.Layer) -> bool:
@@ -131,9 +139,15 @@ def _add_l2(model: keras.Model, l2: float) -> None:
             layer.kernel.regularizer = regularizer
 
 
-def backbone_model(name: str, num_classes: int = 10, weights: str = "none",
-                   weights_path: str | os.PathLike[str] | None = None, input_size: int = 32,
-                   dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
+def backbone_model(
+    name: str,
+    num_classes: int = 10,
+    weights: str = "none",
+    weights_path: str | os.PathLike[str] | None = None,
+    input_size: int = 32,
+    dropout: float = 0.0,
+    l2: float = 0.0,
+) -> keras.Model:
     """A keras.applications backbone (no top) with a new head, all in one flat graph.
 
     image 0..255 -> ``resize`` (if ``input_size`` != 32) -> the application's preprocessing
@@ -149,8 +163,10 @@ def backbone_model(name: str, num_classes: int = 10, weights: str = "none",
     if weights not in ("none", "imagenet"):
         raise CifarkitError(f"weights={weights!r} is not supported; use 'none' or 'imagenet'")
     if weights == "none" and weights_path is not None:
-        raise CifarkitError(f"weights_path={weights_path} is set but weights is 'none'; "
-                            "set weights: imagenet or drop weights_path")
+        raise CifarkitError(
+            f"weights_path={weights_path} is set but weights is 'none'; "
+            "set weights: imagenet or drop weights_path"
+        )
     if not 32 <= input_size <= 512:
         raise CifarkitError(f"input_size={input_size} is out of range; use 32..512")
     check_common(num_classes, dropout)
@@ -173,8 +189,10 @@ def backbone_model(name: str, num_classes: int = 10, weights: str = "none",
         try:
             app.load_weights(str(source))
         except (ValueError, OSError, KeyError) as exc:
-            raise CifarkitError(f"cannot load {source} into {name} ({exc}); pass the include_top=False "
-                                f"ImageNet file {weights_file_name(name, input_size)}") from None
+            raise CifarkitError(
+                f"cannot load {source} into {name} ({exc}); pass the include_top=False "
+                f"ImageNet file {weights_file_name(name, input_size)}"
+            ) from None
         if name == "efficientnetb0":
             _effnet_imagenet_fix(app)
 

@@ -34,8 +34,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     def _fusable(self, inputs: Any, mask: Any) -> bool:
         axis = self.axis if isinstance(self.axis, int) else None
-        return (mask is None and not self.renorm and not self.synchronized
-                and len(inputs.shape) == 4 and axis in (-1, 3))
+        return (
+            mask is None
+            and not self.renorm
+            and not self.synchronized
+            and len(inputs.shape) == 4
+            and axis in (-1, 3)
+        )
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
         if not self._fusable(inputs, mask):
@@ -54,21 +59,37 @@ class FusedBatchNormalization(layers.BatchNormalization):
         if training and self.trainable:
             empty = tf.constant([], tf.float32)
             y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=True)
+                x=x,
+                scale=gamma,
+                offset=beta,
+                mean=empty,
+                variance=empty,
+                epsilon=self.epsilon,
+                exponential_avg_factor=1.0,
+                data_format="NHWC",
+                is_training=True,
+            )
             # The kernel normalises with the biased variance but returns the Bessel-corrected
             # one (divided by n - 1); Keras' moving variance averages the biased one.
             n = tf.cast(tf.size(x) // channels, tf.float32)
             variance = variance * ((n - 1.0) / tf.maximum(n, 1.0))
             momentum = self.momentum
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-            self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + variance * (1.0 - momentum)
+            )
         else:
             y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=tf.convert_to_tensor(self.moving_mean),
-                variance=tf.convert_to_tensor(self.moving_variance), epsilon=self.epsilon,
-                exponential_avg_factor=1.0, data_format="NHWC", is_training=False)
+                x=x,
+                scale=gamma,
+                offset=beta,
+                mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance),
+                epsilon=self.epsilon,
+                exponential_avg_factor=1.0,
+                data_format="NHWC",
+                is_training=False,
+            )
         return tf.cast(y, self.compute_dtype)
 
 

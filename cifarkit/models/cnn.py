@@ -11,7 +11,9 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.models.common import check_common, conv_bn_relu, image_input, logits_head, normalize
 
 
-def baseline_cnn(num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0, bn: str = "fused") -> keras.Model:
+def baseline_cnn(
+    num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0, bn: str = "fused"
+) -> keras.Model:
     """Three conv blocks (32, 64, 128 filters: conv3x3-BN-ReLU, 2x2 max-pool), flatten, dense logits.
 
     One convolution per block keeps it fast on a 2-core CPU (a second one per block slows its
@@ -35,6 +37,8 @@ def baseline_conv_blocks(model: keras.Model) -> list[str]:
     """Names of the baseline CNN's block outputs (the ReLU before each max-pool), in order."""
     names = [layer.name for layer in model.layers if re.fullmatch(r"block\d+_out", layer.name)]
     if not names:
-        raise CifarkitError(f"model {model.name!r} has no block<i>_out layers; pass a model built "
-                            "by cifarkit.models.baseline_cnn")
+        raise CifarkitError(
+            f"model {model.name!r} has no block<i>_out layers; pass a model built "
+            "by cifarkit.models.baseline_cnn"
+        )
     return sorted(names, key=lambda name: int(re.findall(r"\d+", name)[0]))

@@ -33,7 +33,9 @@ def regularizer(l2: float) -> keras.regularizers.Regularizer | None:
 
 def check_common(num_classes: int, dropout: float) -> None:
     if num_classes < 2:
-        raise CifarkitError(f"num_classes={num_classes} is too small; a classifier needs at least 2")
+        raise CifarkitError(
+            f"num_classes={num_classes} is too small; a classifier needs at least 2"
+        )
     if not 0.0 <= dropout < 1.0:
         raise CifarkitError(f"dropout={dropout} is out of range; use a rate in [0, 1)")
 
@@ -43,20 +45,35 @@ def image_input() -> Any:
 
 
 def normalize(x: Any) -> Any:
-    return layers.Normalization(mean=list(CIFAR_MEAN), variance=[s**2 for s in CIFAR_STD],
-                                name="normalize")(x)
+    return layers.Normalization(
+        mean=list(CIFAR_MEAN), variance=[s**2 for s in CIFAR_STD], name="normalize"
+    )(x)
 
 
 def logits_head(x: Any, num_classes: int, l2: float) -> Any:
     # float32 logits even under a mixed_float16 policy, for a stable softmax cross-entropy.
-    return layers.Dense(num_classes, kernel_regularizer=regularizer(l2), dtype="float32",
-                        name="logits")(x)
+    return layers.Dense(
+        num_classes, kernel_regularizer=regularizer(l2), dtype="float32", name="logits"
+    )(x)
 
 
-def conv_bn_relu(x: Any, filters: int, prefix: str, suffix: str, l2: float,
-                  relu_name: str | None = None, bn: str = "fused") -> Any:
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-                      kernel_regularizer=regularizer(l2), name=f"{prefix}_conv{suffix}")(x)
+def conv_bn_relu(
+    x: Any,
+    filters: int,
+    prefix: str,
+    suffix: str,
+    l2: float,
+    relu_name: str | None = None,
+    bn: str = "fused",
+) -> Any:
+    x = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer(l2),
+        name=f"{prefix}_conv{suffix}",
+    )(x)
     x = batch_norm(bn, **BN, name=f"{prefix}_bn{suffix}")(x)
     return layers.ReLU(name=relu_name or f"{prefix}_relu{suffix}")(x)
-

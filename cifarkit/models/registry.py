@@ -26,23 +26,34 @@ Builder = Callable[[ModelConfig, int, float], keras.Model]
 
 
 def _backbone(cfg: ModelConfig, num_classes: int, l2: float) -> keras.Model:
-    return backbones.backbone_model(cfg.name, num_classes=num_classes, weights=cfg.weights,
-                                    weights_path=cfg.weights_path, input_size=cfg.input_size,
-                                    dropout=cfg.dropout, l2=l2)
+    return backbones.backbone_model(
+        cfg.name,
+        num_classes=num_classes,
+        weights=cfg.weights,
+        weights_path=cfg.weights_path,
+        input_size=cfg.input_size,
+        dropout=cfg.dropout,
+        l2=l2,
+    )
 
 
 def _resnet(depth: int) -> Builder:
     def build(cfg: ModelConfig, num_classes: int, l2: float) -> keras.Model:
-        return resnet.cifar_resnet(depth, num_classes=num_classes, dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm)
+        return resnet.cifar_resnet(
+            depth, num_classes=num_classes, dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm
+        )
+
     return build
 
 
 MODELS: dict[str, Builder] = {
-    "baseline_cnn": lambda cfg, n, l2: cnn.baseline_cnn(num_classes=n, dropout=cfg.dropout, l2=l2,
-                                                         bn=cfg.batch_norm),
+    "baseline_cnn": lambda cfg, n, l2: cnn.baseline_cnn(
+        num_classes=n, dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm
+    ),
     **{f"resnet{depth}": _resnet(depth) for depth in (20, 32, 44, 56)},
-    "airbench": lambda cfg, n, l2: airbench.airbench_net(cfg.airbench, num_classes=n,
-                                                         dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm),
+    "airbench": lambda cfg, n, l2: airbench.airbench_net(
+        cfg.airbench, num_classes=n, dropout=cfg.dropout, l2=l2, bn=cfg.batch_norm
+    ),
     **{name: _backbone for name in backbones.BACKBONES},
 }
 
@@ -79,11 +90,15 @@ def build_model(cfg: ModelConfig, num_classes: int = 10, l2: float = 0.0) -> ker
         raise CifarkitError(f"unknown model {cfg.name!r}; choose one of: {', '.join(MODELS)}")
     if cfg.name not in backbones.BACKBONES:
         if cfg.input_size != INPUT_SHAPE[0]:
-            raise CifarkitError(f"model.input_size={cfg.input_size} only applies to the backbones "
-                                f"({', '.join(backbones.BACKBONES)}); use input_size: 32 for {cfg.name}")
+            raise CifarkitError(
+                f"model.input_size={cfg.input_size} only applies to the backbones "
+                f"({', '.join(backbones.BACKBONES)}); use input_size: 32 for {cfg.name}"
+            )
         if cfg.weights != "none" or cfg.weights_path is not None:
-            raise CifarkitError(f"{cfg.name} trains from scratch; remove model.weights/weights_path or "
-                                f"choose one of: {', '.join(backbones.BACKBONES)}")
+            raise CifarkitError(
+                f"{cfg.name} trains from scratch; remove model.weights/weights_path or "
+                f"choose one of: {', '.join(backbones.BACKBONES)}"
+            )
     return builder(cfg, num_classes, l2)
 
 
@@ -118,10 +133,17 @@ _REDUCED = frozenset({"mixed_float16", "mixed_bfloat16", "float16", "bfloat16"})
 def _float32_config(node: Any) -> Any:
     """A model config with every reduced-precision dtype policy (and tensor dtype) made float32."""
     if isinstance(node, dict):
-        if node.get("class_name") == "DTypePolicy" and (node.get("config") or {}).get("name") in _REDUCED:
+        if (
+            node.get("class_name") == "DTypePolicy"
+            and (node.get("config") or {}).get("name") in _REDUCED
+        ):
             return {**node, "config": {**node["config"], "name": "float32"}}
-        return {key: "float32" if key == "dtype" and isinstance(value, str) and value in _REDUCED
-                else _float32_config(value) for key, value in node.items()}
+        return {
+            key: "float32"
+            if key == "dtype" and isinstance(value, str) and value in _REDUCED
+            else _float32_config(value)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_float32_config(value) for value in node]
     return node
@@ -142,7 +164,9 @@ def float32_model(model: keras.Model) -> keras.Model:
     if converted == config:
         return model
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")  # any layer built without a policy of its own
+    keras.mixed_precision.set_global_policy(
+        "float32"
+    )  # any layer built without a policy of its own
     try:
         copy = model.__class__.from_config(converted)
     finally:
@@ -190,7 +214,9 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 500
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise CifarkitError(f"images must be (N, H, W, 3) with pixel values 0..255, got shape {images.shape}")
+        raise CifarkitError(
+            f"images must be (N, H, W, 3) with pixel values 0..255, got shape {images.shape}"
+        )
     images = images.astype(np.float32, copy=False)
     out = np.zeros((len(images), int(model.output.shape[-1])), np.float32)
     forward = _forward(model)

@@ -38,7 +38,10 @@ class ChannelPad(layers.Layer):
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         channels = input_shape[-1]
-        return (*input_shape[:-1], None if channels is None else channels + self.before + self.after)
+        return (
+            *input_shape[:-1],
+            None if channels is None else channels + self.before + self.after,
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "before": self.before, "after": self.after}
@@ -53,26 +56,43 @@ def _basic_block(x: Any, filters: int, stride: int, prefix: str, l2: float, bn: 
         # Symmetric padding (as in the papers' Torch/Caffe code) centres the strided conv's
         # outputs on the even pixels, the ones the shortcut's subsampling keeps.
         y = layers.ZeroPadding2D(1, name=f"{prefix}_pad")(y)
-    y = layers.Conv2D(filters, 3, strides=stride, padding="valid" if stride > 1 else "same",
-                      use_bias=False, kernel_initializer="he_normal",
-                      kernel_regularizer=regularizer(l2), name=f"{prefix}_conv1")(y)
+    y = layers.Conv2D(
+        filters,
+        3,
+        strides=stride,
+        padding="valid" if stride > 1 else "same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer(l2),
+        name=f"{prefix}_conv1",
+    )(y)
     y = batch_norm(bn, **BN, name=f"{prefix}_bn1")(y)
     y = layers.ReLU(name=f"{prefix}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-                      kernel_regularizer=regularizer(l2), name=f"{prefix}_conv2")(y)
+    y = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer(l2),
+        name=f"{prefix}_conv2",
+    )(y)
     y = batch_norm(bn, **BN, name=f"{prefix}_bn2")(y)
     if stride > 1:
         # pool_size 1 with stride 2 is x[:, ::2, ::2, :]: subsampling without parameters.
         shortcut = layers.MaxPooling2D(1, strides=stride, name=f"{prefix}_shortcut_pool")(shortcut)
     if filters != in_channels:
         extra = filters - in_channels
-        shortcut = ChannelPad(extra // 2, extra - extra // 2, name=f"{prefix}_shortcut_pad")(shortcut)
+        shortcut = ChannelPad(extra // 2, extra - extra // 2, name=f"{prefix}_shortcut_pad")(
+            shortcut
+        )
     y = layers.Add(name=f"{prefix}_add")([y, shortcut])
     return layers.ReLU(name=f"{prefix}_out")(y)
 
 
-def cifar_resnet(depth: int, num_classes: int = 10, dropout: float = 0.0,
-                 l2: float = 0.0, bn: str = "fused") -> keras.Model:
+def cifar_resnet(
+    depth: int, num_classes: int = 10, dropout: float = 0.0, l2: float = 0.0, bn: str = "fused"
+) -> keras.Model:
     """The CIFAR ResNet of He et al. (2016, section 4.2), ``depth = 6n + 2``.
 
     3x3 conv (16) -> 3 stages of n basic blocks (16, 32, 64 filters; stride 2 at the first
@@ -109,6 +129,8 @@ def resnet_stage_outputs(model: keras.Model) -> list[str]:
             if block > last.get(stage, (0, ""))[0]:
                 last[stage] = (block, layer.name)
     if sorted(last) != [1, 2, 3]:
-        raise CifarkitError(f"model {model.name!r} has no stage1..3 block outputs; pass a model built "
-                            "by cifarkit.models.cifar_resnet")
+        raise CifarkitError(
+            f"model {model.name!r} has no stage1..3 block outputs; pass a model built "
+            "by cifarkit.models.cifar_resnet"
+        )
     return [last[stage][1] for stage in (1, 2, 3)]

@@ -42,4 +42,24 @@ from cifarkit.plots.training import (
     seed_curves,
 )
 
-__all__ = ["accuracy_vs_size_figure", "apply_style", "channel_histograms", "class_balance_bars", "comparison_forest", "confusion_matrix_figure", "ladder_figure", "lr_finder_figure", "mistake_gallery", "palette", "per_class_accuracy_bars", "per_class_comparison_bars", "per_class_seed_curves", "reliability_diagram", "sample_grid", "seed_comparison", "seed_curves", "split_colours", "to_png_bytes"]
+__all__ = [
+    "accuracy_vs_size_figure",
+    "apply_style",
+    "channel_histograms",
+    "class_balance_bars",
+    "comparison_forest",
+    "confusion_matrix_figure",
+    "ladder_figure",
+    "lr_finder_figure",
+    "mistake_gallery",
+    "palette",
+    "per_class_accuracy_bars",
+    "per_class_comparison_bars",
+    "per_class_seed_curves",
+    "reliability_diagram",
+    "sample_grid",
+    "seed_comparison",
+    "seed_curves",
+    "split_colours",
+    "to_png_bytes",
+]

@@ -33,8 +33,13 @@ def class_balance_bars(balance: pd.DataFrame, title: str | None = None) -> Figur
     width = 0.8 / max(len(splits), 1)
     x = np.arange(len(classes))
     for i, split in enumerate(splits):
-        ax.bar(x + (i - (len(splits) - 1) / 2) * width, table[split].to_numpy(), width,
-               label=f"{split} ({int(table[split].sum()):,})", color=colours[split])
+        ax.bar(
+            x + (i - (len(splits) - 1) / 2) * width,
+            table[split].to_numpy(),
+            width,
+            label=f"{split} ({int(table[split].sum()):,})",
+            color=colours[split],
+        )
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("images")
     ax.grid(axis="x", visible=False)
@@ -45,8 +50,9 @@ def class_balance_bars(balance: pd.DataFrame, title: str | None = None) -> Figur
 
 
 @styled
-def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | None = None,
-                gap: int = 2) -> Figure:
+def sample_grid(
+    images: np.ndarray, class_names: Sequence[str], title: str | None = None, gap: int = 2
+) -> Figure:
     """A grid of images: one row per class (labelled), ``per_class`` columns.
 
     ``images`` has shape ``(classes, per_class, H, W, 3)`` (uint8), e.g. from
@@ -57,7 +63,9 @@ def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | Non
     """
     images = np.asarray(images)
     if images.ndim != 5 or images.shape[-1] != 3:
-        raise ValueError(f"expected images of shape (classes, per_class, H, W, 3), got {images.shape}")
+        raise ValueError(
+            f"expected images of shape (classes, per_class, H, W, 3), got {images.shape}"
+        )
     n_rows, n_cols, h, w = images.shape[:4]
     if len(class_names) != n_rows:
         raise ValueError(f"{len(class_names)} class names for {n_rows} rows of images")
@@ -65,19 +73,21 @@ def sample_grid(images: np.ndarray, class_names: Sequence[str], title: str | Non
     for r in range(n_rows):
         for c in range(n_cols):
             top, left = r * (h + gap), c * (w + gap)
-            mosaic[top:top + h, left:left + w] = images[r, c]
+            mosaic[top : top + h, left : left + w] = images[r, c]
     cell_inches = (FIGURE_WIDTH - 1.2) / max(n_cols, 1)
     fig, ax = new_figure(height=0.3 + n_rows * cell_inches)
     ax.imshow(mosaic, interpolation="nearest", vmin=0, vmax=255)
-    ax.set_yticks([r * (h + gap) + (h - 1) / 2 for r in range(n_rows)],
-                  [str(name) for name in class_names])
+    ax.set_yticks(
+        [r * (h + gap) + (h - 1) / 2 for r in range(n_rows)], [str(name) for name in class_names]
+    )
     bare_image_axes(ax, title)
     return fig
 
 
 @styled
-def channel_histograms(histograms: Mapping[str, np.ndarray], title: str | None = None,
-                       density: bool = True) -> Figure:
+def channel_histograms(
+    histograms: Mapping[str, np.ndarray], title: str | None = None, density: bool = True
+) -> Figure:
     """Pixel-intensity distributions: one panel per channel, one line per split.
 
     ``histograms`` maps split name to a ``(3, 256)`` count array, e.g.
@@ -86,14 +96,22 @@ def channel_histograms(histograms: Mapping[str, np.ndarray], title: str | None =
     """
     fig, axes = new_figure(height=3.0, nrows=1, ncols=3, sharey=True, squeeze=False)
     colours = split_colours()
-    order = [s for s in SPLIT_ORDER if s in histograms] + [s for s in histograms if s not in SPLIT_ORDER]
+    order = [s for s in SPLIT_ORDER if s in histograms] + [
+        s for s in histograms if s not in SPLIT_ORDER
+    ]
     for c, channel in enumerate(CHANNEL_NAMES):
         ax = axes[0, c]
         for split in order:
             counts = np.asarray(histograms[split])[c].astype(np.float64)
             values = counts / counts.sum() if density and counts.sum() else counts
-            ax.plot(np.arange(len(values)), values, label=split,
-                    color=colours.get(split), linewidth=1.2, drawstyle="steps-mid")
+            ax.plot(
+                np.arange(len(values)),
+                values,
+                label=split,
+                color=colours.get(split),
+                linewidth=1.2,
+                drawstyle="steps-mid",
+            )
         ax.set_title(channel)
         ax.set_xlim(0, 255)
         ax.set_xticks([0, 64, 128, 192, 255])

@@ -15,8 +15,14 @@ def accuracy_vs_minutes(runs: pd.DataFrame) -> Figure:
     on a log axis (runs of this study span two orders of magnitude)."""
     fig, ax = new_figure(height=4.2)
     for family, group in runs.groupby("family"):
-        ax.scatter(group["train_minutes"], group["test_accuracy"] * 100, s=28, alpha=0.8,
-                   color=model_colour(str(family)), label=f"{family} ({len(group)})")
+        ax.scatter(
+            group["train_minutes"],
+            group["test_accuracy"] * 100,
+            s=28,
+            alpha=0.8,
+            color=model_colour(str(family)),
+            label=f"{family} ({len(group)})",
+        )
     if not runs.empty and (runs["train_minutes"] > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel("training minutes per run (this CPU)")

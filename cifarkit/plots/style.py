@@ -126,7 +126,9 @@ def _rc() -> dict[str, Any]:
     return {**_STYLE, "axes.prop_cycle": cycler(color=palette())}
 
 
-def new_figure(*, height: float, width: float = FIGURE_WIDTH, **subplots: Any) -> tuple[Figure, Any]:
+def new_figure(
+    *, height: float, width: float = FIGURE_WIDTH, **subplots: Any
+) -> tuple[Figure, Any]:
     """A new styled Figure with an Agg canvas and its axes, :data:`FIGURE_WIDTH` wide unless
     ``width`` says otherwise (figures for the report keep the default)."""
     with mpl.rc_context(_rc()):

@@ -19,10 +19,18 @@ def lr_finder_figure(result: Any, title: str | None = None) -> Figure:
     lrs = np.asarray(result.lrs)
     ax.plot(lrs, result.losses, alpha=0.3, label="per-batch loss")
     ax.plot(lrs, result.smoothed, label="smoothed loss")
-    ax.axvline(result.suggested_lr, color=palette()[2], linestyle="--",
-               label=f"steepest descent: {result.suggested_lr:.2g}")
-    ax.axvline(result.min_loss_lr_over_10, color=palette()[3], linestyle=":",
-               label=f"minimum / 10: {result.min_loss_lr_over_10:.2g}")
+    ax.axvline(
+        result.suggested_lr,
+        color=palette()[2],
+        linestyle="--",
+        label=f"steepest descent: {result.suggested_lr:.2g}",
+    )
+    ax.axvline(
+        result.min_loss_lr_over_10,
+        color=palette()[3],
+        linestyle=":",
+        label=f"minimum / 10: {result.min_loss_lr_over_10:.2g}",
+    )
     ax.set_xscale("log")
     smoothed = np.asarray(result.smoothed)
     ax.set_ylim(smoothed.min() - 0.1 * abs(smoothed.min()), min(smoothed.max(), 2.5 * smoothed[0]))
@@ -47,8 +55,10 @@ def seed_band_note(n: int) -> str:
     if n >= MIN_SEEDS_FOR_BAND:
         return f"mean over {seeds} with its 95% Student-t band (over seeds); thin lines: each seed"
     if n >= 2:
-        return (f"mean over {seeds} (thick) and each seed (thin); no band: a t band needs at least "
-                f"{MIN_SEEDS_FOR_BAND} seeds")
+        return (
+            f"mean over {seeds} (thick) and each seed (thin); no band: a t band needs at least "
+            f"{MIN_SEEDS_FOR_BAND} seeds"
+        )
     return f"{seeds}: no spread over seeds is shown"
 
 
@@ -63,12 +73,33 @@ def band(ax: Any, curve: pd.DataFrame, colour: Any, label: str, linestyle: str =
     seed as a thin line, and the t band where the table gives one (enough seeds)."""
     epochs = curve.index.to_numpy()
     for column in _seed_columns(curve):
-        ax.plot(epochs, curve[column].to_numpy(), color=colour, linestyle=linestyle, linewidth=0.7, alpha=0.45)
-    ax.plot(epochs, curve["mean"].to_numpy(), color=colour, label=label, linestyle=linestyle, marker="o",
-            markersize=3, linewidth=1.8)
+        ax.plot(
+            epochs,
+            curve[column].to_numpy(),
+            color=colour,
+            linestyle=linestyle,
+            linewidth=0.7,
+            alpha=0.45,
+        )
+    ax.plot(
+        epochs,
+        curve["mean"].to_numpy(),
+        color=colour,
+        label=label,
+        linestyle=linestyle,
+        marker="o",
+        markersize=3,
+        linewidth=1.8,
+    )
     if curve["low"].notna().any():
-        ax.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2,
-                        linewidth=0)
+        ax.fill_between(
+            epochs,
+            curve["low"].to_numpy(),
+            curve["high"].to_numpy(),
+            color=colour,
+            alpha=0.2,
+            linewidth=0,
+        )
 
 
 def _title(title: str | None, default: str, curves: Mapping[str, pd.DataFrame]) -> str:
@@ -104,8 +135,9 @@ def seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) ->
 
 
 @styled
-def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None,
-                          ncols: int = 5) -> Figure:
+def per_class_seed_curves(
+    curves: Mapping[str, pd.DataFrame], title: str | None = None, ncols: int = 5
+) -> Figure:
     """Validation accuracy of each class per epoch: one small panel per class (shared axes),
     the mean over seeds with each seed (and a t band from enough seeds, not clipped to
     [0, 1]), and every other class's mean in grey for context.
@@ -116,8 +148,9 @@ def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None 
 
     names = list(curves)
     nrows = max(1, -(-len(names) // ncols))
-    fig, axes = new_figure(height=1.7 * nrows + 0.8, nrows=nrows, ncols=ncols,
-                        sharex=True, sharey=True, squeeze=False)
+    fig, axes = new_figure(
+        height=1.7 * nrows + 0.8, nrows=nrows, ncols=ncols, sharex=True, sharey=True, squeeze=False
+    )
     colours = palette(len(names))
     # The axis spans [0, 1] and any part of a band beyond it, so nothing is cut off silently.
     lows = [float(c["low"].min()) for c in curves.values() if len(c) and c["low"].notna().any()]
@@ -129,8 +162,12 @@ def per_class_seed_curves(curves: Mapping[str, pd.DataFrame], title: str | None 
             continue
         for other in names:
             if other != names[i]:
-                ax.plot(curves[other].index.to_numpy(), curves[other]["mean"].to_numpy(), color="0.8",
-                        linewidth=0.8)
+                ax.plot(
+                    curves[other].index.to_numpy(),
+                    curves[other]["mean"].to_numpy(),
+                    color="0.8",
+                    linewidth=0.8,
+                )
         band(ax, curves[names[i]], colours[i], names[i])
         ax.set_title(names[i])
         ax.set_ylim(y_low, y_high)

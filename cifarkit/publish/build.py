@@ -87,6 +87,7 @@ from cifarkit.runs import remote
 
 log = logging.getLogger(__name__)
 
+
 def format_summary(results: Sequence[ChapterResult]) -> str:
     """A plain-text table: chapter, status, wall time, reason."""
     header = ("chapter", "status", "time", "reason")
@@ -156,24 +157,35 @@ def run(opts: Options) -> list[ChapterResult]:
         remove_stale_temps(store)
         if remote_url:  # before any chapter: a run the remote holds is not trained here
             remote.pull_for_build(remote_url, push)
-        cost = _train_the_plan(opts, [p.name for p in chapters]) if opts.plan and not opts.expect_cached else None
+        cost = (
+            _train_the_plan(opts, [p.name for p in chapters])
+            if opts.plan and not opts.expect_cached
+            else None
+        )
         # After the plan every run the chapters need exists: a chapter that trains is a bug.
         env = kernel_environment(source, no_train=opts.no_train or cost is not None)
-        log.info("profile %s: %d chapter(s): %s", opts.profile, len(chapters),
-                 ", ".join(p.name for p in chapters) or "(none)")
+        log.info(
+            "profile %s: %d chapter(s): %s",
+            opts.profile,
+            len(chapters),
+            ", ".join(p.name for p in chapters) or "(none)",
+        )
         log.info("hashing sources, configs and data for the cache keys ...")
         shared = shared_components(opts.profile, source)
         ordered = execution_order(chapters)
         substitutes: dict[str, Path] = {}
         for i, page in enumerate(ordered):
-            parameters = resolved_parameters(opts.profile, opts.params if page is target else {},
-                                             accepted[page.docname])
+            parameters = resolved_parameters(
+                opts.profile, opts.params if page is target else {}, accepted[page.docname]
+            )
             step = f"[{i + 1}/{len(chapters)}] {page.name}"
             try:
-                result = _chapter(page, target, parameters, shared, store, opts, substitutes, step, env)
+                result = _chapter(
+                    page, target, parameters, shared, store, opts, substitutes, step, env
+                )
             except ChapterFailed as exc:
                 results.append(exc.result or ChapterResult(page.name, "failed"))
-                results += [ChapterResult(p.name, "not run") for p in ordered[i + 1:]]
+                results += [ChapterResult(p.name, "not run") for p in ordered[i + 1 :]]
                 _emit_summary(results)
                 raise
             results.append(result)
@@ -217,7 +229,9 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
         return None  # chapters that train nothing
     if not opts.no_train:  # an unreachable cluster fails here, not after the speed probes
         check_runner(opts.runner, address=opts.address, jobs=opts.jobs)
-    planned = study.study_plan(opts.profile, chapter, opts.params if chapter else None, chapters=names)
+    planned = study.study_plan(
+        opts.profile, chapter, opts.params if chapter else None, chapters=names
+    )
     probing = time.perf_counter()
     speeds = pricing.measured_speeds(planned)
     probe_minutes = (time.perf_counter() - probing) / 60
@@ -226,20 +240,34 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     log.info("study plan: %s", pricing.total_text(planned, speeds))
     from cifarkit.studies import power
 
-    powered, errors = power.plan_power(opts.profile, chapter, opts.params if chapter else None, chapters=names)
+    powered, errors = power.plan_power(
+        opts.profile, chapter, opts.params if chapter else None, chapters=names
+    )
     if not powered.empty:
-        log.info("primary comparisons: what each can detect at this budget:\n%s\n%s",
-                 powered.to_string(index=False), power.power_text(powered))
+        log.info(
+            "primary comparisons: what each can detect at this budget:\n%s\n%s",
+            powered.to_string(index=False),
+            power.power_text(powered),
+        )
     for line in errors:
         log.warning("%s", line)
     executing = [opts.chapter] if opts.chapter else list(names)
-    cost = PlanCost({}, pricing.chapter_minutes(planned, speeds), {}, execution_estimates(opts.profile, executing),
-                    probe_minutes)
+    cost = PlanCost(
+        {},
+        pricing.chapter_minutes(planned, speeds),
+        {},
+        execution_estimates(opts.profile, executing),
+        probe_minutes,
+    )
     timed = [n for n in executing if n in cost.execute_estimated]
-    log.info("chapters: %s", f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
-             "(at most, as at their last execution on this machine)" if len(timed) == len(executing) else
-             f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
-             "here); the build's last lines give their minutes")
+    log.info(
+        "chapters: %s",
+        f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
+        "(at most, as at their last execution on this machine)"
+        if len(timed) == len(executing)
+        else f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
+        "here); the build's last lines give their minutes",
+    )
     if opts.no_train:  # --no-train: the first missing run stops the build, with its command
         from cifarkit.runs import stored_run
 
@@ -249,8 +277,14 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
         return cost
     first_chapter = {e.folder: e.chapters[0] for e in planned}
     training = time.perf_counter()
-    trained = train_plan(planned, speeds, runner=opts.runner, address=opts.address, jobs=opts.jobs,
-                         remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None)
+    trained = train_plan(
+        planned,
+        speeds,
+        runner=opts.runner,
+        address=opts.address,
+        jobs=opts.jobs,
+        remote_url=remote.configured_url(opts.remote) if opts.runner == "ray" else None,
+    )
     cost.train_wall_minutes = (time.perf_counter() - training) / 60
     for folder, minutes in trained.items():
         name = first_chapter[folder]
@@ -259,34 +293,47 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
     return cost
 
 
-def _checked_chapters(opts: Options, root: Path) -> tuple[list[Page], list[Page], Page | None,
-                                                          dict[str, list[str]]]:
+def _checked_chapters(
+    opts: Options, root: Path
+) -> tuple[list[Page], list[Page], Page | None, dict[str, list[str]]]:
     """Profile, chapter and parameters checked before any slow step: a typo fails at once."""
     from cifarkit.core.config import available
 
     if opts.profile not in available("profiles"):
-        raise ConfigError(f"unknown profile {opts.profile!r}; choose one of: "
-                          f"{', '.join(available('profiles'))}")
+        raise ConfigError(
+            f"unknown profile {opts.profile!r}; choose one of: {', '.join(available('profiles'))}"
+        )
     pages = read_toc(root)
     chapters = chapters_of(pages)
     target = find_chapter(pages, opts.chapter) if opts.chapter is not None else None
     if opts.params and target is None:
         raise BuildError("--params needs --chapter NAME: parameters go to one chapter")
     if "profile" in opts.params:
-        raise BuildError("--params: set the profile with --profile (make PROFILE=...), not --params")
+        raise BuildError(
+            "--params: set the profile with --profile (make PROFILE=...), not --params"
+        )
     accepted = {page.docname: list(notebook_parameters(page.source)) for page in chapters}
     if target is not None:
         validate_params(target, opts.params, accepted[target.docname])
     for page in chapters:
         if "profile" not in accepted[page.docname]:
-            log.warning("chapter %s has no 'profile' parameter; it cannot follow --profile",
-                        page.name)
+            log.warning(
+                "chapter %s has no 'profile' parameter; it cannot follow --profile", page.name
+            )
     return pages, chapters, target, accepted
 
 
-def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], shared: Mapping[str, Any],
-             store: Store, opts: Options, substitutes: dict[str, Path], step: str,
-             env: Mapping[str, str]) -> ChapterResult:
+def _chapter(
+    page: Page,
+    target: Page | None,
+    parameters: Mapping[str, Any],
+    shared: Mapping[str, Any],
+    store: Store,
+    opts: Options,
+    substitutes: dict[str, Path],
+    step: str,
+    env: Mapping[str, str],
+) -> ChapterResult:
     """One chapter: cached, shown without executing (``--chapter`` names another), or executed."""
     components = chapter_components(page, parameters, shared)
     fresh, reasons = status_of(store, page, components)
@@ -294,15 +341,24 @@ def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], sha
         reasons = ["requested with --chapter"] + ([] if fresh else reasons)
         fresh = False
     if not fresh and opts.expect_cached:
-        raise BuildError(f"chapter {page.name} is not cached ({'; '.join(reasons)}); "
-                         "run the build without --expect-cached to execute it")
+        raise BuildError(
+            f"chapter {page.name} is not cached ({'; '.join(reasons)}); "
+            "run the build without --expect-cached to execute it"
+        )
     if fresh:
         log.info("%s: cached", step)
         return ChapterResult(page.name, "cached", 0.0, "up to date")
     if target is not None and page is not target:
-        result, substitutes[page.relpath] = _shown_without_executing(page, store, opts.profile, reasons)
-        log.info("%s: %s (--chapter %s executes only that one): %s", step, result.status, target.name,
-                 result.reason)
+        result, substitutes[page.relpath] = _shown_without_executing(
+            page, store, opts.profile, reasons
+        )
+        log.info(
+            "%s: %s (--chapter %s executes only that one): %s",
+            step,
+            result.status,
+            target.name,
+            result.reason,
+        )
         return result
     reason = "; ".join(reasons)
     log.info("%s: executing (%s) with %s", step, reason, canonical_json(parameters))
@@ -311,7 +367,12 @@ def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], sha
     def record() -> dict[str, Any]:
         # recomputed after execution: the chapter may itself have added runs
         after = chapter_components(page, parameters, shared)
-        return {"key": cache_key(after), "components": after, "chapter": page.name, "source": page.relpath}
+        return {
+            "key": cache_key(after),
+            "components": after,
+            "chapter": page.name,
+            "source": page.relpath,
+        }
 
     try:
         execute_chapter(page, parameters, store, record_extra=record, env=env)
@@ -323,15 +384,26 @@ def _chapter(page: Page, target: Page | None, parameters: Mapping[str, Any], sha
     return ChapterResult(page.name, "executed", seconds, reason)
 
 
-def _site(root: Path, pages: Sequence[Page], store: Store, substitutes: Mapping[str, Path],
-          shared: Mapping[str, Any], opts: Options, results: Sequence[ChapterResult]) -> None:
+def _site(
+    root: Path,
+    pages: Sequence[Page],
+    store: Store,
+    substitutes: Mapping[str, Path],
+    shared: Mapping[str, Any],
+    opts: Options,
+    results: Sequence[ChapterResult],
+) -> None:
     """Assemble the site source and build it; a full Sphinx rebuild only when it is needed."""
     staging = assemble_site_source(root, pages, store, substitutes)
     stamp = site_stamp(opts.output)
     # Sphinx re-reads only changed pages; autodoc pages change with cifarkit's source
     # (not their own file), so rebuild everything when the code, the profile or the
     # page list changed.
-    stamp_data = {"cifarkit": shared["cifarkit"], "staging": str(staging), "pages": [p.relpath for p in pages]}
+    stamp_data = {
+        "cifarkit": shared["cifarkit"],
+        "staging": str(staging),
+        "pages": [p.relpath for p in pages],
+    }
     try:
         full = json.loads(stamp.read_text()) != stamp_data
     except (OSError, ValueError):
@@ -345,20 +417,25 @@ def _site(root: Path, pages: Sequence[Page], store: Store, substitutes: Mapping[
     write_json(stamp, stamp_data)
 
 
-def _shown_without_executing(page: Page, store: Store, profile: str,
-                             reasons: Sequence[str]) -> tuple[ChapterResult, Path]:
+def _shown_without_executing(
+    page: Page, store: Store, profile: str, reasons: Sequence[str]
+) -> tuple[ChapterResult, Path]:
     """For ``--chapter``: the page to show for another chapter that is not fresh, without
     executing it (re-executing one chapter must not run, and train, all the others)."""
     why = "; ".join(reasons)
     whole_book = f"`make book PROFILE={profile}` brings every chapter up to date"
     record, problem = store.read_record(page)
     if record is not None and problem is None:
-        note = (f"This page is from an earlier build ({why}). Only another chapter was "
-                f"re-executed; {whole_book}.")
+        note = (
+            f"This page is from an earlier build ({why}). Only another chapter was "
+            f"re-executed; {whole_book}."
+        )
         data = notebook_with_note(store.notebook(page).read_bytes(), note)
         return ChapterResult(page.name, "kept (stale)", 0.0, why), write_stand_in(store, page, data)
-    note = (f"This chapter has not been executed under the `{profile}` profile yet. "
-            f"`make chapter NAME={page.name} PROFILE={profile}` runs it alone; {whole_book}.")
+    note = (
+        f"This chapter has not been executed under the `{profile}` profile yet. "
+        f"`make chapter NAME={page.name} PROFILE={profile}` runs it alone; {whole_book}."
+    )
     data = stand_in_notebook(page.source, note)
     return ChapterResult(page.name, "not executed", 0.0, why), write_stand_in(store, page, data)
 

@@ -45,18 +45,20 @@ def _versus(estimated: float, actual: float) -> str:
 class PlanCost:
     """The study plan's cost in minutes per chapter, estimated before and measured after."""
 
-    trained: dict[str, int]              # chapter -> runs trained (a shared run counts for its first)
-    estimated: dict[str, float]          # chapter -> estimated training minutes
-    actual: dict[str, float]             # chapter -> actual training minutes
+    trained: dict[str, int]  # chapter -> runs trained (a shared run counts for its first)
+    estimated: dict[str, float]  # chapter -> estimated training minutes
+    actual: dict[str, float]  # chapter -> actual training minutes
     execute_estimated: dict[str, float]  # chapter -> execution minutes of the last build here
-    probe_minutes: float = 0.0           # measuring this machine's speeds (once per host)
+    probe_minutes: float = 0.0  # measuring this machine's speeds (once per host)
     train_wall_minutes: float | None = None  # the training phase's wall time (runs may overlap)
 
     def _chapter_line(self, name: str, executed: float) -> str:
         est = self.execute_estimated.get(name)
         execute_est = "-" if est is None else f"{est:.1f}"
-        return (f"{name:<18} {self.trained.get(name, 0):>4} {self.estimated.get(name, 0.0):>10.1f} "
-                f"{self.actual.get(name, 0.0):>7.1f} {execute_est:>12} {executed:>8.1f}")
+        return (
+            f"{name:<18} {self.trained.get(name, 0):>4} {self.estimated.get(name, 0.0):>10.1f} "
+            f"{self.actual.get(name, 0.0):>7.1f} {execute_est:>12} {executed:>8.1f}"
+        )
 
     def report(self, results: Sequence[ChapterResult], total_minutes: float) -> str:
         """The build's last lines: per chapter and in total, estimated against actual minutes.
@@ -96,22 +98,31 @@ class PlanCost:
             chapters = f"took {execute_actual:.1f} min (not yet timed on this machine: no estimate)"
         else:
             chapters = f"{_versus(execute_est, execute_actual)} min"
-        lines.append(f"training: {_versus(train_est, train_actual)} min{overlap}; chapters: {chapters}")
-        lines.append(f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, "
-                     f"training {train_actual:.1f}, chapters {execute_actual:.1f}, site and the rest {rest:.1f}); "
-                     f"from the plan on, {_versus(train_est + execute_est, after_probes)} min")
+        lines.append(
+            f"training: {_versus(train_est, train_actual)} min{overlap}; chapters: {chapters}"
+        )
+        lines.append(
+            f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, "
+            f"training {train_actual:.1f}, chapters {execute_actual:.1f}, site and the rest {rest:.1f}); "
+            f"from the plan on, {_versus(train_est + execute_est, after_probes)} min"
+        )
         if unknown:
-            lines.append(f"(no execution estimate yet for {', '.join(unknown)}: the next build here has one)")
+            lines.append(
+                f"(no execution estimate yet for {', '.join(unknown)}: the next build here has one)"
+            )
         return "\n".join(lines)
 
     def as_record(self) -> dict[str, Any]:
         """The figures as the build history keeps them (minutes rounded to 0.01)."""
         wall = None if self.train_wall_minutes is None else round(self.train_wall_minutes, 2)
-        return {"estimated": {k: round(v, 2) for k, v in self.estimated.items()},
-                "actual": {k: round(v, 2) for k, v in self.actual.items()},
-                "execute_estimated": {k: round(v, 2) for k, v in self.execute_estimated.items()},
-                "trained": self.trained, "probe_minutes": round(self.probe_minutes, 2),
-                "train_wall_minutes": wall}
+        return {
+            "estimated": {k: round(v, 2) for k, v in self.estimated.items()},
+            "actual": {k: round(v, 2) for k, v in self.actual.items()},
+            "execute_estimated": {k: round(v, 2) for k, v in self.execute_estimated.items()},
+            "trained": self.trained,
+            "probe_minutes": round(self.probe_minutes, 2),
+            "train_wall_minutes": wall,
+        }
 
 
 def builds_file(profile: str) -> Path:
@@ -145,13 +156,22 @@ def execution_estimates(profile: str, names: Sequence[str]) -> dict[str, float]:
         if record.get("machine") != machine:
             continue
         for chapter in record.get("chapters", []):
-            if chapter.get("status") == "executed" and chapter["name"] in names and chapter["name"] not in out:
+            if (
+                chapter.get("status") == "executed"
+                and chapter["name"] in names
+                and chapter["name"] not in out
+            ):
                 out[chapter["name"]] = float(chapter["seconds"]) / 60
     return out
 
 
-def record_build(profile: str, chapter: str | None, results: Sequence[ChapterResult], seconds: float,
-                 cost: PlanCost | None = None) -> None:
+def record_build(
+    profile: str,
+    chapter: str | None,
+    results: Sequence[ChapterResult],
+    seconds: float,
+    cost: PlanCost | None = None,
+) -> None:
     """Append a finished build to :func:`builds_file`: when, on which machine, how long, per chapter.
 
     Parameters
@@ -171,15 +191,26 @@ def record_build(profile: str, chapter: str | None, results: Sequence[ChapterRes
 
     history = _history(profile)
     env = environment_record()
-    plan_minutes = None if cost is None else {"estimated": round(sum(cost.estimated.values()), 1),
-                                              "actual": round(sum(cost.actual.values()), 1),
-                                              "per_chapter": cost.as_record()}
-    history.append({
-        "finished_at": env["recorded_at"], "profile": profile, "chapter": chapter,
-        "seconds": round(seconds, 1), "executed": sum(r.status == "executed" for r in results),
-        "cached": sum(r.status == "cached" for r in results),
-        "chapters": [dataclasses.asdict(r) for r in results],
-        "plan_minutes": plan_minutes,
-        "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
-    })
+    plan_minutes = (
+        None
+        if cost is None
+        else {
+            "estimated": round(sum(cost.estimated.values()), 1),
+            "actual": round(sum(cost.actual.values()), 1),
+            "per_chapter": cost.as_record(),
+        }
+    )
+    history.append(
+        {
+            "finished_at": env["recorded_at"],
+            "profile": profile,
+            "chapter": chapter,
+            "seconds": round(seconds, 1),
+            "executed": sum(r.status == "executed" for r in results),
+            "cached": sum(r.status == "cached" for r in results),
+            "chapters": [dataclasses.asdict(r) for r in results],
+            "plan_minutes": plan_minutes,
+            "machine": {k: env[k] for k in ("cpu", "cpu_isa", "cpu_count")},
+        }
+    )
     write_json(builds_file(profile), history[-HISTORY_LENGTH:])

@@ -59,11 +59,15 @@ def _data(profile: str) -> tuple[list[str], dict[str, Any]]:
     sizes = datastats.split_sizes(splits)
     per_class = int(min(8, np.bincount(splits.y_train).min()))
     samples, _ = datastats.sample_images(splits, "train", per_class=per_class, seed=0)
-    lines = [f"data {splits.source_hash[:12]}: {sizes['train']:,} train / {sizes['val']:,} val / "
-             f"{sizes['test']:,} test images, {len(splits.class_names)} classes",
-             datastats.subsampling_note(cfg.data) or "full splits"]
-    figures = {"samples.png": plots.sample_grid(samples, splits.class_names),
-               "class_balance.png": plots.class_balance_bars(datastats.class_balance(splits))}
+    lines = [
+        f"data {splits.source_hash[:12]}: {sizes['train']:,} train / {sizes['val']:,} val / "
+        f"{sizes['test']:,} test images, {len(splits.class_names)} classes",
+        datastats.subsampling_note(cfg.data) or "full splits",
+    ]
+    figures = {
+        "samples.png": plots.sample_grid(samples, splits.class_names),
+        "class_balance.png": plots.class_balance_bars(datastats.class_balance(splits)),
+    }
     return lines, figures
 
 
@@ -72,8 +76,13 @@ def _baseline(profile: str) -> tuple[list[str], dict[str, Any]]:
     from cifarkit.core.config import load_config
     from cifarkit.studies import variants as study
 
-    configs = {"baseline CNN": load_config("baseline_cnn", profile), "ResNet20": load_config("resnet20", profile)}
-    comparison = study.compare(configs, configs["ResNet20"].seeds, reference="baseline CNN", train=False)
+    configs = {
+        "baseline CNN": load_config("baseline_cnn", profile),
+        "ResNet20": load_config("resnet20", profile),
+    }
+    comparison = study.compare(
+        configs, configs["ResNet20"].seeds, reference="baseline CNN", train=False
+    )
     lines = comparison.table().to_string().splitlines() + [comparison.sentence("ResNet20")]
     per_class = {label: _per_class_summary(runs) for label, runs in comparison.runs.items()}
     figures = {"per_class.png": plots.per_class_comparison_bars(per_class)}
@@ -85,7 +94,9 @@ def _per_class_summary(runs: dict[int, Any]) -> Any:
 
     from cifarkit.evaluation import stats
 
-    per_seed = pd.DataFrame({seed: run.metrics()["test_accuracy_per_class"] for seed, run in runs.items()}).T
+    per_seed = pd.DataFrame(
+        {seed: run.metrics()["test_accuracy_per_class"] for seed, run in runs.items()}
+    ).T
     return stats.per_class_summary(per_seed)
 
 
@@ -126,16 +137,29 @@ def _interpretability(profile: str) -> tuple[list[str], dict[str, Any]]:
     shown = sample_indices(len(splits.x_test), 8, seed=0)
     images = splits.x_test[shown].astype("float32")
     targets = splits.y_test[shown]
-    rows = {f"Grad-CAM {layer}": explainer.maps(images, targets, "gradcam", layer)
-            for layer in ("stage1", "stage2", "stage3")}
+    rows = {
+        f"Grad-CAM {layer}": explainer.maps(images, targets, "gradcam", layer)
+        for layer in ("stage1", "stage2", "stage3")
+    }
     picked = sample_indices(len(splits.x_test), min(DEMO_IMAGES, len(splits.x_test)), seed=1)
-    faith = faithfulness_study(model, splits.x_test[picked], [("gradcam", "stage3")], explainer=explainer)
+    faith = faithfulness_study(
+        model, splits.x_test[picked], [("gradcam", "stage3")], explainer=explainer
+    )
     key = next(k for k in faith.scores if "random" not in k)
-    lines = [f"run {run.path.name} (ResNet20, seed 0), {len(picked)} test images, predicted class:",
-             faith.sentence(key, "random", "deletion_auc"), faith.sentence(key, "random", "insertion_auc")]
+    lines = [
+        f"run {run.path.name} (ResNet20, seed 0), {len(picked)} test images, predicted class:",
+        faith.sentence(key, "random", "deletion_auc"),
+        faith.sentence(key, "random", "insertion_auc"),
+    ]
     titles = [splits.class_names[t] for t in targets]
-    figures = {"gradcam_resolutions.png": map_grid(images, rows, titles,
-                                                   title=f"Grad-CAM of the true class at stages 1-3 ({run.path.name})")}
+    figures = {
+        "gradcam_resolutions.png": map_grid(
+            images,
+            rows,
+            titles,
+            title=f"Grad-CAM of the true class at stages 1-3 ({run.path.name})",
+        )
+    }
     return lines, figures
 
 
@@ -161,12 +185,16 @@ def _predict(profile: str, images: Sequence[str | Path] = ()) -> tuple[list[str]
     probs = classifier.probabilities(splits.x_test[shown])
     millis = 1000 * (time.perf_counter() - started)
     names = classifier.class_names
-    lines = [f"live prediction by {run.path.name} (ResNet20, seed 0) on {len(shown)} test images "
-             f"in {millis:.0f} ms:"]
+    lines = [
+        f"live prediction by {run.path.name} (ResNet20, seed 0) on {len(shown)} test images "
+        f"in {millis:.0f} ms:"
+    ]
     for index, p in zip(shown, probs, strict=True):
         truth, guess = names[splits.y_test[index]], names[int(p.argmax())]
-        lines.append(f"  test image {index:>5}  true {truth:<10}  predicted {guess:<10} {p.max():.2f}  "
-                     f"{'right' if truth == guess else 'wrong'}")
+        lines.append(
+            f"  test image {index:>5}  true {truth:<10}  predicted {guess:<10} {p.max():.2f}  "
+            f"{'right' if truth == guess else 'wrong'}"
+        )
     if images:
         lines.append(f"your images (resized to 32x32 with Pillow: {RESIZE_METHOD}):")
         for result in predict_files(classifier, images, top=3):
@@ -180,19 +208,29 @@ def _predict(profile: str, images: Sequence[str | Path] = ()) -> tuple[list[str]
 
 
 _BUILDERS: dict[str, Callable[[str], tuple[list[str], dict[str, Any]]]] = {
-    "data": _data, "baseline": _baseline, "ablations": _ablations, "interpretability": _interpretability,
+    "data": _data,
+    "baseline": _baseline,
+    "ablations": _ablations,
+    "interpretability": _interpretability,
     "predict": _predict,
 }
 
 
-def run_demo(profile: str, sections: tuple[str, ...] = SECTIONS, out_dir: Path | None = None,
-             echo: Callable[[str], None] = print, images: Sequence[str | Path] = ()) -> list[SectionResult]:
+def run_demo(
+    profile: str,
+    sections: tuple[str, ...] = SECTIONS,
+    out_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+    images: Sequence[str | Path] = (),
+) -> list[SectionResult]:
     """Run each section, printing as it goes; a section with missing artifacts names the
     command that makes them and the demo continues. ``images`` (the user's own PNG/JPEG
     files) are classified in the ``predict`` section, which is added when they are given."""
     unknown = [s for s in sections if s not in _BUILDERS]
     if unknown:
-        raise CifarkitError(f"unknown demo section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+        raise CifarkitError(
+            f"unknown demo section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+        )
     if images and "predict" not in sections:
         sections = (*sections, "predict")
     out_root = out_dir or artifacts_dir() / "demo" / Path(profile).stem
@@ -201,7 +239,9 @@ def run_demo(profile: str, sections: tuple[str, ...] = SECTIONS, out_dir: Path |
         echo(f"\n=== [{i}/{len(sections)}] {name} (profile {profile}) ===")
         started = time.perf_counter()
         try:
-            lines, figures = _predict(profile, images) if name == "predict" else _BUILDERS[name](profile)
+            lines, figures = (
+                _predict(profile, images) if name == "predict" else _BUILDERS[name](profile)
+            )
             written = _write_figures(out_root / name, figures)
             ok = True
         except CifarkitError as exc:

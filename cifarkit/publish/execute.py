@@ -33,8 +33,6 @@ class ChapterFailed(Exception):
         self.result: Any = None  # the build's summary row for this chapter, set by the build
 
 
-
-
 def _progress_option() -> bool | dict[str, Any]:
     if sys.stderr.isatty():
         return {"file": sys.stderr, "leave": False}
@@ -77,10 +75,14 @@ def _kernel_manager(env: Mapping[str, str]) -> type:
     return ChapterKernelManager
 
 
-def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
-                    record_extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
-                    progress: bool | dict[str, Any] | None = None,
-                    env: Mapping[str, str] | None = None) -> Path:
+def execute_chapter(
+    page: Page,
+    parameters: Mapping[str, Any],
+    store: Store,
+    record_extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    progress: bool | dict[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     """Run one chapter with papermill; on success move it into the store and write its key.
 
     ``record_extra`` (the key record) may be a function, called after the execution: a
@@ -103,7 +105,8 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(page.source), str(tmp),
+            str(page.source),
+            str(tmp),
             parameters=dict(parameters),
             kernel_name=KERNEL_NAME,
             cwd=str(page.source.parent),
@@ -113,7 +116,10 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
             # interrupt) on our stderr; cell errors still come back through papermill.
             # The kernel starts as the cifarkit command does (cifarkit.core.startup) before
             # the first cell imports anything.
-            extra_arguments=["--IPKernelApp.log_level=ERROR", f"--IPKernelApp.exec_lines={[KERNEL_START]!r}"],
+            extra_arguments=[
+                "--IPKernelApp.log_level=ERROR",
+                f"--IPKernelApp.exec_lines={[KERNEL_START]!r}",
+            ],
             **({} if env is None else {"kernel_manager_class": _kernel_manager(env)}),
         )
     except PapermillExecutionError as exc:
@@ -143,12 +149,15 @@ def execute_chapter(page: Page, parameters: Mapping[str, Any], store: Store,
     store.key_file(page).unlink(missing_ok=True)
     os.replace(tmp, final)
     fsync_dir(final.parent)
-    write_json(store.key_file(page), {
-        **((record_extra() if callable(record_extra) else record_extra) or {}),
-        "notebook_sha256": file_hash(final),
-        "executed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 2),
-    })
+    write_json(
+        store.key_file(page),
+        {
+            **((record_extra() if callable(record_extra) else record_extra) or {}),
+            "notebook_sha256": file_hash(final),
+            "executed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 2),
+        },
+    )
     return final
 
 

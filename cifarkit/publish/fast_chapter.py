@@ -36,9 +36,11 @@ def full_ladder(profile: str, seeds: int, common: Mapping[str, Any]) -> tuple[st
         return "The ladder above is the recipe's own budget.", []
     full = ladder.run_ladder(profile, seeds, train=0)
     if full.comparison is None:
-        return (f"No step has runs at the recipe's own budget yet; `cifarkit bench ladder --profile {profile} "
-                f"--seeds {seeds}` makes them (each step is a whole airbench training, about as long as the "
-                "time-to-accuracy benchmark's seeds below)."), []
+        return (
+            f"No step has runs at the recipe's own budget yet; `cifarkit bench ladder --profile {profile} "
+            f"--seeds {seeds}` makes them (each step is a whole airbench training, about as long as the "
+            "time-to-accuracy benchmark's seeds below)."
+        ), []
     final = ladder.ladder_configs(profile)[full.steps[-1]]
     text = f"{budget_text([(final, s) for s in range(seeds)])} (each step); {full.status()}"
     shown: list[Any] = [full.summary_table()]
@@ -55,16 +57,25 @@ def time_to_accuracy_view(profile: str) -> list[Any]:
 
     results = tta.load_results(profile)
     if not results:
-        return [Markdown(
-            f"No time-to-accuracy result for profile {profile} yet. Make one with "
-            f"`cifarkit bench time-to-accuracy airbench --profile {profile} --target 90.7 --seeds 3` "
-            "(add `--set data.val_per_class=100` to train on 49,000 images as airbench does on 50,000).")]
-    shown: list[Any] = [tta.results_table(results).set_index(["experiment", "config"]),
-                        Markdown("\n".join(f"- {tta.headline(r)}" for r in results))]
+        return [
+            Markdown(
+                f"No time-to-accuracy result for profile {profile} yet. Make one with "
+                f"`cifarkit bench time-to-accuracy airbench --profile {profile} --target 90.7 --seeds 3` "
+                "(add `--set data.val_per_class=100` to train on 49,000 images as airbench does on 50,000)."
+            )
+        ]
+    shown: list[Any] = [
+        tta.results_table(results).set_index(["experiment", "config"]),
+        Markdown("\n".join(f"- {tta.headline(r)}" for r in results)),
+    ]
     for r in results:
-        shown += [Markdown(f"**{r.experiment}**, configuration {r.config_hash[:12]} "
-                           f"(changes: {tta.config_changes(r)}), seed by seed:"),
-                  tta.seeds_table(r)]
+        shown += [
+            Markdown(
+                f"**{r.experiment}**, configuration {r.config_hash[:12]} "
+                f"(changes: {tta.config_changes(r)}), seed by seed:"
+            ),
+            tta.seeds_table(r),
+        ]
     return shown
 
 
@@ -76,10 +87,18 @@ def speed_view() -> list[Any]:
 
     speeds = throughput.load_throughputs()
     if speeds.empty:
-        return [Markdown("No throughput measurement yet. Make one with "
-                         "`cifarkit bench throughput --model airbench --augment-mode batch`.")]
-    shown: list[Any] = [speeds.round({"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2})]
-    sentences = [s for s in (throughput.framework_comparison(speeds, *pair) for pair in FRAMEWORK_PAIRS) if s]
+        return [
+            Markdown(
+                "No throughput measurement yet. Make one with "
+                "`cifarkit bench throughput --model airbench --augment-mode batch`."
+            )
+        ]
+    shown: list[Any] = [
+        speeds.round({"model alone (img/s)": 0, "real pipeline (img/s)": 0, "ratio": 2})
+    ]
+    sentences = [
+        s for s in (throughput.framework_comparison(speeds, *pair) for pair in FRAMEWORK_PAIRS) if s
+    ]
     if sentences:
         shown.append(Markdown("\n".join(f"- {s}" for s in sentences)))
     return shown

@@ -154,6 +154,7 @@ def execution_order(chapters: Sequence[Page]) -> list[Page]:
     """Toc order, except that chapters which read the other chapters' runs (notebook
     metadata ``{"cifarkit": {"execute_last": true}}``, e.g. the introduction's findings,
     or ``lists_runs``) execute after all the others."""
+
     def last(page: Page) -> bool:
         meta = _cifarkit_metadata(page.source)
         return bool(meta.get("execute_last") or meta.get("lists_runs"))
@@ -177,8 +178,9 @@ def runs_index_hash() -> str:
     return _sha256(canonical_json(entries).encode())
 
 
-def chapter_components(page: Page, parameters: Mapping[str, Any],
-                       shared: Mapping[str, Any]) -> dict[str, Any]:
+def chapter_components(
+    page: Page, parameters: Mapping[str, Any], shared: Mapping[str, Any]
+) -> dict[str, Any]:
     components = {
         "notebook": notebook_source_hash(page.source),
         "cifarkit": shared["cifarkit"],

@@ -30,16 +30,41 @@ def build_runs(profile: str) -> pd.DataFrame:
         env_path = run.path / "env.json"
         env = json.loads(env_path.read_text()) if env_path.is_file() else {}
         model = entry.config.model.name
-        rows.append({"run": entry.folder, "experiment": entry.config.name, "seed": entry.seed,
-                     "family": FAMILIES.get(model, "ResNet20" if model.startswith("resnet") else model),
-                     "chapters": ", ".join(entry.chapters), "test_accuracy": float(record["test_accuracy"]),
-                     "train_minutes": float(record.get("train_seconds") or 0.0) / 60,
-                     "precision": entry.config.train.precision, "cpu": env.get("cpu", "unknown"),
-                     "cpu_isa": env.get("cpu_isa", "unknown"), "cpu_bfloat16": env.get("cpu_bfloat16"),
-                     "device": env.get("device", "cpu"), "recorded_at": env.get("recorded_at")})
-    return pd.DataFrame(rows, columns=["run", "experiment", "seed", "family", "chapters", "test_accuracy",
-                                       "train_minutes", "precision", "cpu", "cpu_isa", "cpu_bfloat16", "device",
-                                       "recorded_at"])
+        rows.append(
+            {
+                "run": entry.folder,
+                "experiment": entry.config.name,
+                "seed": entry.seed,
+                "family": FAMILIES.get(model, "ResNet20" if model.startswith("resnet") else model),
+                "chapters": ", ".join(entry.chapters),
+                "test_accuracy": float(record["test_accuracy"]),
+                "train_minutes": float(record.get("train_seconds") or 0.0) / 60,
+                "precision": entry.config.train.precision,
+                "cpu": env.get("cpu", "unknown"),
+                "cpu_isa": env.get("cpu_isa", "unknown"),
+                "cpu_bfloat16": env.get("cpu_bfloat16"),
+                "device": env.get("device", "cpu"),
+                "recorded_at": env.get("recorded_at"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "experiment",
+            "seed",
+            "family",
+            "chapters",
+            "test_accuracy",
+            "train_minutes",
+            "precision",
+            "cpu",
+            "cpu_isa",
+            "cpu_bfloat16",
+            "device",
+            "recorded_at",
+        ],
+    )
 
 
 def how_well(runs: pd.DataFrame) -> str:
@@ -49,14 +74,18 @@ def how_well(runs: pd.DataFrame) -> str:
         return "No run of this build is stored yet."
     best = runs.loc[runs["test_accuracy"].idxmax()]
     timed = runs[runs["train_minutes"] > 0]
-    text = (f"The best test accuracy this build measured is {best['test_accuracy'] * 100:.1f}% "
-            f"({best['family']}, {best['train_minutes']:.1f} training minutes on this CPU)")
+    text = (
+        f"The best test accuracy this build measured is {best['test_accuracy'] * 100:.1f}% "
+        f"({best['family']}, {best['train_minutes']:.1f} training minutes on this CPU)"
+    )
     if not timed.empty:
         rate = timed["test_accuracy"] / timed["train_minutes"]
         fast = timed.loc[rate.idxmax()]
         if fast["run"] != best["run"]:
-            text += (f"; the most accuracy per minute came from a {fast['family']} run: "
-                     f"{fast['test_accuracy'] * 100:.1f}% in {fast['train_minutes']:.1f} minutes")
+            text += (
+                f"; the most accuracy per minute came from a {fast['family']} run: "
+                f"{fast['test_accuracy'] * 100:.1f}% in {fast['train_minutes']:.1f} minutes"
+            )
     return text + f". Every one of the build's {len(runs)} runs is in the figure, by model family."
 
 
@@ -65,8 +94,10 @@ def how_reliably(per_seed: pd.Series, name: str) -> str:
     values = per_seed.dropna() * 100
     if len(values) < 2:
         return f"{name} has fewer than two seeds in this build, so its seed spread is not measured."
-    return (f"Over {len(values)} seeds that differ in nothing else, {name}'s test accuracy ranges from "
-            f"{values.min():.1f}% to {values.max():.1f}% (standard deviation {values.std(ddof=1):.2f} points).")
+    return (
+        f"Over {len(values)} seeds that differ in nothing else, {name}'s test accuracy ranges from "
+        f"{values.min():.1f}% to {values.max():.1f}% (standard deviation {values.std(ddof=1):.2f} points)."
+    )
 
 
 def where_trained(runs: pd.DataFrame) -> str:
@@ -74,11 +105,24 @@ def where_trained(runs: pd.DataFrame) -> str:
     if runs.empty:
         return "No run of this build is stored yet."
     dates = pd.to_datetime(runs["recorded_at"].dropna(), utc=True)
-    when = (f"between {dates.min():%Y-%m-%d} and {dates.max():%Y-%m-%d}" if len(dates) and
-            dates.min().date() != dates.max().date() else f"on {dates.min():%Y-%m-%d}" if len(dates) else "")
+    when = (
+        f"between {dates.min():%Y-%m-%d} and {dates.max():%Y-%m-%d}"
+        if len(dates) and dates.min().date() != dates.max().date()
+        else f"on {dates.min():%Y-%m-%d}"
+        if len(dates)
+        else ""
+    )
     machines = []
-    for (cpu, isa, bf16, device), group in runs.groupby(["cpu", "cpu_isa", "cpu_bfloat16", "device"], dropna=False):
-        native = "native bfloat16" if bf16 is True else "no native bfloat16" if bf16 is False else "bfloat16 unknown"
+    for (cpu, isa, bf16, device), group in runs.groupby(
+        ["cpu", "cpu_isa", "cpu_bfloat16", "device"], dropna=False
+    ):
+        native = (
+            "native bfloat16"
+            if bf16 is True
+            else "no native bfloat16"
+            if bf16 is False
+            else "bfloat16 unknown"
+        )
         where = f"{cpu} ({isa}, {native})" if device == "cpu" else str(device)
         machines.append(f"{len(group)} on {where}")
     precisions = ", ".join(f"{n} in {p}" for p, n in runs["precision"].value_counts().items())
@@ -88,7 +132,9 @@ def where_trained(runs: pd.DataFrame) -> str:
 #: Published full-budget test accuracies on the official CIFAR-10 batches (external figures,
 #: cited, not measured here): He et al. 2016, table 6 (ResNet20: 8.75% error after 64k
 #: iterations of batch 128, about 182 epochs, on 45k training images).
-PUBLISHED = {"ResNet20": (0.9125, "He et al. (2016) report 91.25% for ResNet20 after about 182 epochs")}
+PUBLISHED = {
+    "ResNet20": (0.9125, "He et al. (2016) report 91.25% for ResNet20 after about 182 epochs")
+}
 
 
 def beside_published(per_seed: pd.Series, name: str, epochs: int) -> str:
@@ -100,7 +146,9 @@ def beside_published(per_seed: pd.Series, name: str, epochs: int) -> str:
     values = per_seed.dropna()
     if published is None or values.empty:
         return ""
-    return (f"{published[1]} on the official batches; this build trains {name} for {epochs} epoch"
-            f"{'s' if epochs != 1 else ''} and reaches {values.mean() * 100:.1f}% on average, on a JPEG copy "
-            f"of the data that scored {JPEG_OFFSET}. The gap is the budget's: the study's comparisons hold at "
-            "this budget and say nothing about converged models.")
+    return (
+        f"{published[1]} on the official batches; this build trains {name} for {epochs} epoch"
+        f"{'s' if epochs != 1 else ''} and reaches {values.mean() * 100:.1f}% on average, on a JPEG copy "
+        f"of the data that scored {JPEG_OFFSET}. The gap is the budget's: the study's comparisons hold at "
+        "this budget and say nothing about converged models."
+    )

@@ -19,7 +19,6 @@ MIN_FREE_BYTES = 2 * 1024**3
 DOWNLOAD_HOST = ("www.cs.toronto.edu", 443)  # where Keras downloads CIFAR-10 from
 
 
-
 def _network_reachable(host: tuple[str, int] = DOWNLOAD_HOST, timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection(host, timeout=timeout):
@@ -45,8 +44,10 @@ def preflight(min_free_bytes: int = MIN_FREE_BYTES) -> tuple[str | None, list[st
         problems.append(f"data: {exc}")
     else:
         if source is None and not _keras_cifar_cached() and not _network_reachable():
-            problems.append("data: CIFARKIT_DATA is unset and the CIFAR-10 download host is "
-                            "unreachable; set CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz")
+            problems.append(
+                "data: CIFARKIT_DATA is unset and the CIFAR-10 download host is "
+                "unreachable; set CIFARKIT_DATA=/path/to/cifar10-jpeg.tgz"
+            )
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
@@ -55,16 +56,20 @@ def preflight(min_free_bytes: int = MIN_FREE_BYTES) -> tuple[str | None, list[st
         problems.append(f"kernel: cannot list Jupyter kernels ({one_line(exc)}); run `make venv`")
     else:
         if KERNEL_NAME not in kernels:
-            problems.append(f"kernel: the Jupyter kernel {KERNEL_NAME!r} is not installed "
-                            f"(found: {', '.join(sorted(kernels)) or 'none'}); run `make venv`")
+            problems.append(
+                f"kernel: the Jupyter kernel {KERNEL_NAME!r} is not installed "
+                f"(found: {', '.join(sorted(kernels)) or 'none'}); run `make venv`"
+            )
     if jupyter_book_command() is None:
         problems.append("jupyter-book: not installed in this environment; run `make venv`")
     where = _existing_ancestor(artifacts_dir())
     free = shutil.disk_usage(where).free
     if free < min_free_bytes:
-        problems.append(f"disk: only {free / 1024**3:.1f} GB free under {where}, need "
-                        f"{min_free_bytes / 1024**3:.0f} GB; free some space or set "
-                        "CIFARKIT_ARTIFACTS to a larger disk")
+        problems.append(
+            f"disk: only {free / 1024**3:.1f} GB free under {where}, need "
+            f"{min_free_bytes / 1024**3:.0f} GB; free some space or set "
+            "CIFARKIT_ARTIFACTS to a larger disk"
+        )
     return source, problems
 
 

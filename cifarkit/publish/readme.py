@@ -50,12 +50,21 @@ def costs_block() -> str:
         for kind, builds in (("cold (nothing cached)", cold), ("warm (everything cached)", warm)):
             if builds:
                 b = builds[-1]
-                rows.append(f"| `make book PROFILE={profile}` | {kind} | {_minutes(b['seconds'])} | "
-                            f"{_machine(b)} | {b['finished_at'][:10]} |")
+                rows.append(
+                    f"| `make book PROFILE={profile}` | {kind} | {_minutes(b['seconds'])} | "
+                    f"{_machine(b)} | {b['finished_at'][:10]} |"
+                )
     if not rows:
-        return ("No book build is recorded in this machine's `artifacts/` yet; `make book` records "
-                "its wall time and `make docs` writes it here.\n")
-    return "\n".join(["| command | build | wall time | machine | date |", "|---|---|---|---|---|", *rows]) + "\n"
+        return (
+            "No book build is recorded in this machine's `artifacts/` yet; `make book` records "
+            "its wall time and `make docs` writes it here.\n"
+        )
+    return (
+        "\n".join(
+            ["| command | build | wall time | machine | date |", "|---|---|---|---|---|", *rows]
+        )
+        + "\n"
+    )
 
 
 def headline_block() -> str:
@@ -71,29 +80,49 @@ def headline_block() -> str:
             # the experiment's own config under the profile (the baseline chapter's runs), not the
             # ablation or transfer variants that share its experiment name
             config_hash = load_config(experiment, profile).content_hash()
-            same = [r for r in complete if r["experiment"] == experiment and r["profile"] == profile
-                    and r["config_hash"] == config_hash]
+            same = [
+                r
+                for r in complete
+                if r["experiment"] == experiment
+                and r["profile"] == profile
+                and r["config_hash"] == config_hash
+            ]
             if not same:
                 continue
             s = summarise([r["test_accuracy"] for r in same])
             cfg = Run(runs_root() / same[-1]["run"]).config()
-            rows.append(f"| {experiment} | `{profile}` | {s.n} | {s.mean * 100:.2f}% | "
-                        f"{interval_text(s.low, s.high, missing='n/a (1 seed)')} | {cfg.train.epochs} |")
+            rows.append(
+                f"| {experiment} | `{profile}` | {s.n} | {s.mean * 100:.2f}% | "
+                f"{interval_text(s.low, s.high, missing='n/a (1 seed)')} | {cfg.train.epochs} |"
+            )
     if not rows:
-        return ("No complete run of the default (`cpu`) or `full` profile is stored on the machine that "
-                "generated this file, so there is no headline to show; `make book` trains them and "
-                "`make docs` writes their test accuracy here. Every measurement, with its interval, "
-                "is in the report's chapters.\n")
-    return "\n".join(["| model | profile | seeds | test accuracy (mean) | 95% interval over seeds | epochs |",
-                      "|---|---|---|---|---|---|", *rows]) + "\n"
+        return (
+            "No complete run of the default (`cpu`) or `full` profile is stored on the machine that "
+            "generated this file, so there is no headline to show; `make book` trains them and "
+            "`make docs` writes their test accuracy here. Every measurement, with its interval, "
+            "is in the report's chapters.\n"
+        )
+    return (
+        "\n".join(
+            [
+                "| model | profile | seeds | test accuracy (mean) | 95% interval over seeds | epochs |",
+                "|---|---|---|---|---|---|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def fill_blocks(text: str, blocks: Mapping[str, Callable[[], str]]) -> str:
     """``text`` with each generated block replaced by its function's output; unknown names refused."""
+
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in blocks:
-            raise CifarkitError(f"README block {name!r} has no generator; use one of: {', '.join(blocks)}")
+            raise CifarkitError(
+                f"README block {name!r} has no generator; use one of: {', '.join(blocks)}"
+            )
         return match.group(1) + blocks[name]() + match.group(3)
 
     return _BLOCK.sub(replace, text)
@@ -111,9 +140,13 @@ def update_readme(path: Path) -> Path:
 def benchmarks_markdown(tables: str | None) -> str:
     """The text of ``docs/benchmarks.md``: a dated header, then ``cifarkit bench results --markdown``."""
     today = dt.date.today().isoformat()
-    head = ["# Benchmarks", "",
-            f"Generated on {today} by `cifarkit docs update` from the results kept under "
-            "`artifacts/bench/` on the machine that ran it (each table names the CPU and date of "
-            "every measurement). Regenerate it rather than editing it.", ""]
+    head = [
+        "# Benchmarks",
+        "",
+        f"Generated on {today} by `cifarkit docs update` from the results kept under "
+        "`artifacts/bench/` on the machine that ran it (each table names the CPU and date of "
+        "every measurement). Regenerate it rather than editing it.",
+        "",
+    ]
     body = tables if tables else "No benchmark results were stored on that machine.\n"
     return "\n".join(head) + "\n" + body

@@ -19,8 +19,20 @@ from cifarkit.core.repro import environment_record
 def environment() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(machine table, package-version table) for the process that builds the book."""
     record = environment_record()
-    machine = {key: record.get(key) for key in ("python", "platform", "machine", "cpu", "cpu_isa", "cpu_count",
-                                                "git_commit", "git_dirty", "recorded_at")}
+    machine = {
+        key: record.get(key)
+        for key in (
+            "python",
+            "platform",
+            "machine",
+            "cpu",
+            "cpu_isa",
+            "cpu_count",
+            "git_commit",
+            "git_dirty",
+            "recorded_at",
+        )
+    }
     machine_table = pd.DataFrame({"value": {k: str(v) for k, v in machine.items()}})
     packages = pd.DataFrame({"version": record.get("packages", {})})
     packages.index.name = "package"
@@ -44,20 +56,37 @@ def run_table(profile: str | None = None) -> pd.DataFrame:
     for row in list_runs():
         if row["status"] != COMPLETE or (profile is not None and row["profile"] != profile):
             continue
-        rows.append({
-            "run": row["run"],
-            "experiment": row["experiment"],
-            "seed": row["seed"],
-            "config hash": str(row["config_hash"] or "")[:12],
-            "test accuracy (%)": round(100 * float(row["test_accuracy"]), 2)
-            if row["test_accuracy"] is not None else None,
-            "train min": round(float(row["train_seconds"]) / 60, 1) if row["train_seconds"] is not None else None,
-            "MLflow run id": row["mlflow_run_id"],
-            "model version": row["model_version"],
-        })
-    columns = ["run", "experiment", "seed", "config hash", "test accuracy (%)", "train min",
-               "MLflow run id", "model version"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["experiment", "config hash", "seed"]).reset_index(drop=True)
+        rows.append(
+            {
+                "run": row["run"],
+                "experiment": row["experiment"],
+                "seed": row["seed"],
+                "config hash": str(row["config_hash"] or "")[:12],
+                "test accuracy (%)": round(100 * float(row["test_accuracy"]), 2)
+                if row["test_accuracy"] is not None
+                else None,
+                "train min": round(float(row["train_seconds"]) / 60, 1)
+                if row["train_seconds"] is not None
+                else None,
+                "MLflow run id": row["mlflow_run_id"],
+                "model version": row["model_version"],
+            }
+        )
+    columns = [
+        "run",
+        "experiment",
+        "seed",
+        "config hash",
+        "test accuracy (%)",
+        "train min",
+        "MLflow run id",
+        "model version",
+    ]
+    return (
+        pd.DataFrame(rows, columns=columns)
+        .sort_values(["experiment", "config hash", "seed"])
+        .reset_index(drop=True)
+    )
 
 
 def registered_models(profile: str | None = None) -> pd.DataFrame:
@@ -72,9 +101,18 @@ def registered_models(profile: str | None = None) -> pd.DataFrame:
             if profile is not None and tags.get("profile") not in (None, profile):
                 continue
             accuracy = tags.get("test_accuracy")
-            rows.append({"model": name, "version": v["version"], "aliases": ", ".join(v["aliases"]),
-                         "seed": tags.get("seed"), "profile": tags.get("profile"),
-                         "config hash": str(tags.get("config_hash") or "")[:12],
-                         "test accuracy (%)": round(100 * float(accuracy), 2) if accuracy else None})
+            rows.append(
+                {
+                    "model": name,
+                    "version": v["version"],
+                    "aliases": ", ".join(v["aliases"]),
+                    "seed": tags.get("seed"),
+                    "profile": tags.get("profile"),
+                    "config hash": str(tags.get("config_hash") or "")[:12],
+                    "test accuracy (%)": round(100 * float(accuracy), 2) if accuracy else None,
+                }
+            )
     columns = ["model", "version", "aliases", "seed", "profile", "config hash", "test accuracy (%)"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["model", "version"]).reset_index(drop=True)
+    return (
+        pd.DataFrame(rows, columns=columns).sort_values(["model", "version"]).reset_index(drop=True)
+    )

@@ -20,6 +20,7 @@ from cifarkit.publish.toc import BuildError, Page
 
 log = logging.getLogger(__name__)
 
+
 def _notebook_text(nb: Mapping[str, Any]) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
@@ -31,8 +32,13 @@ def presentable_notebook(data: bytes) -> bytes:
     nb = json.loads(data)
     for cell in nb.get("cells", []):
         tags = (cell.setdefault("metadata", {})).setdefault("tags", [])
-        extra = ("remove-cell" if "parameters" in tags
-                 else "hide-input" if "injected-parameters" in tags else None)
+        extra = (
+            "remove-cell"
+            if "parameters" in tags
+            else "hide-input"
+            if "injected-parameters" in tags
+            else None
+        )
         if extra and extra not in tags:
             tags.append(extra)
     return _notebook_text(nb).encode()
@@ -69,15 +75,20 @@ def _title_cell_index(cells: Sequence[Mapping[str, Any]]) -> int | None:
 
 
 def _note_cell(text: str) -> dict[str, Any]:
-    return {"cell_type": "markdown", "metadata": {"tags": ["cifarkit-stand-in-note"]},
-            "source": f"```{{note}}\n{text}\n```"}
+    return {
+        "cell_type": "markdown",
+        "metadata": {"tags": ["cifarkit-stand-in-note"]},
+        "source": f"```{{note}}\n{text}\n```",
+    }
 
 
 #: Profiles whose every page carries a notice at its top, and the notice.
 PROFILE_NOTICES: dict[str, str] = {
-    "smoke": ("This page was built with the `smoke` profile: a few hundred training images, a few "
-              "epochs and two seeds, so its numbers only show that the code runs; they say nothing "
-              "about the models. `make book` builds the report with the default profile."),
+    "smoke": (
+        "This page was built with the `smoke` profile: a few hundred training images, a few "
+        "epochs and two seeds, so its numbers only show that the code runs; they say nothing "
+        "about the models. `make book` builds the report with the default profile."
+    ),
 }
 
 
@@ -104,12 +115,17 @@ def stand_in_notebook(source: Path, text: str) -> str:
     nb = json.loads(source.read_text(encoding="utf-8"))
     cells = nb.get("cells", [])
     title = _title_cell_index(cells)
-    heading = ("".join(cells[title]["source"]).lstrip().splitlines()[0] if title is not None
-               else f"# {source.stem}")
-    stand_in = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": heading},
-                          _note_cell(text)],
-                "metadata": nb.get("metadata", {}), "nbformat": nb.get("nbformat", 4),
-                "nbformat_minor": nb.get("nbformat_minor", 5)}
+    heading = (
+        "".join(cells[title]["source"]).lstrip().splitlines()[0]
+        if title is not None
+        else f"# {source.stem}"
+    )
+    stand_in = {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "source": heading}, _note_cell(text)],
+        "metadata": nb.get("metadata", {}),
+        "nbformat": nb.get("nbformat", 4),
+        "nbformat_minor": nb.get("nbformat_minor", 5),
+    }
     return _notebook_text(stand_in)
 
 
@@ -121,8 +137,9 @@ def write_stand_in(store: Store, page: Page, text: str) -> Path:
     return path
 
 
-def staging_plan(root: Path, pages: Sequence[Page], store: Store,
-                 substitutes: Mapping[str, Path] | None = None) -> dict[str, Path]:
+def staging_plan(
+    root: Path, pages: Sequence[Page], store: Store, substitutes: Mapping[str, Path] | None = None
+) -> dict[str, Path]:
     """``{relative path in the staging tree: file to copy}`` for the site build.
 
     ``_config.yml``, ``_toc.yml``, ``_static/`` (custom CSS), every markdown page, the
@@ -136,8 +153,11 @@ def staging_plan(root: Path, pages: Sequence[Page], store: Store,
     for folder in sorted(folders):
         for path in sorted(folder.rglob("*")):
             rel_parts = path.relative_to(root).parts
-            if (not path.is_file() or any(p in _SKIP_DIRS or p.startswith(".") for p in rel_parts)
-                    or path.suffix == ".ipynb"):
+            if (
+                not path.is_file()
+                or any(p in _SKIP_DIRS or p.startswith(".") for p in rel_parts)
+                or path.suffix == ".ipynb"
+            ):
                 continue
             plan[path.relative_to(root).as_posix()] = path
     for page in pages:
@@ -153,16 +173,19 @@ def staging_plan(root: Path, pages: Sequence[Page], store: Store,
     return plan
 
 
-def assemble_site_source(root: Path, pages: Sequence[Page], store: Store,
-                         substitutes: Mapping[str, Path] | None = None) -> Path:
+def assemble_site_source(
+    root: Path, pages: Sequence[Page], store: Store, substitutes: Mapping[str, Path] | None = None
+) -> Path:
     """Mirror :func:`staging_plan` into ``store.site_src``; remove files no longer planned."""
     staging = store.site_src
     plan = staging_plan(root, pages, store, substitutes)
     staging.mkdir(parents=True, exist_ok=True)
     notice = PROFILE_NOTICES.get(store.profile)
     page_paths = {page.relpath for page in pages}
-    changed = sum(_sync_file(src, staging / rel, notice if rel in page_paths else None)
-                  for rel, src in plan.items())
+    changed = sum(
+        _sync_file(src, staging / rel, notice if rel in page_paths else None)
+        for rel, src in plan.items()
+    )
     for path in sorted(staging.rglob("*"), reverse=True):
         rel = path.relative_to(staging).as_posix()
         if path.is_file() and rel not in plan:
@@ -188,15 +211,24 @@ def build_site(staging: Path, output: Path, *, strict: bool = True, full: bool =
     log.info("building the site: %s", " ".join(shlex.quote(a) for a in args))
     started = time.perf_counter()
     with open(log_file, "w", encoding="utf-8") as fh:
-        result = subprocess.run(args, stdout=fh, stderr=subprocess.STDOUT, cwd=output,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+        result = subprocess.run(
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=output,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
+        )
     text = _ANSI.sub("", log_file.read_text(encoding="utf-8", errors="replace"))
-    problems = [line for line in text.splitlines() if re.search(r"WARNING|ERROR|Error|Traceback", line)]
+    problems = [
+        line for line in text.splitlines() if re.search(r"WARNING|ERROR|Error|Traceback", line)
+    ]
     if result.returncode != 0:
         for line in problems[:20]:
             log.error("jupyter-book: %s", line.strip())
-        raise SiteBuildFailed(f"jupyter-book build failed (exit {result.returncode}); "
-                              f"{len(problems)} warning/error line(s) above, full log: {log_file}")
+        raise SiteBuildFailed(
+            f"jupyter-book build failed (exit {result.returncode}); "
+            f"{len(problems)} warning/error line(s) above, full log: {log_file}"
+        )
     for line in problems[:20]:
         log.warning("jupyter-book: %s", line.strip())
     index = output / "_build" / "html" / "index.html"

@@ -22,8 +22,6 @@ class BuildError(CifarkitError):
     """A problem with the book's sources or environment that the user can fix."""
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class Page:
     """One page the toc names: a chapter (notebook, executed) or a markdown page (copied)."""
@@ -59,8 +57,10 @@ def toc_files(toc: Mapping[str, Any]) -> list[str]:
         if not isinstance(node, dict):
             return
         if "glob" in node:
-            raise BuildError(f"_toc.yml: glob entry {node['glob']!r} is not supported by "
-                             "cifarkit book build; list the files one by one")
+            raise BuildError(
+                f"_toc.yml: glob entry {node['glob']!r} is not supported by "
+                "cifarkit book build; list the files one by one"
+            )
         if "file" in node:
             found.append(str(node["file"]))
         for key in _TOC_CHILD_KEYS:
@@ -86,12 +86,15 @@ def _resolve_page(root: Path, entry: str) -> Page:
     existing = [c for c in candidates if c.is_file()]
     if not existing:
         tried = " or ".join(str(c.relative_to(root)) for c in candidates)
-        raise BuildError(f"_toc.yml names {entry!r} but {tried} does not exist; "
-                         "create the page or fix the toc")
+        raise BuildError(
+            f"_toc.yml names {entry!r} but {tried} does not exist; create the page or fix the toc"
+        )
     if len(existing) > 1:
-        raise BuildError(f"_toc.yml entry {entry!r} is ambiguous: both "
-                         f"{' and '.join(str(c.relative_to(root)) for c in existing)} exist; "
-                         "keep one or give the suffix")
+        raise BuildError(
+            f"_toc.yml entry {entry!r} is ambiguous: both "
+            f"{' and '.join(str(c.relative_to(root)) for c in existing)} exist; "
+            "keep one or give the suffix"
+        )
     return Page(docname=docname, source=existing[0], kind=_PAGE_SUFFIXES[existing[0].suffix])
 
 
@@ -103,8 +106,9 @@ def read_toc(root: Path) -> list[Page]:
     try:
         toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise BuildError(f"{toc_path}: malformed YAML ({str(exc).splitlines()[0]}); "
-                         "fix the syntax") from None
+        raise BuildError(
+            f"{toc_path}: malformed YAML ({str(exc).splitlines()[0]}); fix the syntax"
+        ) from None
     if not isinstance(toc, dict):
         raise BuildError(f"{toc_path}: top level must be a mapping with 'root' and 'chapters'")
     pages = [_resolve_page(root, entry) for entry in toc_files(toc)]
@@ -117,8 +121,10 @@ def read_toc(root: Path) -> list[Page]:
     names = [p.name for p in chapters]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise BuildError(f"chapters share the name(s) {', '.join(dupes)}; "
-                         "give every notebook a distinct file name")
+        raise BuildError(
+            f"chapters share the name(s) {', '.join(dupes)}; "
+            "give every notebook a distinct file name"
+        )
     return pages
 
 
@@ -157,13 +163,16 @@ def parse_params(text: str | None) -> dict[str, Any]:
     for token in tokens:
         key, sep, raw = token.partition("=")
         if not sep or not _IDENT.match(key):
-            raise BuildError(f"--params: {token!r} is not name=value; write e.g. "
-                             "--params \"seeds=5 epochs=30\"")
+            raise BuildError(
+                f'--params: {token!r} is not name=value; write e.g. --params "seeds=5 epochs=30"'
+            )
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
-            raise BuildError(f"--params: cannot read the value of {key} ({raw!r}) as YAML; "
-                             "quote it, e.g. name='a b'") from None
+            raise BuildError(
+                f"--params: cannot read the value of {key} ({raw!r}) as YAML; "
+                "quote it, e.g. name='a b'"
+            ) from None
         if key in params:
             raise BuildError(f"--params: {key} is given twice; give it once")
         params[key] = value
@@ -187,12 +196,14 @@ def validate_params(page: Page, params: Mapping[str, Any], accepted: Iterable[st
     unknown = [k for k in params if k not in accepted]
     if unknown:
         listing = ", ".join(accepted) if accepted else "(none: the notebook has no parameters cell)"
-        raise BuildError(f"chapter {page.name} has no parameter(s) {', '.join(unknown)}; "
-                         f"it accepts: {listing}")
+        raise BuildError(
+            f"chapter {page.name} has no parameter(s) {', '.join(unknown)}; it accepts: {listing}"
+        )
 
 
-def resolved_parameters(profile: str, params: Mapping[str, Any],
-                        accepted: Iterable[str]) -> dict[str, Any]:
+def resolved_parameters(
+    profile: str, params: Mapping[str, Any], accepted: Iterable[str]
+) -> dict[str, Any]:
     """What papermill injects: ``profile`` (when the notebook takes it) plus ``params``."""
     accepted = set(accepted)
     resolved: dict[str, Any] = {}

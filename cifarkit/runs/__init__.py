@@ -15,5 +15,17 @@
 from cifarkit.runs.run import COMPLETE, FAILED, MISSING, RUNNING, Run, locate, run_hash, runs_root
 from cifarkit.runs.store import get_or_train, list_runs, resolve_run, stored_run
 
-__all__ = ["COMPLETE", "FAILED", "MISSING", "RUNNING", "Run", "get_or_train", "list_runs", "locate",
-           "resolve_run", "run_hash", "runs_root", "stored_run"]
+__all__ = [
+    "COMPLETE",
+    "FAILED",
+    "MISSING",
+    "RUNNING",
+    "Run",
+    "get_or_train",
+    "list_runs",
+    "locate",
+    "resolve_run",
+    "run_hash",
+    "runs_root",
+    "stored_run",
+]

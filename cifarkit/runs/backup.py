@@ -83,7 +83,9 @@ def _read_manifest(tar: tarfile.TarFile, archive: Path) -> dict[str, str]:
         member = tar.getmember(MANIFEST)
         text = tar.extractfile(member).read().decode()
     except (KeyError, AttributeError, UnicodeDecodeError):
-        raise CifarkitError(f"{archive} has no readable {MANIFEST}; it is not a cifarkit backup") from None
+        raise CifarkitError(
+            f"{archive} has no readable {MANIFEST}; it is not a cifarkit backup"
+        ) from None
     manifest = {}
     for line in text.splitlines():
         digest, _, name = line.partition("  ")
@@ -98,7 +100,9 @@ def recover(archive: str | os.PathLike) -> tuple[Path, int, Path | None]:
     """
     archive = Path(archive).expanduser().resolve()
     if not archive.is_file():
-        raise CifarkitError(f"backup {archive} not found; pass the file `cifarkit artifacts backup` wrote")
+        raise CifarkitError(
+            f"backup {archive} not found; pass the file `cifarkit artifacts backup` wrote"
+        )
     root = artifacts_dir()
     staging = root.with_name(f".{root.name}.recover-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -106,7 +110,9 @@ def recover(archive: str | os.PathLike) -> tuple[Path, int, Path | None]:
         count = _extract_verified(archive, staging)
         previous = None
         if root.exists():
-            previous = root.with_name(f"{root.name}.before-recover-{time.strftime('%Y%m%d-%H%M%S')}")
+            previous = root.with_name(
+                f"{root.name}.before-recover-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
             root.rename(previous)
         staging.rename(root)
     except BaseException:
@@ -126,9 +132,13 @@ def _extract_verified(archive: Path, staging: Path) -> int:
                     continue
                 rel = _safe_name(member.name, archive)
                 if not member.isfile():
-                    raise CifarkitError(f"{archive} holds a non-regular member {member.name!r}; refusing to restore it")
+                    raise CifarkitError(
+                        f"{archive} holds a non-regular member {member.name!r}; refusing to restore it"
+                    )
                 if str(rel) not in manifest:
-                    raise CifarkitError(f"{archive}: {rel} is not in the manifest; the backup was altered")
+                    raise CifarkitError(
+                        f"{archive}: {rel} is not in the manifest; the backup was altered"
+                    )
                 dest = staging.joinpath(*rel.parts)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
@@ -137,11 +147,17 @@ def _extract_verified(archive: Path, staging: Path) -> int:
                         digest.update(chunk)
                         out.write(chunk)
                 if digest.hexdigest() != manifest[str(rel)]:
-                    raise CifarkitError(f"{archive}: {rel} does not match its manifest checksum; the backup is corrupt")
+                    raise CifarkitError(
+                        f"{archive}: {rel} does not match its manifest checksum; the backup is corrupt"
+                    )
                 seen.add(str(rel))
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise CifarkitError(f"cannot read backup {archive} ({exc}); it is truncated or not a tar file") from None
+        raise CifarkitError(
+            f"cannot read backup {archive} ({exc}); it is truncated or not a tar file"
+        ) from None
     missing = sorted(set(manifest) - seen)
     if missing:
-        raise CifarkitError(f"{archive} is missing {len(missing)} files listed in its manifest (first: {missing[0]})")
+        raise CifarkitError(
+            f"{archive} is missing {len(missing)} files listed in its manifest (first: {missing[0]})"
+        )
     return len(seen)

@@ -41,8 +41,10 @@ from cifarkit.runs.schedule import Eta, Job, Queue
 
 log = logging.getLogger(__name__)
 
-RAY_MISSING = ("the Ray runner needs Ray, an optional dependency: pip install -e '.[ray]' "
-               "(pinned in requirements.lock)")
+RAY_MISSING = (
+    "the Ray runner needs Ray, an optional dependency: pip install -e '.[ray]' "
+    "(pinned in requirements.lock)"
+)
 #: Where a node keeps the runs its tasks train (under the node's temp folder unless set).
 WORKER_STORE_ENV = "CIFARKIT_RAY_WORKER_ARTIFACTS"
 #: Environment the driver passes to every task: the data and the configs it planned with.
@@ -85,7 +87,9 @@ def unplaceable(request: Mapping[str, float], nodes: Sequence[Mapping[str, Any]]
     need = {name: amount for name, amount in need.items() if amount}
     for node in nodes:
         have = node.get("Resources") or {}
-        if node.get("Alive", True) and all(have.get(name, 0.0) >= amount for name, amount in need.items()):
+        if node.get("Alive", True) and all(
+            have.get(name, 0.0) >= amount for name, amount in need.items()
+        ):
             return None
     return " and ".join(f"{amount:g} {name}" for name, amount in need.items())
 
@@ -93,8 +97,15 @@ def unplaceable(request: Mapping[str, float], nodes: Sequence[Mapping[str, Any]]
 def _offered(nodes: Sequence[Mapping[str, Any]]) -> str:
     """What the live nodes have, for the error line: ``2 CPU, 0 GPU`` per node name."""
     labels = node_labels(nodes)
-    return "; ".join(f"{labels[n['NodeID']]}: {(n.get('Resources') or {}).get('CPU', 0):g} CPU, "
-                     f"{(n.get('Resources') or {}).get('GPU', 0):g} GPU" for n in nodes if n.get("Alive", True)) or "none"
+    return (
+        "; ".join(
+            f"{labels[n['NodeID']]}: {(n.get('Resources') or {}).get('CPU', 0):g} CPU, "
+            f"{(n.get('Resources') or {}).get('GPU', 0):g} GPU"
+            for n in nodes
+            if n.get("Alive", True)
+        )
+        or "none"
+    )
 
 
 def _import_ray():
@@ -126,9 +137,11 @@ def require_reachable(address: str) -> None:
     needed): callers check it before anything slow, such as the plan's speed probes."""
     problem = _reachable(address)
     if problem is not None:
-        raise CifarkitError(f"cannot reach the Ray cluster at {address}: {problem}; start one with "
-                            "`ray start --head` (and `ray start --address HEAD:6379` on other machines) "
-                            "or pass its address")
+        raise CifarkitError(
+            f"cannot reach the Ray cluster at {address}: {problem}; start one with "
+            "`ray start --head` (and `ray start --address HEAD:6379` on other machines) "
+            "or pass its address"
+        )
 
 
 def connect(address: str):
@@ -137,14 +150,25 @@ def connect(address: str):
     ray = _import_ray()
     require_reachable(address)
     # Absolute paths: a task's working directory is not the driver's.
-    env = {name: os.path.abspath(os.path.expanduser(os.environ[name])) for name in PASSED_ENV if os.environ.get(name)}
+    env = {
+        name: os.path.abspath(os.path.expanduser(os.environ[name]))
+        for name in PASSED_ENV
+        if os.environ.get(name)
+    }
     if ray.is_initialized():
         return ray
     try:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise CifarkitError(f"cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]) from None
+        raise CifarkitError(
+            f"cannot reach the Ray cluster at {address}: {exc}".splitlines()[0]
+        ) from None
     return ray
 
 
@@ -182,7 +206,9 @@ class CheckpointMirror:
             self.store.fs.makedirs(self._key(folder), exist_ok=True)
         for name in self.FILES:
             self.store.fs.put_file(str(local / folder / name), self._key(f"{folder}/{name}"))
-        self.store.write_key(f"checkpoints/{self.run}/latest.json", (local / "latest.json").read_bytes())
+        self.store.write_key(
+            f"checkpoints/{self.run}/latest.json", (local / "latest.json").read_bytes()
+        )
 
     def restore(self) -> int | None:
         """Copy the remote checkpoint into a run folder that has none; the epoch it resumes
@@ -210,7 +236,9 @@ class CheckpointMirror:
         try:
             CheckpointManager(local).latest()  # truncated or corrupt: start again instead
         except CifarkitError as exc:
-            log.warning("the remote checkpoint of %s is unusable (%s); starting it again", self.run, exc)
+            log.warning(
+                "the remote checkpoint of %s is unusable (%s); starting it again", self.run, exc
+            )
             shutil.rmtree(local, ignore_errors=True)
             return None
         return epoch
@@ -221,8 +249,9 @@ class CheckpointMirror:
             self.store.fs.rm(self._key("").rstrip("/"), recursive=True)
 
 
-def train_task(config_yaml: str, seed: int, remote_url: str | None,
-               source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def train_task(
+    config_yaml: str, seed: int, remote_url: str | None, source: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The task body, run in a worker: train (or resume) into the node's store, then hand the
     run over. Returns the outcome fields and, without a remote, the run's manifest and objects.
 
@@ -248,15 +277,25 @@ def train_task(config_yaml: str, seed: int, remote_url: str | None,
         from cifarkit.data.identity import data_hash_for
         from cifarkit.runs.run import locate
 
-        mirror = CheckpointMirror(RemoteStore(remote_url), locate(cfg, seed, data_hash_for(cfg.data)).path)
+        mirror = CheckpointMirror(
+            RemoteStore(remote_url), locate(cfg, seed, data_hash_for(cfg.data)).path
+        )
         resumed = mirror.restore()
         if resumed:
             log.info("resuming %s after epoch %d from the remote checkpoint", mirror.run, resumed)
-    run = get_or_train(cfg, seed, label=f"[ray {socket.gethostname()}:{os.getpid()}] ",
-                       epoch_hooks=[mirror.push] if mirror else ())
-    result: dict[str, Any] = {"folder": run.path.name, "node": ray.get_runtime_context().get_node_id(),
-                              "pid": os.getpid(), "seconds": time.perf_counter() - started,
-                              "resumed_from_epoch": run.status_record().get("resumed_from_epoch")}
+    run = get_or_train(
+        cfg,
+        seed,
+        label=f"[ray {socket.gethostname()}:{os.getpid()}] ",
+        epoch_hooks=[mirror.push] if mirror else (),
+    )
+    result: dict[str, Any] = {
+        "folder": run.path.name,
+        "node": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "seconds": time.perf_counter() - started,
+        "resumed_from_epoch": run.status_record().get("resumed_from_epoch"),
+    }
     if remote_url:
         RemoteStore(remote_url).push([run.path.name])
         mirror.remove()
@@ -264,7 +303,9 @@ def train_task(config_yaml: str, seed: int, remote_url: str | None,
     return {**result, **pack(run.path.name)}
 
 
-def _bring_source(name: str, remote_url: str | None, source: Mapping[str, Any] | None, store: Path) -> None:
+def _bring_source(
+    name: str, remote_url: str | None, source: Mapping[str, Any] | None, store: Path
+) -> None:
     """Put the complete source run ``name`` into this node's store (verified, as a pull is)."""
     from cifarkit.runs.remote.transfer import RemoteStore
     from cifarkit.runs.run import Run, runs_root
@@ -278,10 +319,14 @@ def _bring_source(name: str, remote_url: str | None, source: Mapping[str, Any] |
         inbox.receive(source["manifest"], source["objects"])
         report = inbox.pull([name])
     else:
-        raise CifarkitError(f"transfer source run {name} is not on this node and the driver sent none")
+        raise CifarkitError(
+            f"transfer source run {name} is not on this node and the driver sent none"
+        )
     if report.refused:
-        raise CifarkitError(f"transfer source run {name} could not be brought to this node: "
-                            + "; ".join(why for _, why in report.refused))
+        raise CifarkitError(
+            f"transfer source run {name} could not be brought to this node: "
+            + "; ".join(why for _, why in report.refused)
+        )
 
 
 def pack(name: str) -> dict[str, Any]:
@@ -317,13 +362,22 @@ def node_labels(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Node id → how the progress lines name it: its name (``ray start --node-name``, else its
     address), with the id's first 8 hex digits where several nodes share a name (as nodes on
     one machine do)."""
-    names = {n["NodeID"]: str(n.get("NodeName") or n.get("NodeManagerAddress") or "?") for n in nodes}
+    names = {
+        n["NodeID"]: str(n.get("NodeName") or n.get("NodeManagerAddress") or "?") for n in nodes
+    }
     shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     return {node: f"{name}/{node[:8]}" if name in shared else name for node, name in names.items()}
 
 
-def _check_placeable(ray, jobs: Sequence[Job], pending: Mapping[Any, int], cpus: float, address: str,
-                     since: float, timeout: float) -> float:
+def _check_placeable(
+    ray,
+    jobs: Sequence[Job],
+    pending: Mapping[Any, int],
+    cpus: float,
+    address: str,
+    since: float,
+    timeout: float,
+) -> float:
     """Fail with one line once a pending run has asked for ``timeout`` seconds for what no live
     node has; returns the time from which the wait counts (now, while every run could be placed)."""
     nodes = ray.nodes()
@@ -334,16 +388,27 @@ def _check_placeable(ray, jobs: Sequence[Job], pending: Mapping[Any, int], cpus:
         waited = time.monotonic() - since
         if waited < timeout:
             return since
-        fix = (" add a node with a GPU (ray start --num-gpus 1 ...) or train in float32 (--set train.precision=float32)"
-               if "GPU" in missing else " add a node that has them")
-        raise CifarkitError(f"run {jobs[i].folder} asks the Ray cluster at {address} for {missing} and no node "
-                            f"offers that (nodes: {_offered(nodes)}); waited {waited:.0f} s:{fix}")
+        fix = (
+            " add a node with a GPU (ray start --num-gpus 1 ...) or train in float32 (--set train.precision=float32)"
+            if "GPU" in missing
+            else " add a node that has them"
+        )
+        raise CifarkitError(
+            f"run {jobs[i].folder} asks the Ray cluster at {address} for {missing} and no node "
+            f"offers that (nodes: {_offered(nodes)}); waited {waited:.0f} s:{fix}"
+        )
     return time.monotonic()
 
 
-def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = None,
-                 cpus_per_run: float = 1.0, retries: int = 3,
-                 unplaceable_timeout: float = UNPLACEABLE_TIMEOUT) -> dict[str, Outcome]:
+def train_on_ray(
+    jobs: Sequence[Job],
+    address: str,
+    *,
+    remote_url: str | None = None,
+    cpus_per_run: float = 1.0,
+    retries: int = 3,
+    unplaceable_timeout: float = UNPLACEABLE_TIMEOUT,
+) -> dict[str, Outcome]:
     """Train ``jobs`` as Ray tasks at ``address`` and commit each finished run to the local store.
 
     Parameters
@@ -391,47 +456,83 @@ def train_on_ray(jobs: Sequence[Job], address: str, *, remote_url: str | None = 
             source_run = job.config.transfer.source_run if job.config.transfer else None
             # Without a remote the source travels with the task, packed from this store.
             source = pack(source_run) if source_run and not remote_url else None
-            ref = task.options(**resources(job.config, cpus_per_run), max_retries=retries,
-                               retry_exceptions=False, name=f"cifarkit:{job.folder}").remote(
-                job.config.to_yaml(), job.seed, remote_url, source)
+            ref = task.options(
+                **resources(job.config, cpus_per_run),
+                max_retries=retries,
+                retry_exceptions=False,
+                name=f"cifarkit:{job.folder}",
+            ).remote(job.config.to_yaml(), job.seed, remote_url, source)
             pending[ref] = i
 
     submit_ready()
     # Until a few runs are back, the estimates are shared out over the tasks the CPUs can hold.
     slots = int(ray.cluster_resources().get("CPU", 1.0) // cpus_per_run)
     eta = Eta([job.minutes or 0.0 for job in jobs], at_once=max(1, min(slots, len(jobs))))
-    log.info("[ray %s] %d run(s) for %d node(s): %s (%d waiting for their transfer source)", address, len(jobs),
-             len(nodes), ", ".join(sorted(set(nodes.values()))), len(queue.waiting))
+    log.info(
+        "[ray %s] %d run(s) for %d node(s): %s (%d waiting for their transfer source)",
+        address,
+        len(jobs),
+        len(nodes),
+        ", ".join(sorted(set(nodes.values()))),
+        len(queue.waiting),
+    )
     placeable_since = time.monotonic()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(10.0, unplaceable_timeout))
         if not ready:  # still running, queued, or asking for what no node has
-            placeable_since = _check_placeable(ray, jobs, pending, cpus_per_run, address, placeable_since,
-                                               unplaceable_timeout)
+            placeable_since = _check_placeable(
+                ray, jobs, pending, cpus_per_run, address, placeable_since, unplaceable_timeout
+            )
             continue
         i = pending.pop(ready[0])
         try:
             result = ray.get(ready[0])
         except ray.exceptions.RayError as exc:
-            raise CifarkitError(f"run {jobs[i].folder} failed on the cluster: "
-                                f"{str(exc).strip().splitlines()[-1][:300]}") from None
+            raise CifarkitError(
+                f"run {jobs[i].folder} failed on the cluster: "
+                f"{str(exc).strip().splitlines()[-1][:300]}"
+            ) from None
         problem = _commit(result, remote_url, inbox)
         if problem is not None:
-            raise CifarkitError(f"run {jobs[i].folder} came back incomplete and was not committed: {problem}")
+            raise CifarkitError(
+                f"run {jobs[i].folder} came back incomplete and was not committed: {problem}"
+            )
         node = nodes.get(result["node"]) or result["node"][:12]
-        done[result["folder"]] = Outcome(result["folder"], node, int(result["pid"]), result["seconds"] / 60,
-                                         result.get("resumed_from_epoch"))
+        done[result["folder"]] = Outcome(
+            result["folder"],
+            node,
+            int(result["pid"]),
+            result["seconds"] / 60,
+            result.get("resumed_from_epoch"),
+        )
         queue.finish(i)
         eta.finish(i)
         submit_ready()
         left = eta.left([*pending.values(), *queue.waiting])
-        log.info("[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min left] %s on %s "
-                 "(worker %d, %.1f min%s)", len(done), len(jobs), eta.elapsed(), left, result["folder"], node,
-                 result["pid"], result["seconds"] / 60,
-                 f", resumed from epoch {result['resumed_from_epoch']}" if result.get("resumed_from_epoch") else "")
+        log.info(
+            "[plan on ray: %d of %d done, %.1f min elapsed, about %.0f min left] %s on %s "
+            "(worker %d, %.1f min%s)",
+            len(done),
+            len(jobs),
+            eta.elapsed(),
+            left,
+            result["folder"],
+            node,
+            result["pid"],
+            result["seconds"] / 60,
+            f", resumed from epoch {result['resumed_from_epoch']}"
+            if result.get("resumed_from_epoch")
+            else "",
+        )
     by_node: dict[str, list[str]] = {}
     for outcome in done.values():
         by_node.setdefault(outcome.node, []).append(outcome.folder)
-    log.info("[ray %s] every run committed; %s", address,
-             "; ".join(f"{node} trained {len(runs)}: {', '.join(runs)}" for node, runs in sorted(by_node.items())))
+    log.info(
+        "[ray %s] every run committed; %s",
+        address,
+        "; ".join(
+            f"{node} trained {len(runs)}: {', '.join(runs)}"
+            for node, runs in sorted(by_node.items())
+        ),
+    )
     return done

@@ -48,10 +48,16 @@ ONNX_OPSET = 17
 PARITY_TOLERANCE = 1e-4
 SERVE_BATCH = 256
 INPUT_SPEC: dict[str, Any] = {
-    "name": "images", "dtype": "uint8", "shape": [None, 32, 32, 3], "layout": "NHWC", "channels": "RGB",
+    "name": "images",
+    "dtype": "uint8",
+    "shape": [None, 32, 32, 3],
+    "layout": "NHWC",
+    "channels": "RGB",
     "values": "0..255, already resized to 32x32 (cifarkit predict resizes with Pillow)",
 }
-ONNX_EXTRA = "pip install -e '.[onnx]' (tf2onnx, onnx and onnxruntime at the pins of requirements.lock)"
+ONNX_EXTRA = (
+    "pip install -e '.[onnx]' (tf2onnx, onnx and onnxruntime at the pins of requirements.lock)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,14 @@ class Parity:
         return self.max_abs_logit_diff <= self.tolerance
 
     def as_dict(self) -> dict[str, Any]:
-        return {"max_abs_logit_diff": self.max_abs_logit_diff, "images": self.images,
-                "tolerance": self.tolerance, "argmax_agreement": self.argmax_agreement,
-                "logit_scale": self.logit_scale, "ok": self.ok}
+        return {
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+            "images": self.images,
+            "tolerance": self.tolerance,
+            "argmax_agreement": self.argmax_agreement,
+            "logit_scale": self.logit_scale,
+            "ok": self.ok,
+        }
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,18 @@ def _onnx_modules() -> tuple[Any, Any, Any]:
         import onnxruntime
         import tf2onnx
     except ImportError as exc:
-        raise CifarkitError(f"ONNX export needs {exc.name}, which is not installed; {ONNX_EXTRA}") from None
+        raise CifarkitError(
+            f"ONNX export needs {exc.name}, which is not installed; {ONNX_EXTRA}"
+        ) from None
     return tf2onnx, onnx, onnxruntime
 
 
-def export_run(run: Run, fmt: str = "savedmodel", out: str | Path | None = None,
-               tolerance: float = PARITY_TOLERANCE) -> Export:
+def export_run(
+    run: Run,
+    fmt: str = "savedmodel",
+    out: str | Path | None = None,
+    tolerance: float = PARITY_TOLERANCE,
+) -> Export:
     """Export a complete run as a self-contained inference model, checked against its stored logits.
 
     Parameters
@@ -163,12 +180,20 @@ def export_run(run: Run, fmt: str = "savedmodel", out: str | Path | None = None,
             raise CifarkitError(
                 f"export of {run.path.name} ({fmt}) failed its parity check: max |Δlogit| "
                 f"{parity.max_abs_logit_diff:.3g} > {tolerance:g} on {parity.images} test images "
-                f"(logits up to {parity.logit_scale:.3g}); nothing was written")
+                f"(logits up to {parity.logit_scale:.3g}); nothing was written"
+            )
         manifest = _manifest(run, fmt, class_names, parity)
         write_json(staging / MANIFEST, manifest)
         _shareable(staging)
-    log.info("exported %s as %s to %s in %.1f s (max |Δlogit| %.2g on %d test images)", run.path.name,
-             fmt, target, time.perf_counter() - started, parity.max_abs_logit_diff, parity.images)
+    log.info(
+        "exported %s as %s to %s in %.1f s (max |Δlogit| %.2g on %d test images)",
+        run.path.name,
+        fmt,
+        target,
+        time.perf_counter() - started,
+        parity.max_abs_logit_diff,
+        parity.images,
+    )
     return Export(target, manifest)
 
 
@@ -180,19 +205,25 @@ def _test_images(run: Run, stored_labels: np.ndarray) -> tuple[np.ndarray, tuple
     splits = splits_from_config(run.config().data)
     expected = record.get("data_hash")
     if expected and splits.source_hash != expected:
-        raise CifarkitError(f"the data source now configured for {run.path.name} (hash "
-                            f"{splits.source_hash[:12]}) is not the data it was trained on ({expected[:12]}); "
-                            "set CIFARKIT_DATA to the run's data to check the export against its logits")
+        raise CifarkitError(
+            f"the data source now configured for {run.path.name} (hash "
+            f"{splits.source_hash[:12]}) is not the data it was trained on ({expected[:12]}); "
+            "set CIFARKIT_DATA to the run's data to check the export against its logits"
+        )
     if len(splits.y_test) != len(stored_labels) or not np.array_equal(splits.y_test, stored_labels):
-        raise CifarkitError(f"the test split of {run.path.name} no longer matches its stored labels "
-                            f"({len(splits.y_test)} vs {len(stored_labels)} images); train the run again")
+        raise CifarkitError(
+            f"the test split of {run.path.name} no longer matches its stored labels "
+            f"({len(splits.y_test)} vs {len(stored_labels)} images); train the run again"
+        )
     return splits.x_test, tuple(splits.class_names)
 
 
 def _check_target(target: Path) -> None:
     if target.exists() and not (target.is_dir() and (target / MANIFEST).is_file()):
-        raise CifarkitError(f"{target} exists and is not a cifarkit export (no {MANIFEST}); choose another "
-                            "--out or remove it")
+        raise CifarkitError(
+            f"{target} exists and is not a cifarkit export (no {MANIFEST}); choose another "
+            "--out or remove it"
+        )
 
 
 @contextlib.contextmanager
@@ -253,8 +284,10 @@ def write_savedmodel(model: Any, class_names: tuple[str, ...], folder: Path) -> 
 
     width = int(model.output.shape[-1])
     if width != len(class_names):
-        raise CifarkitError(f"the model has {width} logits but {len(class_names)} class names; "
-                            "export a run together with its own data")
+        raise CifarkitError(
+            f"the model has {width} logits but {len(class_names)} class names; "
+            "export a run together with its own data"
+        )
     names = tf.constant(list(class_names))
 
     def serve(images):
@@ -263,8 +296,13 @@ def write_savedmodel(model: Any, class_names: tuple[str, ...], folder: Path) -> 
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", serve, input_signature=[
-        tf.TensorSpec((None, *INPUT_SPEC["shape"][1:]), tf.uint8, name=INPUT_SPEC["name"])])
+    archive.add_endpoint(
+        "serve",
+        serve,
+        input_signature=[
+            tf.TensorSpec((None, *INPUT_SPEC["shape"][1:]), tf.uint8, name=INPUT_SPEC["name"])
+        ],
+    )
     archive.add_endpoint("class_names", lambda: names, input_signature=[])
     archive.write_out(str(folder), verbose=False)
 
@@ -303,16 +341,30 @@ def savedmodel_to_onnx(savedmodel: Path, path: Path, class_names: tuple[str, ...
 
     with _quiet("tf2onnx", "tensorflow"):
         graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
-            str(savedmodel), None, None, signatures=["serve"], return_tensors_to_rename=True)
+            str(savedmodel), None, None, signatures=["serve"], return_tensors_to_rename=True
+        )
         try:
             proto, _ = tf2onnx.convert.from_graph_def(
-                graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
-                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])}, tensors_to_rename=renames)
+                graph_def,
+                input_names=inputs,
+                output_names=outputs,
+                opset=ONNX_OPSET,
+                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+                tensors_to_rename=renames,
+            )
         except Exception as exc:  # noqa: BLE001 - an unconvertible op is a limit of the converter, said in one line
-            raise CifarkitError(f"tf2onnx {tf2onnx.__version__} cannot convert this model "
-                                f"({' '.join(str(exc).split())[:200]}); export it as savedmodel") from None
-    onnx.helper.set_model_props(proto, {"class_names": json.dumps(list(class_names)),
-                                        "input": json.dumps(INPUT_SPEC), "producer": "cifarkit"})
+            raise CifarkitError(
+                f"tf2onnx {tf2onnx.__version__} cannot convert this model "
+                f"({' '.join(str(exc).split())[:200]}); export it as savedmodel"
+            ) from None
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "class_names": json.dumps(list(class_names)),
+            "input": json.dumps(INPUT_SPEC),
+            "producer": "cifarkit",
+        },
+    )
     onnx.save(proto, str(path))
 
 
@@ -335,20 +387,31 @@ def _manifest(run: Run, fmt: str, class_names: tuple[str, ...], parity: Parity) 
     import cifarkit
 
     record = run.status_record()
-    packages = ("tensorflow", "keras") + (("tf2onnx", "onnx", "onnxruntime") if fmt == "onnx" else ())
-    versions = {"cifarkit": cifarkit.__version__,
-                **{name: importlib.metadata.version(name) for name in packages}}
-    usage = ("tf.saved_model.load(folder).serve(images=uint8 (N,32,32,3))['probabilities']"
-             if fmt == "savedmodel" else
-             f"onnxruntime.InferenceSession(folder/'{ONNX_FILE}').run(None, {{'images': uint8 (N,32,32,3)}})")
+    packages = ("tensorflow", "keras") + (
+        ("tf2onnx", "onnx", "onnxruntime") if fmt == "onnx" else ()
+    )
+    versions = {
+        "cifarkit": cifarkit.__version__,
+        **{name: importlib.metadata.version(name) for name in packages},
+    }
+    usage = (
+        "tf.saved_model.load(folder).serve(images=uint8 (N,32,32,3))['probabilities']"
+        if fmt == "savedmodel"
+        else f"onnxruntime.InferenceSession(folder/'{ONNX_FILE}').run(None, {{'images': uint8 (N,32,32,3)}})"
+    )
     return {
         "format": fmt,
         "model_file": "." if fmt == "savedmodel" else ONNX_FILE,
         "endpoint": "serve" if fmt == "savedmodel" else None,
         "input": INPUT_SPEC,
-        "outputs": {"logits": {"dtype": "float32", "shape": [None, len(class_names)]},
-                    "probabilities": {"dtype": "float32", "shape": [None, len(class_names)],
-                                      "note": "softmax of logits"}},
+        "outputs": {
+            "logits": {"dtype": "float32", "shape": [None, len(class_names)]},
+            "probabilities": {
+                "dtype": "float32",
+                "shape": [None, len(class_names)],
+                "note": "softmax of logits",
+            },
+        },
         "class_names": list(class_names),
         "run": run.path.name,
         "run_path": str(run.path),
@@ -369,8 +432,13 @@ def _manifest(run: Run, fmt: str, class_names: tuple[str, ...], parity: Parity) 
 def _parity(logits: np.ndarray, stored: np.ndarray, tolerance: float) -> Parity:
     diff = float(np.max(np.abs(logits.astype(np.float64) - stored))) if len(stored) else 0.0
     agree = float(np.mean(logits.argmax(1) == stored.argmax(1))) if len(stored) else 1.0
-    return Parity(diff, int(len(stored)), float(tolerance), agree,
-                  float(np.max(np.abs(stored))) if len(stored) else 0.0)
+    return Parity(
+        diff,
+        int(len(stored)),
+        float(tolerance),
+        agree,
+        float(np.max(np.abs(stored))) if len(stored) else 0.0,
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -379,8 +447,14 @@ def _parity(logits: np.ndarray, stored: np.ndarray, tolerance: float) -> Parity:
 class ExportedModel:
     """An export loaded for inference with TensorFlow (SavedModel) or onnxruntime (ONNX)."""
 
-    def __init__(self, path: Path, fmt: str, class_names: tuple[str, ...], runner: Any,
-                 manifest: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        class_names: tuple[str, ...],
+        runner: Any,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
         self.path, self.format, self.class_names = path, fmt, class_names
         self.manifest = manifest or {}
         self._runner = runner
@@ -395,12 +469,19 @@ class ExportedModel:
         """
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-            raise CifarkitError(f"an export takes uint8 images of shape (N, 32, 32, 3), got {images.dtype} "
-                                f"{images.shape}")
-        parts = [self._runner(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+            raise CifarkitError(
+                f"an export takes uint8 images of shape (N, 32, 32, 3), got {images.dtype} "
+                f"{images.shape}"
+            )
+        parts = [
+            self._runner(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
+        ]
         if not parts:
             k = len(self.class_names)
-            return {"logits": np.zeros((0, k), np.float32), "probabilities": np.zeros((0, k), np.float32)}
+            return {
+                "logits": np.zeros((0, k), np.float32),
+                "probabilities": np.zeros((0, k), np.float32),
+            }
         return {key: np.concatenate([p[key] for p in parts]) for key in ("logits", "probabilities")}
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -433,12 +514,19 @@ def _onnx_runner(path: Path) -> tuple[Any, tuple[str, ...]]:
     return run, names
 
 
-def _load_folder(folder: Path, fmt: str, class_names: tuple[str, ...] | None = None,
-                 manifest: dict[str, Any] | None = None) -> ExportedModel:
-    runner, names = (_savedmodel_runner(folder) if fmt == "savedmodel"
-                     else _onnx_runner(folder / ONNX_FILE))
+def _load_folder(
+    folder: Path,
+    fmt: str,
+    class_names: tuple[str, ...] | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> ExportedModel:
+    runner, names = (
+        _savedmodel_runner(folder) if fmt == "savedmodel" else _onnx_runner(folder / ONNX_FILE)
+    )
     if class_names is not None and names != class_names:
-        raise CifarkitError(f"{folder}: the exported class names {names} differ from the run's {class_names}")
+        raise CifarkitError(
+            f"{folder}: the exported class names {names} differ from the run's {class_names}"
+        )
     return ExportedModel(folder, fmt, names, runner, manifest)
 
 
@@ -470,14 +558,16 @@ def load_export(path: str | Path) -> ExportedModel:
     folder = path.parent if path.suffix == ".onnx" else path
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        raise CifarkitError(f"{path} is not a cifarkit export (no {MANIFEST}); write one with "
-                            "`cifarkit export RUN`")
+        raise CifarkitError(
+            f"{path} is not a cifarkit export (no {MANIFEST}); write one with `cifarkit export RUN`"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
         fmt = manifest["format"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CifarkitError(f"{manifest_path} is unreadable ({type(exc).__name__}: {exc}); export the run "
-                            "again") from None
+        raise CifarkitError(
+            f"{manifest_path} is unreadable ({type(exc).__name__}: {exc}); export the run again"
+        ) from None
     if fmt not in FORMATS:
         raise CifarkitError(f"{manifest_path}: unknown format {fmt!r}; export the run again")
     try:
@@ -485,5 +575,7 @@ def load_export(path: str | Path) -> ExportedModel:
     except CifarkitError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged export is the user's to rewrite, not a bug
-        raise CifarkitError(f"{folder} does not load as a {fmt} export ({type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:200]}); export the run again") from None
+        raise CifarkitError(
+            f"{folder} does not load as a {fmt} export ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); export the run again"
+        ) from None

@@ -48,9 +48,13 @@ def local_jobs(jobs: Sequence[Job], cores: int | None = None) -> tuple[int, str]
             total += job.minutes
     share = fixed / total if total else 0.0
     if cores >= 2 and len(jobs) >= 2 and share >= 0.5:
-        return 2, f"two at a time: their fixed cost (tracing, saving; one core) is {share:.0%} of their time"
-    return 1, "one at a time" + (f": their training steps ({1 - share:.0%} of their time) use every core"
-                                  if total else "")
+        return (
+            2,
+            f"two at a time: their fixed cost (tracing, saving; one core) is {share:.0%} of their time",
+        )
+    return 1, "one at a time" + (
+        f": their training steps ({1 - share:.0%} of their time) use every core" if total else ""
+    )
 
 
 def train_here(jobs: Sequence[Job], at_once: int | None = None) -> dict[str, float]:
@@ -81,8 +85,16 @@ def train_here(jobs: Sequence[Job], at_once: int | None = None) -> dict[str, flo
     eta = Eta([job.minutes or 0.0 for job in jobs])
     trained: dict[str, float] = {}
     for i, job in enumerate(jobs):
-        log.info("[plan: run %d of %d, %.1f min elapsed, about %.0f min left] %s seed %d (%s)", i + 1,
-                 len(jobs), eta.elapsed(), eta.left(range(i, len(jobs))), job.config.name, job.seed, job.note)
+        log.info(
+            "[plan: run %d of %d, %.1f min elapsed, about %.0f min left] %s seed %d (%s)",
+            i + 1,
+            len(jobs),
+            eta.elapsed(),
+            eta.left(range(i, len(jobs))),
+            job.config.name,
+            job.seed,
+            job.note,
+        )
         run_started = time.perf_counter()
         get_or_train(job.config, job.seed, label=f"[plan {i + 1}/{len(jobs)}] ")
         trained[job.folder] = (time.perf_counter() - run_started) / 60
@@ -117,8 +129,9 @@ def _train_at_once(jobs: Sequence[Job], at_once: int) -> dict[str, float]:
     trained: dict[str, float] = {}
     level = logging.getLogger("cifarkit").getEffectiveLevel()
     # Each worker starts as the cifarkit command does, before anything imports TensorFlow.
-    with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start) as pool:
+    with ProcessPoolExecutor(
+        max_workers=at_once, mp_context=multiprocessing.get_context("spawn"), initializer=start
+    ) as pool:
         running: dict[Future[float], int] = {}
 
         def submit_ready() -> None:
@@ -126,7 +139,9 @@ def _train_at_once(jobs: Sequence[Job], at_once: int) -> dict[str, float]:
                 job = jobs[i]
                 label = f"[plan {i + 1}/{len(jobs)}] "
                 log.info("%sstarting %s seed %d (%s)", label, job.config.name, job.seed, job.note)
-                running[pool.submit(_train_in_worker, job.config.to_yaml(), job.seed, label, level)] = i
+                running[
+                    pool.submit(_train_in_worker, job.config.to_yaml(), job.seed, label, level)
+                ] = i
 
         submit_ready()
         while running:
@@ -136,7 +151,13 @@ def _train_at_once(jobs: Sequence[Job], at_once: int) -> dict[str, float]:
                 trained[jobs[i].folder] = future.result()  # a failed run raises here, by name
                 queue.finish(i)
                 eta.finish(i)
-                log.info("[plan: %d of %d done, %.1f min elapsed, about %.0f min left] %s", len(trained),
-                         len(jobs), eta.elapsed(), eta.left([*running.values(), *queue.waiting]), jobs[i].folder)
+                log.info(
+                    "[plan: %d of %d done, %.1f min elapsed, about %.0f min left] %s",
+                    len(trained),
+                    len(jobs),
+                    eta.elapsed(),
+                    eta.left([*running.values(), *queue.waiting]),
+                    jobs[i].folder,
+                )
             submit_ready()
     return trained

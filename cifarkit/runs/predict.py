@@ -40,10 +40,16 @@ class Prediction:
     top: list[tuple[str, float]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"image": str(self.image.path), "ok": True, "size": list(self.image.size),
-                "mode": self.image.mode, "format": self.image.file_format, "resize": self.image.resize,
-                "notes": self.image.notes,
-                "top": [{"class": name, "probability": round(p, 6)} for name, p in self.top]}
+        return {
+            "image": str(self.image.path),
+            "ok": True,
+            "size": list(self.image.size),
+            "mode": self.image.mode,
+            "format": self.image.file_format,
+            "resize": self.image.resize,
+            "notes": self.image.notes,
+            "top": [{"class": name, "probability": round(p, 6)} for name, p in self.top],
+        }
 
 
 @dataclass
@@ -98,8 +104,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def predict_files(classifier: Classifier, paths: Sequence[str | os.PathLike], top: int = 3,
-                  max_pixels: int = MAX_PIXELS) -> list[Prediction | BadInput]:
+def predict_files(
+    classifier: Classifier,
+    paths: Sequence[str | os.PathLike],
+    top: int = 3,
+    max_pixels: int = MAX_PIXELS,
+) -> list[Prediction | BadInput]:
     """Classify every file of ``paths``; bad files are reported, not raised.
 
     Parameters
@@ -132,7 +142,9 @@ def predict_files(classifier: Classifier, paths: Sequence[str | os.PathLike], to
         except DataError as exc:
             loaded.append(BadInput(Path(path), str(exc)))
     good = [item for item in loaded if isinstance(item, UserImage)]
-    probs = classifier.probabilities(np.stack([g.pixels for g in good])) if good else np.zeros((0, 0))
+    probs = (
+        classifier.probabilities(np.stack([g.pixels for g in good])) if good else np.zeros((0, 0))
+    )
     k = min(top, len(classifier.class_names))
     row = iter(probs)
     results: list[Prediction | BadInput] = []
@@ -146,5 +158,12 @@ def predict_files(classifier: Classifier, paths: Sequence[str | os.PathLike], to
     return results
 
 
-__all__ = ["RESIZE_METHOD", "BadInput", "Classifier", "Prediction", "classifier_from_export",
-           "classifier_from_run", "predict_files"]
+__all__ = [
+    "RESIZE_METHOD",
+    "BadInput",
+    "Classifier",
+    "Prediction",
+    "classifier_from_export",
+    "classifier_from_run",
+    "predict_files",
+]

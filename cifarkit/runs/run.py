@@ -37,8 +37,15 @@ def runs_root() -> Path:
 
 def run_hash(cfg: ExperimentConfig, seed: int, data_hash: str) -> str:
     """SHA-256 of the run's identity: resolved config, seed, data content and package version."""
-    identity = {"config": cfg.identity(), "seed": seed, "data": data_hash, "cifarkit": cifarkit.__version__}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    identity = {
+        "config": cfg.identity(),
+        "seed": seed,
+        "data": data_hash,
+        "cifarkit": cifarkit.__version__,
+    }
+    return hashlib.sha256(
+        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,10 @@ class Run:
 
     def _require_complete(self) -> None:
         if not self.complete:
-            raise CifarkitError(f"run {self.path.name} is {self.status}, not complete; train it with "
-                                f"`cifarkit train` first")
+            raise CifarkitError(
+                f"run {self.path.name} is {self.status}, not complete; train it with "
+                f"`cifarkit train` first"
+            )
 
     @cached_property
     def summary(self) -> dict[str, Any]:
@@ -123,36 +132,52 @@ class Run:
         try:
             with np.load(self.predictions_path, allow_pickle=False) as stored:
                 if f"{prefix}logits" not in stored:
-                    raise CifarkitError(f"{self.predictions_path} has no {split} logits (written by an older "
-                                        f"cifarkit); delete {self.path} and train it again")
+                    raise CifarkitError(
+                        f"{self.predictions_path} has no {split} logits (written by an older "
+                        f"cifarkit); delete {self.path} and train it again"
+                    )
                 return stored[f"{prefix}logits"], stored[f"{prefix}labels"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             # allow_pickle=False: a pickled (object) array is refused here, never unpickled.
-            raise CifarkitError(f"{self.predictions_path} is unreadable ({type(exc).__name__}: "
-                                f"{' '.join(str(exc).split())[:200]}); delete {self.path} and train it "
-                                "again") from exc
+            raise CifarkitError(
+                f"{self.predictions_path} is unreadable ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); delete {self.path} and train it "
+                "again"
+            ) from exc
 
     def load_model(self, snapshot_epoch: int | None = None):
         """The final model (or an epoch snapshot), loaded with ``safe_mode=True``."""
         from cifarkit.models import load_model
 
         self._require_complete()
-        path = self.model_path if snapshot_epoch is None else self.snapshots_dir / f"epoch-{snapshot_epoch:03d}.keras"
+        path = (
+            self.model_path
+            if snapshot_epoch is None
+            else self.snapshots_dir / f"epoch-{snapshot_epoch:03d}.keras"
+        )
         if not path.exists():
-            raise CifarkitError(f"{path} does not exist; available snapshots: {sorted(self.snapshots())}")
+            raise CifarkitError(
+                f"{path} does not exist; available snapshots: {sorted(self.snapshots())}"
+            )
         try:
             return load_model(path)
         except Exception as exc:  # noqa: BLE001 - a file that does not load is not one cifarkit wrote
             detail = " ".join(str(exc).split())
             if "safe_mode" in detail or "unsafe_deserialization" in detail:
-                problem = ("holds Python code (e.g. a Lambda layer) that cifarkit never writes and "
-                           "refuses to deserialise (safe_mode=True)")
+                problem = (
+                    "holds Python code (e.g. a Lambda layer) that cifarkit never writes and "
+                    "refuses to deserialise (safe_mode=True)"
+                )
             else:
                 problem = f"cannot be loaded ({type(exc).__name__}: {detail[:200]})"
-            raise CifarkitError(f"{path} {problem}; delete {self.path} and train the run again") from exc
+            raise CifarkitError(
+                f"{path} {problem}; delete {self.path} and train the run again"
+            ) from exc
 
     def snapshots(self) -> dict[int, Path]:
-        return {int(p.stem.split("-")[1]): p for p in sorted(self.snapshots_dir.glob("epoch-*.keras"))}
+        return {
+            int(p.stem.split("-")[1]): p for p in sorted(self.snapshots_dir.glob("epoch-*.keras"))
+        }
 
     def class_names(self) -> tuple[str, ...]:
         """The run's class names in logit order, without decoding the data where possible.

@@ -51,8 +51,15 @@ def _set_status(run: Run, status: str, **extra: Any) -> None:
     write_json(run.status_path, record)
 
 
-def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, register: bool = True,
-                 label: str = "", epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> Run:
+def get_or_train(
+    cfg: ExperimentConfig,
+    seed: int,
+    *,
+    wait: bool = True,
+    register: bool = True,
+    label: str = "",
+    epoch_hooks: Sequence[Callable[[int, dict], None]] = (),
+) -> Run:
     """Return the complete run for (cfg, seed), training (or resuming) it first if needed.
 
     Parameters
@@ -103,10 +110,12 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
     if os.environ.get(NO_TRAIN_ENV) == "1":
         from cifarkit.core.config import train_command
 
-        raise CifarkitError(f"run {run.path.name} ({cfg.name}, seed {seed}) is {run.status} and this build "
-                            f"trains nothing ({NO_TRAIN_ENV}=1): make it with "
-                            f"`{train_command(cfg.name, cfg.profile, [seed], cfg)}`, or pull it from the "
-                            "remote store")
+        raise CifarkitError(
+            f"run {run.path.name} ({cfg.name}, seed {seed}) is {run.status} and this build "
+            f"trains nothing ({NO_TRAIN_ENV}=1): make it with "
+            f"`{train_command(cfg.name, cfg.profile, [seed], cfg)}`, or pull it from the "
+            "remote store"
+        )
     # float16 on a machine without a usable GPU stops here, before the data is loaded or a
     # folder exists, so such a run can never be stored (or pushed) under a float16 key.
     precision.require_device(cfg.train.precision)
@@ -116,8 +125,10 @@ def get_or_train(cfg: ExperimentConfig, seed: int, *, wait: bool = True, registe
         lock.acquire(timeout=0)
     except Timeout:
         if not wait:
-            raise CifarkitError(f"another process is training {run.path.name} (lock {run.lock_path}); "
-                                "wait for it to finish or stop it") from None
+            raise CifarkitError(
+                f"another process is training {run.path.name} (lock {run.lock_path}); "
+                "wait for it to finish or stop it"
+            ) from None
         log.info("%swaiting for another process that is training %s", label, run.path.name)
         lock.acquire()
     try:
@@ -162,61 +173,121 @@ def stored_run(cfg: ExperimentConfig, seed: int, *, label: str | None = None) ->
     run = locate(cfg, seed, data_hash_for(cfg.data))
     if run.complete:
         return run
-    raise CifarkitError(f"run {run.path.name} ({label or cfg.name}, seed {seed}) is {run.status} and is only "
-                        f"read here, never trained; make it with: {train_command(cfg.name, cfg.profile, [seed], cfg)} "
-                        "(or pull it from the remote store)")
+    raise CifarkitError(
+        f"run {run.path.name} ({label or cfg.name}, seed {seed}) is {run.status} and is only "
+        f"read here, never trained; make it with: {train_command(cfg.name, cfg.profile, [seed], cfg)} "
+        "(or pull it from the remote store)"
+    )
 
 
-def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register: bool, label: str,
-                epoch_hooks: Sequence[Callable[[int, dict], None]] = ()) -> None:
+def _train_into(
+    run: Run,
+    cfg: ExperimentConfig,
+    seed: int,
+    splits,
+    *,
+    register: bool,
+    label: str,
+    epoch_hooks: Sequence[Callable[[int, dict], None]] = (),
+) -> None:
     from cifarkit.core import precision
     from cifarkit.core.repro import environment_record
     from cifarkit.training.checkpoint import CheckpointManager, disk_full
     from cifarkit.training.fit import train_run
 
-    started = time.perf_counter()  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
+    started = (
+        time.perf_counter()
+    )  # the run's whole cost (set-up, training, test, saving), for the plan's estimates
     # An unreadable or truncated checkpoint, or one of another precision, fails here, before anything is written.
-    CheckpointManager(run.path / "checkpoint").latest(policy=precision.POLICIES[cfg.train.precision])
+    CheckpointManager(run.path / "checkpoint").latest(
+        policy=precision.POLICIES[cfg.train.precision]
+    )
     run.path.mkdir(parents=True, exist_ok=True)
     resuming = (run.path / "checkpoint" / "latest.json").exists()
-    log.info("%s%s %s (seed %d) -> %s", label, "resuming" if resuming else "training", cfg.name, seed, run.path)
+    log.info(
+        "%s%s %s (seed %d) -> %s",
+        label,
+        "resuming" if resuming else "training",
+        cfg.name,
+        seed,
+        run.path,
+    )
     write_text(run.config_path, cfg.to_yaml())
     # Where it ran and in what precision, beside the packages: the run's key holds the precision.
-    write_json(run.path / "env.json", {**environment_record(), "precision": cfg.train.precision,
-                                       "dtype_policy": precision.POLICIES[cfg.train.precision],
-                                       **precision.environment()})
+    write_json(
+        run.path / "env.json",
+        {
+            **environment_record(),
+            "precision": cfg.train.precision,
+            "dtype_policy": precision.POLICIES[cfg.train.precision],
+            **precision.environment(),
+        },
+    )
     tracker = tracking.RunTracker.start_or_resume(run, cfg, seed)
-    _set_status(run, RUNNING, experiment=cfg.name, profile=cfg.profile, seed=seed,
-                run_hash=run_hash(cfg, seed, splits.source_hash), data_hash=splits.source_hash,
-                config_hash=cfg.content_hash(), pid=os.getpid(), mlflow_run_id=tracker.run_id)
+    _set_status(
+        run,
+        RUNNING,
+        experiment=cfg.name,
+        profile=cfg.profile,
+        seed=seed,
+        run_hash=run_hash(cfg, seed, splits.source_hash),
+        data_hash=splits.source_hash,
+        config_hash=cfg.content_hash(),
+        pid=os.getpid(),
+        mlflow_run_id=tracker.run_id,
+    )
     try:
-        source = source_model_path(cfg.transfer.source_run) if cfg.transfer and cfg.transfer.source_run else None
-        outcome = train_run(cfg, seed, run.path, splits, epoch_hooks=[tracker.log_epoch, *epoch_hooks],
-                            source_model=source)
+        source = (
+            source_model_path(cfg.transfer.source_run)
+            if cfg.transfer and cfg.transfer.source_run
+            else None
+        )
+        outcome = train_run(
+            cfg,
+            seed,
+            run.path,
+            splits,
+            epoch_hooks=[tracker.log_epoch, *epoch_hooks],
+            source_model=source,
+        )
         history = outcome.history
         _log_missing_epochs(tracker, history)
         write_json(run.history_json_path, history)
         write_text(run.path / "history.csv", _history_csv(history))
         with atomic_path(run.predictions_path, suffix=".npz") as tmp:
-            np.savez(tmp, logits=outcome.test_logits, labels=outcome.test_labels.astype(np.int64),
-                     val_logits=outcome.val_logits, val_labels=outcome.val_labels.astype(np.int64))
+            np.savez(
+                tmp,
+                logits=outcome.test_logits,
+                labels=outcome.test_labels.astype(np.int64),
+                val_logits=outcome.val_logits,
+                val_labels=outcome.val_labels.astype(np.int64),
+            )
         with atomic_path(run.model_path, suffix=".keras") as tmp:
             outcome.model.save(tmp)
         write_json(run.metrics_path, outcome.metrics)
         version = tracker.finish(run, outcome.metrics, register=register, model=outcome.model)
-        _set_status(run, COMPLETE, test_accuracy=outcome.metrics["test_accuracy"],
-                    class_names=list(splits.class_names),
-                    train_seconds=outcome.metrics["train_seconds"], model_version=version,
-                    registered_model=tracker.registered_name,
-                    resumed_from_epoch=outcome.resumed_from_epoch,
-                    wall_seconds=round(time.perf_counter() - started, 2))
+        _set_status(
+            run,
+            COMPLETE,
+            test_accuracy=outcome.metrics["test_accuracy"],
+            class_names=list(splits.class_names),
+            train_seconds=outcome.metrics["train_seconds"],
+            model_version=version,
+            registered_model=tracker.registered_name,
+            resumed_from_epoch=outcome.resumed_from_epoch,
+            wall_seconds=round(time.perf_counter() - started, 2),
+        )
     except BaseException as exc:
         try:
             _set_status(run, FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
         except OSError as status_exc:  # e.g. the disk is full: keep the original error
             log.warning("could not mark %s failed (%s)", run.path.name, status_exc)
         tracker.fail()
-        full = disk_full(exc) if isinstance(exc, Exception) and not isinstance(exc, CifarkitError) else None
+        full = (
+            disk_full(exc)
+            if isinstance(exc, Exception) and not isinstance(exc, CifarkitError)
+            else None
+        )
         if full is not None:
             where = f" ({full.filename})" if full.filename else ""
             raise CifarkitError(
@@ -226,8 +297,13 @@ def _train_into(run: Run, cfg: ExperimentConfig, seed: int, splits, *, register:
             ) from exc
         raise
     _remove_checkpoints(run)
-    log.info("%sdone: %s  test accuracy %.4f  (%.0f s training)", label, run.path.name,
-             outcome.metrics["test_accuracy"], outcome.metrics["train_seconds"])
+    log.info(
+        "%sdone: %s  test accuracy %.4f  (%.0f s training)",
+        label,
+        run.path.name,
+        outcome.metrics["test_accuracy"],
+        outcome.metrics["train_seconds"],
+    )
 
 
 def _log_missing_epochs(tracker: tracking.RunTracker, history: list[dict[str, float]]) -> None:
@@ -250,23 +326,27 @@ def list_runs() -> list[dict[str, Any]]:
     rows = []
     if not runs_root().exists():
         return rows
-    for folder in sorted(p for p in runs_root().iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(
+        p for p in runs_root().iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         record = Run(folder).status_record()
-        rows.append({
-            "run": folder.name,
-            "experiment": record.get("experiment", folder.name.rsplit("-", 1)[0]),
-            "profile": record.get("profile"),
-            "hash": folder.name.rsplit("-", 1)[-1],
-            "seed": record.get("seed"),
-            "status": record.get("status", MISSING),
-            "test_accuracy": record.get("test_accuracy"),
-            "train_seconds": record.get("train_seconds"),
-            "wall_seconds": record.get("wall_seconds"),
-            "resumed_from_epoch": record.get("resumed_from_epoch"),
-            "mlflow_run_id": record.get("mlflow_run_id"),
-            "config_hash": record.get("config_hash"),
-            "model_version": record.get("model_version"),
-        })
+        rows.append(
+            {
+                "run": folder.name,
+                "experiment": record.get("experiment", folder.name.rsplit("-", 1)[0]),
+                "profile": record.get("profile"),
+                "hash": folder.name.rsplit("-", 1)[-1],
+                "seed": record.get("seed"),
+                "status": record.get("status", MISSING),
+                "test_accuracy": record.get("test_accuracy"),
+                "train_seconds": record.get("train_seconds"),
+                "wall_seconds": record.get("wall_seconds"),
+                "resumed_from_epoch": record.get("resumed_from_epoch"),
+                "mlflow_run_id": record.get("mlflow_run_id"),
+                "config_hash": record.get("config_hash"),
+                "model_version": record.get("model_version"),
+            }
+        )
     return rows
 
 
@@ -274,13 +354,20 @@ def source_model_path(source_run: str) -> Path:
     """``model.keras`` of a complete run in the run store, or a one-line error saying what to do."""
     run = Run(runs_root() / source_run)
     if not run.complete:
-        raise CifarkitError(f"transfer.source_run {source_run} is {run.status} in {runs_root()}; train the "
-                            "source run first (cifarkit.studies.transfer does so) or fix the folder name")
+        raise CifarkitError(
+            f"transfer.source_run {source_run} is {run.status} in {runs_root()}; train the "
+            "source run first (cifarkit.studies.transfer does so) or fix the folder name"
+        )
     return run.model_path
 
 
-def resolve_run(spec: str | Path, *, seed: int | None = None, profile: str | None = None,
-                overrides: dict[str, Any] | None = None) -> Run:
+def resolve_run(
+    spec: str | Path,
+    *,
+    seed: int | None = None,
+    profile: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Run:
     """The complete run a command names, without training anything.
 
     Parameters
@@ -319,21 +406,29 @@ def resolve_run(spec: str | Path, *, seed: int | None = None, profile: str | Non
         by_folder = Run(runs_root() / text)
     if by_folder is not None:
         if seed is not None or overrides:
-            raise CifarkitError(f"{text} is a run folder; --seed and --set only apply to an experiment name")
+            raise CifarkitError(
+                f"{text} is a run folder; --seed and --set only apply to an experiment name"
+            )
         if not by_folder.complete:
-            raise CifarkitError(f"run {by_folder.path} is {by_folder.status}, not complete; train it (or "
-                                f"resume it) with `cifarkit train` first")
+            raise CifarkitError(
+                f"run {by_folder.path} is {by_folder.status}, not complete; train it (or "
+                f"resume it) with `cifarkit train` first"
+            )
         return by_folder
     try:
         cfg = load_config(text, profile or "cpu", overrides=overrides)
     except ConfigError as exc:
-        raise CifarkitError(f"{text} is neither a run folder nor a run under {runs_root()} nor a usable "
-                            f"experiment ({exc}); pass a run folder or an experiment name") from None
+        raise CifarkitError(
+            f"{text} is neither a run folder nor a run under {runs_root()} nor a usable "
+            f"experiment ({exc}); pass a run folder or an experiment name"
+        ) from None
     seed = 0 if seed is None else seed
     run = locate(cfg, seed, data_hash_for(cfg.data))
     if not run.complete:
         sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
-        raise CifarkitError(f"no complete run of {cfg.name} (profile {cfg.profile}, seed {seed}) in "
-                            f"{runs_root()} ({run.path.name} is {run.status}); train it with `cifarkit train "
-                            f"{text} --profile {cfg.profile} --seed {seed}{sets}`")
+        raise CifarkitError(
+            f"no complete run of {cfg.name} (profile {cfg.profile}, seed {seed}) in "
+            f"{runs_root()} ({run.path.name} is {run.status}); train it with `cifarkit train "
+            f"{text} --profile {cfg.profile} --seed {seed}{sets}`"
+        )
     return run

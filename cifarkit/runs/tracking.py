@@ -87,12 +87,23 @@ class RunTracker:
                 client.update_run(run_id, status="RUNNING")
                 return cls(client, run_id)
             except Exception:  # noqa: BLE001 - store was reset or moved: start a fresh MLflow run
-                log.warning("MLflow run recorded in %s not found in %s; starting a new one", id_file, tracking_uri())
+                log.warning(
+                    "MLflow run recorded in %s not found in %s; starting a new one",
+                    id_file,
+                    tracking_uri(),
+                )
         created = client.create_run(
-            _experiment_id(client, cfg.name), run_name=f"{run.path.name}-seed{seed}",
-            tags={"cifarkit.run_dir": str(run.path), "cifarkit.seed": str(seed),
-                  "cifarkit.profile": cfg.profile, "cifarkit.config_hash": cfg.content_hash(),
-                  "cifarkit.precision": cfg.train.precision, "cifarkit.device": _device()})
+            _experiment_id(client, cfg.name),
+            run_name=f"{run.path.name}-seed{seed}",
+            tags={
+                "cifarkit.run_dir": str(run.path),
+                "cifarkit.seed": str(seed),
+                "cifarkit.profile": cfg.profile,
+                "cifarkit.config_hash": cfg.content_hash(),
+                "cifarkit.precision": cfg.train.precision,
+                "cifarkit.device": _device(),
+            },
+        )
         run_id = created.info.run_id
         params = flatten({**cfg.model_dump(mode="json"), "seed": seed})
         from mlflow.entities import Param
@@ -105,11 +116,16 @@ class RunTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, epoch) for k, v in row.items()
-                   if k != "epoch" and isinstance(v, int | float)]
+        metrics = [
+            Metric(k, float(v), now, epoch)
+            for k, v in row.items()
+            if k != "epoch" and isinstance(v, int | float)
+        ]
         self.client.log_batch(self.run_id, metrics=metrics)
 
-    def finish(self, run: Run, metrics: dict[str, Any], register: bool, model: Any = None) -> int | None:
+    def finish(
+        self, run: Run, metrics: dict[str, Any], register: bool, model: Any = None
+    ) -> int | None:
         """Log final metrics, artifacts and the model; register a model version; close the run.
 
         ``model`` is the trained model still in memory (the one just saved as ``model.keras``);
@@ -118,8 +134,11 @@ class RunTracker:
         import mlflow
 
         # val_* were logged per epoch already; add the test-set figures and timings once.
-        finals = {k: float(v) for k, v in flatten(metrics).items()
-                  if isinstance(v, int | float) and not k.startswith("val_")}
+        finals = {
+            k: float(v)
+            for k, v in flatten(metrics).items()
+            if isinstance(v, int | float) and not k.startswith("val_")
+        }
         with mlflow.start_run(run_id=self.run_id):
             mlflow.log_metrics(finals)
             for name in ("config.yaml", "env.json", "history.csv", "metrics.json"):
@@ -130,7 +149,9 @@ class RunTracker:
         self.client.set_terminated(self.run_id, status="FINISHED")
         return version
 
-    def _register(self, run: Run, metrics: dict[str, Any] | None = None, model: Any = None) -> int | None:
+    def _register(
+        self, run: Run, metrics: dict[str, Any] | None = None, model: Any = None
+    ) -> int | None:
         """Log the model with its signature as a version of the model :func:`registry_name` names,
         tagged with what tells one version from another."""
         import keras
@@ -150,7 +171,10 @@ class RunTracker:
         signature = infer_signature(example, predict_logits(model, example))
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.keras.log_model(
-                model, name="model", registered_model_name=name, signature=signature,
+                model,
+                name="model",
+                registered_model_name=name,
+                signature=signature,
                 pip_requirements=[f"keras=={keras.__version__}", "tensorflow"],
             )
         version = getattr(info, "registered_model_version", None)
@@ -159,17 +183,24 @@ class RunTracker:
         record = run.status_record()
         seed = record.get("seed")
         accuracy = (metrics or {}).get("test_accuracy")
-        tags = {"cifarkit.experiment": cfg.name, "cifarkit.config_hash": cfg.content_hash(),
-                "cifarkit.seed": seed, "cifarkit.profile": cfg.profile,
-                "cifarkit.test_accuracy": f"{accuracy:.6f}" if accuracy is not None else None,
-                "cifarkit.run": run.path.name, "cifarkit.run_dir": str(run.path),
-                "cifarkit.data_hash": record.get("data_hash"),
-                "cifarkit.input": "float32 (N, 32, 32, 3) raw pixels 0..255; output logits"}
+        tags = {
+            "cifarkit.experiment": cfg.name,
+            "cifarkit.config_hash": cfg.content_hash(),
+            "cifarkit.seed": seed,
+            "cifarkit.profile": cfg.profile,
+            "cifarkit.test_accuracy": f"{accuracy:.6f}" if accuracy is not None else None,
+            "cifarkit.run": run.path.name,
+            "cifarkit.run_dir": str(run.path),
+            "cifarkit.data_hash": record.get("data_hash"),
+            "cifarkit.input": "float32 (N, 32, 32, 3) raw pixels 0..255; output logits",
+        }
         for key, value in tags.items():
             if value is not None:
                 self.client.set_model_version_tag(name, str(version), key, str(value))
         self.client.set_registered_model_tag(name, "cifarkit.experiment", cfg.name)
-        self.client.set_registered_model_tag(name, "cifarkit.overrides", json.dumps(differs, sort_keys=True))
+        self.client.set_registered_model_tag(
+            name, "cifarkit.overrides", json.dumps(differs, sort_keys=True)
+        )
         self.client.update_registered_model(name, description=_describe_variant(cfg.name, differs))
         self.registered_name = name
         log.info("registered %s version %s in MLflow (%s)", name, version, tracking_uri())
@@ -208,8 +239,11 @@ def variant_overrides(cfg: ExperimentConfig) -> dict[str, Any]:
     ours, theirs = flatten(cfg.identity()), flatten(base.identity())
     values = flatten(cfg.model_dump(mode="json"))
     # A field left out of the identity is at its default (core.schema._HASH_OMIT_AT_DEFAULT).
-    return {key: ours.get(key, values.get(key)) for key in sorted(set(ours) | set(theirs))
-            if ours.get(key) != theirs.get(key)}
+    return {
+        key: ours.get(key, values.get(key))
+        for key in sorted(set(ours) | set(theirs))
+        if ours.get(key) != theirs.get(key)
+    }
 
 
 def registry_name(cfg: ExperimentConfig) -> tuple[str, dict[str, Any]]:
@@ -233,7 +267,9 @@ def registry_name(cfg: ExperimentConfig) -> tuple[str, dict[str, Any]]:
     differs = variant_overrides(cfg)
     if not differs:
         return cfg.name, {}
-    digest = hashlib.sha256(json.dumps(differs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps(differs, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
     return f"{cfg.name}-{digest[:8]}", differs
 
 
@@ -269,8 +305,10 @@ def alias_run(run: Run, alias: str) -> tuple[str, int]:
     record = run.status_record()
     version = record.get("model_version")
     if version is None:
-        raise CifarkitError(f"run {run.path.name} has no registered model version (trained with "
-                            "--no-register); train it again with registration to alias it")
+        raise CifarkitError(
+            f"run {run.path.name} has no registered model version (trained with "
+            "--no-register); train it again with registration to alias it"
+        )
     name = record.get("registered_model") or registry_name(run.config())[0]
     _client().set_registered_model_alias(name, alias, str(version))
     return name, int(version)
@@ -286,9 +324,21 @@ def model_versions(name: str) -> list[dict[str, Any]]:
     (without their ``cifarkit.`` prefix)."""
     client = _client()
     # search_model_versions leaves the aliases out (SQL store); get_model_version has them.
-    found = [client.get_model_version(name, v.version) for v in client.search_model_versions(f"name='{name}'")]
-    return [{"version": int(v.version), "run_id": v.run_id, "source": v.source,
-             "aliases": list(getattr(v, "aliases", []) or []),
-             "tags": {k.removeprefix("cifarkit."): val for k, val in (v.tags or {}).items()
-                      if k.startswith("cifarkit.")}}
-            for v in found]
+    found = [
+        client.get_model_version(name, v.version)
+        for v in client.search_model_versions(f"name='{name}'")
+    ]
+    return [
+        {
+            "version": int(v.version),
+            "run_id": v.run_id,
+            "source": v.source,
+            "aliases": list(getattr(v, "aliases", []) or []),
+            "tags": {
+                k.removeprefix("cifarkit."): val
+                for k, val in (v.tags or {}).items()
+                if k.startswith("cifarkit.")
+            },
+        }
+        for v in found
+    ]

@@ -33,8 +33,12 @@ EXPERIMENT = "airbench"
 # Each step adds one trick to the previous one (the airbench ablation design); overrides are
 # dotted config keys applied to configs/airbench.yaml with every trick switched off first.
 TRICKS_OFF: dict[str, Any] = {
-    "model.airbench.whiten": False, "model.airbench.dirac": False, "model.airbench.bn_bias_lr": 1.0,
-    "train.schedule.name": "onecycle", "train.ema": None, "train.augment.alternating_flip": False,
+    "model.airbench.whiten": False,
+    "model.airbench.dirac": False,
+    "model.airbench.bn_bias_lr": 1.0,
+    "train.schedule.name": "onecycle",
+    "train.ema": None,
+    "train.augment.alternating_flip": False,
     "train.loss.label_smoothing": 0.0,
 }
 ABLATION_LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -63,9 +67,11 @@ def ablation_overrides() -> list[tuple[str, dict[str, Any]]]:
 class ChapterLadder:
     """What a profile's book trains of the ladder and how it is compared."""
 
-    budget: dict[str, Any]                # overrides of every step (its data and epochs)
-    steps: bool | int | tuple[int, ...]   # True every step, N the first N, a tuple those step numbers
-    seeds: int                            # seeds per trained step
+    budget: dict[str, Any]  # overrides of every step (its data and epochs)
+    steps: (
+        bool | int | tuple[int, ...]
+    )  # True every step, N the first N, a tuple those step numbers
+    seeds: int  # seeds per trained step
 
 
 #: What each profile's book trains of the ladder. ``cpu``: the ladder's two ends, the plain
@@ -77,14 +83,26 @@ class ChapterLadder:
 #: budget with two seeds (numbers exercise the code only).
 CHAPTER_LADDERS: dict[str, ChapterLadder] = {
     "smoke": ChapterLadder({}, (1, len(ABLATION_LADDER)), 2),
-    "cpu": ChapterLadder({"data.train_per_class": 500, "data.val_per_class": 100, "train.epochs": 4,
-                          "train.validate_every": 4}, (1, len(ABLATION_LADDER)), 5),
+    "cpu": ChapterLadder(
+        {
+            "data.train_per_class": 500,
+            "data.val_per_class": 100,
+            "train.epochs": 4,
+            "train.validate_every": 4,
+        },
+        (1, len(ABLATION_LADDER)),
+        5,
+    ),
     "full": ChapterLadder({}, True, 5),
 }
 
 
-def chapter_ladder(profile: str, budget: Mapping[str, Any] | None = None, steps: int | Sequence[int] | None = None,
-                   seeds: int | None = None) -> ChapterLadder:
+def chapter_ladder(
+    profile: str,
+    budget: Mapping[str, Any] | None = None,
+    steps: int | Sequence[int] | None = None,
+    seeds: int | None = None,
+) -> ChapterLadder:
     """The ladder a book build of ``profile`` trains, the chapter's parameters (``budget``,
     ``steps``: how many from the first, or a list of step numbers; ``seeds``) replacing the
     profile's defaults (any other profile: ``cpu``'s)."""
@@ -92,17 +110,23 @@ def chapter_ladder(profile: str, budget: Mapping[str, Any] | None = None, steps:
     chosen: bool | int | tuple[int, ...] = default.steps
     if steps is not None:
         chosen = int(steps) if isinstance(steps, int) else tuple(int(n) for n in steps)
-    return ChapterLadder(dict(default.budget if budget is None else budget), chosen,
-                         default.seeds if seeds is None else int(seeds))
+    return ChapterLadder(
+        dict(default.budget if budget is None else budget),
+        chosen,
+        default.seeds if seeds is None else int(seeds),
+    )
 
 
 def ladder_variants(experiment: str = EXPERIMENT) -> dict[str, Variant]:
     """One variant per ladder step, in order; each holds the cumulative overrides."""
-    return {label: Variant(label, experiment, overrides) for label, overrides in ablation_overrides()}
+    return {
+        label: Variant(label, experiment, overrides) for label, overrides in ablation_overrides()
+    }
 
 
-def ladder_configs(profile: str, common: Mapping[str, Any] | None = None,
-                   experiment: str = EXPERIMENT) -> dict[str, ExperimentConfig]:
+def ladder_configs(
+    profile: str, common: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT
+) -> dict[str, ExperimentConfig]:
     return {label: v.config(profile, common) for label, v in ladder_variants(experiment).items()}
 
 
@@ -110,9 +134,9 @@ def ladder_configs(profile: str, common: Mapping[str, Any] | None = None,
 class Ladder:
     """The steps that have runs (compared), and the command for each step that has not."""
 
-    steps: list[str]                      # every step, in ladder order
-    comparison: Comparison | None         # over the steps with runs for every seed
-    missing: dict[str, str]               # step → command that makes its runs
+    steps: list[str]  # every step, in ladder order
+    comparison: Comparison | None  # over the steps with runs for every seed
+    missing: dict[str, str]  # step → command that makes its runs
 
     def step_pairs(self) -> dict[str, stats.PairedComparison]:
         """Step → (step − previous step) on matched seeds, where both have runs."""
@@ -121,7 +145,9 @@ class Ladder:
         per_seed, out = self.comparison.per_seed, {}
         for before, after in zip(self.steps, self.steps[1:], strict=False):
             if before in per_seed and after in per_seed:
-                out[after] = stats.paired_comparison(per_seed[before].to_dict(), per_seed[after].to_dict())
+                out[after] = stats.paired_comparison(
+                    per_seed[before].to_dict(), per_seed[after].to_dict()
+                )
         return out
 
     def overall(self) -> stats.PairedComparison | None:
@@ -141,8 +167,17 @@ class Ladder:
         summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
         for i, step in enumerate(self.steps):
             if step not in summary.index:
-                rows.append({"step": step, "test acc (%)": "not run", "95% CI": "", "seeds": 0,
-                             "Δ vs previous step": "", "Δ 95% CI": "", "train min/run": ""})
+                rows.append(
+                    {
+                        "step": step,
+                        "test acc (%)": "not run",
+                        "95% CI": "",
+                        "seeds": 0,
+                        "Δ vs previous step": "",
+                        "Δ 95% CI": "",
+                        "train min/run": "",
+                    }
+                )
                 continue
             s, pair = summary.loc[step], pairs.get(step)
             ci = stats.interval_text(s["low"], s["high"], scale=scale, digits=digits)
@@ -152,10 +187,20 @@ class Ladder:
                 diff, diff_ci = "n/a (previous step not run)", ""
             else:
                 diff = f"{pair.mean_diff * scale:+.{digits}f}"
-                diff_ci = stats.interval_text(pair.low, pair.high, scale=scale, digits=digits, signed=True)
-            rows.append({"step": step, "test acc (%)": f"{s['mean'] * scale:.{digits}f}", "95% CI": ci,
-                         "seeds": int(s["n"]), "Δ vs previous step": diff, "Δ 95% CI": diff_ci,
-                         "train min/run": f"{self.comparison.train_minutes[step]:.1f}"})
+                diff_ci = stats.interval_text(
+                    pair.low, pair.high, scale=scale, digits=digits, signed=True
+                )
+            rows.append(
+                {
+                    "step": step,
+                    "test acc (%)": f"{s['mean'] * scale:.{digits}f}",
+                    "95% CI": ci,
+                    "seeds": int(s["n"]),
+                    "Δ vs previous step": diff,
+                    "Δ 95% CI": diff_ci,
+                    "train min/run": f"{self.comparison.train_minutes[step]:.1f}",
+                }
+            )
         return pd.DataFrame(rows).set_index("step")
 
     def sentences(self) -> list[str]:
@@ -165,14 +210,25 @@ class Ladder:
         pairs, overall = self.step_pairs(), self.overall()
         out = []
         if pairs and all(len(pair.seeds) < 2 for pair in pairs.values()):
-            out.append("With one seed per step no interval can be given: each difference in the table is a "
-                       "single run against a single run, and says nothing yet about which trick helps.")
+            out.append(
+                "With one seed per step no interval can be given: each difference in the table is a "
+                "single run against a single run, and says nothing yet about which trick helps."
+            )
         else:
-            out += [verdicts.describe_comparison(pair, previous[step], step, metric="test accuracy")
-                    for step, pair in pairs.items()]
+            out += [
+                verdicts.describe_comparison(pair, previous[step], step, metric="test accuracy")
+                for step, pair in pairs.items()
+            ]
         if overall is not None and len(self.steps) > 2:
-            out.append("All tricks together: " + verdicts.describe_comparison(
-                overall, f"the first step ({self.steps[0]})", "the full recipe", metric="test accuracy"))
+            out.append(
+                "All tricks together: "
+                + verdicts.describe_comparison(
+                    overall,
+                    f"the first step ({self.steps[0]})",
+                    "the full recipe",
+                    metric="test accuracy",
+                )
+            )
         return out
 
     def summary_table(self, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
@@ -182,23 +238,46 @@ class Ladder:
         summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
         for i, step in enumerate(self.steps):
             if step not in summary.index:
-                rows.append({"step": step, "test accuracy, % [95% CI]": "not run", "seeds": 0,
-                             "Δ vs previous step, points [95% CI]": "", "train min/run": ""})
+                rows.append(
+                    {
+                        "step": step,
+                        "test accuracy, % [95% CI]": "not run",
+                        "seeds": 0,
+                        "Δ vs previous step, points [95% CI]": "",
+                        "train min/run": "",
+                    }
+                )
                 continue
             s, pair = summary.loc[step], pairs.get(step)
-            accuracy = (f"{s['mean'] * scale:.{digits}f} "
-                        f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}")
+            accuracy = (
+                f"{s['mean'] * scale:.{digits}f} "
+                f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}"
+            )
             if i == 0:
                 diff = "start"
             elif pair is None:
                 diff = "previous step not run"
             else:
-                diff = (f"{pair.mean_diff * scale:+.{digits}f} "
-                        + stats.interval_text(pair.low, pair.high, scale=scale, digits=digits, signed=True,
-                                              missing="(no interval)")).replace("-", "−")
-            rows.append({"step": step, "test accuracy, % [95% CI]": accuracy, "seeds": int(s["n"]),
-                         "Δ vs previous step, points [95% CI]": diff,
-                         "train min/run": f"{self.comparison.train_minutes[step]:.1f}"})
+                diff = (
+                    f"{pair.mean_diff * scale:+.{digits}f} "
+                    + stats.interval_text(
+                        pair.low,
+                        pair.high,
+                        scale=scale,
+                        digits=digits,
+                        signed=True,
+                        missing="(no interval)",
+                    )
+                ).replace("-", "−")
+            rows.append(
+                {
+                    "step": step,
+                    "test accuracy, % [95% CI]": accuracy,
+                    "seeds": int(s["n"]),
+                    "Δ vs previous step, points [95% CI]": diff,
+                    "train min/run": f"{self.comparison.train_minutes[step]:.1f}",
+                }
+            )
         return pd.DataFrame(rows).set_index("step")
 
     def status(self) -> str:
@@ -207,7 +286,10 @@ class Ladder:
 
     def text(self) -> str:
         """:meth:`sentences` as one paragraph, or why there is none."""
-        return " ".join(self.sentences()) or "No two steps that can be compared have runs yet, so no gain can be measured."
+        return (
+            " ".join(self.sentences())
+            or "No two steps that can be compared have runs yet, so no gain can be measured."
+        )
 
     def primary_sentence(self) -> str:
         """The ladder's primary comparison, the full recipe against the plain network, in the
@@ -216,34 +298,47 @@ class Ladder:
         overall = self.overall()
         if overall is None:
             return "The first and the last step do not both have runs, so the full recipe is not compared with the plain network."
-        return verdicts.describe_comparison(overall, f"the first step ({self.steps[0]})", "the full recipe",
-                                            metric="test accuracy")
+        return verdicts.describe_comparison(
+            overall, f"the first step ({self.steps[0]})", "the full recipe", metric="test accuracy"
+        )
 
     def provenance(self) -> str:
         """Markdown list of the runs behind the ladder (:meth:`Comparison.provenance`)."""
-        return self.comparison.provenance() if self.comparison is not None else "No ladder step has runs yet."
+        return (
+            self.comparison.provenance()
+            if self.comparison is not None
+            else "No ladder step has runs yet."
+        )
 
     def figure(self):
         """Accuracy per step with CIs beside training minutes (:func:`cifarkit.plots.ladder_figure`)."""
         from cifarkit.plots import ladder_figure
 
         if self.comparison is None:
-            return ladder_figure(self.steps, pd.DataFrame(columns=["mean", "low", "high"]), pd.DataFrame(), {})
+            return ladder_figure(
+                self.steps, pd.DataFrame(columns=["mean", "low", "high"]), pd.DataFrame(), {}
+            )
         c = self.comparison
         return ladder_figure(self.steps, c.summary, c.per_seed, c.train_minutes)
 
     def caption(self) -> str:
-        return self.comparison.caption() if self.comparison is not None else "No ladder step has runs yet."
+        return (
+            self.comparison.caption()
+            if self.comparison is not None
+            else "No ladder step has runs yet."
+        )
 
     def missing_note(self, profile: str, common: Mapping[str, Any] | None = None) -> str | None:
         """Markdown listing each step without runs and the command that makes it, or None."""
         if not self.missing:
             return None
         sets = "".join(f" --set {key}={value}" for key, value in (common or {}).items())
-        return ("**Steps without runs**, and the command that makes each (or "
-                f"`cifarkit bench ladder --profile {profile}{sets}` for all of them; add "
-                f"`--step 1 --step {len(self.steps)}` to make the two ends first):\n\n"
-                + "\n".join(f"- {step}: `{command}`" for step, command in self.missing.items()))
+        return (
+            "**Steps without runs**, and the command that makes each (or "
+            f"`cifarkit bench ladder --profile {profile}{sets}` for all of them; add "
+            f"`--step 1 --step {len(self.steps)}` to make the two ends first):\n\n"
+            + "\n".join(f"- {step}: `{command}`" for step, command in self.missing.items())
+        )
 
 
 def steps_to_train(steps: Sequence[str], train: bool | int | Collection[int]) -> list[str]:
@@ -252,15 +347,23 @@ def steps_to_train(steps: Sequence[str], train: bool | int | Collection[int]) ->
     if isinstance(train, bool):
         return list(steps) if train else []
     if isinstance(train, int):
-        return list(steps[:max(train, 0)])  # a negative N is none, not a slice from the end
+        return list(steps[: max(train, 0)])  # a negative N is none, not a slice from the end
     wrong = sorted(n for n in train if not 1 <= n <= len(steps))
     if wrong:
-        raise CifarkitError(f"ladder step {wrong[0]} does not exist; pass step numbers 1 to {len(steps)}")
+        raise CifarkitError(
+            f"ladder step {wrong[0]} does not exist; pass step numbers 1 to {len(steps)}"
+        )
     return [steps[n - 1] for n in sorted(set(train))]
 
 
-def run_ladder(profile: str, seeds: int | Sequence[int], *, train: bool | int | Collection[int],
-               common: Mapping[str, Any] | None = None, experiment: str = EXPERIMENT) -> Ladder:
+def run_ladder(
+    profile: str,
+    seeds: int | Sequence[int],
+    *,
+    train: bool | int | Collection[int],
+    common: Mapping[str, Any] | None = None,
+    experiment: str = EXPERIMENT,
+) -> Ladder:
     """Gather the ladder's runs and compare them. ``train`` chooses the missing steps to train
     (:func:`steps_to_train`); steps not trained are shown if they exist."""
     configs = ladder_configs(profile, common, experiment)

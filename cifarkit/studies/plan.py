@@ -30,21 +30,38 @@ def baseline_runs(profile: str, seeds: int | None = None, **_: Any) -> Runs:
     return [(cfg, seed) for cfg in configs for seed in range(n)]
 
 
-def ablation_runs(profile: str, seeds: int | None = None, base: str | None = None,
-                  architectures: Sequence[str] | None = None, groups: Sequence[str] | None = None,
-                  train_per_class: int | None = None, epochs: int | None = None,
-                  exploratory: bool | None = None, **_: Any) -> Runs:
+def ablation_runs(
+    profile: str,
+    seeds: int | None = None,
+    base: str | None = None,
+    architectures: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    train_per_class: int | None = None,
+    epochs: int | None = None,
+    exploratory: bool | None = None,
+    **_: Any,
+) -> Runs:
     """The ablations chapter: every group's variants over the plan's seeds
     (:func:`cifarkit.studies.ablations.chapter_plan`, which the chapter calls too)."""
     from cifarkit.studies import ablations
 
-    return ablations.plan_runs(ablations.chapter_plan(profile, seeds, base, architectures, groups,
-                                                      train_per_class, epochs, exploratory))
+    return ablations.plan_runs(
+        ablations.chapter_plan(
+            profile, seeds, base, architectures, groups, train_per_class, epochs, exploratory
+        )
+    )
 
 
-def transfer_runs(profile: str, sizes: Sequence[int] | None = None, strategies: Sequence[str] | None = None,
-                  seeds: Any = None, epochs: int | None = None, source_epochs: int | None = None,
-                  imagenet_input_size: int | None = None, **_: Any) -> Runs:
+def transfer_runs(
+    profile: str,
+    sizes: Sequence[int] | None = None,
+    strategies: Sequence[str] | None = None,
+    seeds: Any = None,
+    epochs: int | None = None,
+    source_epochs: int | None = None,
+    imagenet_input_size: int | None = None,
+    **_: Any,
+) -> Runs:
     """The transfer chapter's split-CIFAR grid: the task-A source, then every target run.
 
     ImageNet backbones are left out: they train only where their weight files exist.
@@ -53,12 +70,21 @@ def transfer_runs(profile: str, sizes: Sequence[int] | None = None, strategies: 
     from cifarkit.runs import locate
     from cifarkit.studies import transfer
 
-    plan = transfer.study_plan(profile, sizes=sizes, strategies=strategies, seeds=seeds, epochs=epochs,
-                               source_epochs=source_epochs, imagenet_input_size=imagenet_input_size)
+    plan = transfer.study_plan(
+        profile,
+        sizes=sizes,
+        strategies=strategies,
+        seeds=seeds,
+        epochs=epochs,
+        source_epochs=source_epochs,
+        imagenet_input_size=imagenet_input_size,
+    )
     source = transfer.source_config(plan)
     source_run = locate(source, 0, data_hash_for(source.data)).path.name
-    targets = [(transfer.target_config(plan, strategy, size, source_run), seed)
-               for strategy, size, seed in transfer.grid_cells(plan)]
+    targets = [
+        (transfer.target_config(plan, strategy, size, source_run), seed)
+        for strategy, size, seed in transfer.grid_cells(plan)
+    ]
     return [(source, 0), *targets]
 
 
@@ -68,8 +94,13 @@ def interpretability_runs(profile: str, seed: int = 0, **_: Any) -> Runs:
     return [(load_config("resnet20", profile), seed), (load_config("baseline_cnn", profile), seed)]
 
 
-def fast_training_runs(profile: str, seeds: int | None = None, budget: Mapping[str, Any] | None = None,
-                       steps: int | Sequence[int] | None = None, **_: Any) -> Runs:
+def fast_training_runs(
+    profile: str,
+    seeds: int | None = None,
+    budget: Mapping[str, Any] | None = None,
+    steps: int | Sequence[int] | None = None,
+    **_: Any,
+) -> Runs:
     """The fast-training chapter: the ladder's steps at the profile's chapter budget
     (:func:`cifarkit.studies.ladder.chapter_ladder`)."""
     from cifarkit.studies import ladder
@@ -100,7 +131,9 @@ def budget_text(runs: Runs) -> str:
     from cifarkit.studies.transfer import training_images
 
     groups: dict[tuple[int, int, int, str], tuple[list[str], set[int], list[int]]] = {}
-    distinct = {(cfg.content_hash(), seed): (cfg, seed) for cfg, seed in runs}  # a shared reference once
+    distinct = {
+        (cfg.content_hash(), seed): (cfg, seed) for cfg, seed in runs
+    }  # a shared reference once
     for cfg, seed in distinct.values():
         key = (training_images(cfg), cfg.train.epochs, cfg.train.batch_size, precision_text(cfg))
         names, seeds, count = groups.setdefault(key, ([], set(), [0]))
@@ -108,10 +141,12 @@ def budget_text(runs: Runs) -> str:
             names.append(cfg.name)
         seeds.add(seed)
         count[0] += 1
-    parts = [f"{count[0]} run{'s' if count[0] != 1 else ''}: {', '.join(names)} on {images:,} training images "
-             f"for {epochs} epoch{'s' if epochs != 1 else ''} (batch {batch}, {precision}), "
-             f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, sorted(seeds)))}"
-             for (images, epochs, batch, precision), (names, seeds, count) in groups.items()]
+    parts = [
+        f"{count[0]} run{'s' if count[0] != 1 else ''}: {', '.join(names)} on {images:,} training images "
+        f"for {epochs} epoch{'s' if epochs != 1 else ''} (batch {batch}, {precision}), "
+        f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+        for (images, epochs, batch, precision), (names, seeds, count) in groups.items()
+    ]
     return "; ".join(parts) + "." if parts else "No runs."
 
 
@@ -119,9 +154,13 @@ def chapter_budget(profile: str, chapter: str, params: Mapping[str, Any] | None 
     """:func:`budget_text` of one chapter's runs under ``profile`` and its parameters: the
     sentence each training chapter glues, from the same function the plan uses."""
     if chapter not in CHAPTERS:
-        raise CifarkitError(f"chapter {chapter!r} trains no runs; chapters that train: {', '.join(CHAPTERS)}")
+        raise CifarkitError(
+            f"chapter {chapter!r} trains no runs; chapters that train: {', '.join(CHAPTERS)}"
+        )
     given = {k: v for k, v in (params or {}).items() if v is not None}
-    return f"Budget of this chapter (profile {profile}): " + budget_text(CHAPTERS[chapter](profile, **given))
+    return f"Budget of this chapter (profile {profile}): " + budget_text(
+        CHAPTERS[chapter](profile, **given)
+    )
 
 
 #: chapter name (its notebook's name) -> the function that declares its runs.
@@ -154,8 +193,12 @@ class PlannedRun:
         return training_images(self.config)
 
 
-def study_plan(profile: str, chapter: str | None = None, params: Mapping[str, Any] | None = None,
-               chapters: Sequence[str] | None = None) -> list[PlannedRun]:
+def study_plan(
+    profile: str,
+    chapter: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    chapters: Sequence[str] | None = None,
+) -> list[PlannedRun]:
     """The distinct runs a build of ``profile`` needs, in chapter order.
 
     Parameters
@@ -185,9 +228,15 @@ def study_plan(profile: str, chapter: str | None = None, params: Mapping[str, An
     if params and chapter is None:
         raise CifarkitError("--params needs --chapter NAME: parameters go to one chapter")
     if chapter is not None and chapter not in CHAPTERS:
-        raise CifarkitError(f"chapter {chapter!r} trains no runs or does not exist; chapters that train: "
-                            f"{', '.join(CHAPTERS)}")
-    names = [chapter] if chapter is not None else [c for c in CHAPTERS if chapters is None or c in chapters]
+        raise CifarkitError(
+            f"chapter {chapter!r} trains no runs or does not exist; chapters that train: "
+            f"{', '.join(CHAPTERS)}"
+        )
+    names = (
+        [chapter]
+        if chapter is not None
+        else [c for c in CHAPTERS if chapters is None or c in chapters]
+    )
     plan: dict[str, PlannedRun] = {}
     hashes: dict[str, str] = {}
     for name in names:

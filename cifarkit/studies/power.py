@@ -60,30 +60,57 @@ def primaries(profile: str, params: Mapping[str, Mapping[str, Any]] | None = Non
     out: list[Primary] = []
     cnn, resnet = load_config("baseline_cnn", profile), load_config("resnet20", profile)
     n = params.get("baseline", {}).get("seeds") or resnet.seeds
-    out.append(Primary("baseline", "ResNet20 against the baseline CNN", cnn, resnet, tuple(range(n))))
+    out.append(
+        Primary("baseline", "ResNet20 against the baseline CNN", cnn, resnet, tuple(range(n)))
+    )
 
     plan = ablations.chapter_plan(profile, **params.get("ablations", {}))
     for group in plan.groups:
         reference, variant = plan.primary(group)
         configs = plan.configs(group)
-        out.append(Primary("ablations", f"{group}: {variant} against {reference}", configs[reference],
-                           configs[variant], tuple(seed_list(plan.seeds))))
+        out.append(
+            Primary(
+                "ablations",
+                f"{group}: {variant} against {reference}",
+                configs[reference],
+                configs[variant],
+                tuple(seed_list(plan.seeds)),
+            )
+        )
 
     study = transfer.study_plan(profile, **params.get("transfer", {}))
     source = transfer.source_config(study)
     source_run = locate(source, 0, data_hash_for(source.data)).path.name
-    random_probe, probe = (transfer.target_config(study, s, study.probe_size, source_run) for s in transfer.PRIMARY)
-    out.append(Primary("transfer", "linear probe on A's features against random features", random_probe, probe,
-                       tuple(study.seeds)))
+    random_probe, probe = (
+        transfer.target_config(study, s, study.probe_size, source_run) for s in transfer.PRIMARY
+    )
+    out.append(
+        Primary(
+            "transfer",
+            "linear probe on A's features against random features",
+            random_probe,
+            probe,
+            tuple(study.seeds),
+        )
+    )
 
     chapter = ladder.chapter_ladder(profile, **params.get("fast_training", {}))
     steps = list(ladder.ladder_configs(profile, chapter.budget).values())
-    out.append(Primary("fast_training", "the full recipe against the plain net", steps[0], steps[-1],
-                       tuple(seed_list(chapter.seeds))))
+    out.append(
+        Primary(
+            "fast_training",
+            "the full recipe against the plain net",
+            steps[0],
+            steps[-1],
+            tuple(seed_list(chapter.seeds)),
+        )
+    )
     return out
 
 
-def stored_spread(reference: ExperimentConfig, variant: ExperimentConfig, seeds: int = 20) -> tuple[float, int] | None:
+def stored_spread(
+    reference: ExperimentConfig, variant: ExperimentConfig, seeds: int = 20
+) -> tuple[float, int] | None:
     """Standard deviation of variant − reference test accuracy over the stored seeds both have
     (among the first ``seeds``), and how many; None below :data:`MIN_SEEDS_FOR_SPREAD`."""
     from cifarkit.data.identity import data_hash_for
@@ -94,7 +121,10 @@ def stored_spread(reference: ExperimentConfig, variant: ExperimentConfig, seeds:
         a = locate(reference, seed, data_hash_for(reference.data))
         b = locate(variant, seed, data_hash_for(variant.data))
         if a.complete and b.complete:
-            acc_a, acc_b = a.status_record().get("test_accuracy"), b.status_record().get("test_accuracy")
+            acc_a, acc_b = (
+                a.status_record().get("test_accuracy"),
+                b.status_record().get("test_accuracy"),
+            )
             if acc_a is not None and acc_b is not None:
                 diffs.append(float(acc_b) - float(acc_a))
     if len(diffs) < MIN_SEEDS_FOR_SPREAD:
@@ -102,7 +132,9 @@ def stored_spread(reference: ExperimentConfig, variant: ExperimentConfig, seeds:
     return float(pd.Series(diffs).std(ddof=1)), len(diffs)
 
 
-def detectable_difference(sd: float, n: int, power: float = POWER, alpha: float = 1 - CONFIDENCE) -> float:
+def detectable_difference(
+    sd: float, n: int, power: float = POWER, alpha: float = 1 - CONFIDENCE
+) -> float:
     """Smallest true mean difference a two-sided paired t-test over ``n`` seeds detects with
     ``power``, for a paired difference of standard deviation ``sd`` (noncentral t).
 
@@ -137,43 +169,71 @@ def power_table(items: list[Primary]) -> pd.DataFrame:
     rows = []
     for p in items:
         stored = stored_spread(p.reference, p.variant)
-        sd, source = (stored[0], f"stored runs ({stored[1]} seeds)") if stored else (PILOT_SD, "pilot estimate")
+        sd, source = (
+            (stored[0], f"stored runs ({stored[1]} seeds)")
+            if stored
+            else (PILOT_SD, "pilot estimate")
+        )
         n = len(p.seeds)
         mdd, half = detectable_difference(sd, n), expected_half_width(sd, n)
         problems = []
         if n < MIN_SEEDS_FOR_CLAIM:
-            problems.append(f"{n} seeds, fewer than the {MIN_SEEDS_FOR_CLAIM} the report's rule needs")
+            problems.append(
+                f"{n} seeds, fewer than the {MIN_SEEDS_FOR_CLAIM} the report's rule needs"
+            )
         if half >= EQUIVALENCE_MARGIN:
-            problems.append(f"expected interval ±{half * 100:.1f} points is wider than the ±"
-                            f"{EQUIVALENCE_MARGIN * 100:.1f} margin, so a null could not be bounded")
-        rows.append({"chapter": p.chapter, "primary comparison": p.label, "seeds": n,
-                     "sd of difference (points)": round(sd * 100, 2), "spread from": source,
-                     "detectable (points)": round(mdd * 100, 1), "95% CI ± (points)": round(half * 100, 1),
-                     "design": "; ".join(problems) or "powered"})
+            problems.append(
+                f"expected interval ±{half * 100:.1f} points is wider than the ±"
+                f"{EQUIVALENCE_MARGIN * 100:.1f} margin, so a null could not be bounded"
+            )
+        rows.append(
+            {
+                "chapter": p.chapter,
+                "primary comparison": p.label,
+                "seeds": n,
+                "sd of difference (points)": round(sd * 100, 2),
+                "spread from": source,
+                "detectable (points)": round(mdd * 100, 1),
+                "95% CI ± (points)": round(half * 100, 1),
+                "design": "; ".join(problems) or "powered",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def design_errors(table: pd.DataFrame) -> list[str]:
     """One line per primary comparison the plan cannot power."""
     bad = table[table["design"] != "powered"]
-    return [f"design error: {r['chapter']} ({r['primary comparison']}): {r['design']}" for _, r in bad.iterrows()]
+    return [
+        f"design error: {r['chapter']} ({r['primary comparison']}): {r['design']}"
+        for _, r in bad.iterrows()
+    ]
 
 
 def power_text(table: pd.DataFrame) -> str:
     """The sentence under the table: the test, the power, and where the spread came from."""
-    return (f"Smallest difference each primary comparison detects with a two-sided paired t-test at "
-            f"{1 - CONFIDENCE:.0%} and {POWER:.0%} power; the spread of the paired difference comes from "
-            f"stored runs of the same two configs where {MIN_SEEDS_FOR_SPREAD} or more seeds exist, else from "
-            f"a stated pilot estimate of {PILOT_SD * 100:.1f} points. A null result is bounded when its interval "
-            f"lies inside ±{EQUIVALENCE_MARGIN * 100:.1f} points.")
+    return (
+        f"Smallest difference each primary comparison detects with a two-sided paired t-test at "
+        f"{1 - CONFIDENCE:.0%} and {POWER:.0%} power; the spread of the paired difference comes from "
+        f"stored runs of the same two configs where {MIN_SEEDS_FOR_SPREAD} or more seeds exist, else from "
+        f"a stated pilot estimate of {PILOT_SD * 100:.1f} points. A null result is bounded when its interval "
+        f"lies inside ±{EQUIVALENCE_MARGIN * 100:.1f} points."
+    )
 
 
-def plan_power(profile: str, chapter: str | None = None, params: Mapping[str, Any] | None = None,
-               chapters: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+def plan_power(
+    profile: str,
+    chapter: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    chapters: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
     """The power table of a build (every chapter, or ``chapter`` with its ``params``, or only
     ``chapters``) and its design-error lines, as the study plan prints them."""
     items = primaries(profile, {chapter: dict(params or {})} if chapter else None)
-    items = [p for p in items if (chapter is None or p.chapter == chapter)
-             and (chapters is None or p.chapter in chapters)]
+    items = [
+        p
+        for p in items
+        if (chapter is None or p.chapter == chapter) and (chapters is None or p.chapter in chapters)
+    ]
     table = power_table(items)
     return table, design_errors(table)

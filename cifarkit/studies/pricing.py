@@ -81,8 +81,13 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[Spee
     for key, speed in list(out.items()):
         ratios = stored.get(key, [])
         if isinstance(speed, Speed) and ratios:
-            out[key] = Speed(speed.train_img_s, speed.predict_img_s, speed.startup_seconds,
-                             float(pd.Series(ratios).median()), len(ratios))
+            out[key] = Speed(
+                speed.train_img_s,
+                speed.predict_img_s,
+                speed.startup_seconds,
+                float(pd.Series(ratios).median()),
+                len(ratios),
+            )
     return out
 
 
@@ -94,7 +99,11 @@ def _stored_ratios() -> dict[SpeedKey, list[float]]:
     ratios: dict[SpeedKey, list[float]] = {}
     probes: dict[SpeedKey, Speed | None] = {}
     for row in list_runs():
-        if row["status"] != "complete" or not row.get("wall_seconds") or row.get("resumed_from_epoch"):
+        if (
+            row["status"] != "complete"
+            or not row.get("wall_seconds")
+            or row.get("resumed_from_epoch")
+        ):
             continue
         try:
             cfg = Run(runs_root() / row["run"]).config()
@@ -120,10 +129,15 @@ def _kept_probe(cfg: ExperimentConfig) -> Speed | None:
     try:  # a file measured on another CPU is not this machine's figure
         kept = json.loads(config_result_path(cfg).read_text())
         same_cpu = (kept["environment"].get("cpu"), kept["environment"].get("cpu_isa")) == (
-            record["cpu"], record["cpu_isa"])
+            record["cpu"],
+            record["cpu_isa"],
+        )
         if same_cpu and kept.get("finish_seconds") is not None and kept.get("predict_img_s"):
-            return Speed(float(kept["pipeline_img_s"]), float(kept["predict_img_s"]),
-                         float(kept["startup_seconds"]) + float(kept["finish_seconds"]))
+            return Speed(
+                float(kept["pipeline_img_s"]),
+                float(kept["predict_img_s"]),
+                float(kept["startup_seconds"]) + float(kept["finish_seconds"]),
+            )
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
@@ -141,12 +155,22 @@ def _probe(cfg: ExperimentConfig) -> Speed:
     # About 1,500 images timed: enough to price a run within the noise of this host, short
     # enough that a cold build's probes cost a minute or two.
     steps = max(2, -(-1536 // cfg.train.batch_size))
-    result = throughput(cfg.name, cfg.profile, batch_size=cfg.train.batch_size, steps=steps, warmup=2, repeats=1,
-                        model_alone=False,
-                        overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None)
+    result = throughput(
+        cfg.name,
+        cfg.profile,
+        batch_size=cfg.train.batch_size,
+        steps=steps,
+        warmup=2,
+        repeats=1,
+        model_alone=False,
+        overrides=overrides_between(load_config(cfg.name, cfg.profile), cfg) or None,
+    )
     write_json(config_result_path(cfg), result.as_dict())
-    return Speed(result.pipeline_img_s, result.predict_img_s or 3 * result.pipeline_img_s,
-                 (result.startup_seconds or 0.0) + (result.finish_seconds or 0.0))
+    return Speed(
+        result.pipeline_img_s,
+        result.predict_img_s or 3 * result.pipeline_img_s,
+        (result.startup_seconds or 0.0) + (result.finish_seconds or 0.0),
+    )
 
 
 def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
@@ -178,20 +202,41 @@ def estimate_minutes(entry: PlannedRun, speeds: Mapping[SpeedKey, Speed | str]) 
 
 def plan_table(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]) -> pd.DataFrame:
     """One row per run: experiment, changes, seed, epochs, images, chapters, stored, estimate."""
-    rows = [{"experiment": e.config.name, "changes": _short(changes(e.config) or "-"), "seed": e.seed,
-             "epochs": e.config.train.epochs, "train images": e.training_images,
-             "chapters": ", ".join(e.chapters), "stored": "yes" if e.complete else "missing",
-             "est. min": None if e.complete else estimate_minutes(e, speeds)} for e in plan]
-    return pd.DataFrame(rows, columns=["experiment", "changes", "seed", "epochs", "train images", "chapters",
-                                       "stored", "est. min"])
+    rows = [
+        {
+            "experiment": e.config.name,
+            "changes": _short(changes(e.config) or "-"),
+            "seed": e.seed,
+            "epochs": e.config.train.epochs,
+            "train images": e.training_images,
+            "chapters": ", ".join(e.chapters),
+            "stored": "yes" if e.complete else "missing",
+            "est. min": None if e.complete else estimate_minutes(e, speeds),
+        }
+        for e in plan
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "experiment",
+            "changes",
+            "seed",
+            "epochs",
+            "train images",
+            "chapters",
+            "stored",
+            "est. min",
+        ],
+    )
 
 
 def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def chapter_minutes(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]
-                    ) -> dict[str, float]:
+def chapter_minutes(
+    plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str]
+) -> dict[str, float]:
     """Estimated training minutes per chapter; a run several chapters share counts for the first."""
     out: dict[str, float] = {}
     for e in plan:
@@ -209,14 +254,21 @@ def total_text(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str
     unknown = [e for e, m in zip(missing, minutes, strict=True) if m is None]
     epochs = sum(e.config.train.epochs for e in missing)
     images = sum(e.training_images * e.config.train.epochs for e in missing)
-    text = (f"{len(plan)} distinct runs, {len(plan) - len(missing)} stored, {len(missing)} to train "
-            f"({epochs:,} epochs, {images:,} training images in all)")
+    text = (
+        f"{len(plan)} distinct runs, {len(plan) - len(missing)} stored, {len(missing)} to train "
+        f"({epochs:,} epochs, {images:,} training images in all)"
+    )
     if len(unknown) < len(missing):
         text += f": about {known:.0f} min on this machine"
         if unknown:
             text += f" for {len(missing) - len(unknown)} of them"
-    reasons = sorted({speeds.get(speed_key(e.config)) or "their model family has no measured speed here"
-                      for e in unknown}, key=str)
+    reasons = sorted(
+        {
+            speeds.get(speed_key(e.config)) or "their model family has no measured speed here"
+            for e in unknown
+        },
+        key=str,
+    )
     if unknown:
         text += f"; {len(unknown)} run(s) not estimated: " + "; ".join(map(str, reasons))
     return text
@@ -245,7 +297,14 @@ def priced_jobs(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | st
             continue
         speed = speeds.get(speed_key(e.config))
         priced = isinstance(speed, Speed)
-        out.append(Job(e.config, e.seed, e.folder, minutes=estimate_minutes(e, speeds),
-                       fixed_minutes=speed.startup_seconds / 60 * speed.factor if priced else None,
-                       note=changes(e.config) or "as configured"))
+        out.append(
+            Job(
+                e.config,
+                e.seed,
+                e.folder,
+                minutes=estimate_minutes(e, speeds),
+                fixed_minutes=speed.startup_seconds / 60 * speed.factor if priced else None,
+                note=changes(e.config) or "as configured",
+            )
+        )
     return out

@@ -31,9 +31,15 @@ def check_runner(runner: str, *, address: str | None = None, jobs: int | None = 
         require_reachable(address or "auto")
 
 
-def train_plan(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | str], *,
-               runner: str = "local", address: str | None = None, remote_url: str | None = None,
-               jobs: int | None = None) -> dict[str, float]:
+def train_plan(
+    plan: Sequence[PlannedRun],
+    speeds: Mapping[SpeedKey, Speed | str],
+    *,
+    runner: str = "local",
+    address: str | None = None,
+    remote_url: str | None = None,
+    jobs: int | None = None,
+) -> dict[str, float]:
     """Train the plan's missing runs, with one progress line per run; resumable, since every
     run is.
 

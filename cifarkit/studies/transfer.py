@@ -44,9 +44,15 @@ log = logging.getLogger(__name__)
 
 TASK_A: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer")
 TASK_B: tuple[str, ...] = ("dog", "frog", "horse", "ship", "truck")
-SOURCE_EXPERIMENT, TARGET_EXPERIMENT, IMAGENET_EXPERIMENT = "transfer_source", "transfer_target", "transfer_imagenet"
+SOURCE_EXPERIMENT, TARGET_EXPERIMENT, IMAGENET_EXPERIMENT = (
+    "transfer_source",
+    "transfer_target",
+    "transfer_imagenet",
+)
 RESNET20_GROUPS = 3  # stage 1 (with the stem), stage 2, stage 3
-DIFF_LR_DECAY = 0.4  # each group one step further from the head trains at 0.4x the LR (ULMFiT uses 1/2.6)
+DIFF_LR_DECAY = (
+    0.4  # each group one step further from the head trains at 0.4x the LR (ULMFiT uses 1/2.6)
+)
 
 #: strategy -> (uses the task-A source, transfer-section fields; ``unfreeze_every`` is set per run).
 STRATEGIES: dict[str, tuple[bool, dict[str, Any] | None]] = {
@@ -102,43 +108,96 @@ class StudyPlan:
 
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     # One small size, one seed (so no CIs), two epochs: exercises the code.
-    "smoke": dict(sizes=(250,), strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
-                  seeds=(0,), source_epochs=3, source_per_class=None, target_epochs={250: 2},
-                  val_per_class=50, probe_size=250, test_limit=500, imagenet_size=250, imagenet_epochs=1),
+    "smoke": dict(
+        sizes=(250,),
+        strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
+        seeds=(0,),
+        source_epochs=3,
+        source_per_class=None,
+        target_epochs={250: 2},
+        val_per_class=50,
+        probe_size=250,
+        test_limit=500,
+        imagenet_size=250,
+        imagenet_epochs=1,
+    ),
     # Every strategy at one small task-B size over five seeds (the primary probe is called or
     # bounded by the report's rule, which needs five), from a two-epoch source
     # (`cifarkit plan --chapter transfer` prints the cost on this machine).
-    "cpu": dict(sizes=(500,), strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
-                seeds=(0, 1, 2, 3, 4), source_epochs=2, source_per_class=None, target_epochs={500: 8},
-                val_per_class=50, probe_size=500, test_limit=2500, imagenet_size=2500, imagenet_epochs=3),
+    "cpu": dict(
+        sizes=(500,),
+        strategies=("scratch", "frozen3", "finetune", "progressive", "difflr"),
+        seeds=(0, 1, 2, 3, 4),
+        source_epochs=2,
+        source_per_class=None,
+        target_epochs={500: 8},
+        val_per_class=50,
+        probe_size=500,
+        test_limit=2500,
+        imagenet_size=2500,
+        imagenet_epochs=3,
+    ),
     # The whole grid, for a GPU.
-    "full": dict(sizes=(500, 2500, 20000), strategies=("scratch", "frozen1", "frozen2", "frozen3", "finetune",
-                                                       "progressive", "difflr"),
-                 seeds=(0, 1, 2, 3, 4), source_epochs=30, source_per_class=None,
-                 target_epochs={500: 60, 2500: 30, 20000: 30}, val_per_class=200, probe_size=500, test_limit=None,
-                 imagenet_size=2500, imagenet_epochs=10, imagenet_input_size=224),
+    "full": dict(
+        sizes=(500, 2500, 20000),
+        strategies=(
+            "scratch",
+            "frozen1",
+            "frozen2",
+            "frozen3",
+            "finetune",
+            "progressive",
+            "difflr",
+        ),
+        seeds=(0, 1, 2, 3, 4),
+        source_epochs=30,
+        source_per_class=None,
+        target_epochs={500: 60, 2500: 30, 20000: 30},
+        val_per_class=200,
+        probe_size=500,
+        test_limit=None,
+        imagenet_size=2500,
+        imagenet_epochs=10,
+        imagenet_input_size=224,
+    ),
 }
 
 
-def study_plan(profile: str, sizes: Sequence[int] | None = None, strategies: Sequence[str] | None = None,
-               seeds: int | Sequence[int] | None = None, epochs: int | None = None,
-               source_epochs: int | None = None, imagenet_input_size: int | None = None) -> StudyPlan:
+def study_plan(
+    profile: str,
+    sizes: Sequence[int] | None = None,
+    strategies: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    epochs: int | None = None,
+    source_epochs: int | None = None,
+    imagenet_input_size: int | None = None,
+) -> StudyPlan:
     """The profile's default grid with any non-None parameter replacing its default."""
     if profile not in PROFILE_DEFAULTS:
-        raise CifarkitError(f"no transfer-study defaults for profile {profile!r}; use one of "
-                            f"{', '.join(PROFILE_DEFAULTS)} or pass every parameter")
+        raise CifarkitError(
+            f"no transfer-study defaults for profile {profile!r}; use one of "
+            f"{', '.join(PROFILE_DEFAULTS)} or pass every parameter"
+        )
     plan = StudyPlan(profile=profile, **PROFILE_DEFAULTS[profile])
     if sizes is not None:
         bad = [s for s in sizes if s < len(TASK_B) or s % len(TASK_B)]
         if bad:
-            raise CifarkitError(f"sizes {bad} must be positive multiples of {len(TASK_B)} (images split "
-                                "evenly over the 5 classes of task B)")
+            raise CifarkitError(
+                f"sizes {bad} must be positive multiples of {len(TASK_B)} (images split "
+                "evenly over the 5 classes of task B)"
+            )
         default = max(plan.target_epochs.values())
-        plan = replace(plan, sizes=tuple(sizes), target_epochs={s: plan.target_epochs.get(s, default) for s in sizes})
+        plan = replace(
+            plan,
+            sizes=tuple(sizes),
+            target_epochs={s: plan.target_epochs.get(s, default) for s in sizes},
+        )
     if strategies is not None:
         unknown = [s for s in strategies if s not in STRATEGIES]
         if unknown:
-            raise CifarkitError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+            raise CifarkitError(
+                f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}"
+            )
         plan = replace(plan, strategies=tuple(strategies))
     if seeds is not None:
         plan = replace(plan, seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds))
@@ -158,21 +217,29 @@ def study_plan(profile: str, sizes: Sequence[int] | None = None, strategies: Seq
 
 def source_config(plan: StudyPlan) -> ExperimentConfig:
     """ResNet20 on task A with the plan's (shortened) schedule."""
-    overrides: dict[str, Any] = {"train.epochs": plan.source_epochs,
-                                 "train.schedule.warmup_epochs": min(2, plan.source_epochs / 4)}
+    overrides: dict[str, Any] = {
+        "train.epochs": plan.source_epochs,
+        "train.schedule.warmup_epochs": min(2, plan.source_epochs / 4),
+    }
     if plan.source_per_class is not None:
         overrides["data.train_per_class"] = plan.source_per_class
     return load_config(SOURCE_EXPERIMENT, plan.profile, overrides)
 
 
-def target_config(plan: StudyPlan, strategy: str, size: int, source_run: str | None) -> ExperimentConfig:
+def target_config(
+    plan: StudyPlan, strategy: str, size: int, source_run: str | None
+) -> ExperimentConfig:
     """ResNet20 on ``size`` task-B images, trained with ``strategy``."""
     if strategy not in STRATEGIES:
         raise CifarkitError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     uses_source, section = STRATEGIES[strategy]
     epochs = plan.target_epochs[size]
-    overrides: dict[str, Any] = {"train.epochs": epochs, "data.train_per_class": size // len(TASK_B),
-                                 "data.val_per_class": plan.val_per_class, "data.test_limit": plan.test_limit}
+    overrides: dict[str, Any] = {
+        "train.epochs": epochs,
+        "data.train_per_class": size // len(TASK_B),
+        "data.val_per_class": plan.val_per_class,
+        "data.test_limit": plan.test_limit,
+    }
     if section is not None:
         transfer = dict(section)
         if "unfreeze_every" in transfer:  # unfreeze one group per quarter of training
@@ -213,8 +280,10 @@ def _run(cfg: ExperimentConfig, seed: int, label: str, train: bool):
 
     run = locate(cfg, seed, data_hash_for(cfg.data))
     if not run.complete:
-        raise CifarkitError(f"run {run.path.name} ({label.strip()} seed {seed}) is {run.status}; make it with: "
-                            f"{train_command(cfg, [seed])}")
+        raise CifarkitError(
+            f"run {run.path.name} ({label.strip()} seed {seed}) is {run.status}; make it with: "
+            f"{train_command(cfg, [seed])}"
+        )
     return run
 
 
@@ -225,7 +294,9 @@ def train_source(plan: StudyPlan, seed: int = 0, *, train: bool = True):
 
 def grid_cells(plan: StudyPlan) -> list[tuple[str, int, int]]:
     """Every (strategy, size, seed) target run of the grid, with the transfer check's baseline."""
-    cells = [(st, size, seed) for size in plan.sizes for st in plan.strategies for seed in plan.seeds]
+    cells = [
+        (st, size, seed) for size in plan.sizes for st in plan.strategies for seed in plan.seeds
+    ]
     if "random_frozen3" not in plan.strategies:  # the transfer check's random-feature baseline
         cells += [("random_frozen3", plan.probe_size, seed) for seed in plan.seeds]
     return cells
@@ -253,15 +324,29 @@ def results_table(runs: Sequence[GridRun]) -> pd.DataFrame:
         keyed.setdefault((r.strategy, r.size), []).append(r)
     for (strategy, size), group in keyed.items():
         summary = stats.summarise([r.accuracy for r in group])
-        rows.append({"strategy": strategy, "label": LABELS[strategy], "size": size, "mean": summary.mean,
-                     "low": summary.low, "high": summary.high, "n": summary.n,
-                     "accuracy": summary.format(scale=100, digits=1),
-                     "per_seed": [r.accuracy for r in sorted(group, key=lambda g: g.seed)],
-                     "seeds": [r.seed for r in sorted(group, key=lambda g: g.seed)],
-                     "runs": [r.run.path.name for r in sorted(group, key=lambda g: g.seed)]})
+        rows.append(
+            {
+                "strategy": strategy,
+                "label": LABELS[strategy],
+                "size": size,
+                "mean": summary.mean,
+                "low": summary.low,
+                "high": summary.high,
+                "n": summary.n,
+                "accuracy": summary.format(scale=100, digits=1),
+                "per_seed": [r.accuracy for r in sorted(group, key=lambda g: g.seed)],
+                "seeds": [r.seed for r in sorted(group, key=lambda g: g.seed)],
+                "runs": [r.run.path.name for r in sorted(group, key=lambda g: g.seed)],
+            }
+        )
     order = list(STRATEGIES)
-    return pd.DataFrame(rows).sort_values(["size", "strategy"], key=lambda c: c.map(order.index)
-                                          if c.name == "strategy" else c).reset_index(drop=True)
+    return (
+        pd.DataFrame(rows)
+        .sort_values(
+            ["size", "strategy"], key=lambda c: c.map(order.index) if c.name == "strategy" else c
+        )
+        .reset_index(drop=True)
+    )
 
 
 def wide_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -284,9 +369,16 @@ def gains_over_scratch(runs: Sequence[GridRun]) -> pd.DataFrame:
     by_key = {(r.strategy, r.size, r.seed): r.accuracy for r in runs}
     cells = []
     for strategy, size in dict.fromkeys((r.strategy, r.size) for r in runs):
-        if strategy in ("scratch", "random_frozen3"):  # the reference, and the probe's random baseline
+        if strategy in (
+            "scratch",
+            "random_frozen3",
+        ):  # the reference, and the probe's random baseline
             continue
-        seeds = sorted(s for (st, n, s) in by_key if st == strategy and n == size and ("scratch", size, s) in by_key)
+        seeds = sorted(
+            s
+            for (st, n, s) in by_key
+            if st == strategy and n == size and ("scratch", size, s) in by_key
+        )
         if not seeds:
             continue
         scratch = {s: by_key[("scratch", size, s)] for s in seeds}
@@ -295,13 +387,48 @@ def gains_over_scratch(runs: Sequence[GridRun]) -> pd.DataFrame:
     adjusted = stats.holm([c.p_value for _, _, c in cells])
     rows = []
     for (strategy, size, c), p_holm in zip(cells, adjusted, strict=True):
-        v = verdicts.verdict(c, f"from scratch ({size:,} images)", f"{LABELS[strategy]} ({size:,} images)",
-                          metric="test accuracy on B", p_adjusted=p_holm)
-        rows.append({"group": f"{size:,} images", "variant": LABELS[strategy], "strategy": strategy, "size": size,
-                     "mean_diff": c.mean_diff, "low": c.low, "high": c.high, "n": c.n, "p": c.p_value,
-                     "p_holm": p_holm, "verdict": v.kind, "sentence": v.sentence, "per_seed": list(c.diffs)})
-    return pd.DataFrame(rows, columns=["group", "variant", "strategy", "size", "mean_diff", "low", "high", "n", "p",
-                                       "p_holm", "verdict", "sentence", "per_seed"])
+        v = verdicts.verdict(
+            c,
+            f"from scratch ({size:,} images)",
+            f"{LABELS[strategy]} ({size:,} images)",
+            metric="test accuracy on B",
+            p_adjusted=p_holm,
+        )
+        rows.append(
+            {
+                "group": f"{size:,} images",
+                "variant": LABELS[strategy],
+                "strategy": strategy,
+                "size": size,
+                "mean_diff": c.mean_diff,
+                "low": c.low,
+                "high": c.high,
+                "n": c.n,
+                "p": c.p_value,
+                "p_holm": p_holm,
+                "verdict": v.kind,
+                "sentence": v.sentence,
+                "per_seed": list(c.diffs),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "group",
+            "variant",
+            "strategy",
+            "size",
+            "mean_diff",
+            "low",
+            "high",
+            "n",
+            "p",
+            "p_holm",
+            "verdict",
+            "sentence",
+            "per_seed",
+        ],
+    )
 
 
 def gains_sentence(gains: pd.DataFrame) -> str:
@@ -312,11 +439,15 @@ def gains_sentence(gains: pd.DataFrame) -> str:
         return "No strategy has runs to compare with training from scratch in this build."
     k = len(gains)
     claimed = gains[gains["verdict"] == "claimed"]
-    head = (f"All {k} strategy-and-size contrasts with training from scratch are exploratory (paired over "
-            f"seeds, Holm-adjusted over the {k})")
+    head = (
+        f"All {k} strategy-and-size contrasts with training from scratch are exploratory (paired over "
+        f"seeds, Holm-adjusted over the {k})"
+    )
     if claimed.empty:
-        return (f"{head}; none can be called a gain or a loss with this build's seeds. The table gives each "
-                "contrast's difference with its interval.")
+        return (
+            f"{head}; none can be called a gain or a loss with this build's seeds. The table gives each "
+            "contrast's difference with its interval."
+        )
     return f"{head}; {len(claimed)} can be called: " + " ".join(claimed["sentence"])
 
 
@@ -334,12 +465,23 @@ def transfer_check(runs: Sequence[GridRun], size: int) -> dict[str, Any]:
         return {"ran": False, "size": size}
     diffs = [pre[s] - rnd[s] for s in seeds]
     comparison = stats.paired_comparison({s: rnd[s] for s in seeds}, {s: pre[s] for s in seeds})
-    verdict = verdicts.verdict(comparison, "the probe on random features", "the probe on A's features",
-                            metric="test accuracy on B")
-    return {"ran": True, "size": size, "pretrained": stats.summarise([pre[s] for s in seeds]),
-            "random": stats.summarise([rnd[s] for s in seeds]), "gain": stats.summarise(diffs), "n": len(seeds),
-            "comparison": comparison, "verdict": verdict,
-            "transfers": verdict.claim and comparison.mean_diff > 0}
+    verdict = verdicts.verdict(
+        comparison,
+        "the probe on random features",
+        "the probe on A's features",
+        metric="test accuracy on B",
+    )
+    return {
+        "ran": True,
+        "size": size,
+        "pretrained": stats.summarise([pre[s] for s in seeds]),
+        "random": stats.summarise([rnd[s] for s in seeds]),
+        "gain": stats.summarise(diffs),
+        "n": len(seeds),
+        "comparison": comparison,
+        "verdict": verdict,
+        "transfers": verdict.claim and comparison.mean_diff > 0,
+    }
 
 
 def probe_verdict(check: dict[str, Any]) -> str:
@@ -353,7 +495,9 @@ def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
     """:func:`gains_over_scratch` for display: points with their 95% interval, raw and
     Holm-adjusted p, and the verdict, indexed by size and strategy."""
     shown = verdicts.differences_display(gains)
-    shown.index = pd.MultiIndex.from_arrays([gains["group"], gains["variant"]], names=["group", "variant"])
+    shown.index = pd.MultiIndex.from_arrays(
+        [gains["group"], gains["variant"]], names=["group", "variant"]
+    )
     return shown.rename(columns={"Δ (points)": "gain (points)"})
 
 
@@ -363,11 +507,13 @@ def grid_cells_note(plan: StudyPlan) -> str:
     ran = [LABELS[s] for s in plan.strategies]
     skipped = [LABELS[s] for s in full.strategies if s not in plan.strategies]
     sizes = ", ".join(f"{s:,}" for s in plan.sizes)
-    text = (f"This build (profile {plan.profile}) ran {len(plan.strategies)} strategies ({'; '.join(ran)}) at "
-            f"{len(plan.sizes)} training-set size(s) of task B ({sizes} images) with {len(plan.seeds)} "
-            f"seed(s) each (epochs: {', '.join(f'{e} at {s:,} images' for s, e in plan.target_epochs.items())}; "
-            f"task-A pretraining: {plan.source_epochs} epochs), plus the random-feature probe at "
-            f"{plan.probe_size:,} images")
+    text = (
+        f"This build (profile {plan.profile}) ran {len(plan.strategies)} strategies ({'; '.join(ran)}) at "
+        f"{len(plan.sizes)} training-set size(s) of task B ({sizes} images) with {len(plan.seeds)} "
+        f"seed(s) each (epochs: {', '.join(f'{e} at {s:,} images' for s, e in plan.target_epochs.items())}; "
+        f"task-A pretraining: {plan.source_epochs} epochs), plus the random-feature probe at "
+        f"{plan.probe_size:,} images"
+    )
     if skipped:
         text += f"; it left out {'; '.join(skipped)}"
     missing = [s for s in full.sizes if s not in plan.sizes]
@@ -381,8 +527,9 @@ def grid_cells_note(plan: StudyPlan) -> str:
 # --------------------------------------------------------------------------- ImageNet
 
 
-def imagenet_availability(backbones: Sequence[str], input_size: int,
-                          weights_path: str | None = None) -> pd.DataFrame:
+def imagenet_availability(
+    backbones: Sequence[str], input_size: int, weights_path: str | None = None
+) -> pd.DataFrame:
     """Per backbone: the weights file it needs, where cifarkit looks, and whether it is there."""
     from cifarkit.models.backbones import keras_models_cache, resolve_weights, weights_file_name
 
@@ -397,22 +544,41 @@ def imagenet_availability(backbones: Sequence[str], input_size: int,
             available, problem = True, ""
         except CifarkitError as exc:
             path, available, problem = "", False, str(exc)
-        rows.append({"backbone": name, "input_size": size, "file": file_name,
-                     "looked_in": own or str(keras_models_cache()), "available": available,
-                     "path": path, "problem": problem})
+        rows.append(
+            {
+                "backbone": name,
+                "input_size": size,
+                "file": file_name,
+                "looked_in": own or str(keras_models_cache()),
+                "available": available,
+                "path": path,
+                "problem": problem,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def imagenet_config(plan: StudyPlan, backbone: str, *, imagenet: bool, freeze_through: int = 0,
-                    unfreeze_every: int = 0, lr_group_decay: float = 1.0,
-                    weights_path: str | None = None) -> ExperimentConfig:
+def imagenet_config(
+    plan: StudyPlan,
+    backbone: str,
+    *,
+    imagenet: bool,
+    freeze_through: int = 0,
+    unfreeze_every: int = 0,
+    lr_group_decay: float = 1.0,
+    weights_path: str | None = None,
+) -> ExperimentConfig:
     """A backbone on task B (``plan.imagenet_size`` images): ImageNet or random weights, a strategy."""
     overrides: dict[str, Any] = {
-        "model.name": backbone, "model.weights": "imagenet" if imagenet else "none",
-        "model.input_size": plan.imagenet_input_size, "train.epochs": plan.imagenet_epochs,
-        "data.train_per_class": plan.imagenet_size // len(TASK_B), "data.val_per_class": plan.val_per_class,
+        "model.name": backbone,
+        "model.weights": "imagenet" if imagenet else "none",
+        "model.input_size": plan.imagenet_input_size,
+        "train.epochs": plan.imagenet_epochs,
+        "data.train_per_class": plan.imagenet_size // len(TASK_B),
+        "data.val_per_class": plan.val_per_class,
         "data.test_limit": plan.test_limit,
-        "transfer.freeze_through": freeze_through, "transfer.unfreeze_every": unfreeze_every,
+        "transfer.freeze_through": freeze_through,
+        "transfer.unfreeze_every": unfreeze_every,
         "transfer.lr_group_decay": lr_group_decay,
     }
     if imagenet and weights_path:
@@ -451,28 +617,53 @@ def imagenet_probe(plan: StudyPlan, availability: pd.DataFrame, seed: int = 0) -
     for row in availability.itertuples():
         out = {"backbone": row.backbone, "input_size": row.input_size}
         if not row.available:
-            rows.append({**out, "imagenet val": "not run", "random val": "not run", "imagenet test": "not run",
-                         "random test": "not run", "fine_tune": False, "status": f"not run: {row.file} missing"})
+            rows.append(
+                {
+                    **out,
+                    "imagenet val": "not run",
+                    "random val": "not run",
+                    "imagenet test": "not run",
+                    "random test": "not run",
+                    "fine_tune": False,
+                    "status": f"not run: {row.file} missing",
+                }
+            )
             continue
         val, test = {}, {}
         for imagenet in (True, False):
-            cfg = imagenet_config(plan, row.backbone, imagenet=imagenet, freeze_through=BACKBONE_GROUPS,
-                                  weights_path=row.path if imagenet else None)
+            cfg = imagenet_config(
+                plan,
+                row.backbone,
+                imagenet=imagenet,
+                freeze_through=BACKBONE_GROUPS,
+                weights_path=row.path if imagenet else None,
+            )
             run = get_or_train(cfg, seed, label=f"[imagenet probe {row.backbone}] ")
             key = "imagenet" if imagenet else "random"
             val[key], test[key] = _val_accuracy(run), float(run.metrics()["test_accuracy"])
         fine_tune = val["imagenet"] > val["random"]
-        rows.append({**out, "imagenet val": f"{val['imagenet'] * 100:.1f}", "random val": f"{val['random'] * 100:.1f}",
-                     "imagenet test": f"{test['imagenet'] * 100:.1f}", "random test": f"{test['random'] * 100:.1f}",
-                     "fine_tune": fine_tune,
-                     "status": (f"ImageNet above random on validation (seed {seed} only: exploratory); fine-tuned"
-                                if fine_tune else f"ImageNet not above random on validation (seed {seed} only): "
-                                "fine-tuning skipped")})
+        rows.append(
+            {
+                **out,
+                "imagenet val": f"{val['imagenet'] * 100:.1f}",
+                "random val": f"{val['random'] * 100:.1f}",
+                "imagenet test": f"{test['imagenet'] * 100:.1f}",
+                "random test": f"{test['random'] * 100:.1f}",
+                "fine_tune": fine_tune,
+                "status": (
+                    f"ImageNet above random on validation (seed {seed} only: exploratory); fine-tuned"
+                    if fine_tune
+                    else f"ImageNet not above random on validation (seed {seed} only): "
+                    "fine-tuning skipped"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def imagenet_finetune(plan: StudyPlan, availability: pd.DataFrame, probe: pd.DataFrame,
-                      seed: int = 0) -> pd.DataFrame:
+def imagenet_finetune(
+    plan: StudyPlan, availability: pd.DataFrame, probe: pd.DataFrame, seed: int = 0
+) -> pd.DataFrame:
     """Fine-tuning strategies, run only for backbones whose probe scored above random features
     on validation (:func:`imagenet_probe`'s ``fine_tune``); one seed, so exploratory."""
     from cifarkit.runs import get_or_train
@@ -482,15 +673,33 @@ def imagenet_finetune(plan: StudyPlan, availability: pd.DataFrame, probe: pd.Dat
         for strategy, section in IMAGENET_STRATEGIES.items():
             out = {"backbone": row.backbone, "strategy": strategy}
             if not row.available:
-                rows.append({**out, "test accuracy (%)": "not run", "status": f"not run: {row.file} missing"})
+                rows.append(
+                    {
+                        **out,
+                        "test accuracy (%)": "not run",
+                        "status": f"not run: {row.file} missing",
+                    }
+                )
             elif not probed.fine_tune:
-                rows.append({**out, "test accuracy (%)": "not run",
-                             "status": "skipped: the probe was not above random features on validation"})
+                rows.append(
+                    {
+                        **out,
+                        "test accuracy (%)": "not run",
+                        "status": "skipped: the probe was not above random features on validation",
+                    }
+                )
             else:
-                cfg = imagenet_config(plan, row.backbone, imagenet=True, weights_path=row.path, **section)
+                cfg = imagenet_config(
+                    plan, row.backbone, imagenet=True, weights_path=row.path, **section
+                )
                 run = get_or_train(cfg, seed, label=f"[imagenet {row.backbone} {strategy}] ")
-                rows.append({**out, "test accuracy (%)": f"{run.metrics()['test_accuracy'] * 100:.1f}",
-                             "status": f"run {run.path.name} (seed {seed} only: exploratory)"})
+                rows.append(
+                    {
+                        **out,
+                        "test accuracy (%)": f"{run.metrics()['test_accuracy'] * 100:.1f}",
+                        "status": f"run {run.path.name} (seed {seed} only: exploratory)",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -500,7 +709,11 @@ def percent(summary: stats.Summary, points: bool = False) -> str:
     if summary.n == 0:
         return "not run"
     text = f"{summary.mean * 100:+.1f}{unit}" if points else f"{summary.mean * 100:.1f}{unit}"
-    return f"{text} ± {summary.half_width * 100:.1f}" if summary.has_ci else f"{text} (one seed, no CI)"
+    return (
+        f"{text} ± {summary.half_width * 100:.1f}"
+        if summary.has_ci
+        else f"{text} (one seed, no CI)"
+    )
 
 
 def training_images(cfg: ExperimentConfig) -> int:
@@ -514,10 +727,13 @@ def imagenet_note(availability: pd.DataFrame) -> str:
     missing = availability[~availability["available"]]
     if missing.empty:
         return "All ImageNet weight files were found ({}); the rows below were run.".format(
-            ", ".join(f"`{p}`" for p in availability["path"]))
+            ", ".join(f"`{p}`" for p in availability["path"])
+        )
     files = "; ".join(f"`{r.file}` ({r.backbone})" for r in missing.itertuples())
-    return (f"The ImageNet weights of {', '.join(missing['backbone'])} are not on this machine (it is offline "
-            f"and cifarkit never downloads). Put {files} into the Keras cache `{missing['looked_in'].iloc[0]}` "
-            "(`KERAS_HOME` moves it), or name the file with the chapter parameter `imagenet_weights_path` "
-            "(config key `model.weights_path`). Their rows read *not run*: random weights are never "
-            "substituted.")
+    return (
+        f"The ImageNet weights of {', '.join(missing['backbone'])} are not on this machine (it is offline "
+        f"and cifarkit never downloads). Put {files} into the Keras cache `{missing['looked_in'].iloc[0]}` "
+        "(`KERAS_HOME` moves it), or name the file with the chapter parameter `imagenet_weights_path` "
+        "(config key `model.weights_path`). Their rows read *not run*: random weights are never "
+        "substituted."
+    )

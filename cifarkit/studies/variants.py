@@ -66,8 +66,9 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
-def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int], *,
-                train: bool = True) -> dict[str, dict[int, Run]]:
+def gather_runs(
+    configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int], *, train: bool = True
+) -> dict[str, dict[int, Run]]:
     """Complete runs for every (variant, seed), training the missing ones when ``train``.
 
     Configs that resolve to the same run (same identity) are trained once. Without
@@ -87,8 +88,9 @@ def gather_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[i
     return out
 
 
-def available_runs(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int]
-                   ) -> tuple[dict[str, dict[int, Run]], dict[str, str]]:
+def available_runs(
+    configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int]
+) -> tuple[dict[str, dict[int, Run]], dict[str, str]]:
     """Never trains: the variants whose runs are complete for every seed, and for each other
     variant the command that makes its missing seeds."""
     from cifarkit.data.identity import data_hash_for
@@ -128,10 +130,10 @@ class Comparison:
     reference: str
     configs: dict[str, ExperimentConfig]
     runs: dict[str, dict[int, Run]]
-    per_seed: pd.DataFrame                       # index: seed; columns: variant labels
-    summary: pd.DataFrame                        # index: variant; mean, std, low, high, half_width, n
-    paired: dict[str, stats.PairedComparison]    # variant → (variant − its reference)
-    train_minutes: dict[str, float]              # mean training minutes per run
+    per_seed: pd.DataFrame  # index: seed; columns: variant labels
+    summary: pd.DataFrame  # index: variant; mean, std, low, high, half_width, n
+    paired: dict[str, stats.PairedComparison]  # variant → (variant − its reference)
+    train_minutes: dict[str, float]  # mean training minutes per run
     references: dict[str, str] = field(default_factory=dict)  # variant → its own reference
     primary: str | None = None
 
@@ -166,8 +168,13 @@ class Comparison:
         """:func:`cifarkit.evaluation.verdicts.verdict` of ``label`` against its reference; an
         exploratory contrast is judged on its Holm-adjusted p-value."""
         adjusted = self.holm().get(label) if self.role(label) == "exploratory" else None
-        return verdicts.verdict(self.paired[label], self.reference_of(label), label, metric=metric_name,
-                             p_adjusted=adjusted)
+        return verdicts.verdict(
+            self.paired[label],
+            self.reference_of(label),
+            label,
+            metric=metric_name,
+            p_adjusted=adjusted,
+        )
 
     def sentence(self, label: str, *, metric_name: str = "test accuracy") -> str:
         """One sentence on ``label`` against its reference that claims only what the CI shows
@@ -179,7 +186,9 @@ class Comparison:
         """The primary contrast's sentence first (labelled), then each exploratory one."""
         out = []
         if self.primary_label is not None:
-            out.append(f"Primary comparison: {self.sentence(self.primary_label, metric_name=metric_name)}")
+            out.append(
+                f"Primary comparison: {self.sentence(self.primary_label, metric_name=metric_name)}"
+            )
         return out + [self.sentence(label, metric_name=metric_name) for label in self.exploratory]
 
     def mean(self, label: str) -> float:
@@ -201,10 +210,15 @@ class Comparison:
         sampling interval of one model at that accuracy."""
         s = self.summary.loc[label]
         n = int(s["n"])
-        over_seeds = (f"95% CI {stats.interval_text(s['low'], s['high'], digits=digits)} over {n} seeds"
-                      if n > 1 else "one seed, no CI over seeds")
+        over_seeds = (
+            f"95% CI {stats.interval_text(s['low'], s['high'], digits=digits)} over {n} seeds"
+            if n > 1
+            else "one seed, no CI over seeds"
+        )
         size = self.test_size(label) if self.metric == "test_accuracy" else None
-        sampling = f"; {stats.accuracy_sampling_text(s['mean'], size, digits=digits)}" if size else ""
+        sampling = (
+            f"; {stats.accuracy_sampling_text(s['mean'], size, digits=digits)}" if size else ""
+        )
         return f"{s['mean'] * 100:.{digits}f}% ({over_seeds}{sampling})"
 
     def table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
@@ -226,18 +240,32 @@ class Comparison:
                 p_raw = "n/a"
             else:
                 diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
-                diff_ci = stats.interval_text(p.low, p.high, scale=scale, digits=digits, signed=True)
+                diff_ci = stats.interval_text(
+                    p.low, p.high, scale=scale, digits=digits, signed=True
+                )
                 p_raw = verdicts.p_text(p.p_value)
                 if label in holm:
                     holm_text = verdicts.p_text(holm[label])
             if p is not None and label not in holm:
                 holm_text = "primary: not adjusted"
-            row = {"variant": label, "role": self.role(label), "mean (%)": f"{s['mean'] * scale:.{digits}f}",
-                   "95% CI (seeds)": ci, "seeds": int(s["n"])}
+            row = {
+                "variant": label,
+                "role": self.role(label),
+                "mean (%)": f"{s['mean'] * scale:.{digits}f}",
+                "95% CI (seeds)": ci,
+                "seeds": int(s["n"]),
+            }
             if not shared:
                 row["reference"] = "" if p is None else self.reference_of(label)
-            row.update({diff_name: diff, "Δ 95% CI": diff_ci, "p (paired t)": p_raw, "p (Holm)": holm_text,
-                        "train min/run": f"{self.train_minutes[label]:.1f}"})
+            row.update(
+                {
+                    diff_name: diff,
+                    "Δ 95% CI": diff_ci,
+                    "p (paired t)": p_raw,
+                    "p (Holm)": holm_text,
+                    "train min/run": f"{self.train_minutes[label]:.1f}",
+                }
+            )
             rows.append(row)
         return pd.DataFrame(rows).set_index("variant")
 
@@ -248,26 +276,39 @@ class Comparison:
         rows = []
         for label in self.summary.index:
             s, p = self.summary.loc[label], self.paired.get(label)
-            accuracy = (f"{s['mean'] * scale:.{digits}f} "
-                        f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}")
+            accuracy = (
+                f"{s['mean'] * scale:.{digits}f} "
+                f"{stats.interval_text(s['low'], s['high'], scale=scale, digits=digits, missing='(1 seed)')}"
+            )
             if p is None:
                 diff = "reference"
             else:
                 diff = f"{p.mean_diff * scale:+.{digits}f}".replace("-", "−")
                 if p.low is not None:
-                    diff += " " + stats.interval_text(p.low, p.high, scale=scale, digits=digits,
-                                                      signed=True).replace("-", "−")
+                    diff += " " + stats.interval_text(
+                        p.low, p.high, scale=scale, digits=digits, signed=True
+                    ).replace("-", "−")
                 else:
                     diff += " (no spread)" if p.no_spread else " (1 seed)"
-            rows.append({"variant": label, "role": self.role(label), "test accuracy, % [95% CI]": accuracy,
-                         "Δ vs its reference, points [95% CI]": diff})
+            rows.append(
+                {
+                    "variant": label,
+                    "role": self.role(label),
+                    "test accuracy, % [95% CI]": accuracy,
+                    "Δ vs its reference, points [95% CI]": diff,
+                }
+            )
         return pd.DataFrame(rows).set_index("variant")
 
     def details_table(self, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
         """What :meth:`summary_table` leaves out: seeds, the reference of each contrast, the raw
         and the Holm-adjusted p-value, and training minutes per run (:meth:`table` has all)."""
         full = self.table(scale=scale, digits=digits)
-        columns = [c for c in ("seeds", "reference", "p (paired t)", "p (Holm)", "train min/run") if c in full]
+        columns = [
+            c
+            for c in ("seeds", "reference", "p (paired t)", "p (Holm)", "train min/run")
+            if c in full
+        ]
         return full[columns]
 
     def figure(self, title: str | None = None):
@@ -285,49 +326,101 @@ class Comparison:
         return runs_provenance(self.configs, self.runs)
 
 
-def compare(configs: Mapping[str, ExperimentConfig], seeds: int | Sequence[int], *, reference: str,
-            metric: str = "test_accuracy", train: bool = True, references: Mapping[str, str] | None = None,
-            primary: str | None = None) -> Comparison:
+def compare(
+    configs: Mapping[str, ExperimentConfig],
+    seeds: int | Sequence[int],
+    *,
+    reference: str,
+    metric: str = "test_accuracy",
+    train: bool = True,
+    references: Mapping[str, str] | None = None,
+    primary: str | None = None,
+) -> Comparison:
     """Gather (training if needed) and compare ``configs`` over ``seeds`` on ``metric``.
 
     ``references`` gives variants their own reference (default: ``reference``); ``primary``
     declares the one primary contrast (with a single contrast it is that one).
     """
     if reference not in configs:
-        raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
-    return compare_runs(configs, gather_runs(configs, seeds, train=train), reference=reference, metric=metric,
-                        references=references, primary=primary)
+        raise CifarkitError(
+            f"reference {reference!r} is not one of the variants: {', '.join(configs)}"
+        )
+    return compare_runs(
+        configs,
+        gather_runs(configs, seeds, train=train),
+        reference=reference,
+        metric=metric,
+        references=references,
+        primary=primary,
+    )
 
 
-def compare_runs(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]], *,
-                 reference: str, metric: str = "test_accuracy", references: Mapping[str, str] | None = None,
-                 primary: str | None = None) -> Comparison:
+def compare_runs(
+    configs: Mapping[str, ExperimentConfig],
+    runs: Mapping[str, Mapping[int, Run]],
+    *,
+    reference: str,
+    metric: str = "test_accuracy",
+    references: Mapping[str, str] | None = None,
+    primary: str | None = None,
+) -> Comparison:
     """:func:`compare` on runs already gathered (e.g. by :func:`available_runs`)."""
     configs = {label: configs[label] for label in runs}
     if reference not in configs:
-        raise CifarkitError(f"reference {reference!r} is not one of the variants: {', '.join(configs)}")
+        raise CifarkitError(
+            f"reference {reference!r} is not one of the variants: {', '.join(configs)}"
+        )
     references = {k: v for k, v in (references or {}).items() if k in configs}
     unknown = sorted({v for v in references.values() if v not in configs})
     if unknown:
-        raise CifarkitError(f"references {unknown} are not among the variants: {', '.join(configs)}")
+        raise CifarkitError(
+            f"references {unknown} are not among the variants: {', '.join(configs)}"
+        )
     runs = {label: dict(by_seed) for label, by_seed in runs.items()}
-    per_seed = pd.DataFrame({label: {seed: float(run.metrics()[metric]) for seed, run in by_seed.items()}
-                             for label, by_seed in runs.items()})
+    per_seed = pd.DataFrame(
+        {
+            label: {seed: float(run.metrics()[metric]) for seed, run in by_seed.items()}
+            for label, by_seed in runs.items()
+        }
+    )
     per_seed.index.name = "seed"
     summary = stats.summarise_table(per_seed)
     is_reference = {reference} | set(references.values())
-    paired = {label: stats.paired_comparison(per_seed[references.get(label, reference)].dropna().to_dict(),
-                                             per_seed[label].dropna().to_dict())
-              for label in configs if label not in is_reference}
+    paired = {
+        label: stats.paired_comparison(
+            per_seed[references.get(label, reference)].dropna().to_dict(),
+            per_seed[label].dropna().to_dict(),
+        )
+        for label in configs
+        if label not in is_reference
+    }
     if primary is not None and primary not in paired:
-        raise CifarkitError(f"primary={primary!r} is not a compared variant; choose one of: {', '.join(paired)}")
-    minutes = {label: sum(float(r.metrics().get("train_seconds", 0.0)) for r in by_seed.values()) / 60 / len(by_seed)
-               for label, by_seed in runs.items()}
-    return Comparison(metric, reference, dict(configs), runs, per_seed, summary, paired, minutes,
-                      references, primary)
+        raise CifarkitError(
+            f"primary={primary!r} is not a compared variant; choose one of: {', '.join(paired)}"
+        )
+    minutes = {
+        label: sum(float(r.metrics().get("train_seconds", 0.0)) for r in by_seed.values())
+        / 60
+        / len(by_seed)
+        for label, by_seed in runs.items()
+    }
+    return Comparison(
+        metric,
+        reference,
+        dict(configs),
+        runs,
+        per_seed,
+        summary,
+        paired,
+        minutes,
+        references,
+        primary,
+    )
 
 
-def recipe_differences(a: ExperimentConfig, b: ExperimentConfig, name_a: str = "A", name_b: str = "B") -> str:
+def recipe_differences(
+    a: ExperimentConfig, b: ExperimentConfig, name_a: str = "A", name_b: str = "B"
+) -> str:
     """What ``b`` sets differently from ``a`` apart from the architecture itself, in words.
 
     Parameters
@@ -346,11 +439,18 @@ def recipe_differences(a: ExperimentConfig, b: ExperimentConfig, name_a: str = "
     """
     forward, backward = overrides_between(a, b), overrides_between(b, a)
     # Snapshots are extra files a run keeps, not part of how it trains.
-    keys = [k for k in dict.fromkeys([*backward, *forward]) if k not in ("model.name", "train.snapshot_epochs")]
+    keys = [
+        k
+        for k in dict.fromkeys([*backward, *forward])
+        if k not in ("model.name", "train.snapshot_epochs")
+    ]
     if not keys:
         return "Apart from the architecture, the two configs are the same."
     # overrides_between(b, a) holds a's values where they differ, overrides_between(a, b) b's.
-    parts = [f"{k} ({name_a} {backward.get(k, '-')}, {name_b} {forward.get(k, '-')})" for k in sorted(keys)]
+    parts = [
+        f"{k} ({name_a} {backward.get(k, '-')}, {name_b} {forward.get(k, '-')})"
+        for k in sorted(keys)
+    ]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"Apart from the architecture, the configs differ in {listed}; every other setting is the same."
 
@@ -362,18 +462,24 @@ def _seed_text(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def runs_caption(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]]) -> str:
+def runs_caption(
+    configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]]
+) -> str:
     """Caption text naming every run behind a figure: experiment, config hash, run folders, seeds."""
     parts = []
     for label, cfg in configs.items():
         by_seed = runs.get(label, {})
         folders = sorted({run.path.name for run in by_seed.values()})
-        parts.append(f"{label}: {cfg.name}, profile {cfg.profile}, config {cfg.content_hash()[:12]}, "
-                     f"runs {', '.join(folders)} ({_seed_text(list(by_seed))})")
+        parts.append(
+            f"{label}: {cfg.name}, profile {cfg.profile}, config {cfg.content_hash()[:12]}, "
+            f"runs {', '.join(folders)} ({_seed_text(list(by_seed))})"
+        )
     return "Runs: " + "; ".join(parts) + "."
 
 
-def runs_provenance(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]]) -> str:
+def runs_provenance(
+    configs: Mapping[str, ExperimentConfig], runs: Mapping[str, Mapping[int, Run]]
+) -> str:
     """Markdown list naming every run behind a figure or table, one item per variant: its
     experiment and profile, config hash, data hash and run folders by seed (for a page's
     collapsed provenance block; a caption says what is shown instead)."""
@@ -383,9 +489,16 @@ def runs_provenance(configs: Mapping[str, ExperimentConfig], runs: Mapping[str, 
     for label, cfg in configs.items():
         by_seed = dict(sorted(runs.get(label, {}).items()))
         # Each run records the data it was trained on; a run that does not was keyed by the config's.
-        data = sorted({str(run.summary.get("data_hash") or data_hash_for(cfg.data))[:12] for run in by_seed.values()})
+        data = sorted(
+            {
+                str(run.summary.get("data_hash") or data_hash_for(cfg.data))[:12]
+                for run in by_seed.values()
+            }
+        )
         folders = ", ".join(f"`{run.path.name}`" for run in by_seed.values()) or "none"
-        lines.append(f"- **{label}**: experiment `{cfg.name}`, profile `{cfg.profile}`, config "
-                     f"`{cfg.content_hash()[:12]}`, data {', '.join(f'`{d}`' for d in data) or 'unknown'}; "
-                     f"{_seed_text(list(by_seed))}: {folders}")
+        lines.append(
+            f"- **{label}**: experiment `{cfg.name}`, profile `{cfg.profile}`, config "
+            f"`{cfg.content_hash()[:12]}`, data {', '.join(f'`{d}`' for d in data) or 'unknown'}; "
+            f"{_seed_text(list(by_seed))}: {folders}"
+        )
     return "\n".join(lines)

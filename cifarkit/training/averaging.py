@@ -17,12 +17,16 @@ def ema_options(ema: EmaConfig | None) -> dict[str, Any]:
     recipe with ``--set train.ema.ramp=none`` beside the default's show how much."""
     if ema is None or ema.ramp != "none":
         return {}
-    return {"use_ema": True, "ema_momentum": ema.momentum, "ema_overwrite_frequency": ema.overwrite_every}
+    return {
+        "use_ema": True,
+        "ema_momentum": ema.momentum,
+        "ema_overwrite_frequency": ema.overwrite_every,
+    }
 
 
 def lookahead_decay(step: int, total_steps: int, momentum: float, every: int) -> float:
     """airbench's lookahead decay at ``step``: ``momentum**every * (step / total)**3``."""
-    return float(momentum ** every * (min(step, total_steps) / total_steps) ** 3)
+    return float(momentum**every * (min(step, total_steps) / total_steps) ** 3)
 
 
 class Lookahead(keras.callbacks.Callback):
@@ -62,10 +66,10 @@ class Lookahead(keras.callbacks.Callback):
             variable.assign(average)
 
 
-def lookahead_callbacks(ema: EmaConfig | None, steps_per_epoch: int, epochs: int) -> list[keras.callbacks.Callback]:
+def lookahead_callbacks(
+    ema: EmaConfig | None, steps_per_epoch: int, epochs: int
+) -> list[keras.callbacks.Callback]:
     """``[Lookahead(...)]`` for ``ramp: cubic``, else ``[]`` (Keras' ``use_ema`` needs no callback)."""
     if ema is None or ema.ramp != "cubic":
         return []
     return [Lookahead(ema.momentum, int(ema.overwrite_every or 1), steps_per_epoch, epochs)]
-
-

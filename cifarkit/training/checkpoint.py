@@ -109,7 +109,10 @@ class CheckpointManager:
                 model.save(tmp)
             write_json(staging / "state.json", {"epoch": epoch, **state})
             staging.rename(target)
-            write_json(self.pointer, {"epoch": epoch, "folder": target.name, "policy": model.dtype_policy.name})
+            write_json(
+                self.pointer,
+                {"epoch": epoch, "folder": target.name, "policy": model.dtype_policy.name},
+            )
         except Exception as exc:
             full = disk_full(exc)
             if full is None:
@@ -119,9 +122,14 @@ class CheckpointManager:
             if self._pointed_folder() != target.name:
                 shutil.rmtree(target, ignore_errors=True)
             kept = self._pointed_epoch()
-            resume = (f"the epoch {kept} checkpoint is intact; free space and run the same command "
-                      f"again to resume after epoch {kept}") if kept else (
-                      "free space and run the same command again to restart the run")
+            resume = (
+                (
+                    f"the epoch {kept} checkpoint is intact; free space and run the same command "
+                    f"again to resume after epoch {kept}"
+                )
+                if kept
+                else ("free space and run the same command again to restart the run")
+            )
             raise CifarkitError(
                 f"disk full while writing the epoch {epoch} checkpoint in {self.folder} "
                 f"({full.strerror or full}); {resume}"
@@ -190,7 +198,8 @@ class CheckpointManager:
         raise CifarkitError(
             f"checkpoint in {self.folder} was written under precision {was} (Keras policy {saved}) and this "
             f"config computes in {now} ({policy}); a run resumes only in the precision it began in: set "
-            f"train.precision: {was} to resume it, or delete {self.folder} to restart it in {now}")
+            f"train.precision: {was} to resume it, or delete {self.folder} to restart it in {now}"
+        )
 
     def restore(self, model: keras.Model) -> dict[str, Any] | None:
         """Load weights and optimizer variables of the last checkpoint into a compiled model."""
@@ -210,11 +219,16 @@ class CheckpointManager:
             for warning in caught:
                 if str(warning.message).startswith("Skipping variable loading for optimizer"):
                     raise ValueError(str(warning.message))
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         except Exception as exc:  # noqa: BLE001 - any failure here means the file is not ours
             saved = _keras_model_name(Path(path))
-            which = (f"holds a {saved!r} model, this run builds {model.name!r}" if saved and saved != model.name
-                     else f"does not fit this {model.name!r} model")
+            which = (
+                f"holds a {saved!r} model, this run builds {model.name!r}"
+                if saved and saved != model.name
+                else f"does not fit this {model.name!r} model"
+            )
             raise CifarkitError(
                 f"checkpoint {path} {which} ({_load_failure(exc)}); it comes from another "
                 f"architecture or is damaged: delete {self.folder} to restart the run"
@@ -243,4 +257,7 @@ class EpochReseed(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         for i, generator in enumerate(seed_generators(self.model)):
             generator.state.assign(
-                keras.ops.convert_to_tensor([self.seed * 1_000_003 + epoch, i], dtype=generator.state.dtype))
+                keras.ops.convert_to_tensor(
+                    [self.seed * 1_000_003 + epoch, i], dtype=generator.state.dtype
+                )
+            )

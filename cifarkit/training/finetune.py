@@ -72,11 +72,16 @@ def _group_rule(model: keras.Model):
         return lambda layer: int(m[1]) if (m := re.match(r"stage(\d+)_", layer)) else None
     if name == "baseline_cnn":
         return lambda layer: int(m[1]) if (m := re.match(r"block(\d+)_", layer)) else None
-    rules = {"resnet50_transfer": _resnet50_group, "mobilenetv2_transfer": _mobilenetv2_group,
-             "efficientnetb0_transfer": _efficientnet_group}
+    rules = {
+        "resnet50_transfer": _resnet50_group,
+        "mobilenetv2_transfer": _mobilenetv2_group,
+        "efficientnetb0_transfer": _efficientnet_group,
+    }
     if name not in rules:
-        raise CifarkitError(f"model {name!r} has no layer groups for transfer learning; use a CIFAR "
-                            f"ResNet, baseline_cnn or one of the backbones resnet50, efficientnetb0, mobilenetv2")
+        raise CifarkitError(
+            f"model {name!r} has no layer groups for transfer learning; use a CIFAR "
+            f"ResNet, baseline_cnn or one of the backbones resnet50, efficientnetb0, mobilenetv2"
+        )
     return rules[name]
 
 
@@ -100,8 +105,10 @@ def layer_groups(model: keras.Model) -> list[list[str]]:
 def frozen_groups(transfer: TransferConfig, epoch: int, num_groups: int) -> int:
     """How many groups (from the input side) are frozen during 0-based ``epoch``."""
     if transfer.freeze_through > num_groups:
-        raise CifarkitError(f"transfer.freeze_through={transfer.freeze_through} but the model has only "
-                            f"{num_groups} layer groups; use 0..{num_groups}")
+        raise CifarkitError(
+            f"transfer.freeze_through={transfer.freeze_through} but the model has only "
+            f"{num_groups} layer groups; use 0..{num_groups}"
+        )
     if not transfer.unfreeze_every:
         return transfer.freeze_through
     return max(0, transfer.freeze_through - epoch // transfer.unfreeze_every)
@@ -133,9 +140,13 @@ class GroupLRSGD(keras.optimizers.SGD):
         return self.lr_factors.get(variable.path.split("/")[0], 1.0)
 
     def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
-        variables = self._trainable_variables if trainable_variables is None else list(trainable_variables)
-        scaled = [g if g is None or self.factor(v) == 1.0 else g * self.factor(v)
-                  for g, v in zip(grads, variables, strict=True)]
+        variables = (
+            self._trainable_variables if trainable_variables is None else list(trainable_variables)
+        )
+        scaled = [
+            g if g is None or self.factor(v) == 1.0 else g * self.factor(v)
+            for g, v in zip(grads, variables, strict=True)
+        ]
         return super().apply(scaled, trainable_variables)
 
     def get_config(self) -> dict[str, Any]:
@@ -153,8 +164,10 @@ def init_from_source(model: keras.Model, source_path: Path) -> int:
     try:
         source = load_model(source_path)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable model
-        raise CifarkitError(f"cannot load the source model {source_path} ({type(exc).__name__}); "
-                            "delete that run and train it again") from None
+        raise CifarkitError(
+            f"cannot load the source model {source_path} ({type(exc).__name__}); "
+            "delete that run and train it again"
+        ) from None
     by_name = {layer.name: layer for layer in source.layers}
     copied = 0
     for layer in model.layers:
@@ -163,8 +176,10 @@ def init_from_source(model: keras.Model, source_path: Path) -> int:
         other = by_name.get(layer.name)
         shapes = [tuple(w.shape) for w in layer.weights]
         if other is None or [tuple(w.shape) for w in other.weights] != shapes:
-            raise CifarkitError(f"source model {source_path} does not match layer {layer.name!r} of "
-                                f"{model.name!r}; the source run must use the same architecture")
+            raise CifarkitError(
+                f"source model {source_path} does not match layer {layer.name!r} of "
+                f"{model.name!r}; the source run must use the same architecture"
+            )
         layer.set_weights(other.get_weights())
         copied += 1
     log.info("initialised %d layers of %s from %s", copied, model.name, source_path)
@@ -214,8 +229,9 @@ class FineTuning:
         return ProgressiveUnfreeze(self.transfer, self.groups, frozen)
 
 
-def prepare(transfer: TransferConfig | None, model: keras.Model,
-            source_model: Path | None = None) -> FineTuning | None:
+def prepare(
+    transfer: TransferConfig | None, model: keras.Model, source_model: Path | None = None
+) -> FineTuning | None:
     """Check the transfer settings against ``model`` and copy in the source model's weights.
 
     ``source_model`` is the ``model.keras`` of the run ``transfer.source_run`` names; the
@@ -227,8 +243,12 @@ def prepare(transfer: TransferConfig | None, model: keras.Model,
     frozen_groups(transfer, 0, len(groups))  # validates freeze_through against this model
     if transfer.source_run is not None:
         if source_model is None:
-            raise CifarkitError(f"transfer.source_run={transfer.source_run!r} needs its model file; "
-                                "train through cifarkit.runs.get_or_train, which finds it in the run store")
+            raise CifarkitError(
+                f"transfer.source_run={transfer.source_run!r} needs its model file; "
+                "train through cifarkit.runs.get_or_train, which finds it in the run store"
+            )
         init_from_source(model, source_model)
-    factors = lr_factors(groups, transfer.lr_group_decay) if transfer.lr_group_decay != 1.0 else None
+    factors = (
+        lr_factors(groups, transfer.lr_group_decay) if transfer.lr_group_decay != 1.0 else None
+    )
     return FineTuning(transfer, groups, factors)

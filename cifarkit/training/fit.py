@@ -70,9 +70,11 @@ def configure_precision(cfg: ExperimentConfig) -> str:
 
     precision.require_device(cfg.train.precision)
     if not precision.native_on_cpu(cfg.train.precision):
-        log.warning("train.precision is bfloat16 but this CPU has no native bfloat16 (avx512_bf16 or "
-                    "amx_bf16), so it is emulated and trains several times slower than float32; "
-                    "set train.precision: float32 (or auto)")
+        log.warning(
+            "train.precision is bfloat16 but this CPU has no native bfloat16 (avx512_bf16 or "
+            "amx_bf16), so it is emulated and trains several times slower than float32; "
+            "set train.precision: float32 (or auto)"
+        )
     policy = precision.POLICIES[cfg.train.precision]
     keras.mixed_precision.set_global_policy(policy)
     return policy
@@ -117,8 +119,14 @@ class _FinalValidation(keras.callbacks.Callback):
     clock, the checkpoint's history and MLflow see them as before.
     """
 
-    def __init__(self, x_val: np.ndarray, y_val: np.ndarray, num_classes: int,
-                 class_names: tuple[str, ...], last_epoch: int) -> None:
+    def __init__(
+        self,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        num_classes: int,
+        class_names: tuple[str, ...],
+        last_epoch: int,
+    ) -> None:
         super().__init__()
         self.x_val, self.y_val, self.num_classes = x_val, y_val, num_classes
         self.class_names, self.last_epoch = class_names, last_epoch
@@ -128,11 +136,18 @@ class _FinalValidation(keras.callbacks.Callback):
         if epoch + 1 != self.last_epoch or logs is None:
             return
         self.logits = predict_logits(self.model, self.x_val)
-        logs.update(validation_logs(self.model, self.logits, self.y_val, self.num_classes, self.class_names))
+        logs.update(
+            validation_logs(self.model, self.logits, self.y_val, self.num_classes, self.class_names)
+        )
 
 
-def validation_logs(model: keras.Model, logits: np.ndarray, labels: np.ndarray, num_classes: int,
-                    class_names: tuple[str, ...]) -> dict[str, float]:
+def validation_logs(
+    model: keras.Model,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    class_names: tuple[str, ...],
+) -> dict[str, float]:
     """``val_*`` figures of ``logits`` as Keras' validation pass names and computes them."""
     onehot = keras.ops.one_hot(labels, num_classes)
     logits_t = keras.ops.convert_to_tensor(logits)
@@ -147,9 +162,15 @@ def validation_logs(model: keras.Model, logits: np.ndarray, labels: np.ndarray, 
 class _CheckpointEachEpoch(keras.callbacks.Callback):
     """Append the epoch's logs to the history and write an atomic checkpoint."""
 
-    def __init__(self, manager: CheckpointManager, history: list[dict[str, float]],
-                 snapshot_epochs: tuple[int, ...], snapshot_dir: Path, hooks: list[EpochHook],
-                 elapsed_before: float) -> None:
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        history: list[dict[str, float]],
+        snapshot_epochs: tuple[int, ...],
+        snapshot_dir: Path,
+        hooks: list[EpochHook],
+        elapsed_before: float,
+    ) -> None:
         super().__init__()
         self.manager, self.history, self.hooks = manager, history, hooks
         self.snapshot_epochs, self.snapshot_dir = set(snapshot_epochs), snapshot_dir
@@ -167,7 +188,9 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
         row["epoch_seconds"] = time.perf_counter() - self.epoch_started
         self.history.append(row)
         if finished in self.snapshot_epochs:
-            with atomic_path(self.snapshot_dir / f"epoch-{finished:03d}.keras", suffix=".keras") as tmp:
+            with atomic_path(
+                self.snapshot_dir / f"epoch-{finished:03d}.keras", suffix=".keras"
+            ) as tmp:
                 self.model.save(tmp)
         elapsed = self.elapsed_before + time.perf_counter() - self.started
         self.manager.save(self.model, finished, {"history": self.history, "train_seconds": elapsed})
@@ -175,10 +198,15 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
             hook(finished, row)
 
 
-def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
-              epoch_hooks: list[EpochHook] | None = None,
-              callbacks: list[keras.callbacks.Callback] | None = None,
-              source_model: Path | None = None) -> TrainOutcome:
+def train_run(
+    cfg: ExperimentConfig,
+    seed: int,
+    run_dir: Path,
+    splits: Splits,
+    epoch_hooks: list[EpochHook] | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    source_model: Path | None = None,
+) -> TrainOutcome:
     """Fit ``cfg`` with ``seed`` on ``splits``, checkpointing into ``run_dir/checkpoint``.
 
     ``callbacks`` are extra Keras callbacks (e.g. the time-to-accuracy clock of
@@ -195,9 +223,15 @@ def train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
-               epoch_hooks: list[EpochHook] | None, callbacks: list[keras.callbacks.Callback] | None,
-               source_model: Path | None) -> TrainOutcome:
+def _train_run(
+    cfg: ExperimentConfig,
+    seed: int,
+    run_dir: Path,
+    splits: Splits,
+    epoch_hooks: list[EpochHook] | None,
+    callbacks: list[keras.callbacks.Callback] | None,
+    source_model: Path | None,
+) -> TrainOutcome:
     train_cfg = cfg.train
     num_classes = len(splits.class_names)
     set_seeds(seed, deterministic=train_cfg.deterministic)
@@ -207,7 +241,9 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
     model = build_model(cfg.model, num_classes=num_classes, l2=coupled_l2(train_cfg))
     # Transfer: source weights into all but the head; per-group LR factors (cifarkit.training.finetune).
     tuning = finetune.prepare(cfg.transfer, model, source_model)
-    compile_model(model, train_cfg, steps, splits.class_names, lr_factors=tuning and tuning.lr_factors)
+    compile_model(
+        model, train_cfg, steps, splits.class_names, lr_factors=tuning and tuning.lr_factors
+    )
 
     manager = CheckpointManager(run_dir / "checkpoint")
     state = manager.restore(model)
@@ -221,8 +257,15 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
     weights = None
     if cfg.train.loss.class_weighted:
         weights = class_weights(splits.y_train, num_classes)[splits.y_train]
-    batches = dict(num_classes=num_classes, batch_size=train_cfg.batch_size, seed=seed, start_epoch=start_epoch,
-                   epochs=train_cfg.epochs, aug=train_cfg.augment, sample_weights=weights)
+    batches = dict(
+        num_classes=num_classes,
+        batch_size=train_cfg.batch_size,
+        seed=seed,
+        start_epoch=start_epoch,
+        epochs=train_cfg.epochs,
+        aug=train_cfg.augment,
+        sample_weights=weights,
+    )
     if augment_on_gpu(train_cfg):
         train_ds, feed = device_batches(splits.x_train, splits.y_train, device="/GPU:0", **batches)
         feed_from_device(model, feed)
@@ -230,8 +273,9 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
         train_ds = train_dataset(splits.x_train, splits.y_train, **batches)
     val_ds = eval_dataset(splits.x_val, splits.y_val, num_classes=num_classes)
 
-    final_validation = _FinalValidation(splits.x_val, splits.y_val, num_classes, splits.class_names,
-                                        train_cfg.epochs)
+    final_validation = _FinalValidation(
+        splits.x_val, splits.y_val, num_classes, splits.class_names, train_cfg.epochs
+    )
     if start_epoch < train_cfg.epochs:
         fit_callbacks = [
             final_validation,  # first: the callbacks after it read the last epoch's val_* logs
@@ -240,12 +284,26 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
             EpochProgress(total_epochs=train_cfg.epochs, steps_per_epoch=steps),
             *lookahead_callbacks(train_cfg.ema, steps, train_cfg.epochs),
             *(callbacks or []),
-            _CheckpointEachEpoch(manager, history, train_cfg.snapshot_epochs, run_dir / "snapshots",
-                                 epoch_hooks or [], state["train_seconds"]),
+            _CheckpointEachEpoch(
+                manager,
+                history,
+                train_cfg.snapshot_epochs,
+                run_dir / "snapshots",
+                epoch_hooks or [],
+                state["train_seconds"],
+            ),
         ]
-        model.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
-                  validation_data=val_ds, validation_freq=keras_validation_epochs(train_cfg),
-                  callbacks=fit_callbacks, verbose=0, shuffle=False)
+        model.fit(
+            train_ds,
+            epochs=train_cfg.epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            validation_freq=keras_validation_epochs(train_cfg),
+            callbacks=fit_callbacks,
+            verbose=0,
+            shuffle=False,
+        )
 
     # The stored logits come from float32 arithmetic whatever the run trained in: that is how
     # its model computes wherever it is loaded again (predict, export, the demo, the chapters;
@@ -259,7 +317,9 @@ def _train_run(cfg: ExperimentConfig, seed: int, run_dir: Path, splits: Splits,
         val_logits = predict_logits(inference, splits.x_val)
     final_state = manager.latest() or state
     metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
-    return TrainOutcome(model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch)
+    return TrainOutcome(
+        model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch
+    )
 
 
 def keras_validation_epochs(cfg: TrainConfig) -> list[int]:
@@ -268,13 +328,16 @@ def keras_validation_epochs(cfg: TrainConfig) -> list[int]:
     return list(range(cfg.validate_every, cfg.epochs, cfg.validate_every))
 
 
-def run_metrics(history: list[dict[str, float]], logits: np.ndarray, splits: Splits,
-              train_seconds: float) -> dict[str, Any]:
+def run_metrics(
+    history: list[dict[str, float]], logits: np.ndarray, splits: Splits, train_seconds: float
+) -> dict[str, Any]:
     """metrics.json content: test accuracy (+ per class), last validation figures, timing."""
     predicted = logits.argmax(axis=1)
     correct = predicted == splits.y_test
-    per_class = {name: float(correct[splits.y_test == k].mean()) if np.any(splits.y_test == k) else None
-                 for k, name in enumerate(splits.class_names)}
+    per_class = {
+        name: float(correct[splits.y_test == k].mean()) if np.any(splits.y_test == k) else None
+        for k, name in enumerate(splits.class_names)
+    }
     last = history[-1] if history else {}
     return {
         "test_accuracy": float(correct.mean()),
@@ -282,8 +345,9 @@ def run_metrics(history: list[dict[str, float]], logits: np.ndarray, splits: Spl
         "test_size": int(len(correct)),
         "val_accuracy": last.get("val_accuracy"),
         "val_loss": last.get("val_loss"),
-        "val_accuracy_per_class": {name: last.get(f"val_{per_class_metric_name(name)}")
-                                   for name in splits.class_names},
+        "val_accuracy_per_class": {
+            name: last.get(f"val_{per_class_metric_name(name)}") for name in splits.class_names
+        },
         "epochs": len(history),
         "train_seconds": round(train_seconds, 2),
     }

@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class LRFindResult:
     lrs: list[float]
-    losses: list[float]          # raw per-batch training loss
-    smoothed: list[float]        # bias-corrected exponential moving average (beta 0.98)
-    suggested_lr: float          # steepest descent of the smoothed loss
-    min_loss_lr_over_10: float   # the classic "minimum / 10" rule
+    losses: list[float]  # raw per-batch training loss
+    smoothed: list[float]  # bias-corrected exponential moving average (beta 0.98)
+    suggested_lr: float  # steepest descent of the smoothed loss
+    min_loss_lr_over_10: float  # the classic "minimum / 10" rule
     stopped_early: bool
     folder: str = ""
 
@@ -57,16 +57,28 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
     return steepest, float(lrs[upto - 1] / 10)
 
 
-def cache_folder(cfg: ExperimentConfig, seed: int, data_hash: str, min_lr: float, max_lr: float,
-                 steps: int) -> Path:
-    identity = {"config": cfg.identity(), "seed": seed, "data": data_hash, "cifarkit": cifarkit.__version__,
-                "sweep": [min_lr, max_lr, steps]}
+def cache_folder(
+    cfg: ExperimentConfig, seed: int, data_hash: str, min_lr: float, max_lr: float, steps: int
+) -> Path:
+    identity = {
+        "config": cfg.identity(),
+        "seed": seed,
+        "data": data_hash,
+        "cifarkit": cifarkit.__version__,
+        "sweep": [min_lr, max_lr, steps],
+    }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     return artifacts_dir() / "lrfind" / f"{cfg.name}-{digest}"
 
 
-def lr_find(cfg: ExperimentConfig, seed: int = 0, *, min_lr: float = 1e-5, max_lr: float = 10.0,
-            steps: int = 200) -> LRFindResult:
+def lr_find(
+    cfg: ExperimentConfig,
+    seed: int = 0,
+    *,
+    min_lr: float = 1e-5,
+    max_lr: float = 10.0,
+    steps: int = 200,
+) -> LRFindResult:
     """The cached LR range test of ``cfg`` (computed on first call)."""
     from cifarkit.data.identity import data_hash_for
 
@@ -81,7 +93,9 @@ def lr_find(cfg: ExperimentConfig, seed: int = 0, *, min_lr: float = 1e-5, max_l
     return result
 
 
-def _sweep(cfg: ExperimentConfig, seed: int, min_lr: float, max_lr: float, steps: int) -> LRFindResult:
+def _sweep(
+    cfg: ExperimentConfig, seed: int, min_lr: float, max_lr: float, steps: int
+) -> LRFindResult:
     import keras
 
     from cifarkit.core.progress import EpochProgress
@@ -95,25 +109,47 @@ def _sweep(cfg: ExperimentConfig, seed: int, min_lr: float, max_lr: float, steps
     set_seeds(seed, deterministic=cfg.train.deterministic)
     model = build_model(cfg.model, num_classes=len(splits.class_names), l2=coupled_l2(cfg.train))
     opt_cfg = cfg.train.optimizer
-    optimizer = (keras.optimizers.SGD(min_lr, momentum=opt_cfg.momentum, nesterov=opt_cfg.nesterov)
-                 if opt_cfg.name == "sgd" else keras.optimizers.AdamW(min_lr, weight_decay=opt_cfg.weight_decay))
+    optimizer = (
+        keras.optimizers.SGD(min_lr, momentum=opt_cfg.momentum, nesterov=opt_cfg.nesterov)
+        if opt_cfg.name == "sgd"
+        else keras.optimizers.AdamW(min_lr, weight_decay=opt_cfg.weight_decay)
+    )
     model.compile(optimizer=optimizer, loss=make_loss(cfg.train.loss), jit_compile=False)
     lrs = np.geomspace(min_lr, max_lr, steps)
     batches_per_epoch = -(-len(splits.x_train) // cfg.train.batch_size)
     epochs_needed = -(-steps // batches_per_epoch)
-    data = train_dataset(splits.x_train, splits.y_train, num_classes=len(splits.class_names),
-                         batch_size=cfg.train.batch_size, seed=seed, start_epoch=0, epochs=epochs_needed,
-                         aug=cfg.train.augment)
+    data = train_dataset(
+        splits.x_train,
+        splits.y_train,
+        num_classes=len(splits.class_names),
+        batch_size=cfg.train.batch_size,
+        seed=seed,
+        start_epoch=0,
+        epochs=epochs_needed,
+        aug=cfg.train.augment,
+    )
     sweep = _sweep_callback(keras, lrs)
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
-              callbacks=[sweep, EpochProgress(1, steps, label="LR sweep: ")])
+    model.fit(
+        data,
+        epochs=1,
+        steps_per_epoch=steps,
+        verbose=0,
+        shuffle=False,
+        callbacks=[sweep, EpochProgress(1, steps, label="LR sweep: ")],
+    )
     losses = np.asarray(sweep.losses)
     smoothed = _smooth(losses)
     used = lrs[: len(losses)]
     steepest, min_over_10 = suggest(used, smoothed)
     log.info("LR finder: steepest descent at %.3g, minimum/10 at %.3g", steepest, min_over_10)
-    return LRFindResult(used.tolist(), losses.tolist(), smoothed.tolist(), steepest, min_over_10,
-                        stopped_early=len(losses) < steps)
+    return LRFindResult(
+        used.tolist(),
+        losses.tolist(),
+        smoothed.tolist(),
+        steepest,
+        min_over_10,
+        stopped_early=len(losses) < steps,
+    )
 
 
 def _sweep_callback(keras, lrs: np.ndarray):

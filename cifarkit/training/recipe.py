@@ -26,7 +26,9 @@ def coupled_l2(cfg: TrainConfig) -> float:
     return cfg.optimizer.weight_decay / 2 if cfg.optimizer.name == "sgd" else 0.0
 
 
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def make_schedule(
+    cfg: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The learning rate as a function of the optimizer step (one step per batch)."""
     opt, sched = cfg.optimizer, cfg.schedule
     total = cfg.epochs * steps_per_epoch
@@ -39,10 +41,16 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
     if sched.name == "cosine":
         warmup = round(sched.warmup_epochs * steps_per_epoch)
         if warmup == 0:
-            return keras.optimizers.schedules.CosineDecay(opt.lr, total, alpha=sched.final_lr_fraction)
+            return keras.optimizers.schedules.CosineDecay(
+                opt.lr, total, alpha=sched.final_lr_fraction
+            )
         return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=opt.lr / 100, decay_steps=total - warmup, alpha=sched.final_lr_fraction,
-            warmup_target=opt.lr, warmup_steps=warmup)
+            initial_learning_rate=opt.lr / 100,
+            decay_steps=total - warmup,
+            alpha=sched.final_lr_fraction,
+            warmup_target=opt.lr,
+            warmup_steps=warmup,
+        )
     if sched.name == "triangular":
         from cifarkit.training.schedules import triangular_schedule
 
@@ -51,13 +59,17 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | keras.optim
     # lr, then cosine down; expressed with the built-in CosineDecay's warmup. No momentum cycling.
     warmup = max(1, round(0.3 * total))
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=opt.lr / 25, decay_steps=total - warmup,
+        initial_learning_rate=opt.lr / 25,
+        decay_steps=total - warmup,
         alpha=sched.final_lr_fraction / 25 if sched.final_lr_fraction else 1e-4,
-        warmup_target=opt.lr, warmup_steps=warmup)
+        warmup_target=opt.lr,
+        warmup_steps=warmup,
+    )
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
-                   lr_factors: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    cfg: TrainConfig, steps_per_epoch: int, lr_factors: dict[str, float] | None = None
+) -> keras.optimizers.Optimizer:
     """``lr_factors`` (layer name -> LR factor; transfer learning's differential LR) needs SGD."""
     opt = cfg.optimizer
     lr = make_schedule(cfg, steps_per_epoch)
@@ -66,18 +78,35 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
 
     ema = ema_options(cfg.ema)  # Keras' own weight EMA / lookahead; {} when off
     if lr_factors and opt.name != "sgd":
-        raise CifarkitError(f"per-group learning rates need optimizer sgd, not {opt.name!r} (Adam-type "
-                            "updates ignore a gradient's scale); set train.optimizer.name: sgd")
+        raise CifarkitError(
+            f"per-group learning rates need optimizer sgd, not {opt.name!r} (Adam-type "
+            "updates ignore a gradient's scale); set train.optimizer.name: sgd"
+        )
     if opt.name == "sgd" and lr_factors and any(f != 1.0 for f in lr_factors.values()):
         from cifarkit.training.finetune import GroupLRSGD
 
-        return GroupLRSGD(lr_factors=lr_factors, learning_rate=lr, momentum=opt.momentum,
-                          nesterov=opt.nesterov, gradient_accumulation_steps=accumulate, **ema)
+        return GroupLRSGD(
+            lr_factors=lr_factors,
+            learning_rate=lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov,
+            gradient_accumulation_steps=accumulate,
+            **ema,
+        )
     if opt.name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                    gradient_accumulation_steps=accumulate, **ema)
-    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=opt.weight_decay,
-                                       gradient_accumulation_steps=accumulate, **ema)
+        return keras.optimizers.SGD(
+            learning_rate=lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov,
+            gradient_accumulation_steps=accumulate,
+            **ema,
+        )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=lr,
+        weight_decay=opt.weight_decay,
+        gradient_accumulation_steps=accumulate,
+        **ema,
+    )
     # Decay kernels only, as with the coupled L2 of the SGD path.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
@@ -86,8 +115,11 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
 def make_loss(cfg: LossConfig) -> keras.losses.Loss:
     if cfg.name == "focal":
         return keras.losses.CategoricalFocalCrossentropy(
-            gamma=cfg.focal_gamma, from_logits=True, label_smoothing=cfg.label_smoothing)
-    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
+            gamma=cfg.focal_gamma, from_logits=True, label_smoothing=cfg.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=cfg.label_smoothing
+    )
 
 
 # Not scikit-learn's compute_class_weight('balanced'): it refuses a class with no training
@@ -105,18 +137,30 @@ def per_class_metric_name(class_name: str) -> str:
 
 def make_metrics(class_names: tuple[str, ...]) -> list[keras.metrics.Metric]:
     metrics: list[keras.metrics.Metric] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    metrics += [keras.metrics.Recall(class_id=k, top_k=1, name=per_class_metric_name(name))
-                for k, name in enumerate(class_names)]
+    metrics += [
+        keras.metrics.Recall(class_id=k, top_k=1, name=per_class_metric_name(name))
+        for k, name in enumerate(class_names)
+    ]
     return metrics
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int,
-                  class_names: tuple[str, ...], lr_factors: dict[str, float] | None = None,
-                  steps_per_execution: int = 1, jit_compile: bool = False) -> None:
+def compile_model(
+    model: keras.Model,
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    class_names: tuple[str, ...],
+    lr_factors: dict[str, float] | None = None,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
+) -> None:
     # steps_per_execution > 1 (several steps per tf.function call) and XLA are offered to the
     # throughput benchmarks only: training keeps one step per call, so that per-step callbacks
     # see every step, and no XLA, which trained slower on these CPUs (cifarkit bench engine
     # --negatives measures it).
-    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, lr_factors), loss=make_loss(cfg.loss),
-                  metrics=make_metrics(class_names), jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch, lr_factors),
+        loss=make_loss(cfg.loss),
+        metrics=make_metrics(class_names),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )

@@ -16,8 +16,14 @@ class Triangular(keras.optimizers.schedules.LearningRateSchedule):
     ``end * peak_lr`` at the last step (airbench's ``triangle``). Keras has only constant
     pieces (``PiecewiseConstantDecay``) and warmup+cosine, so this is written out."""
 
-    def __init__(self, peak_lr: float, total_steps: int, start: float = 0.2, peak_at: float = 0.23,
-                 end: float = 0.07) -> None:
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        start: float = 0.2,
+        peak_at: float = 0.23,
+        end: float = 0.07,
+    ) -> None:
         self.peak_lr, self.total_steps = float(peak_lr), int(total_steps)
         self.start, self.peak_at, self.end = float(start), float(peak_at), float(end)
 
@@ -29,8 +35,13 @@ class Triangular(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak_lr * factor
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "start": self.start,
-                "peak_at": self.peak_at, "end": self.end}
+        return {
+            "peak_lr": self.peak_lr,
+            "total_steps": self.total_steps,
+            "start": self.start,
+            "peak_at": self.peak_at,
+            "end": self.end,
+        }
 
 
 def triangular_schedule(peak_lr: float, total_steps: int, sched: ScheduleConfig) -> Triangular:
@@ -38,6 +49,10 @@ def triangular_schedule(peak_lr: float, total_steps: int, sched: ScheduleConfig)
 
     What it gains against one-cycle is the ``+ triangular LR`` step of ``cifarkit bench ladder``.
     """
-    return Triangular(peak_lr, total_steps, start=sched.triangle_start, peak_at=sched.triangle_peak,
-                      end=sched.final_lr_fraction)
-
+    return Triangular(
+        peak_lr,
+        total_steps,
+        start=sched.triangle_start,
+        peak_at=sched.triangle_peak,
+        end=sched.final_lr_fraction,
+    )

@@ -39,8 +39,14 @@ log = logging.getLogger(__name__)
 #: Flags that keep Chromium off the (closed) network and out of the sandbox we cannot use
 #: as root; without the background-networking ones its own connections are refused.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 #: The window every page is opened, measured and photographed in.
@@ -54,8 +60,12 @@ _LAYOUT_SLACK = 1.5
 
 #: Elements that show a failed notebook cell or a docutils error in a rendered page.
 ERROR_SELECTORS = [
-    ".output.error", ".output.traceback", "div.output_error", ".output_traceback",
-    "div.system-message", ".problematic",
+    ".output.error",
+    ".output.traceback",
+    "div.output_error",
+    ".output_traceback",
+    "div.system-message",
+    ".problematic",
 ]
 TRACEBACK_TEXT = "Traceback (most recent call last)"
 
@@ -65,12 +75,16 @@ _PAGE_SUFFIXES = (".html", ".htm", "/")
 #: kept as warnings (marked "known") instead of failures. Each is exact, with its reason;
 #: anything else from our pages fails the check.
 KNOWN_TOOLCHAIN_ERRORS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^Identifier 'THEBE_JS_URL' has already been declared$"),
-     "sphinx-thebe 0.3.1 adds its inline config script twice under Sphinx 7.4 (also on an "
-     "empty jupyter-book 1.0.4 book); thebe is off in _config.yml, nothing uses it"),
-    (re.compile(r"^Got invalid theme mode: \. Resetting to auto\."),
-     "pydata-sphinx-theme on a first visit (empty localStorage, no html default_mode); "
-     "it falls back to 'auto' as intended"),
+    (
+        re.compile(r"^Identifier 'THEBE_JS_URL' has already been declared$"),
+        "sphinx-thebe 0.3.1 adds its inline config script twice under Sphinx 7.4 (also on an "
+        "empty jupyter-book 1.0.4 book); thebe is off in _config.yml, nothing uses it",
+    ),
+    (
+        re.compile(r"^Got invalid theme mode: \. Resetting to auto\."),
+        "pydata-sphinx-theme on a first visit (empty localStorage, no html default_mode); "
+        "it falls back to 'auto' as intended",
+    ),
 ]
 
 #: Requests the browser makes on its own, not because a page asked for them.
@@ -191,11 +205,13 @@ class PageResult:
     redirect_to: str | None = None
     screenshot: str | None = None
     seconds: float = 0.0
-    text_width: float | None = None       # CSS px of the article's text column
+    text_width: float | None = None  # CSS px of the article's text column
     tables: int = 0
     figures: int = 0
-    overflowing: int = 0                  # tables and figures wider than the column or scrolling
-    narrowest_figure: float | None = None  # the narrowest figure image, as a share of the text width
+    overflowing: int = 0  # tables and figures wider than the column or scrolling
+    narrowest_figure: float | None = (
+        None  # the narrowest figure image, as a share of the text width
+    )
 
 
 @dataclasses.dataclass
@@ -215,8 +231,11 @@ class SiteReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "site": self.site, "browser": self.browser, "seconds": round(self.seconds, 2),
-            "page_count": len(self.pages), "ok": not self.problems,
+            "site": self.site,
+            "browser": self.browser,
+            "seconds": round(self.seconds, 2),
+            "page_count": len(self.pages),
+            "ok": not self.problems,
             "pages": [dataclasses.asdict(p) for p in self.pages],
             "problems": [dataclasses.asdict(p) for p in self.problems],
             "warnings": [dataclasses.asdict(w) for w in self.warnings],
@@ -266,7 +285,7 @@ def _page_key(url: str) -> str:
 
 
 def _relative(url: str, base: str) -> str:
-    return url[len(base):] if url.startswith(base) else url
+    return url[len(base) :] if url.startswith(base) else url
 
 
 def _head_ok(url: str) -> tuple[bool, str]:
@@ -292,8 +311,14 @@ def _screenshot_name(rel: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", rel.removesuffix(".html")) or "index") + ".png"
 
 
-def check_site(site: Path, out_dir: Path | None, browser: Any, *,
-               start: str = "index.html", timeout_ms: int = 30_000) -> SiteReport:
+def check_site(
+    site: Path,
+    out_dir: Path | None,
+    browser: Any,
+    *,
+    start: str = "index.html",
+    timeout_ms: int = 30_000,
+) -> SiteReport:
     """Crawl ``site`` from ``start`` with a launched Playwright ``browser``.
 
     Screenshots and ``summary.json`` go to ``out_dir`` (skipped when it is None).
@@ -316,8 +341,9 @@ def check_site(site: Path, out_dir: Path | None, browser: Any, *,
     return report
 
 
-def _crawl(base: str, start: str, context: Any, report: SiteReport,
-           out_dir: Path | None, timeout_ms: int) -> None:
+def _crawl(
+    base: str, start: str, context: Any, report: SiteReport, out_dir: Path | None, timeout_ms: int
+) -> None:
     queue: deque[str] = deque([urljoin(base, start)])
     seen: set[str] = {_page_key(queue[0])}
     ids: dict[str, set[str] | None] = {}
@@ -345,16 +371,27 @@ def _crawl(base: str, start: str, context: Any, report: SiteReport,
                     checked_files[target] = _head_ok(target)
                 ok, why = checked_files[target]
                 if not ok:
-                    report.problems.append(Finding(rel, "link", f"{_relative(target, base)} → {why}"))
+                    report.problems.append(
+                        Finding(rel, "link", f"{_relative(target, base)} → {why}")
+                    )
     for page, key, fragment in anchors:
         # A page that failed to load was already reported; only check anchors on loaded ones.
         known = ids.get(key)
         if known is not None and fragment not in known:
-            report.problems.append(Finding(page, "anchor", f"{_relative(key, base)}#{fragment} → no such id"))
+            report.problems.append(
+                Finding(page, "anchor", f"{_relative(key, base)}#{fragment} → no such id")
+            )
 
 
-def _visit(url: str, rel: str, base: str, context: Any, report: SiteReport,
-           out_dir: Path | None, timeout_ms: int) -> tuple[PageResult, set[str] | None, list[str]]:
+def _visit(
+    url: str,
+    rel: str,
+    base: str,
+    context: Any,
+    report: SiteReport,
+    out_dir: Path | None,
+    timeout_ms: int,
+) -> tuple[PageResult, set[str] | None, list[str]]:
     """Open one page, run every check on it; return its result, its ids and its links."""
     started = time.monotonic()
     page = context.new_page()
@@ -414,7 +451,9 @@ def _visit(url: str, rel: str, base: str, context: Any, report: SiteReport,
             result.redirect_to = _relative(page.url, base)
             return result, set(), [page.url]
         if info["refresh"]:
-            target = urljoin(url, re.split(r"url=", info["refresh"], maxsplit=1, flags=re.I)[-1].strip())
+            target = urljoin(
+                url, re.split(r"url=", info["refresh"], maxsplit=1, flags=re.I)[-1].strip()
+            )
             result.redirect_to = _relative(target, base)
             try:
                 page.wait_for_url(lambda u: _page_key(u) == _page_key(target), timeout=timeout_ms)
@@ -423,26 +462,39 @@ def _visit(url: str, rel: str, base: str, context: Any, report: SiteReport,
             return result, set(), [target]
         result.title = info["title"]
         result.images, result.links = len(info["images"]), len(info["links"])
-        broken = {_relative(img["src"], base) for img in info["images"]
-                  if not (img["complete"] and img["naturalWidth"] > 0)}
+        broken = {
+            _relative(img["src"], base)
+            for img in info["images"]
+            if not (img["complete"] and img["naturalWidth"] > 0)
+        }
         for src in sorted(broken):
             report.problems.append(Finding(rel, "image", f"{src} did not load"))
         # A broken image's failed request is the same fault: report it once, as the image.
-        events[:] = [f for f in events if not (f.kind == "request" and f.detail.split(" ")[0] in broken)]
+        events[:] = [
+            f for f in events if not (f.kind == "request" and f.detail.split(" ")[0] in broken)
+        ]
         for err in info["errors"]:
             report.problems.append(Finding(rel, "error-cell", f"{err['selector']}: {err['text']}"))
         if out_dir is not None:
             shot = out_dir / _screenshot_name(rel)
             # The whole page, down to a cap: the API reference is tens of thousands of pixels
             # tall, and photographing all of it takes Chromium longer than the check allows.
-            height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_SCREENSHOT_HEIGHT)
-            page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms,
-                            clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+            height = min(
+                page.evaluate("document.documentElement.scrollHeight"), MAX_SCREENSHOT_HEIGHT
+            )
+            page.screenshot(
+                path=str(shot),
+                full_page=True,
+                timeout=timeout_ms,
+                clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height},
+            )
             result.screenshot = shot.name
         _check_layout(page, rel, result, report)
         return result, set(info["ids"]), info["links"]
     except Exception as exc:  # Playwright errors (timeouts, crashes) are findings, not aborts
-        report.problems.append(Finding(rel, "page", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        report.problems.append(
+            Finding(rel, "page", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        )
         return result, None, []
     finally:
         report.problems.extend(events)
@@ -463,9 +515,15 @@ def _check_layout(page: Any, rel: str, result: PageResult, report: SiteReport) -
     result.narrowest_figure = round(min(fractions), 3) if fractions else None
     for figure in layout["figures"]:
         if figure["fraction"] < MIN_FIGURE_FRACTION:
-            report.problems.append(Finding(rel, "figure-width", f"{figure['what']} renders at "
-                                           f"{figure['fraction']:.0%} of the text width (at least "
-                                           f"{MIN_FIGURE_FRACTION:.0%} wanted)"))
+            report.problems.append(
+                Finding(
+                    rel,
+                    "figure-width",
+                    f"{figure['what']} renders at "
+                    f"{figure['fraction']:.0%} of the text width (at least "
+                    f"{MIN_FIGURE_FRACTION:.0%} wanted)",
+                )
+            )
 
 
 def _inspect(page: Any, timeout_ms: int) -> dict[str, Any]:

@@ -65,23 +65,34 @@ def browser() -> Iterator[Any]:
 
 def test_built_site(browser: Any) -> None:
     if not (SITE / "index.html").is_file():
-        unavailable(f"no built site at {SITE}: run `make book PROFILE=smoke` (or set CIFARKIT_SITE)")
+        unavailable(
+            f"no built site at {SITE}: run `make book PROFILE=smoke` (or set CIFARKIT_SITE)"
+        )
     report = check_site(SITE, OUT, browser)
 
-    print(f"\nsite check: {len(report.pages)} pages in {report.seconds:.1f} s "
-          f"(Chromium {report.browser}); screenshots and summary.json in {OUT}")
+    print(
+        f"\nsite check: {len(report.pages)} pages in {report.seconds:.1f} s "
+        f"(Chromium {report.browser}); screenshots and summary.json in {OUT}"
+    )
     for page in report.pages:
-        print(f"  {page.path}: HTTP {page.status}, {page.images} images, {page.links} links, "
-              f"{page.seconds:.1f} s" + (f", redirects to {page.redirect_to}" if page.redirect_to else ""))
+        print(
+            f"  {page.path}: HTTP {page.status}, {page.images} images, {page.links} links, "
+            f"{page.seconds:.1f} s"
+            + (f", redirects to {page.redirect_to}" if page.redirect_to else "")
+        )
     print("  layout at 1280 px (tables and figures against the text column; screenshot per page):")
-    print(f"    {'page':34} {'text px':>7} {'tables':>6} {'figures':>7} {'overflowing':>11} "
-          f"{'narrowest figure':>16}  screenshot")
+    print(
+        f"    {'page':34} {'text px':>7} {'tables':>6} {'figures':>7} {'overflowing':>11} "
+        f"{'narrowest figure':>16}  screenshot"
+    )
     for page in report.pages:
         if page.text_width is None:
             continue
         narrowest = "-" if page.narrowest_figure is None else f"{page.narrowest_figure:.0%}"
-        print(f"    {page.path:34} {page.text_width:7.0f} {page.tables:6d} {page.figures:7d} "
-              f"{page.overflowing:11d} {narrowest:>16}  {OUT / page.screenshot if page.screenshot else '-'}")
+        print(
+            f"    {page.path:34} {page.text_width:7.0f} {page.tables:6d} {page.figures:7d} "
+            f"{page.overflowing:11d} {narrowest:>16}  {OUT / page.screenshot if page.screenshot else '-'}"
+        )
     pages_by_warning: dict[tuple[str, str], list[str]] = {}
     for finding in report.warnings:  # the same toolchain warning on every page: print once
         pages_by_warning.setdefault((finding.kind, finding.detail), []).append(finding.page)
@@ -90,10 +101,15 @@ def test_built_site(browser: Any) -> None:
     for finding in report.problems:
         print(f"  PROBLEM: {finding}")
 
-    assert not report.problems, "the built site has problems:\n" + "\n".join(map(str, report.problems))
+    assert not report.problems, "the built site has problems:\n" + "\n".join(
+        map(str, report.problems)
+    )
     reached = {p.path for p in report.pages}
-    built = {p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
-             if p.parts[len(SITE.parts)] not in ("_static", "_sources", "_images")}
+    built = {
+        p.relative_to(SITE).as_posix()
+        for p in SITE.rglob("*.html")
+        if p.parts[len(SITE.parts)] not in ("_static", "_sources", "_images")
+    }
     unreached = sorted(built - reached - SPHINX_GENERATED)
     assert not unreached, f"pages no link leads to (missing from the navigation?): {unreached}"
     summary = json.loads((OUT / "summary.json").read_text())
@@ -140,7 +156,8 @@ def write_site(root: Path) -> Path:
     (root / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=home.html" />')
     (root / "home.html").write_text(
         '<!doctype html><title>home</title><p id="intro">Home</p>'
-        '<a href="good.html">good</a> <a href="bad.html">bad</a>')
+        '<a href="good.html">good</a> <a href="bad.html">bad</a>'
+    )
     (root / "good.html").write_text(CLEAN_PAGE)
     (root / "bad.html").write_text(FAULTY_PAGE)
     return root
@@ -159,8 +176,13 @@ def test_check_reports_each_fault(browser: Any, tmp_path: Path) -> None:
 
     assert [p.path for p in report.pages][:2] == ["index.html", "home.html"], report.pages
     assert report.pages[0].redirect_to == "home.html"
-    assert {p.path for p in report.pages} == {"index.html", "home.html", "good.html",
-                                              "bad.html", "nowhere.html"}
+    assert {p.path for p in report.pages} == {
+        "index.html",
+        "home.html",
+        "good.html",
+        "bad.html",
+        "nowhere.html",
+    }
     # Each planted fault is reported, on the right page, once.
     expected = {
         ("bad.html", "image"): "_images/missing.png",
@@ -178,9 +200,15 @@ def test_check_reports_each_fault(browser: Any, tmp_path: Path) -> None:
         assert key in found and needle in found[key], f"{key} not reported; got:\n{details}"
     assert sum("missing.png" in p for p in by_page["bad.html"]) == 1
     # The layout checks measure each page: the wide table and the 100-px image on the bad one.
-    bad, good = (next(p for p in report.pages if p.path == name) for name in ("bad.html", "good.html"))
+    bad, good = (
+        next(p for p in report.pages if p.path == name) for name in ("bad.html", "good.html")
+    )
     assert bad.overflowing == 1 and bad.narrowest_figure is not None and bad.narrowest_figure < 0.8
-    assert good.overflowing == 0 and good.tables == 1 and good.narrowest_figure == pytest.approx(1.0, abs=0.01)
+    assert (
+        good.overflowing == 0
+        and good.tables == 1
+        and good.narrowest_figure == pytest.approx(1.0, abs=0.01)
+    )
     # The clean pages have none; the known toolchain error is only a warning; the
     # external link is not fetched.
     assert "good.html" not in by_page and "home.html" not in by_page, details
@@ -191,5 +219,8 @@ def test_check_reports_each_fault(browser: Any, tmp_path: Path) -> None:
     assert summary["ok"] is False and summary["page_count"] == 5
     assert len(summary["problems"]) == len(report.problems)
     assert {p["screenshot"] for p in summary["pages"] if p["screenshot"]} == {
-        "home.png", "good.png", "bad.png"}
+        "home.png",
+        "good.png",
+        "bad.png",
+    }
     assert all((out / name).stat().st_size > 0 for name in ("home.png", "good.png", "bad.png"))

@@ -42,8 +42,14 @@ def data_source():
 def _cli(args, artifacts: Path, data: str, **popen):
     env = {**os.environ, "CIFARKIT_ARTIFACTS": str(artifacts), ENV_DATA: data}
     command = str(Path(sys.executable).with_name("cifarkit"))
-    return subprocess.Popen([command, *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        [command, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def _runs(artifacts: Path) -> dict[str, dict]:
@@ -52,8 +58,10 @@ def _runs(artifacts: Path) -> dict[str, dict]:
         if folder.is_dir() and not folder.name.startswith("."):
             status = json.loads((folder / "status.json").read_text())
             if status.get("status") == "complete":
-                out[folder.name] = {"metrics": json.loads((folder / "metrics.json").read_text()),
-                                    "logits": np.load(folder / "predictions.npz")["logits"]}
+                out[folder.name] = {
+                    "metrics": json.loads((folder / "metrics.json").read_text()),
+                    "logits": np.load(folder / "predictions.npz")["logits"],
+                }
     return out
 
 
@@ -66,16 +74,22 @@ def _running_with_a_checkpoint(stores: Path) -> list[tuple[int, str]]:
             record = json.loads(status.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("status") == "running" and (status.parent / "checkpoint" / "latest.json").exists():
+        if (
+            record.get("status") == "running"
+            and (status.parent / "checkpoint" / "latest.json").exists()
+        ):
             out.append((int(record["pid"]), status.parent.name))
     return out
 
 
 def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_match_local(
-        tmp_path, monkeypatch, data_source):
+    tmp_path, monkeypatch, data_source
+):
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv(WORKER_STORE_ENV, str(tmp_path / "node-stores"))  # inherited by the raylets' workers
+    monkeypatch.setenv(
+        WORKER_STORE_ENV, str(tmp_path / "node-stores")
+    )  # inherited by the raylets' workers
     monkeypatch.setenv(ENV_DATA, data_source)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     node = {"num_cpus": 1, "object_store_memory": 200 * 1024**2}  # a run comes back in a few MB
@@ -83,8 +97,22 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
     try:
         cluster.add_node(**node)
         cluster.wait_for_nodes()
-        driver = _cli(["plan", "run", "--profile", "smoke", "--chapter", "baseline", "--runner", "ray",
-                       "--address", cluster.address], tmp_path / "driver", data_source)
+        driver = _cli(
+            [
+                "plan",
+                "run",
+                "--profile",
+                "smoke",
+                "--chapter",
+                "baseline",
+                "--runner",
+                "ray",
+                "--address",
+                cluster.address,
+            ],
+            tmp_path / "driver",
+            data_source,
+        )
         # Kill one worker with SIGKILL once it has finished an epoch of its run.
         killed, deadline = None, time.monotonic() + 600
         while killed is None and time.monotonic() < deadline and driver.poll() is None:
@@ -107,22 +135,44 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
     pid, run = killed
     print(f"killed worker {pid} while it trained {run}")
     retried = [worker for folder, _, worker in done if folder == run]
-    assert retried and int(retried[0]) != pid, f"{run} was not retried after its worker {pid} was killed"
+    assert retried and int(retried[0]) != pid, (
+        f"{run} was not retried after its worker {pid} was killed"
+    )
 
     # The same plan trained locally, in this process's environment: same keys, same results.
-    local = _cli(["plan", "run", "--profile", "smoke", "--chapter", "baseline"], tmp_path / "local", data_source)
+    local = _cli(
+        ["plan", "run", "--profile", "smoke", "--chapter", "baseline"],
+        tmp_path / "local",
+        data_source,
+    )
     local_out, _ = local.communicate(timeout=900)
     assert local.returncode == 0, local_out
     on_ray, here = _runs(tmp_path / "driver"), _runs(tmp_path / "local")
     assert sorted(on_ray) == sorted(here) and len(here) == 4
     for name in here:
-        assert on_ray[name]["metrics"]["test_accuracy"] == here[name]["metrics"]["test_accuracy"], name
+        assert on_ray[name]["metrics"]["test_accuracy"] == here[name]["metrics"]["test_accuracy"], (
+            name
+        )
         np.testing.assert_array_equal(on_ray[name]["logits"], here[name]["logits"], err_msg=name)
 
 
 def test_an_unreachable_cluster_fails_with_one_line_naming_the_address(tmp_path, data_source):
-    proc = _cli(["plan", "run", "--profile", "smoke", "--chapter", "baseline", "--runner", "ray",
-                 "--address", "127.0.0.1:9"], tmp_path, data_source)
+    proc = _cli(
+        [
+            "plan",
+            "run",
+            "--profile",
+            "smoke",
+            "--chapter",
+            "baseline",
+            "--runner",
+            "ray",
+            "--address",
+            "127.0.0.1:9",
+        ],
+        tmp_path,
+        data_source,
+    )
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     errors = [line for line in out.splitlines() if line.startswith("cifarkit: error:")]

@@ -30,8 +30,15 @@ def test_a_gpu_run_on_a_cluster_without_a_gpu_fails_with_one_line_within_the_tim
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False,
-                                                         "object_store_memory": 100 * 1024**2})
+    head = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "num_gpus": 0,
+            "include_dashboard": False,
+            "object_store_memory": 100 * 1024**2,
+        },
+    )
     cfg = load_config("resnet20", "full")  # float16: asks for half a GPU
     job = Job(cfg, 0, "resnet20-gpuonly00000")
     timeout, address = 5.0, head.address
@@ -45,7 +52,11 @@ def test_a_gpu_run_on_a_cluster_without_a_gpu_fails_with_one_line_within_the_tim
         head.shutdown()
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(f"run resnet20-gpuonly00000 asks the Ray cluster at {address} for "
-                              "1 CPU and 0.5 GPU and no node offers that (nodes: ")
+    assert message.startswith(
+        f"run resnet20-gpuonly00000 asks the Ray cluster at {address} for "
+        "1 CPU and 0.5 GPU and no node offers that (nodes: "
+    )
     assert ": 1 CPU, 0 GPU); waited " in message and "--set train.precision=float32" in message
-    assert timeout <= elapsed < timeout + 30, elapsed  # the timeout, plus one poll and Ray's start-up
+    assert timeout <= elapsed < timeout + 30, (
+        elapsed
+    )  # the timeout, plus one poll and Ray's start-up

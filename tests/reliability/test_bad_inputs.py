@@ -62,7 +62,7 @@ TF_NOISE = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable t
 PROGRESS = re.compile(r"^(\d{4}/\d\d/\d\d )?\d\d:\d\d:\d\d (DEBUG|INFO) ")
 HEAVY = ("tensorflow", "keras")
 
-SITECUSTOMIZE = '''\
+SITECUSTOMIZE = """\
 import atexit, os, sys
 _out = os.environ.get("CIFARKIT_TEST_IMPORTS")
 if _out:
@@ -70,7 +70,7 @@ if _out:
         with open(_out, "w") as fh:
             fh.write(" ".join(m for m in ("tensorflow", "keras", "mlflow", "papermill") if m in sys.modules))
     atexit.register(_record)
-'''
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,146 +85,391 @@ class Case:
     marker: str | None = None  # a file the payload would create (must not exist afterwards)
     craft: str | None = None  # checkpoint to craft into the run folder first (slow cases)
     seed: int = 0
-    may_change: tuple[str, ...] = ()  # artifacts paths (fnmatch, {run} = crafted run) allowed to change
+    may_change: tuple[
+        str, ...
+    ] = ()  # artifacts paths (fnmatch, {run} = crafted run) allowed to change
 
     @property
     def slow(self) -> bool:
         return self.craft is not None
 
 
-def _cfg(case_id: str, what: str, file: str, expect: str, *, profile: str = "none", **kw: Any) -> Case:
-    return Case(case_id, "config", what, ("config", "show", f"{{in}}/{file}", "--profile", profile), expect, **kw)
+def _cfg(
+    case_id: str, what: str, file: str, expect: str, *, profile: str = "none", **kw: Any
+) -> Case:
+    return Case(
+        case_id,
+        "config",
+        what,
+        ("config", "show", f"{{in}}/{file}", "--profile", profile),
+        expect,
+        **kw,
+    )
 
 
 def _data(case_id: str, what: str, source: str, expect: str, **kw: Any) -> Case:
-    return Case(case_id, "data", what, ("data", "info", "--source", f"{{in}}/{source}"), expect, **kw)
+    return Case(
+        case_id, "data", what, ("data", "info", "--source", f"{{in}}/{source}"), expect, **kw
+    )
 
 
-_CKPT_CHANGES = ("runs/{run}/config.yaml", "runs/{run}/env.json", "runs/{run}/mlflow.json",
-                 "runs/{run}/status.json", "mlflow.db", "mlflow-artifacts/*")
+_CKPT_CHANGES = (
+    "runs/{run}/config.yaml",
+    "runs/{run}/env.json",
+    "runs/{run}/mlflow.json",
+    "runs/{run}/status.json",
+    "mlflow.db",
+    "mlflow-artifacts/*",
+)
 
 CASES: tuple[Case, ...] = (
     # ------------------------------------------------------------------ configs
     _cfg("malformed-yaml", "unclosed `{` in YAML", "malformed.yaml", "malformed YAML at line"),
-    _cfg("unknown-key", "misspelt key `train.epoch`", "unknown_key.yaml",
-         "train.epoch: unknown key; allowed keys here: epochs"),
-    _cfg("wrong-type", "`batch_size: lots`", "wrong_type.yaml",
-         "train.batch_size = 'lots': Input should be a valid integer"),
-    _cfg("out-of-range", "`dropout: 1.5`", "out_of_range.yaml",
-         "model.dropout = 1.5: Input should be less than 1"),
-    _cfg("unknown-model", "`model.name: resnet21`", "unknown_model.yaml",
-         "model.name = 'resnet21': Input should be 'baseline_cnn'"),
-    _cfg("missing-file", "config path that does not exist", "missing.yaml",
-         "config file not found"),
-    _cfg("warmup-ge-epochs", "warm-up as long as the run", "warmup.yaml",
-         "warmup_epochs=5.0 must be below epochs=5"),
-    _cfg("step-no-milestones", "step schedule without `step_epochs`", "step.yaml",
-         "schedule 'step' needs step_epochs"),
-    _cfg("step-beyond-epochs", "step milestone after the last epoch", "step_beyond.yaml",
-         "schedule.step_epochs [12] fall outside 1..epochs-1=9"),
-    _cfg("imagenet-on-resnet20", "ImageNet weights on a CIFAR ResNet", "imagenet.yaml",
-         "weights='imagenet' needs a keras.applications backbone, not 'resnet20'"),
-    _cfg("input-size-on-resnet20", "`input_size: 64` on a CIFAR ResNet", "input_size.yaml",
-         "model.input_size = 64: only keras.applications backbones use it"),
+    _cfg(
+        "unknown-key",
+        "misspelt key `train.epoch`",
+        "unknown_key.yaml",
+        "train.epoch: unknown key; allowed keys here: epochs",
+    ),
+    _cfg(
+        "wrong-type",
+        "`batch_size: lots`",
+        "wrong_type.yaml",
+        "train.batch_size = 'lots': Input should be a valid integer",
+    ),
+    _cfg(
+        "out-of-range",
+        "`dropout: 1.5`",
+        "out_of_range.yaml",
+        "model.dropout = 1.5: Input should be less than 1",
+    ),
+    _cfg(
+        "unknown-model",
+        "`model.name: resnet21`",
+        "unknown_model.yaml",
+        "model.name = 'resnet21': Input should be 'baseline_cnn'",
+    ),
+    _cfg(
+        "missing-file", "config path that does not exist", "missing.yaml", "config file not found"
+    ),
+    _cfg(
+        "warmup-ge-epochs",
+        "warm-up as long as the run",
+        "warmup.yaml",
+        "warmup_epochs=5.0 must be below epochs=5",
+    ),
+    _cfg(
+        "step-no-milestones",
+        "step schedule without `step_epochs`",
+        "step.yaml",
+        "schedule 'step' needs step_epochs",
+    ),
+    _cfg(
+        "step-beyond-epochs",
+        "step milestone after the last epoch",
+        "step_beyond.yaml",
+        "schedule.step_epochs [12] fall outside 1..epochs-1=9",
+    ),
+    _cfg(
+        "imagenet-on-resnet20",
+        "ImageNet weights on a CIFAR ResNet",
+        "imagenet.yaml",
+        "weights='imagenet' needs a keras.applications backbone, not 'resnet20'",
+    ),
+    _cfg(
+        "input-size-on-resnet20",
+        "`input_size: 64` on a CIFAR ResNet",
+        "input_size.yaml",
+        "model.input_size = 64: only keras.applications backbones use it",
+    ),
     _cfg("empty-file", "empty experiment file", "empty.yaml", "the experiment file is empty"),
-    _cfg("top-level-list", "a YAML list instead of a mapping", "list.yaml",
-         "top level must be a mapping of keys, got list"),
-    _cfg("duplicate-key", "`train:` given twice (YAML keeps the last silently)", "duplicate.yaml",
-         "key train appears twice (lines 2 and 4)"),
+    _cfg(
+        "top-level-list",
+        "a YAML list instead of a mapping",
+        "list.yaml",
+        "top level must be a mapping of keys, got list",
+    ),
+    _cfg(
+        "duplicate-key",
+        "`train:` given twice (YAML keeps the last silently)",
+        "duplicate.yaml",
+        "key train appears twice (lines 2 and 4)",
+    ),
     _cfg("non-utf8", "Latin-1 bytes in the file", "latin1.yaml", "cannot read config"),
-    _cfg("python-tag", "`!!python/object/apply:os.system` tag", "python_tag.yaml",
-         "YAML tag not allowed", marker="pwned-by-yaml"),
-    Case("unknown-experiment", "config", "experiment name with no file", ("config", "show", "nope"),
-         "unknown experiment 'nope'; choose one of: airbench, baseline_cnn, resnet20"),
-    Case("unknown-profile", "config", "profile name with no file",
-         ("config", "show", "resnet20", "--profile", "gpu"), "unknown profile 'gpu'; choose one of: cpu"),
-    Case("profile-bad-key", "config", "profile file with a misspelt key",
-         ("config", "show", "resnet20", "--profile", "{in}/typo_profile.yaml"),
-         "typo_profile.yaml: train.epohcs: unknown key"),
-    Case("profile-renames", "config", "profile that sets `name`",
-         ("config", "show", "resnet20", "--profile", "{in}/rename_profile.yaml"),
-         "a profile cannot rename the experiment"),
+    _cfg(
+        "python-tag",
+        "`!!python/object/apply:os.system` tag",
+        "python_tag.yaml",
+        "YAML tag not allowed",
+        marker="pwned-by-yaml",
+    ),
+    Case(
+        "unknown-experiment",
+        "config",
+        "experiment name with no file",
+        ("config", "show", "nope"),
+        "unknown experiment 'nope'; choose one of: airbench, baseline_cnn, resnet20",
+    ),
+    Case(
+        "unknown-profile",
+        "config",
+        "profile name with no file",
+        ("config", "show", "resnet20", "--profile", "gpu"),
+        "unknown profile 'gpu'; choose one of: cpu",
+    ),
+    Case(
+        "profile-bad-key",
+        "config",
+        "profile file with a misspelt key",
+        ("config", "show", "resnet20", "--profile", "{in}/typo_profile.yaml"),
+        "typo_profile.yaml: train.epohcs: unknown key",
+    ),
+    Case(
+        "profile-renames",
+        "config",
+        "profile that sets `name`",
+        ("config", "show", "resnet20", "--profile", "{in}/rename_profile.yaml"),
+        "a profile cannot rename the experiment",
+    ),
     # ------------------------------------------------------------------ data
-    _data("missing-folder", "data folder that does not exist", "no-such-folder",
-          "no-such-folder (from data.source) does not exist"),
-    Case("missing-env-source", "data", "CIFARKIT_DATA names a missing file", ("data", "info"),
-         "no-such.tgz (from CIFARKIT_DATA) does not exist", env=(("CIFARKIT_DATA", "{in}/no-such.tgz"),)),
+    _data(
+        "missing-folder",
+        "data folder that does not exist",
+        "no-such-folder",
+        "no-such-folder (from data.source) does not exist",
+    ),
+    Case(
+        "missing-env-source",
+        "data",
+        "CIFARKIT_DATA names a missing file",
+        ("data", "info"),
+        "no-such.tgz (from CIFARKIT_DATA) does not exist",
+        env=(("CIFARKIT_DATA", "{in}/no-such.tgz"),),
+    ),
     _data("empty-class-folder", "class folder without images", "empty_class", "empty class folder"),
-    _data("undecodable-image", "`.png` that is not an image", "undecodable",
-          "test/dog/001.png: cannot decode image"),
-    _data("wrong-image-size", "40x30 image", "wrong_size", "train/cat/001.png: image is 40x30, expected 32x32"),
-    _data("truncated-archive", "`.tgz` cut in half", "truncated.tgz", "truncated or corrupt archive"),
-    _data("not-an-archive", "random bytes named `.tgz`", "garbage.tgz", "truncated or corrupt archive"),
-    _data("md5-mismatch", "official archive name, other bytes", "cifar-10-python.tar.gz",
-          f"does not match the official cifar-10-python.tar.gz MD5 {OFFICIAL_MD5}"),
-    _data("malicious-pickle", "batch whose unpickling runs `os.system`", "evil_batches",
-          "refusing to unpickle posix.system", marker="pwned-by-pickle"),
+    _data(
+        "undecodable-image",
+        "`.png` that is not an image",
+        "undecodable",
+        "test/dog/001.png: cannot decode image",
+    ),
+    _data(
+        "wrong-image-size",
+        "40x30 image",
+        "wrong_size",
+        "train/cat/001.png: image is 40x30, expected 32x32",
+    ),
+    _data(
+        "truncated-archive", "`.tgz` cut in half", "truncated.tgz", "truncated or corrupt archive"
+    ),
+    _data(
+        "not-an-archive", "random bytes named `.tgz`", "garbage.tgz", "truncated or corrupt archive"
+    ),
+    _data(
+        "md5-mismatch",
+        "official archive name, other bytes",
+        "cifar-10-python.tar.gz",
+        f"does not match the official cifar-10-python.tar.gz MD5 {OFFICIAL_MD5}",
+    ),
+    _data(
+        "malicious-pickle",
+        "batch whose unpickling runs `os.system`",
+        "evil_batches",
+        "refusing to unpickle posix.system",
+        marker="pwned-by-pickle",
+    ),
     _data("corrupt-pickle", "batch file cut short", "short_batches", "not a readable CIFAR pickle"),
-    _data("missing-batch", "official folder without `test_batch`", "no_test_batch", "missing test_batch"),
-    _data("archive-dotdot", "archive member `images/../../escaped.png`", "dotdot.tgz",
-          "unsafe path in archive", marker="cwd/escaped.png"),
-    _data("archive-absolute", "archive member with an absolute path", "absolute.tgz",
-          "is absolute or contains '..'", marker="absolute-escaped.png"),
-    _data("archive-symlink", "archive member that is a symlink", "symlink.tgz",
-          "unsafe link in archive"),
-    _data("archive-hardlink", "archive member that is a hard link", "hardlink.tgz",
-          "unsafe link in archive"),
-    _data("archive-device", "archive member that is a device", "device.tgz", "unsafe special file in archive"),
+    _data(
+        "missing-batch",
+        "official folder without `test_batch`",
+        "no_test_batch",
+        "missing test_batch",
+    ),
+    _data(
+        "archive-dotdot",
+        "archive member `images/../../escaped.png`",
+        "dotdot.tgz",
+        "unsafe path in archive",
+        marker="cwd/escaped.png",
+    ),
+    _data(
+        "archive-absolute",
+        "archive member with an absolute path",
+        "absolute.tgz",
+        "is absolute or contains '..'",
+        marker="absolute-escaped.png",
+    ),
+    _data(
+        "archive-symlink",
+        "archive member that is a symlink",
+        "symlink.tgz",
+        "unsafe link in archive",
+    ),
+    _data(
+        "archive-hardlink",
+        "archive member that is a hard link",
+        "hardlink.tgz",
+        "unsafe link in archive",
+    ),
+    _data(
+        "archive-device",
+        "archive member that is a device",
+        "device.tgz",
+        "unsafe special file in archive",
+    ),
     _data("missing-test-split", "tree with `train/` only", "no_test", "missing split folder test/"),
-    _data("no-split-folders", "folder without `train/` and `test/`", "no_splits",
-          "no train/ and test/ split folders found"),
-    _data("unequal-class-counts", "one class short of an image", "unequal",
-          "unequal per-class counts in"),
-    _data("empty-image-file", "0-byte `.png` beside a class's images", "empty_image",
-          "train/dog/004.png is empty (0 bytes)"),
-    _data("stray-class-folder", "`train/unicorn/` that `test/` lacks", "stray_class",
-          "unexpected class folder"),
-    _data("different-classes", "class in train/ missing from test/", "different_classes",
-          "train/ and test/ hold different classes"),
-    _data("unsupported-file", "a `.txt` file as the source", "notes.txt", "unsupported data source"),
+    _data(
+        "no-split-folders",
+        "folder without `train/` and `test/`",
+        "no_splits",
+        "no train/ and test/ split folders found",
+    ),
+    _data(
+        "unequal-class-counts",
+        "one class short of an image",
+        "unequal",
+        "unequal per-class counts in",
+    ),
+    _data(
+        "empty-image-file",
+        "0-byte `.png` beside a class's images",
+        "empty_image",
+        "train/dog/004.png is empty (0 bytes)",
+    ),
+    _data(
+        "stray-class-folder",
+        "`train/unicorn/` that `test/` lacks",
+        "stray_class",
+        "unexpected class folder",
+    ),
+    _data(
+        "different-classes",
+        "class in train/ missing from test/",
+        "different_classes",
+        "train/ and test/ hold different classes",
+    ),
+    _data(
+        "unsupported-file", "a `.txt` file as the source", "notes.txt", "unsupported data source"
+    ),
     # ------------------------------------------------------------------ checkpoints (slow)
-    Case("checkpoint-truncated", "checkpoint", "`model.keras` of the checkpoint cut in half",
-         ("train", "{tiny_cfg}", "--profile", "none", "--seed", "0", "--no-register"),
-         "is truncated or corrupt", craft="truncated", seed=0),
-    Case("checkpoint-other-architecture", "checkpoint", "a ResNet20 checkpoint in a baseline CNN run",
-         ("train", "{tiny_cfg}", "--profile", "none", "--seed", "1", "--no-register"),
-         "holds a 'resnet20' model, this run builds 'baseline_cnn'", craft="resnet20", seed=1,
-         may_change=_CKPT_CHANGES),
-    Case("checkpoint-other-shapes", "checkpoint", "baseline CNN checkpoint with 3 classes, run has 10",
-         ("train", "{tiny_cfg}", "--profile", "none", "--seed", "2", "--no-register"),
-         "does not fit this 'baseline_cnn' model", craft="three_classes", seed=2,
-         may_change=_CKPT_CHANGES),
+    Case(
+        "checkpoint-truncated",
+        "checkpoint",
+        "`model.keras` of the checkpoint cut in half",
+        ("train", "{tiny_cfg}", "--profile", "none", "--seed", "0", "--no-register"),
+        "is truncated or corrupt",
+        craft="truncated",
+        seed=0,
+    ),
+    Case(
+        "checkpoint-other-architecture",
+        "checkpoint",
+        "a ResNet20 checkpoint in a baseline CNN run",
+        ("train", "{tiny_cfg}", "--profile", "none", "--seed", "1", "--no-register"),
+        "holds a 'resnet20' model, this run builds 'baseline_cnn'",
+        craft="resnet20",
+        seed=1,
+        may_change=_CKPT_CHANGES,
+    ),
+    Case(
+        "checkpoint-other-shapes",
+        "checkpoint",
+        "baseline CNN checkpoint with 3 classes, run has 10",
+        ("train", "{tiny_cfg}", "--profile", "none", "--seed", "2", "--no-register"),
+        "does not fit this 'baseline_cnn' model",
+        craft="three_classes",
+        seed=2,
+        may_change=_CKPT_CHANGES,
+    ),
     # ------------------------------------------------------------------ CLI
-    Case("train-unknown-experiment", "cli", "`train` with an unknown experiment", ("train", "nope"),
-         "unknown experiment 'nope'"),
-    Case("seed-negative", "cli", "`--seed -1`", ("train", "resnet20", "--seed", "-1"),
-         "seed must be in 0..2147483647, got -1"),
-    Case("seed-not-a-number", "cli", "`--seed x`", ("train", "resnet20", "--seed", "x"),
-         "seed must be a non-negative integer, got 'x'"),
+    Case(
+        "train-unknown-experiment",
+        "cli",
+        "`train` with an unknown experiment",
+        ("train", "nope"),
+        "unknown experiment 'nope'",
+    ),
+    Case(
+        "seed-negative",
+        "cli",
+        "`--seed -1`",
+        ("train", "resnet20", "--seed", "-1"),
+        "seed must be in 0..2147483647, got -1",
+    ),
+    Case(
+        "seed-not-a-number",
+        "cli",
+        "`--seed x`",
+        ("train", "resnet20", "--seed", "x"),
+        "seed must be a non-negative integer, got 'x'",
+    ),
     Case("unknown-subcommand", "cli", "`cifarkit nope`", ("nope",), "invalid choice: 'nope'"),
-    Case("remote-missing", "cli", "`remote pull` from a folder that does not exist",
-         ("remote", "pull", "--remote", "file://{in}/no-such-store"), "does not exist"),
-    Case("train-missing-data", "cli", "`train` while CIFARKIT_DATA names a missing folder",
-         ("train", "resnet20", "--profile", "smoke", "--seed", "0"),
-         "(from CIFARKIT_DATA) does not exist", env=(("CIFARKIT_DATA", "{in}/no-such-folder"),)),
-    Case("unknown-chapter", "cli", "book build of a chapter that does not exist",
-         ("--profile", "smoke", "--chapter", "nope"), "unknown chapter 'nope'; chapters are:",
-         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
-    Case("book-unknown-profile", "cli", "book build with an unknown profile", ("--profile", "gpu"),
-         "unknown profile 'gpu'", program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
-    Case("params-not-key-value", "cli", "`--params oops`",
-         ("--profile", "smoke", "--chapter", "data", "--params", "oops"), "'oops' is not name=value",
-         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
-    Case("params-without-chapter", "cli", "`--params` without `--chapter`",
-         ("--profile", "smoke", "--params", "seeds=5"), "--params needs --chapter NAME",
-         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
-    Case("params-unknown-name", "cli", "`--params` naming a parameter the chapter lacks",
-         ("--profile", "smoke", "--chapter", "data", "--params", "nosuch=1"),
-         "chapter data has no parameter(s) nosuch; it accepts:",
-         program="cifarkit book build", env=(("CIFARKIT_DATA", "{good}"),)),
+    Case(
+        "remote-missing",
+        "cli",
+        "`remote pull` from a folder that does not exist",
+        ("remote", "pull", "--remote", "file://{in}/no-such-store"),
+        "does not exist",
+    ),
+    Case(
+        "train-missing-data",
+        "cli",
+        "`train` while CIFARKIT_DATA names a missing folder",
+        ("train", "resnet20", "--profile", "smoke", "--seed", "0"),
+        "(from CIFARKIT_DATA) does not exist",
+        env=(("CIFARKIT_DATA", "{in}/no-such-folder"),),
+    ),
+    Case(
+        "unknown-chapter",
+        "cli",
+        "book build of a chapter that does not exist",
+        ("--profile", "smoke", "--chapter", "nope"),
+        "unknown chapter 'nope'; chapters are:",
+        program="cifarkit book build",
+        env=(("CIFARKIT_DATA", "{good}"),),
+    ),
+    Case(
+        "book-unknown-profile",
+        "cli",
+        "book build with an unknown profile",
+        ("--profile", "gpu"),
+        "unknown profile 'gpu'",
+        program="cifarkit book build",
+        env=(("CIFARKIT_DATA", "{good}"),),
+    ),
+    Case(
+        "params-not-key-value",
+        "cli",
+        "`--params oops`",
+        ("--profile", "smoke", "--chapter", "data", "--params", "oops"),
+        "'oops' is not name=value",
+        program="cifarkit book build",
+        env=(("CIFARKIT_DATA", "{good}"),),
+    ),
+    Case(
+        "params-without-chapter",
+        "cli",
+        "`--params` without `--chapter`",
+        ("--profile", "smoke", "--params", "seeds=5"),
+        "--params needs --chapter NAME",
+        program="cifarkit book build",
+        env=(("CIFARKIT_DATA", "{good}"),),
+    ),
+    Case(
+        "params-unknown-name",
+        "cli",
+        "`--params` naming a parameter the chapter lacks",
+        ("--profile", "smoke", "--chapter", "data", "--params", "nosuch=1"),
+        "chapter data has no parameter(s) nosuch; it accepts:",
+        program="cifarkit book build",
+        env=(("CIFARKIT_DATA", "{good}"),),
+    ),
 )
 
-PROGRAMS = {"cifarkit": ("-m", "cifarkit.cli"), "cifarkit book build": ("-m", "cifarkit.cli", "book", "build")}
+PROGRAMS = {
+    "cifarkit": ("-m", "cifarkit.cli"),
+    "cifarkit book build": ("-m", "cifarkit.cli", "book", "build"),
+}
 
 
 # --------------------------------------------------------------------------- the world
@@ -249,7 +494,7 @@ def _config_inputs(inputs: Path, base: Path) -> None:
         "warmup.yaml": "model: {name: resnet20}\ntrain: {epochs: 5, schedule: {warmup_epochs: 5}}\n",
         "step.yaml": "model: {name: resnet20}\ntrain: {schedule: {name: step}}\n",
         "step_beyond.yaml": "model: {name: resnet20}\n"
-                            "train: {epochs: 10, schedule: {name: step, step_epochs: [5, 12]}}\n",
+        "train: {epochs: 10, schedule: {name: step, step_epochs: [5, 12]}}\n",
         "imagenet.yaml": "model: {name: resnet20, weights: imagenet}\n",
         "input_size.yaml": "model: {name: resnet20, input_size: 64}\n",
         "empty.yaml": "",
@@ -300,7 +545,9 @@ def _data_inputs(inputs: Path, base: Path) -> None:
     write_official_archive(inputs / "cifar-10-python.tar.gz")
 
     write_official_batches(inputs / "evil_batches")
-    (inputs / "evil_batches" / "data_batch_2").write_bytes(malicious_pickle(base / "pwned-by-pickle"))
+    (inputs / "evil_batches" / "data_batch_2").write_bytes(
+        malicious_pickle(base / "pwned-by-pickle")
+    )
     write_official_batches(inputs / "short_batches")
     batch = inputs / "short_batches" / "test_batch"
     batch.write_bytes(batch.read_bytes()[:500])
@@ -310,17 +557,30 @@ def _data_inputs(inputs: Path, base: Path) -> None:
     good = [("images/train/cat/000.png", png), ("images/test/cat/000.png", png)]
     tar_members(inputs / "dotdot.tgz", [*good, ("images/../../escaped.png", png)])
     tar_members(inputs / "absolute.tgz", [*good, (str(base / "absolute-escaped.png"), png)])
-    tar_members(inputs / "symlink.tgz", [*good, _member("images/train/cat/001.png", tarfile.SYMTYPE, "/etc/passwd")])
-    tar_members(inputs / "hardlink.tgz",
-                [*good, _member("images/train/cat/001.png", tarfile.LNKTYPE, "images/train/cat/000.png")])
-    tar_members(inputs / "device.tgz", [*good, _member("images/train/cat/001.png", tarfile.CHRTYPE)])
+    tar_members(
+        inputs / "symlink.tgz",
+        [*good, _member("images/train/cat/001.png", tarfile.SYMTYPE, "/etc/passwd")],
+    )
+    tar_members(
+        inputs / "hardlink.tgz",
+        [*good, _member("images/train/cat/001.png", tarfile.LNKTYPE, "images/train/cat/000.png")],
+    )
+    tar_members(
+        inputs / "device.tgz", [*good, _member("images/train/cat/001.png", tarfile.CHRTYPE)]
+    )
 
 
 def _fake_complete_run(artifacts: Path) -> None:
     """A finished run as the run store writes it (contents are stand-ins, never loaded here)."""
     run = artifacts / "runs" / "resnet20-0123456789ab"
-    record = {"status": "complete", "experiment": "resnet20", "profile": "smoke", "seed": 0,
-              "test_accuracy": 0.5, "train_seconds": 12.0}
+    record = {
+        "status": "complete",
+        "experiment": "resnet20",
+        "profile": "smoke",
+        "seed": 0,
+        "test_accuracy": 0.5,
+        "train_seconds": 12.0,
+    }
     _write(run / "status.json", json.dumps(record))
     _write(run / "metrics.json", json.dumps({"test_accuracy": 0.5}))
     _write(run / "history.json", json.dumps([{"epoch": 1, "val_accuracy": 0.4}]))
@@ -391,8 +651,11 @@ def fill(text: str, world: dict[str, Path]) -> str:
 
 def error_lines(stderr: str) -> list[str]:
     """stderr without TF/absl C++ lines and cifarkit INFO progress lines."""
-    return [line for line in stderr.splitlines()
-            if line.strip() and not line.startswith(TF_NOISE) and not PROGRESS.match(line)]
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith(TF_NOISE) and not PROGRESS.match(line)
+    ]
 
 
 def normalise(text: str, world: dict[str, Path]) -> str:
@@ -404,16 +667,32 @@ def normalise(text: str, world: dict[str, Path]) -> str:
     return re.sub(r"\b([A-Za-z0-9_.]+)-[0-9a-f]{12}\b", r"\1-<hash12>", text)
 
 
-def run_case(case: Case, world: dict[str, Path], imports_file: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CIFARKIT_DATA", "CIFARKIT_CONFIGS", "MLFLOW_TRACKING_URI")}
-    env.update(CIFARKIT_ARTIFACTS=str(world["artifacts"]), CIFARKIT_CACHE=str(world["artifacts"] / "cache"),
-               CIFARKIT_TEST_IMPORTS=str(imports_file),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(world["base"] / "site"), env.get("PYTHONPATH")])))
+def run_case(
+    case: Case, world: dict[str, Path], imports_file: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CIFARKIT_DATA", "CIFARKIT_CONFIGS", "MLFLOW_TRACKING_URI")
+    }
+    env.update(
+        CIFARKIT_ARTIFACTS=str(world["artifacts"]),
+        CIFARKIT_CACHE=str(world["artifacts"] / "cache"),
+        CIFARKIT_TEST_IMPORTS=str(imports_file),
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(world["base"] / "site"), env.get("PYTHONPATH")])
+        ),
+    )
     env.update({k: fill(v, world) for k, v in case.env})
     argv = [sys.executable, *PROGRAMS[case.program], *(fill(a, world) for a in case.argv)]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=world["base"] / "cwd" / "work",
-                          timeout=600 if case.slow else 180)
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=world["base"] / "cwd" / "work",
+        timeout=600 if case.slow else 180,
+    )
 
 
 def shown_command(case: Case, world: dict[str, Path]) -> str:
@@ -440,12 +719,15 @@ def craft_checkpoint(case: Case, world: dict[str, Path]) -> str:
         cfg = load_config(world["tiny_cfg"], None)
         run = locate(cfg, case.seed, data_hash_for(cfg.data))
     classes = CLASSES[:3] if case.craft == "three_classes" else CLASSES
-    model = build_model(ModelConfig(name="resnet20") if case.craft == "resnet20" else cfg.model,
-                        num_classes=len(classes))
+    model = build_model(
+        ModelConfig(name="resnet20") if case.craft == "resnet20" else cfg.model,
+        num_classes=len(classes),
+    )
     compile_model(model, cfg.train, steps_per_epoch=7, class_names=classes)
     model.optimizer.build(model.trainable_variables)  # as after an epoch: momenta exist
     folder = CheckpointManager(run.path / "checkpoint").save(
-        model, 1, {"history": [{"epoch": 1, "loss": 2.3}], "train_seconds": 1.0})
+        model, 1, {"history": [{"epoch": 1, "loss": 2.3}], "train_seconds": 1.0}
+    )
     if case.craft == "truncated":
         keras_file = folder / "model.keras"
         keras_file.write_bytes(keras_file.read_bytes()[: keras_file.stat().st_size // 2])
@@ -483,8 +765,10 @@ def _unquote(cell: str) -> str:
     fence = re.match(r"`+", cell)
     if not fence:
         return cell
-    inner = cell[len(fence.group()): -len(fence.group())]
-    return inner[1:-1] if inner.startswith(" ") and inner.endswith(" ") and len(inner) > 1 else inner
+    inner = cell[len(fence.group()) : -len(fence.group())]
+    return (
+        inner[1:-1] if inner.startswith(" ") and inner.endswith(" ") and len(inner) > 1 else inner
+    )
 
 
 def write_doc(world: dict[str, Path]) -> None:
@@ -497,8 +781,10 @@ def write_doc(world: dict[str, Path]) -> None:
             message = previous[case.id]
         else:
             continue
-        rows.append(f"| `{case.id}` | {case.group} | {case.what} | {_quote(shown_command(case, world))} "
-                    f"| 2 | {_quote(message)} |")
+        rows.append(
+            f"| `{case.id}` | {case.group} | {case.what} | {_quote(shown_command(case, world))} "
+            f"| 2 | {_quote(message)} |"
+        )
     text = DOC_HEAD + "\n".join(rows) + "\n" + DOC_TAIL
     DOC.write_text(text)
 
@@ -627,8 +913,11 @@ def test_bad_input(case: Case, world: dict[str, Path], tmp_path: Path) -> None:
     line = lines[0]
     assert "error: " in line and case.expect in line, line
 
-    diff = [p for p in changed(before, snapshot(world["artifacts"]))
-            if not any(fnmatch.fnmatch(p, pattern) for pattern in may_change)]
+    diff = [
+        p
+        for p in changed(before, snapshot(world["artifacts"]))
+        if not any(fnmatch.fnmatch(p, pattern) for pattern in may_change)
+    ]
     assert diff == [], f"artifacts changed: {diff}"
     if case.marker:
         assert not (world["base"] / case.marker).exists(), "the payload ran"
@@ -642,4 +931,3 @@ def test_bad_input(case: Case, world: dict[str, Path], tmp_path: Path) -> None:
     RECORDED[case.id] = (result.returncode, message)
     if not os.environ.get(WRITE_DOC_ENV):
         assert documented().get(case.id) == message, f"{DOC} is stale for {case.id}; regenerate it"
-

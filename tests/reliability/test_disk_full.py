@@ -27,9 +27,13 @@ from cifarkit.core.precision import POLICIES
 
 pytestmark = pytest.mark.slow
 
+
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _full(path: object = None) -> OSError:
@@ -65,8 +69,10 @@ def test_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     model.fit(np.ones((8, 4), np.float32), np.ones((8, 3), np.float32), epochs=1, verbose=0)
     real_write_json = checkpoint.write_json
     if where == "model.keras":
+
         def failing_save(self, *args, **kwargs):
             raise _full(args[0] if args else None)
+
         monkeypatch.setattr(keras.Model, "save", failing_save)
     elif where == "mkdir":
         real_mkdir = Path.mkdir
@@ -75,12 +81,15 @@ def test_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch
             if self.name.endswith(".partial"):
                 raise _full(self)
             return real_mkdir(self, *args, **kwargs)
+
         monkeypatch.setattr(Path, "mkdir", failing_mkdir)
     else:
+
         def failing_write_json(path, obj):
             if Path(path).name == where:
                 raise _full(path)
             return real_write_json(path, obj)
+
         monkeypatch.setattr(checkpoint, "write_json", failing_write_json)
 
     with pytest.raises(CifarkitError) as info:
@@ -115,9 +124,12 @@ def test_first_checkpoint_on_a_full_disk_says_the_run_restarts(tmp_path, monkeyp
 
     def failing_save(self, path, **kwargs):
         raise _full(path)
+
     monkeypatch.setattr(keras.Model, "save", failing_save)
     manager = CheckpointManager(tmp_path / "checkpoint")
-    with pytest.raises(CifarkitError, match=r"disk full while writing the epoch 1 checkpoint .*restart the run"):
+    with pytest.raises(
+        CifarkitError, match=r"disk full while writing the epoch 1 checkpoint .*restart the run"
+    ):
         manager.save(model, 1, {"history": [], "train_seconds": 0.0})
     assert manager.latest() is None
     assert list((tmp_path / "checkpoint").iterdir()) == []
@@ -132,9 +144,12 @@ def test_other_write_errors_are_not_called_disk_full(tmp_path, monkeypatch):
 
     def denied(self, path, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
     monkeypatch.setattr(keras.Model, "save", denied)
     with pytest.raises(PermissionError):
-        CheckpointManager(tmp_path / "checkpoint").save(model, 1, {"history": [], "train_seconds": 0.0})
+        CheckpointManager(tmp_path / "checkpoint").save(
+            model, 1, {"history": [], "train_seconds": 0.0}
+        )
 
 
 def test_partial_folders_are_never_taken_for_a_checkpoint(tmp_path):
@@ -159,7 +174,9 @@ def test_partial_folders_are_never_taken_for_a_checkpoint(tmp_path):
 
 
 @contextlib.contextmanager
-def disk_fills_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch, artifacts: Path) -> Iterator[dict]:
+def disk_fills_after_first_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, artifacts: Path
+) -> Iterator[dict]:
     """From the moment epoch 1's checkpoint is on disk, every atomic write under ``artifacts``
     fails with ENOSPC (checkpoint model and JSON files, status, history, predictions...)."""
     from cifarkit.core import atomic
@@ -201,7 +218,9 @@ def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch
 
     artifacts = tmp_path / "artifacts"
     monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(artifacts))
-    monkeypatch.setenv("CIFARKIT_CACHE", str(tmp_path / "cache"))  # the data cache is not on the full disk
+    monkeypatch.setenv(
+        "CIFARKIT_CACHE", str(tmp_path / "cache")
+    )  # the data cache is not on the full disk
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     data = tiny_image_tree(tmp_path / "data", train_per_class=12, test_per_class=2)
@@ -213,7 +232,9 @@ def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch
     # The user's command, in-process, on a disk that fills up after epoch 1's checkpoint.
     with disk_fills_after_first_checkpoint(monkeypatch, artifacts) as disk:
         capsys.readouterr()
-        code = main(["-q", "train", str(config), "--profile", "none", "--seed", "0", "--no-register"])
+        code = main(
+            ["-q", "train", str(config), "--profile", "none", "--seed", "0", "--no-register"]
+        )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
@@ -226,8 +247,11 @@ def test_training_on_a_full_disk_fails_clearly_and_resumes(tmp_path, monkeypatch
     # The epoch-1 checkpoint is byte-identical; no partial folder is left; the run is not complete.
     assert _hashes(ckpt) == disk["intact"]
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-001", "latest.json"]
-    assert json.loads((ckpt / "latest.json").read_text()) == {"epoch": 1, "folder": "epoch-001",
-                                                              "policy": POLICIES[cfg.train.precision]}
+    assert json.loads((ckpt / "latest.json").read_text()) == {
+        "epoch": 1,
+        "folder": "epoch-001",
+        "policy": POLICIES[cfg.train.precision],
+    }
     assert not run.complete
 
     # Space freed: the same call resumes after epoch 1 and completes.

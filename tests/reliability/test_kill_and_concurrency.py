@@ -27,12 +27,28 @@ pytestmark = pytest.mark.slow
 
 
 def _cmd(config: Path, seed: int = 0, *extra: str, quiet: bool = True) -> list[str]:
-    return [sys.executable, "-m", "cifarkit.cli", *(["-q"] if quiet else []), "train", str(config),
-            "--profile", "none", "--seed", str(seed), "--no-register", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        *(["-q"] if quiet else []),
+        "train",
+        str(config),
+        "--profile",
+        "none",
+        "--seed",
+        str(seed),
+        "--no-register",
+        *extra,
+    ]
 
 
 def _env(artifacts: Path) -> dict[str, str]:
-    return {**os.environ, "CIFARKIT_ARTIFACTS": str(artifacts), "CIFARKIT_CACHE": str(artifacts / "cache")}
+    return {
+        **os.environ,
+        "CIFARKIT_ARTIFACTS": str(artifacts),
+        "CIFARKIT_CACHE": str(artifacts / "cache"),
+    }
 
 
 def _run_dirs(artifacts: Path) -> list[Path]:
@@ -41,8 +57,10 @@ def _run_dirs(artifacts: Path) -> list[Path]:
 
 
 def _marked_since(artifacts: Path, since: float) -> bool:
-    return any((d / "status.json").exists() and (d / "status.json").stat().st_mtime >= since
-               for d in _run_dirs(artifacts))
+    return any(
+        (d / "status.json").exists() and (d / "status.json").stat().st_mtime >= since
+        for d in _run_dirs(artifacts)
+    )
 
 
 def _assert_consistent(run_dir: Path) -> None:
@@ -51,7 +69,11 @@ def _assert_consistent(run_dir: Path) -> None:
     ``status.json`` saying complete is the commit point; a kill after it (checkpoint clean-up,
     MLflow shutdown, interpreter exit) leaves a finished run, which must then be fully readable.
     """
-    status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else {}
+    status = (
+        json.loads((run_dir / "status.json").read_text())
+        if (run_dir / "status.json").exists()
+        else {}
+    )
     if status.get("status") == "complete":
         json.loads((run_dir / "metrics.json").read_text())
         json.loads((run_dir / "history.json").read_text())
@@ -72,8 +94,11 @@ def _epochs_checkpointed(artifacts: Path) -> int:
 
 
 def _is_complete(artifacts: Path) -> bool:
-    return any((d / "status.json").exists() and json.loads((d / "status.json").read_text())["status"] == "complete"
-               for d in _run_dirs(artifacts))
+    return any(
+        (d / "status.json").exists()
+        and json.loads((d / "status.json").read_text())["status"] == "complete"
+        for d in _run_dirs(artifacts)
+    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +118,9 @@ class _Phases:
 def _timed_run(config: Path, artifacts: Path, epochs: int) -> _Phases:
     """Train uninterrupted, noting when each phase ends (polled every 20 ms)."""
     started = time.time()
-    proc = subprocess.Popen(_cmd(config), env=_env(artifacts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cmd(config), env=_env(artifacts), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     marked, completed, checkpoints = None, None, {}
     while proc.poll() is None:
         now = time.time()
@@ -106,11 +133,18 @@ def _timed_run(config: Path, artifacts: Path, epochs: int) -> _Phases:
             checkpoints[done] = now
         time.sleep(0.02)
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
-    assert marked is not None and completed is not None and checkpoints, "a phase ended between two polls"
+    assert marked is not None and completed is not None and checkpoints, (
+        "a phase ended between two polls"
+    )
     first, last = checkpoints[min(checkpoints)], checkpoints[max(checkpoints)]
-    return _Phases(start_up=marked - started, first_epoch=first - marked,
-                   epoch=(last - first) / (max(checkpoints) - min(checkpoints)) if len(checkpoints) > 1 else 0.0,
-                   tail=completed - last)
+    return _Phases(
+        start_up=marked - started,
+        first_epoch=first - marked,
+        epoch=(last - first) / (max(checkpoints) - min(checkpoints))
+        if len(checkpoints) > 1
+        else 0.0,
+        tail=completed - last,
+    )
 
 
 def test_ten_random_sigkills_then_identical_final_metrics(tmp_path):
@@ -129,8 +163,9 @@ def test_ten_random_sigkills_then_identical_final_metrics(tmp_path):
         # ones may also land in the final writes, after the commit, or miss and let it finish.
         reach = (0.7 if kills < 10 else 1.3) * scale
         started = time.time()
-        proc = subprocess.Popen(_cmd(config), env=_env(killed), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(config), env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if rng.random() < 0.2:  # sometimes during start-up (imports, data, MLflow)
             time.sleep(rng.uniform(0.0, 0.9 * phases.start_up))
         else:  # mostly once this attempt has marked the run running: model build, epochs, writes
@@ -166,8 +201,12 @@ def test_ten_random_sigkills_then_identical_final_metrics(tmp_path):
     with np.load(run_dir / "predictions.npz") as a, np.load(ref_dir / "predictions.npz") as b:
         np.testing.assert_array_equal(a["logits"], b["logits"])
     drop = {"train_seconds"}
-    got = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop}
-    want = {k: v for k, v in json.loads((ref_dir / "metrics.json").read_text()).items() if k not in drop}
+    got = {
+        k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in drop
+    }
+    want = {
+        k: v for k, v in json.loads((ref_dir / "metrics.json").read_text()).items() if k not in drop
+    }
     assert got == want
 
 
@@ -175,10 +214,18 @@ def test_two_trainers_same_run_one_trains_other_waits(tmp_path):
     data = tiny_image_tree(tmp_path / "data")
     config = tiny_experiment(tmp_path, data, epochs=2)
     artifacts = tmp_path / "artifacts"
-    first = subprocess.Popen(_cmd(config, quiet=False), env=_env(artifacts), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    second = subprocess.Popen(_cmd(config, quiet=False), env=_env(artifacts), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        _cmd(config, quiet=False),
+        env=_env(artifacts),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    second = subprocess.Popen(
+        _cmd(config, quiet=False),
+        env=_env(artifacts),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out1, err1 = first.communicate(timeout=600)
     out2, err2 = second.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, (err1 + err2).decode()[-2000:]
@@ -209,13 +256,19 @@ def test_second_trainer_with_no_wait_exits_2_with_one_line(tmp_path, monkeypatch
     run = locate(cfg, 0, data_hash_for(cfg.data))
     run.lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(run.lock_path):
-        second = subprocess.run(_cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True)
+        second = subprocess.run(
+            _cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True
+        )
     assert second.returncode == 2, second.stderr[-2000:]
     lines = [line for line in second.stderr.splitlines() if line.strip()]
-    assert lines == [f"cifarkit: error: another process is training {run.path.name} (lock {run.lock_path}); "
-                     "wait for it to finish or stop it"], second.stderr[-2000:]
+    assert lines == [
+        f"cifarkit: error: another process is training {run.path.name} (lock {run.lock_path}); "
+        "wait for it to finish or stop it"
+    ], second.stderr[-2000:]
     assert not run.complete
-    free = subprocess.run(_cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True)
+    free = subprocess.run(
+        _cmd(config, 0, "--no-wait"), env=_env(artifacts), capture_output=True, text=True
+    )
     assert free.returncode == 0 and run.complete, free.stderr[-2000:]
 
 
@@ -223,8 +276,15 @@ def test_two_different_runs_side_by_side_both_complete(tmp_path):
     data = tiny_image_tree(tmp_path / "data")
     config = tiny_experiment(tmp_path, data, epochs=1)
     artifacts = tmp_path / "artifacts"
-    procs = [subprocess.Popen(_cmd(config, seed), env=_env(artifacts), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for seed in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            _cmd(config, seed),
+            env=_env(artifacts),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for seed in (0, 1)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()[-2000:]

@@ -24,17 +24,28 @@ pytestmark = pytest.mark.slow
 
 
 def _env(tmp_path: Path, data: Path) -> dict[str, str]:
-    return {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "artifacts"),
-            "CIFARKIT_CACHE": str(tmp_path / "artifacts" / "cache"), "CIFARKIT_DATA": str(data)}
+    return {
+        **os.environ,
+        "CIFARKIT_ARTIFACTS": str(tmp_path / "artifacts"),
+        "CIFARKIT_CACHE": str(tmp_path / "artifacts" / "cache"),
+        "CIFARKIT_DATA": str(data),
+    }
 
 
 def _cache_files_all_valid(cache: Path) -> list[Path]:
     # final names only: an atomic write in progress is a dot-file (`.<name>.*.tmp.npz`)
-    files = sorted(p for p in (cache / "data").glob("*.npz") if not p.name.startswith(".")) \
-        if (cache / "data").exists() else []
+    files = (
+        sorted(p for p in (cache / "data").glob("*.npz") if not p.name.startswith("."))
+        if (cache / "data").exists()
+        else []
+    )
     for path in files:
         with np.load(path, allow_pickle=False) as stored:
-            assert stored["x_train"].dtype == np.uint8 and stored["x_train"].shape[1:] == (32, 32, 3)
+            assert stored["x_train"].dtype == np.uint8 and stored["x_train"].shape[1:] == (
+                32,
+                32,
+                3,
+            )
     return files
 
 
@@ -43,7 +54,17 @@ def test_kill_during_data_decode_and_cache_write(tmp_path):
     env = _env(tmp_path, data)
     cache = tmp_path / "artifacts" / "cache"
     config = tiny_experiment(tmp_path, data)
-    cmd = [sys.executable, "-m", "cifarkit.cli", "-q", "data", "info", str(config), "--profile", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "-q",
+        "data",
+        "info",
+        str(config),
+        "--profile",
+        "none",
+    ]
     rng = random.Random(7)
     for _ in range(6):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,12 +106,27 @@ def _temps(cache: Path) -> list[Path]:
 @needs_kernel
 def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
-    root = make_book(tmp_path / "src", {"quick": ["x = 1"], "slow": ["import time\ntime.sleep(60)"]})
+    root = make_book(
+        tmp_path / "src", {"quick": ["x = 1"], "slow": ["import time\ntime.sleep(60)"]}
+    )
     env = _env(tmp_path, data)
-    cmd = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(root),
-           "--output", str(tmp_path / "out"), "--no-strict"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "book",
+        "build",
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        "--output",
+        str(tmp_path / "out"),
+        "--no-strict",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     executed = tmp_path / "artifacts" / "book" / "executed" / "smoke"
     deadline = time.time() + 240
     while time.time() < deadline and not (executed / "book" / "quick.key.json").exists():
@@ -114,12 +150,28 @@ def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
 @needs_kernel
 def test_two_book_builds_at_once_take_turns_on_the_cache(tmp_path):
     data = tiny_image_tree(tmp_path / "data", train_per_class=8, test_per_class=4)
-    root = make_book(tmp_path / "src", {"one": ["import time\ntime.sleep(3)\nx = 1"], "two": ["y = 2"]})
+    root = make_book(
+        tmp_path / "src", {"one": ["import time\ntime.sleep(3)\nx = 1"], "two": ["y = 2"]}
+    )
     env = _env(tmp_path, data)
-    cmd = [sys.executable, "-m", "cifarkit.cli", "book", "build", "--profile", "smoke", "--root", str(root),
-           "--output", str(tmp_path / "out"), "--no-strict"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "book",
+        "build",
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        "--output",
+        str(tmp_path / "out"),
+        "--no-strict",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     both = "".join(outputs)
@@ -128,4 +180,8 @@ def test_two_book_builds_at_once_take_turns_on_the_cache(tmp_path):
     assert both.count("one      executed") == 1 and both.count("one      cached") == 1, both[-3000:]
     executed = tmp_path / "artifacts" / "book" / "executed" / "smoke" / "book"
     assert sorted(p.name for p in executed.iterdir() if not p.name.startswith(".")) == [
-        "one.ipynb", "one.key.json", "two.ipynb", "two.key.json"]
+        "one.ipynb",
+        "one.key.json",
+        "two.ipynb",
+        "two.key.json",
+    ]

@@ -55,7 +55,9 @@ class _Calls(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            self.aliases[alias.asname or alias.name.split(".")[0]] = (
+                alias.name if alias.asname else alias.name.split(".")[0]
+            )
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         for alias in node.names:
@@ -112,15 +114,40 @@ def _keyword(call: ast.Call, name: str) -> Any:
 
 
 FORBIDDEN_CALLS = {
-    "eval", "exec", "builtins.eval", "builtins.exec", "__import__",
-    "pickle.load", "pickle.loads", "pickle.Unpickler.load", "_pickle.load", "_pickle.loads",
-    "marshal.load", "marshal.loads", "shelve.open", "dill.load", "dill.loads", "joblib.load",
-    "yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load",
-    "yaml.full_load_all", "keras.config.enable_unsafe_deserialization",
-    "os.system", "os.popen",
+    "eval",
+    "exec",
+    "builtins.eval",
+    "builtins.exec",
+    "__import__",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler.load",
+    "_pickle.load",
+    "_pickle.loads",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "dill.load",
+    "dill.loads",
+    "joblib.load",
+    "yaml.load",
+    "yaml.load_all",
+    "yaml.unsafe_load",
+    "yaml.unsafe_load_all",
+    "yaml.full_load",
+    "yaml.full_load_all",
+    "keras.config.enable_unsafe_deserialization",
+    "os.system",
+    "os.popen",
 }
-FORBIDDEN_NAMES = {"yaml.Loader", "yaml.UnsafeLoader", "yaml.FullLoader", "yaml.CLoader", "yaml.CUnsafeLoader",
-                   "yaml.CFullLoader"}
+FORBIDDEN_NAMES = {
+    "yaml.Loader",
+    "yaml.UnsafeLoader",
+    "yaml.FullLoader",
+    "yaml.CLoader",
+    "yaml.CUnsafeLoader",
+    "yaml.CFullLoader",
+}
 FORBIDDEN_METHODS = {"extractall", "extract", "_extract_member"}  # TarFile/ZipFile extraction
 
 
@@ -146,7 +173,9 @@ def test_no_code_running_loaders_or_extraction_in_cifarkit() -> None:
                 bad.append(f"{_where(path, call)}: {name}(...)")
             if _keyword(call, "shell") is True:
                 bad.append(f"{_where(path, call)}: {name}(..., shell=True)")
-        bad += [f"{_where(path, node)}: {name}" for name, node in scan.names if name in FORBIDDEN_NAMES]
+        bad += [
+            f"{_where(path, node)}: {name}" for name, node in scan.names if name in FORBIDDEN_NAMES
+        ]
     assert bad == []
 
 
@@ -176,9 +205,13 @@ def test_keras_models_load_in_safe_mode_only() -> None:
     loads = []
     for path in _sources():
         for name, call in _scan(path).calls:
-            if name.endswith("load_model") and name.startswith(("keras.", "tensorflow.", "tf.", "mlflow.")):
+            if name.endswith("load_model") and name.startswith(
+                ("keras.", "tensorflow.", "tf.", "mlflow.")
+            ):
                 loads.append((_where(path, call), name, _keyword(call, "safe_mode")))
-            assert _keyword(call, "safe_mode") in (True, "<missing>"), f"{_where(path, call)}: safe_mode off"
+            assert _keyword(call, "safe_mode") in (True, "<missing>"), (
+                f"{_where(path, call)}: safe_mode off"
+            )
     assert loads, "expected cifarkit to load models somewhere"
     assert [entry for entry in loads if entry[2] is not True] == []
 
@@ -253,8 +286,12 @@ def test_yaml_tag_via_the_cli_is_one_line_and_does_not_run(tmp_path: Path) -> No
     marker = tmp_path / "pwned"
     tagged = tmp_path / "tagged.yaml"
     tagged.write_text(f'model: !!python/object/apply:os.system ["touch {marker}"]\n')
-    result = subprocess.run([sys.executable, "-m", "cifarkit.cli", "config", "show", str(tagged)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cifarkit.cli", "config", "show", str(tagged)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "YAML tag not allowed" in result.stderr
@@ -298,7 +335,9 @@ def _payloads(marker: Path, protocol: int) -> dict[str, bytes]:
         "builtins.exec": {b"data": _Call(builtins.exec, f"open({str(marker)!r}, 'w')")},
         "builtins.eval": _Call(builtins.eval, f"open({str(marker)!r}, 'w')"),
         "subprocess.Popen": _Call(subprocess.Popen, command.split()),
-        "getattr(__import__('os'), 'system')": _Call(getattr, _Call(builtins.__import__, "os"), "system"),
+        "getattr(__import__('os'), 'system')": _Call(
+            getattr, _Call(builtins.__import__, "os"), "system"
+        ),
         "numpy.load": _Call(np.load, str(marker)),
         "behind an allowed array": [np.zeros(3, np.uint8), Evil(command)],
     }
@@ -321,9 +360,13 @@ def test_restricted_unpickler_admits_only_numpy_reconstruction() -> None:
     from cifarkit.data import safe_pickle
 
     assert set(safe_pickle._ALLOWED) == {  # noqa: SLF001 - the allow-list is the contract
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
     }
     assert CifarUnpickler.find_class is not pickle.Unpickler.find_class
     # _codecs.encode is allowed only as the latin-1 encoder protocol 2 uses for bytes.
@@ -358,15 +401,35 @@ def _tree_state(root: Path) -> set[str]:
         ("absolute", lambda t: (str(t / "outside" / "abs.png"), png_bytes()), "unsafe path"),
         ("backslash-absolute", lambda t: ("\\evil.png", png_bytes()), "unsafe path"),
         ("drive", lambda t: ("C:/evil.png", png_bytes()), "unsafe path"),
-        ("symlink", lambda t: _member("images/train/cat/001.png", tarfile.SYMTYPE, str(t / "outside")), "unsafe link"),
+        (
+            "symlink",
+            lambda t: _member("images/train/cat/001.png", tarfile.SYMTYPE, str(t / "outside")),
+            "unsafe link",
+        ),
         ("symlink-dir", lambda t: _member("images/test", tarfile.SYMTYPE, "/etc"), "unsafe link"),
-        ("hardlink", lambda t: _member("images/train/cat/001.png", tarfile.LNKTYPE, "/etc/passwd"), "unsafe link"),
-        ("device", lambda t: _member("images/train/cat/001.png", tarfile.CHRTYPE), "unsafe special file"),
-        ("fifo", lambda t: _member("images/train/cat/001.png", tarfile.FIFOTYPE), "unsafe special file"),
+        (
+            "hardlink",
+            lambda t: _member("images/train/cat/001.png", tarfile.LNKTYPE, "/etc/passwd"),
+            "unsafe link",
+        ),
+        (
+            "device",
+            lambda t: _member("images/train/cat/001.png", tarfile.CHRTYPE),
+            "unsafe special file",
+        ),
+        (
+            "fifo",
+            lambda t: _member("images/train/cat/001.png", tarfile.FIFOTYPE),
+            "unsafe special file",
+        ),
     ],
 )
 def test_unsafe_archive_members_are_refused_and_nothing_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, make_member: Any, message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    label: str,
+    make_member: Any,
+    message: str,
 ) -> None:
     work = tmp_path / "a" / "b" / "c"
     work.mkdir(parents=True)
@@ -386,7 +449,9 @@ def test_unsafe_archive_members_are_refused_and_nothing_is_written(
     assert not cache.exists() or [p for p in cache.rglob("*") if p.is_file()] == []
 
 
-def test_archives_are_read_without_extraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_archives_are_read_without_extraction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from data_fixtures import tar_dir
 
     def refuse(*args: Any, **kwargs: Any) -> None:
@@ -408,13 +473,17 @@ def test_backup_with_traversal_member_is_refused_and_writes_nothing(tmp_path: Pa
 
     outside = tmp_path / "escaped.txt"
     backup = tmp_path / "backup.tgz"
-    tar_members(backup, [("MANIFEST.sha256", b"0" * 64 + b"  ../escaped.txt\n"), ("../escaped.txt", b"x")])
+    tar_members(
+        backup, [("MANIFEST.sha256", b"0" * 64 + b"  ../escaped.txt\n"), ("../escaped.txt", b"x")]
+    )
     artifacts = Path(os.environ["CIFARKIT_ARTIFACTS"])
     with pytest.raises(CifarkitError, match="unsafe path"):
         recover(backup)
     assert not outside.exists()
     assert not artifacts.exists()
-    assert [p.name for p in artifacts.parent.iterdir() if p.name.startswith(f".{artifacts.name}")] == []
+    assert [
+        p.name for p in artifacts.parent.iterdir() if p.name.startswith(f".{artifacts.name}")
+    ] == []
 
 
 # --------------------------------------------------------------------------- (f) numpy pickles
@@ -429,8 +498,15 @@ def test_pickled_object_array_in_the_data_cache_is_refused_unrun(tmp_path: Path)
     evil = np.empty(1, dtype=object)
     evil[0] = Evil(f"touch {marker}")
     with open(target, "wb") as fh:
-        np.savez(fh, x_train=evil, y_train=evil, x_test=evil, y_test=evil,
-                 class_names=np.asarray(["a", "b"]), source_format=np.asarray("image-folder"))
+        np.savez(
+            fh,
+            x_train=evil,
+            y_train=evil,
+            x_test=evil,
+            y_test=evil,
+            class_names=np.asarray(["a", "b"]),
+            source_format=np.asarray("image-folder"),
+        )
     assert cache.read_arrays(target) is None  # refused as damaged, and deleted
     assert not target.exists()
     assert not marker.exists()
@@ -449,6 +525,8 @@ def test_run_predictions_refuse_pickled_arrays(tmp_path: Path) -> None:
     evil[0] = Evil(f"touch {marker}")
     with open(run.predictions_path, "wb") as fh:
         np.savez(fh, logits=evil, labels=evil)
-    with pytest.raises(CifarkitError, match=r"predictions.npz is unreadable \(ValueError: .*allow_pickle"):
+    with pytest.raises(
+        CifarkitError, match=r"predictions.npz is unreadable \(ValueError: .*allow_pickle"
+    ):
         run.predictions()
     assert not marker.exists()

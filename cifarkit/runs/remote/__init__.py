@@ -44,6 +44,21 @@ from cifarkit.runs.remote.manifest import (
 )
 from cifarkit.runs.remote.transfer import RemoteStore, open_store
 
-__all__ = ["ENV_ENDPOINT", "ENV_PUSH", "ENV_URL", "FORMAT", "configured_url", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES", "Manifest",
-           "RemoteStore", "book_remote", "local_manifest", "open_store", "pack_run", "pull_for_build", "push_after_build",
-           "push_requested"]
+__all__ = [
+    "ENV_ENDPOINT",
+    "ENV_PUSH",
+    "ENV_URL",
+    "FORMAT",
+    "configured_url",
+    "MAX_FILE_BYTES",
+    "MAX_MANIFEST_BYTES",
+    "Manifest",
+    "RemoteStore",
+    "book_remote",
+    "local_manifest",
+    "open_store",
+    "pack_run",
+    "pull_for_build",
+    "push_after_build",
+    "push_requested",
+]

@@ -33,12 +33,30 @@ ENV_ENDPOINT = "CIFARKIT_REMOTE_ENDPOINT"
 # Backends whose writes are atomic per key (a reader sees the whole object or none).
 _ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 _LOCAL = frozenset({"file", "local"})
-_CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
-                                "DefaultCredentialsError", "RefreshError"})
-_CONNECTION_ERRORS = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
-                                "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError",
-                                "ConnectionRefusedError", "ConnectionResetError", "gaierror",
-                                "ServerTimeoutError", "ProxyConnectionError"})
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "DefaultCredentialsError",
+        "RefreshError",
+    }
+)
+_CONNECTION_ERRORS = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ConnectionClosedError",
+        "ClientConnectorError",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ConnectionRefusedError",
+        "ConnectionResetError",
+        "gaierror",
+        "ServerTimeoutError",
+        "ProxyConnectionError",
+    }
+)
 
 
 class RemoteUnavailable(CifarkitError):
@@ -105,8 +123,10 @@ class StoreAccess:
         try:
             import fsspec.core
         except ImportError:
-            raise CifarkitError(f"the remote {self.url} needs fsspec: pip install -e '.[remote]' "
-                                "(fsspec and s3fs, pinned in requirements.lock)") from None
+            raise CifarkitError(
+                f"the remote {self.url} needs fsspec: pip install -e '.[remote]' "
+                "(fsspec and s3fs, pinned in requirements.lock)"
+            ) from None
         protocol = fsspec.core.split_protocol(self.url)[0] or "file"
         options: dict[str, Any] = {}
         if protocol in ("s3", "s3a"):
@@ -122,12 +142,18 @@ class StoreAccess:
         try:
             self.fs, root = fsspec.core.url_to_fs(self.url, **options)
         except ImportError as exc:
-            package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(protocol, "its fsspec backend")
-            raise CifarkitError(f"the remote {self.url} needs {package}: pip install -e '.[remote]' "
-                                f"(or pip install {package}) ({exc})") from None
+            package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(
+                protocol, "its fsspec backend"
+            )
+            raise CifarkitError(
+                f"the remote {self.url} needs {package}: pip install -e '.[remote]' "
+                f"(or pip install {package}) ({exc})"
+            ) from None
         except (ValueError, TypeError) as exc:
-            raise CifarkitError(f"cannot open the remote {self.url!r} ({exc}); use a URL such as "
-                                "s3://bucket/prefix or file:///path") from None
+            raise CifarkitError(
+                f"cannot open the remote {self.url!r} ({exc}); use a URL such as "
+                "s3://bucket/prefix or file:///path"
+            ) from None
         if protocol in ("s3", "s3a"):
             self.fs.retries = 2
         self.protocol = protocol
@@ -169,29 +195,38 @@ class StoreAccess:
         if names & _CREDENTIAL_ERRORS:
             return RemoteUnavailable(
                 f"no credentials for the remote {self.url} while {doing}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://")
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://"
+            )
         if names & _CONNECTION_ERRORS or (isinstance(exc, TimeoutError) and not self.local):
             return RemoteUnavailable(
                 f"cannot reach the remote {self.url}{where} while {doing} ({type(exc).__name__}); check "
-                f"that the server is up and set {ENV_ENDPOINT} (or AWS_ENDPOINT_URL) to its URL")
+                f"that the server is up and set {ENV_ENDPOINT} (or AWS_ENDPOINT_URL) to its URL"
+            )
         if isinstance(exc, PermissionError) and self.local:
-            return RemoteUnavailable(f"permission denied on the remote {self.url} while {doing} ({detail}); "
-                                     "check the folder's owner and permissions")
+            return RemoteUnavailable(
+                f"permission denied on the remote {self.url} while {doing} ({detail}); "
+                "check the folder's owner and permissions"
+            )
         if isinstance(exc, PermissionError):
             return RemoteUnavailable(
                 f"access denied to the remote {self.url}{where} while {doing} ({detail}); check the "
-                "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's policy")
+                "credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's policy"
+            )
         if isinstance(exc, FileNotFoundError) and _no_bucket(exc):
             bucket = self.root.split("/", 1)[0]
             return RemoteUnavailable(
                 f"the bucket {bucket!r} of the remote {self.url} does not exist ({detail}); create it "
-                f"(e.g. `aws s3 mb {self.protocol}://{bucket}`) or fix {ENV_URL}/--remote")
+                f"(e.g. `aws s3 mb {self.protocol}://{bucket}`) or fix {ENV_URL}/--remote"
+            )
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return CifarkitError(f"disk full while {doing} ({detail}); free space and run the same "
-                                 "command again")
+            return CifarkitError(
+                f"disk full while {doing} ({detail}); free space and run the same command again"
+            )
         if isinstance(exc, OSError):
-            return CifarkitError(f"the remote {self.url} failed while {doing} ({type(exc).__name__}: "
-                                 f"{detail}); check the URL and the remote, then run the command again")
+            return CifarkitError(
+                f"the remote {self.url} failed while {doing} ({type(exc).__name__}: "
+                f"{detail}); check the URL and the remote, then run the command again"
+            )
         return None
 
     # ------------------------------------------------------------------ remote listing
@@ -209,7 +244,8 @@ class StoreAccess:
         if not self.exists():
             raise RemoteUnavailable(
                 f"the remote {self.url} does not exist (no folder {self.root}); check the URL, or create "
-                f"the store by pushing to it: cifarkit remote push --remote {self.url}")
+                f"the store by pushing to it: cifarkit remote push --remote {self.url}"
+            )
 
     def _list(self, prefix: str) -> dict[str, int]:
         """Base name -> size of the keys under ``prefix``; empty when the prefix does not exist."""
@@ -229,8 +265,11 @@ class StoreAccess:
     def run_names(self) -> list[str]:
         """Every run with a manifest on the remote, sorted (names not yet validated)."""
         with self._errors("listing runs"):
-            return sorted(name[:-len(".json")] for name in self._list(f"{self.root}/runs")
-                          if name.endswith(".json"))
+            return sorted(
+                name[: -len(".json")]
+                for name in self._list(f"{self.root}/runs")
+                if name.endswith(".json")
+            )
 
     def read_manifest(self, name: str) -> Manifest:
         """The validated manifest of one remote run (see :meth:`Manifest.parse`)."""
@@ -240,12 +279,16 @@ class StoreAccess:
             try:
                 size = int(self.fs.info(key).get("size") or 0)
                 if size > MAX_MANIFEST_BYTES:
-                    raise CifarkitError(f"remote run {name!r} refused: its manifest is {size} bytes, over "
-                                        f"the {MAX_MANIFEST_BYTES}-byte limit")
+                    raise CifarkitError(
+                        f"remote run {name!r} refused: its manifest is {size} bytes, over "
+                        f"the {MAX_MANIFEST_BYTES}-byte limit"
+                    )
                 data = self.fs.cat_file(key)
             except FileNotFoundError:
-                raise CifarkitError(f"run {name} is not on the remote {self.url}; `cifarkit remote ls` "
-                                    "lists the runs it holds") from None
+                raise CifarkitError(
+                    f"run {name} is not on the remote {self.url}; `cifarkit remote ls` "
+                    "lists the runs it holds"
+                ) from None
         return Manifest.parse(data, name)
 
     def runs(self) -> list[RemoteRun]:
@@ -268,10 +311,14 @@ class StoreAccess:
         return rows
 
     # ------------------------------------------------------------------ writing
-    def _put_file(self, path: Path, key: str, expected: FileEntry, progress: Progress | None) -> None:
+    def _put_file(
+        self, path: Path, key: str, expected: FileEntry, progress: Progress | None
+    ) -> None:
         """Upload ``path`` to ``key`` so that the key is either absent or whole, with the bytes hashed."""
-        changed = CifarkitError(f"{path} changed while it was pushed (it no longer matches the sha256 "
-                                "taken before); check the run folder and push again")
+        changed = CifarkitError(
+            f"{path} changed while it was pushed (it no longer matches the sha256 "
+            "taken before); check the run folder and push again"
+        )
         if self.local:
             # Hash the very bytes written, so nothing lands under a name it does not match.
             digest, size = hashlib.sha256(), 0
@@ -303,8 +350,10 @@ class StoreAccess:
                             self.fs.rm(target)
         stored = int(self.fs.info(key).get("size") or 0)
         if stored != expected.size:
-            raise CifarkitError(f"the remote {self.url} stored {stored} of {expected.size} bytes of "
-                                f"{key}; run the push again")
+            raise CifarkitError(
+                f"the remote {self.url} stored {stored} of {expected.size} bytes of "
+                f"{key}; run the push again"
+            )
 
     def _put_bytes(self, data: bytes, key: str) -> None:
         """Write a small key (a manifest) whole or not at all."""
@@ -342,8 +391,10 @@ def _no_bucket(exc: BaseException) -> bool:
     for _ in range(10):
         if current is None:
             return False
-        if type(current).__name__ == "NoSuchBucket" or "bucket does not exist" in str(current).lower():
+        if (
+            type(current).__name__ == "NoSuchBucket"
+            or "bucket does not exist" in str(current).lower()
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False
-

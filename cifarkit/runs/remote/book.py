@@ -43,7 +43,9 @@ def book_remote(remote: str | None, push_flag: bool) -> tuple[str | None, bool]:
     url = configured_url(remote)
     wanted = push_requested(push_flag)
     if wanted and url is None:
-        raise CifarkitError(f"--push (or {ENV_PUSH}=1) needs a remote: pass --remote URL or set {ENV_URL}")
+        raise CifarkitError(
+            f"--push (or {ENV_PUSH}=1) needs a remote: pass --remote URL or set {ENV_URL}"
+        )
     if url is not None:
         RemoteStore(url)  # a missing backend package fails now, not after the chapters ran
     return url, wanted
@@ -59,14 +61,24 @@ def pull_for_build(url: str, push: bool = False) -> TransferReport:
     """
     store = RemoteStore(url)
     if push and not store.exists():
-        log.info("remote %s does not exist yet: nothing to pull; the push after the build creates it", url)
+        log.info(
+            "remote %s does not exist yet: nothing to pull; the push after the build creates it",
+            url,
+        )
         return TransferReport("pull", store.url)
     report = store.pull()
     for name, problem in report.refused:
         log.warning("not pulled: %s", problem if name in problem else f"{name}: {problem}")
     already = sum("complete locally" in why for _, why in report.skipped)
-    log.info("remote %s: pulled %d run(s) (%.1f MB, %.1f s); %d already complete locally, %d refused",
-             url, len(report.done), report.bytes / 1e6, report.seconds, already, len(report.refused))
+    log.info(
+        "remote %s: pulled %d run(s) (%.1f MB, %.1f s); %d already complete locally, %d refused",
+        url,
+        len(report.done),
+        report.bytes / 1e6,
+        report.seconds,
+        already,
+        len(report.refused),
+    )
     return report
 
 

@@ -30,8 +30,18 @@ FORMAT = "cifarkit-run/1"
 #: The files of the run-folder contract (:mod:`cifarkit.runs.run`); snapshots match
 #: ``snapshots/epoch-NNN.keras``. Nothing else is pushed, and a manifest naming anything
 #: else is refused.
-RUN_FILES = frozenset({"config.yaml", "env.json", "history.csv", "history.json", "model.keras",
-                       "predictions.npz", "metrics.json", "status.json"})
+RUN_FILES = frozenset(
+    {
+        "config.yaml",
+        "env.json",
+        "history.csv",
+        "history.json",
+        "model.keras",
+        "predictions.npz",
+        "metrics.json",
+        "status.json",
+    }
+)
 _SNAPSHOT = re.compile(r"snapshots/epoch-[0-9]{3}\.keras")
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}-[0-9a-f]{12}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -42,6 +52,7 @@ MAX_FILE_BYTES = 4 << 30
 MAX_RUN_BYTES = 16 << 30
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILES = 1010  # the contract's 8 files and up to 999 snapshots
+
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -65,8 +76,14 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         """Canonical JSON: the same run always gives the same bytes, so two pushes agree."""
-        record = {"format": FORMAT, "run": self.run, "status": dict(self.status),
-                  "files": {rel: {"sha256": e.sha256, "size": e.size} for rel, e in sorted(self.files.items())}}
+        record = {
+            "format": FORMAT,
+            "run": self.run,
+            "status": dict(self.status),
+            "files": {
+                rel: {"sha256": e.sha256, "size": e.size} for rel, e in sorted(self.files.items())
+            },
+        }
         return (json.dumps(record, indent=1, sort_keys=True, default=str) + "\n").encode()
 
     @classmethod
@@ -85,13 +102,18 @@ class Manifest:
         Manifest
             Only when every path is in the run-folder contract and every limit holds.
         """
+
         def refuse(problem: str) -> CifarkitError:
-            return CifarkitError(f"remote run {name!r} refused: {problem}; remove runs/{name}.json from "
-                                 "the remote or push the run again from a machine that has it")
+            return CifarkitError(
+                f"remote run {name!r} refused: {problem}; remove runs/{name}.json from "
+                "the remote or push the run again from a machine that has it"
+            )
 
         check_run_name(name)
         if len(data) > MAX_MANIFEST_BYTES:
-            raise refuse(f"its manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+            raise refuse(
+                f"its manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
+            )
         try:
             record = json.loads(data.decode())
         except (UnicodeDecodeError, ValueError) as exc:
@@ -112,8 +134,11 @@ class Manifest:
             problem = path_problem(rel)
             if problem:
                 raise refuse(f"path {rel!r} {problem}")
-            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
-                    or not _SHA256.fullmatch(entry["sha256"]):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("sha256"), str)
+                or not _SHA256.fullmatch(entry["sha256"])
+            ):
                 raise refuse(f"{rel} has no valid sha256")
             size = entry.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -125,17 +150,21 @@ class Manifest:
             raise refuse("its manifest has no status.json")
         manifest = cls(name, entries, status)
         if manifest.total_bytes > MAX_RUN_BYTES:
-            raise refuse(f"its files add up to {manifest.total_bytes} bytes, over the per-run limit of "
-                         f"{MAX_RUN_BYTES}")
+            raise refuse(
+                f"its files add up to {manifest.total_bytes} bytes, over the per-run limit of "
+                f"{MAX_RUN_BYTES}"
+            )
         return manifest
 
 
 def check_run_name(name: str) -> None:
     """Raise a one-line :class:`CifarkitError` unless ``name`` looks like ``<experiment>-<12 hex>``."""
     if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
-        raise CifarkitError(f"run {name!r} refused: a run folder name is <experiment>-<12 hex digits> "
-                            "(e.g. resnet20-0123456789ab); `cifarkit runs ls` and `cifarkit remote ls` "
-                            "list the runs")
+        raise CifarkitError(
+            f"run {name!r} refused: a run folder name is <experiment>-<12 hex digits> "
+            "(e.g. resnet20-0123456789ab); `cifarkit runs ls` and `cifarkit remote ls` "
+            "list the runs"
+        )
 
 
 def path_problem(rel: Any) -> str | None:
@@ -149,8 +178,11 @@ def path_problem(rel: Any) -> str | None:
         return "contains '..'"
     if rel in RUN_FILES or _SNAPSHOT.fullmatch(rel):
         return None
-    return ("is not a file of the run-folder contract (" + ", ".join(sorted(RUN_FILES))
-            + ", snapshots/epoch-NNN.keras)")
+    return (
+        "is not a file of the run-folder contract ("
+        + ", ".join(sorted(RUN_FILES))
+        + ", snapshots/epoch-NNN.keras)"
+    )
 
 
 def local_manifest(run: Run) -> tuple[Manifest, dict[str, Path]]:
@@ -160,8 +192,10 @@ def local_manifest(run: Run) -> tuple[Manifest, dict[str, Path]]:
     are not part of the run and are left out.
     """
     if not run.complete:
-        raise CifarkitError(f"run {run.path.name} is {run.status} in {run.path.parent}, not complete; "
-                            "only complete runs are pushed (train it first)")
+        raise CifarkitError(
+            f"run {run.path.name} is {run.status} in {run.path.parent}, not complete; "
+            "only complete runs are pushed (train it first)"
+        )
     paths: dict[str, Path] = {}
     for path in sorted(run.path.rglob("*")):
         if not path.is_file() or path.is_symlink():
@@ -216,8 +250,13 @@ def local_runs(names: Iterable[str] | None, refused: list[tuple[str, str]]) -> l
             continue
         run = Run(root / name)
         if not run.complete:
-            refused.append((name, f"run {name} is {run.status} in {root}, not complete; only "
-                                  "complete runs are pushed (train it first)"))
+            refused.append(
+                (
+                    name,
+                    f"run {name} is {run.status} in {root}, not complete; only "
+                    "complete runs are pushed (train it first)",
+                )
+            )
             continue
         runs.append(run)
     return runs

@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 
 _STAGING = ".staging"
 #: The keys the checkpoint mirror writes besides objects and manifests.
-_CHECKPOINT_KEY = re.compile(r"checkpoints/[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}-[0-9a-f]{12}/"
-                             r"(latest\.json|epoch-\d{3}/(model\.keras|state\.json))")
+_CHECKPOINT_KEY = re.compile(
+    r"checkpoints/[A-Za-z0-9_][A-Za-z0-9_.-]{0,150}-[0-9a-f]{12}/"
+    r"(latest\.json|epoch-\d{3}/(model\.keras|state\.json))"
+)
 
 
 # ---------------------------------------------------------------------------- reports
@@ -68,11 +70,15 @@ class TransferReport:
 
     def summary(self) -> str:
         mb_s = self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
-        verb, where, what = {"push": ("pushed", "to", "new object(s)"), "pull": ("pulled", "from", "file(s)")}[
-            self.action]
-        return (f"{verb} {len(self.done)} run(s) {where} {self.url}: {self.files} {what}, "
-                f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({mb_s:.1f} MB/s); "
-                f"{len(self.skipped)} skipped, {len(self.refused)} refused")
+        verb, where, what = {
+            "push": ("pushed", "to", "new object(s)"),
+            "pull": ("pulled", "from", "file(s)"),
+        }[self.action]
+        return (
+            f"{verb} {len(self.done)} run(s) {where} {self.url}: {self.files} {what}, "
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({mb_s:.1f} MB/s); "
+            f"{len(self.skipped)} skipped, {len(self.refused)} refused"
+        )
 
 
 class _Progress:
@@ -81,8 +87,16 @@ class _Progress:
     def __init__(self, total: int, desc: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                        leave=False, disable=None, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
 
     def update(self, n: int) -> None:
         self.bar.update(n)
@@ -146,12 +160,18 @@ class RemoteStore(StoreAccess):
             with self._errors(f"writing the manifest of {manifest.run}"):
                 self._put_bytes(manifest.to_bytes(), self.manifest_key(manifest.run))
             report.done.append(manifest.run)
-            log.info("pushed %s (%d files, %.1f MB)", manifest.run, len(manifest.files), manifest.total_bytes / 1e6)
+            log.info(
+                "pushed %s (%d files, %.1f MB)",
+                manifest.run,
+                len(manifest.files),
+                manifest.total_bytes / 1e6,
+            )
         report.seconds = time.perf_counter() - started
         return report
 
-    def _push_plan(self, runs: list[Run], on_remote: set[str],
-                   report: TransferReport) -> list[tuple[Manifest, dict[str, Path], bool]]:
+    def _push_plan(
+        self, runs: list[Run], on_remote: set[str], report: TransferReport
+    ) -> list[tuple[Manifest, dict[str, Path], bool]]:
         """Each run to push: its manifest, its files' paths and whether the remote holds it already."""
         manifests = []
         for run in runs:
@@ -164,14 +184,22 @@ class RemoteStore(StoreAccess):
             if remote is not None and remote.files != manifest.files:
                 # The first complete copy wins, as in the local store: a retrained run has
                 # the same key but not always the same bytes (timestamps inside model.keras).
-                report.skipped.append((manifest.run, "the remote already holds a complete copy with other "
-                                                     "bytes; kept it"))
+                report.skipped.append(
+                    (
+                        manifest.run,
+                        "the remote already holds a complete copy with other bytes; kept it",
+                    )
+                )
                 continue
             manifests.append((manifest, paths, remote is not None))
         return manifests
 
-    def _upload_missing(self, manifests: list[tuple[Manifest, dict[str, Path], bool]],
-                        stored: dict[str, int], report: TransferReport) -> None:
+    def _upload_missing(
+        self,
+        manifests: list[tuple[Manifest, dict[str, Path], bool]],
+        stored: dict[str, int],
+        report: TransferReport,
+    ) -> None:
         """Upload each object of ``manifests`` that ``stored`` (sha256 -> size) lacks, once."""
         # Several files (or runs) may share one object: send each missing one once.
         wanted: dict[str, tuple[Path, FileEntry, str]] = {}
@@ -228,14 +256,22 @@ class RemoteStore(StoreAccess):
         except (ValueError, AttributeError):
             name = None
         if not isinstance(name, str):
-            raise CifarkitError("the packed run's manifest names no run; pack it again with pack_run")
+            raise CifarkitError(
+                "the packed run's manifest names no run; pack it again with pack_run"
+            )
         check_run_name(name)
         parsed = Manifest.parse(manifest, name)
         for rel, entry in parsed.files.items():
             data = objects.get(entry.sha256)
-            if data is None or len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-                raise CifarkitError(f"the packed run {name} has no valid object for {rel} (sha256 "
-                                    f"{entry.sha256[:12]}...); pack it again with pack_run")
+            if (
+                data is None
+                or len(data) != entry.size
+                or hashlib.sha256(data).hexdigest() != entry.sha256
+            ):
+                raise CifarkitError(
+                    f"the packed run {name} has no valid object for {rel} (sha256 "
+                    f"{entry.sha256[:12]}...); pack it again with pack_run"
+                )
         with self._errors(f"writing the objects of {name}"):
             self._ensure_folders()
             for sha in {e.sha256 for e in parsed.files.values()}:
@@ -248,8 +284,10 @@ class RemoteStore(StoreAccess):
         """Write ``data`` whole or not at all under ``rel`` (a path below the store's root that
         is neither an object nor a manifest: the checkpoint mirror's pointer)."""
         if not _CHECKPOINT_KEY.fullmatch(rel):
-            raise CifarkitError(f"rel={rel!r}: only checkpoints/<run>/latest.json and "
-                                "checkpoints/<run>/epoch-NNN/{model.keras,state.json} may be written")
+            raise CifarkitError(
+                f"rel={rel!r}: only checkpoints/<run>/latest.json and "
+                "checkpoints/<run>/epoch-NNN/{model.keras,state.json} may be written"
+            )
         with self._errors(f"writing {rel}"):
             self._put_bytes(data, f"{self.root}/{rel}")
 
@@ -301,8 +339,12 @@ class RemoteStore(StoreAccess):
                 report.done.append(manifest.run)
                 report.files += len(manifest.files)
                 report.bytes += manifest.total_bytes
-                log.info("pulled %s (%d files, %.1f MB, every sha256 checked)", manifest.run,
-                         len(manifest.files), manifest.total_bytes / 1e6)
+                log.info(
+                    "pulled %s (%d files, %.1f MB, every sha256 checked)",
+                    manifest.run,
+                    len(manifest.files),
+                    manifest.total_bytes / 1e6,
+                )
         finally:
             if progress is not None:
                 progress.close()
@@ -311,8 +353,9 @@ class RemoteStore(StoreAccess):
         report.seconds = time.perf_counter() - started
         return report
 
-    def _pull_plan(self, wanted: list[str], listed: list[str], root: Path,
-                   report: TransferReport) -> list[Manifest]:
+    def _pull_plan(
+        self, wanted: list[str], listed: list[str], root: Path, report: TransferReport
+    ) -> list[Manifest]:
         """The validated manifests of the ``wanted`` runs to pull; the others go to skipped or refused."""
         todo: list[Manifest] = []
         for name in wanted:
@@ -322,8 +365,10 @@ class RemoteStore(StoreAccess):
                     report.skipped.append((name, "already complete locally; not overwritten"))
                     continue
                 if name not in listed:
-                    raise CifarkitError(f"run {name} is not on the remote {self.url}; `cifarkit remote ls` "
-                                        "lists the runs it holds")
+                    raise CifarkitError(
+                        f"run {name} is not on the remote {self.url}; `cifarkit remote ls` "
+                        "lists the runs it holds"
+                    )
                 todo.append(self.read_manifest(name))
             except RemoteUnavailable:
                 raise
@@ -344,8 +389,10 @@ class RemoteStore(StoreAccess):
                 fsync_dir(folder)
             staged = Run(staging)
             if not staged.complete:
-                raise CifarkitError(f"remote run {manifest.run!r} refused: its status.json does not say "
-                                    "complete; push it again from a machine that has it")
+                raise CifarkitError(
+                    f"remote run {manifest.run!r} refused: its status.json does not say "
+                    "complete; push it again from a machine that has it"
+                )
             run = Run(root / manifest.run)
             lock = FileLock(run.lock_path)
             try:
@@ -360,8 +407,11 @@ class RemoteStore(StoreAccess):
                     # remote copy supersedes it; nobody trains it, we hold its lock.
                     aside = staging.with_name(staging.name + ".replaced")
                     run.path.rename(aside)
-                    log.info("replaced the %s local copy of %s by the remote's complete one",
-                             Run(aside).status, manifest.run)
+                    log.info(
+                        "replaced the %s local copy of %s by the remote's complete one",
+                        Run(aside).status,
+                        manifest.run,
+                    )
                     shutil.rmtree(aside, ignore_errors=True)
                 staging.rename(run.path)
                 fsync_dir(root)
@@ -371,20 +421,29 @@ class RemoteStore(StoreAccess):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _fetch(self, name: str, rel: str, entry: FileEntry, dest: Path, progress: _Progress | None) -> None:
+    def _fetch(
+        self, name: str, rel: str, entry: FileEntry, dest: Path, progress: _Progress | None
+    ) -> None:
         """Download one object, reading at most its size plus one byte, and check size and sha256."""
         key = f"objects/{entry.sha256}"
 
         def refuse(problem: str) -> CifarkitError:
-            return CifarkitError(f"remote run {name!r} refused: object {key} ({rel}) {problem}; the local "
-                                 f"store is unchanged; push {name} again from a machine that has it")
+            return CifarkitError(
+                f"remote run {name!r} refused: object {key} ({rel}) {problem}; the local "
+                f"store is unchanged; push {name} again from a machine that has it"
+            )
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         with self._errors(f"downloading {key} ({name}/{rel})"):
             try:
-                with self.fs.open(self.object_key(entry.sha256), "rb") as src, open(dest, "wb") as out:
-                    while size <= entry.size and (chunk := src.read(min(CHUNK, entry.size + 1 - size))):
+                with (
+                    self.fs.open(self.object_key(entry.sha256), "rb") as src,
+                    open(dest, "wb") as out,
+                ):
+                    while size <= entry.size and (
+                        chunk := src.read(min(CHUNK, entry.size + 1 - size))
+                    ):
                         digest.update(chunk)
                         out.write(chunk)
                         size += len(chunk)
@@ -399,7 +458,9 @@ class RemoteStore(StoreAccess):
         if size > entry.size:
             raise refuse(f"is larger than the {entry.size} bytes its manifest states")
         if digest.hexdigest() != entry.sha256:
-            raise refuse(f"is corrupt: its bytes hash to {digest.hexdigest()[:12]}..., not its name")
+            raise refuse(
+                f"is corrupt: its bytes hash to {digest.hexdigest()[:12]}..., not its name"
+            )
 
 
 def _remove_stale_staging(root: Path) -> None:
@@ -429,8 +490,10 @@ def _check_free_space(root: Path, needed: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free
     if free < needed + (256 << 20):
-        raise CifarkitError(f"not enough disk under {root} to pull {needed / 1e9:.2f} GB ({free / 1e9:.2f} GB "
-                            "free, 0.25 GB kept spare); free space or pull fewer runs (cifarkit remote pull RUN)")
+        raise CifarkitError(
+            f"not enough disk under {root} to pull {needed / 1e9:.2f} GB ({free / 1e9:.2f} GB "
+            "free, 0.25 GB kept spare); free space or pull fewer runs (cifarkit remote pull RUN)"
+        )
 
 
 # ---------------------------------------------------------------------------- convenience
@@ -438,8 +501,10 @@ def open_store(url: str | None = None) -> RemoteStore:
     """The :class:`RemoteStore` at ``url`` (or ``$CIFARKIT_REMOTE``); one line when none is set."""
     resolved = configured_url(url)
     if resolved is None:
-        raise CifarkitError(f"no remote configured: pass --remote URL or set {ENV_URL} (e.g. "
-                            "s3://bucket/prefix, gs://bucket/prefix or file:///path/to/folder)")
+        raise CifarkitError(
+            f"no remote configured: pass --remote URL or set {ENV_URL} (e.g. "
+            "s3://bucket/prefix, gs://bucket/prefix or file:///path/to/folder)"
+        )
     return RemoteStore(resolved)
 
 
