@@ -1,4 +1,4 @@
-"""The study plan: every run a build needs, deduplicated across chapters, priced from measured speed."""
+"""The study plan: every run a build needs, deduplicated across chapters."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_the_smoke_plan_names_each_run_once_with_the_chapters_that_use_it():
         name: {e.folder for e in planned if name in e.chapters} for name in study.CHAPTERS
     }
     assert all(by_chapter.values())
-    # ResNet20 seed 0 is the baseline's, the ablations' reference and interpretability's model: one run.
+    # ResNet20 seed 0 is the baseline's, the ablations' reference and interpretability's
+    # model: one run.
     shared = [
         e
         for e in planned

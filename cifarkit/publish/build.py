@@ -1,7 +1,7 @@
 """Build the report: execute each chapter with papermill (content-keyed cache), then jupyter-book.
 
-``cifarkit book build --profile smoke|cpu|full`` and ``cifarkit book chapter NAME --params "k=v ..."``
-(``make book``, ``make chapter``). Steps:
+``cifarkit book build --profile smoke|cpu|full`` and
+``cifarkit book chapter NAME --params "k=v ..."`` (``make book``, ``make chapter``). Steps:
 
 1. **Preflight**: the data is reachable, the ``cifarkit`` Jupyter kernel is installed and
    there is free disk space. Every missing item is one line; exit code 2.
@@ -265,8 +265,8 @@ def _train_the_plan(opts: Options, names: Sequence[str]) -> PlanCost | None:
         f"about {sum(cost.execute_estimated[n] for n in timed):.0f} min to execute "
         "(at most, as at their last execution on this machine)"
         if len(timed) == len(executing)
-        else f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine (a first build "
-        "here); the build's last lines give their minutes",
+        else f"{len(executing) - len(timed)} of {len(executing)} not yet timed on this machine "
+        "(a first build here); the build's last lines give their minutes",
     )
     if opts.no_train:  # --no-train: the first missing run stops the build, with its command
         from cifarkit.runs import stored_run

@@ -78,7 +78,10 @@ class PlanCost:
         """
         executed = {r.name: r.seconds / 60 for r in results}
         names = [r.name for r in results]
-        header = f"{'chapter':<18} {'runs':>4} {'train est.':>10} {'train':>7} {'execute est.':>12} {'execute':>8}"
+        header = (
+            f"{'chapter':<18} {'runs':>4} {'train est.':>10} {'train':>7} "
+            f"{'execute est.':>12} {'execute':>8}"
+        )
         lines = ["estimated against actual minutes:", header, "-" * len(header)]
         lines += [self._chapter_line(name, executed.get(name, 0.0)) for name in names]
         cached = {r.name for r in results if r.status == "cached"}  # found fresh: they cost nothing
@@ -103,7 +106,8 @@ class PlanCost:
         )
         lines.append(
             f"whole build: took {total_minutes:.1f} min (speed probes {self.probe_minutes:.1f}, "
-            f"training {train_actual:.1f}, chapters {execute_actual:.1f}, site and the rest {rest:.1f}); "
+            f"training {train_actual:.1f}, chapters {execute_actual:.1f}, "
+            f"site and the rest {rest:.1f}); "
             f"from the plan on, {_versus(train_est + execute_est, after_probes)} min"
         )
         if unknown:
@@ -172,7 +176,7 @@ def record_build(
     seconds: float,
     cost: PlanCost | None = None,
 ) -> None:
-    """Append a finished build to :func:`builds_file`: when, on which machine, how long, per chapter.
+    """Append a finished build to :func:`builds_file`: when, on which machine, how long, by chapter.
 
     Parameters
     ----------

@@ -50,7 +50,8 @@ def local_jobs(jobs: Sequence[Job], cores: int | None = None) -> tuple[int, str]
     if cores >= 2 and len(jobs) >= 2 and share >= 0.5:
         return (
             2,
-            f"two at a time: their fixed cost (tracing, saving; one core) is {share:.0%} of their time",
+            "two at a time: their fixed cost (tracing, saving; one core) is "
+            f"{share:.0%} of their time",
         )
     return 1, "one at a time" + (
         f": their training steps ({1 - share:.0%} of their time) use every core" if total else ""

@@ -126,7 +126,7 @@ def budget_text(runs: Runs) -> str:
     --------
     >>> from cifarkit.studies import plan
     >>> plan.budget_text(plan.baseline_runs("smoke"))  # doctest: +SKIP
-    '4 runs: baseline_cnn, resnet20 on 1,000 training images for 3 epochs (batch 128, float32), seeds 0, 1.'
+    '4 runs: baseline_cnn, resnet20 on 1,000 training images for 3 epochs (batch 128, ...'
     """
     from cifarkit.studies.transfer import training_images
 
@@ -142,7 +142,8 @@ def budget_text(runs: Runs) -> str:
         seeds.add(seed)
         count[0] += 1
     parts = [
-        f"{count[0]} run{'s' if count[0] != 1 else ''}: {', '.join(names)} on {images:,} training images "
+        f"{count[0]} run{'s' if count[0] != 1 else ''}: {', '.join(names)} "
+        f"on {images:,} training images "
         f"for {epochs} epoch{'s' if epochs != 1 else ''} (batch {batch}, {precision}), "
         f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, sorted(seeds)))}"
         for (images, epochs, batch, precision), (names, seeds, count) in groups.items()

@@ -41,8 +41,9 @@ class Speed:
 
     ``train_img_s`` and ``predict_img_s`` price the training steps and the evaluation passes;
     ``startup_seconds`` is a run's fixed cost (building, compiling and tracing the model,
-    tracing its evaluation and prediction, saving and registering it); ``factor`` is the median of actual over estimated wall time of
-    the complete runs of this key already in the run store (1.0 when there are none).
+    tracing its evaluation and prediction, saving and registering it); ``factor`` is the
+    median of actual over estimated wall time of the complete runs of this key already in the
+    run store (1.0 when there are none).
     """
 
     train_img_s: float
