@@ -37,9 +37,10 @@ test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
 test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
 	$(PY) -m pytest -m "not slow and not data and not browser"
 
-lint: $(STAMP)  ## ruff (checks, formatting, line length), the import-order contracts (imports only go downward, no cycles), and code nothing calls (vulture)
+lint: $(STAMP)  ## ruff (checks, formatting, line length), mypy (core, data, runs, studies), the import-order contracts (imports only go downward, no cycles), and code nothing calls (vulture)
 	$(VENV)/bin/ruff check cifarkit tests tools
 	$(VENV)/bin/ruff format --check cifarkit tests tools
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) tools/deadcode.py
 

@@ -161,7 +161,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _describe(error: dict[str, Any], files: list[tuple[Path, dict[str, Any]]]) -> str:
+def _describe(error: Mapping[str, Any], files: list[tuple[Path, dict[str, Any]]]) -> str:
     loc = tuple(error["loc"])
     key_path = ".".join(str(p) for p in loc) or "(top level)"
     # Name the file that set the bad key: the last one (profile) wins, as in the merge.

@@ -117,7 +117,7 @@ def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 def environment_record() -> dict[str, Any]:
     """Package versions, git commit and dirty flag, Python, platform, CPU and its vector ISA, as plain JSON."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in RECORDED_PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -419,12 +419,11 @@ class ExperimentConfig(_Strict):
             dumped.pop(key)
         dumped["data"].pop("source")
         for path in _HASH_OMIT_AT_DEFAULT:
-            node, owner = dumped, ExperimentConfig
+            node: Any = dumped  # a section of the dump, or None under an omitted section
+            owner: type[BaseModel] = ExperimentConfig
             for key in path[:-1]:
                 node, owner = node.get(key), model_class(owner.model_fields[key].annotation)
-                if (
-                    node is None
-                ):  # an optional section that is off (or omitted): nothing inside to omit
+                if node is None:  # an optional section that is off (or omitted): nothing to omit
                     break
             if node is not None and node.get(path[-1]) == owner.model_fields[path[-1]].default:
                 node.pop(path[-1], None)

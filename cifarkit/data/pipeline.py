@@ -138,14 +138,15 @@ def _with_targets(
 
 
 def _augmented_batch(
-    images: Any, batch: dict[str, tf.Tensor], aug: AugmentConfig, dtype: Any = None
+    images: Any, batch: dict[str, tf.Tensor], aug: AugmentConfig | None, dtype: Any = None
 ) -> tf.Tensor:
     """The images of one batch of :func:`_batch_ids`, gathered from ``images`` (all training
-    images) and augmented; cast to ``dtype`` right after the gather, if given."""
+    images) and augmented (not when ``aug`` is None or off); cast to ``dtype`` right after the
+    gather, if given."""
     x = tf.gather(images, batch["index"])
     if dtype is not None:
         x = tf.cast(x, dtype)
-    return _augment_batch(x, batch["seed"], batch["flip"], aug) if aug.enabled else x
+    return _augment_batch(x, batch["seed"], batch["flip"], aug) if aug and aug.enabled else x
 
 
 def train_dataset(

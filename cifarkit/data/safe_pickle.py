@@ -36,7 +36,9 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     from numpy._core.multiarray import _reconstruct
-    from numpy._core.numeric import _frombuffer
+
+    # NumPy's pickles name it; its stubs do not declare this private helper.
+    from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]
 
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,

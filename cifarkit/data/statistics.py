@@ -167,7 +167,8 @@ def rgb_values(
     stats: pd.DataFrame, column: str, split: str = "train"
 ) -> tuple[float, float, float]:
     """The red, green and blue values of one :func:`channel_stats` column for one split."""
-    return tuple(float(stats.loc[(split, channel), column]) for channel in CHANNELS)
+    red, green, blue = (float(stats.loc[(split, channel), column]) for channel in CHANNELS)
+    return red, green, blue
 
 
 def rgb_text(stats: pd.DataFrame, column: str, split: str = "train", digits: int = 3) -> str:

@@ -83,8 +83,7 @@ def load_user_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Us
             file_format, mode = img.format or "?", img.mode
             notes: list[str] = []
             img.load()  # decode now, so a truncated file fails here with its name
-            img = _upright(img, notes)
-            rgb = _to_rgb(img, notes)
+            rgb = _to_rgb(_upright(img, notes), notes)
     except DataError:
         raise
     except Image.DecompressionBombError as exc:

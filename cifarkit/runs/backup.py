@@ -20,6 +20,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from cifarkit.core.atomic import atomic_path
 from cifarkit.core.errors import CifarkitError
@@ -60,7 +61,7 @@ def backup(target: str | os.PathLike, include_cache: bool = False) -> tuple[Path
         raise CifarkitError(f"{target} is inside {root}; write the backup somewhere else")
     files = list(backup_files(root, include_cache))
     manifest = "".join(f"{hash_file(path)}  {rel}\n" for rel, path in files).encode()
-    mode = "w:gz" if target.name.endswith((".tgz", ".tar.gz")) else "w"
+    mode: Literal["w:gz", "w"] = "w:gz" if target.name.endswith((".tgz", ".tar.gz")) else "w"
     with atomic_path(target, suffix=".tar") as tmp, tarfile.open(tmp, mode) as tar:
         info = tarfile.TarInfo(MANIFEST)
         info.size, info.mtime = len(manifest), int(time.time())
@@ -81,7 +82,10 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
 def _read_manifest(tar: tarfile.TarFile, archive: Path) -> dict[str, str]:
     try:
         member = tar.getmember(MANIFEST)
-        text = tar.extractfile(member).read().decode()
+        source = tar.extractfile(member)  # None when the member is not a regular file
+        if source is None:
+            raise KeyError(MANIFEST)
+        text = source.read().decode()
     except (KeyError, AttributeError, UnicodeDecodeError):
         raise CifarkitError(
             f"{archive} has no readable {MANIFEST}; it is not a cifarkit backup"
@@ -142,7 +146,12 @@ def _extract_verified(archive: Path, staging: Path) -> int:
                 dest = staging.joinpath(*rel.parts)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
-                with tar.extractfile(member) as src, open(dest, "wb") as out:
+                source = tar.extractfile(member)
+                if source is None:  # a regular member (checked above) always has its contents
+                    raise CifarkitError(
+                        f"{archive}: {member.name!r} cannot be read; refusing to restore it"
+                    )
+                with source as src, open(dest, "wb") as out:
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         out.write(chunk)

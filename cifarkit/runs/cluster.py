@@ -298,7 +298,8 @@ def train_task(
     }
     if remote_url:
         RemoteStore(remote_url).push([run.path.name])
-        mirror.remove()
+        if mirror is not None:
+            mirror.remove()
         return result
     return {**result, **pack(run.path.name)}
 

@@ -498,7 +498,8 @@ def _savedmodel_runner(path: Path) -> tuple[Any, tuple[str, ...]]:
         out = loaded.serve(tf.constant(images))
         return {k: out[k].numpy() for k in ("logits", "probabilities")}
 
-    run.loaded = loaded  # keep the restored object (and its variables) alive with the runner
+    # Keep the restored object (and its variables) alive with the runner, visibly.
+    run.loaded = loaded  # type: ignore[attr-defined]  # an attribute on the function object
     return run, names
 
 

@@ -92,7 +92,7 @@ def classifier_from_export(path: str | os.PathLike) -> Classifier:
     """
     from cifarkit.runs.export import load_export
 
-    exported = load_export(path)
+    exported = load_export(Path(path))
     run = exported.manifest.get("run")
     source = f"{exported.format} export {exported.path}" + (f" (run {run})" if run else "")
     return Classifier(source, exported.class_names, lambda x: exported.predict(x)["probabilities"])

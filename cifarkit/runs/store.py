@@ -323,7 +323,7 @@ def _remove_checkpoints(run: Run) -> None:
 def list_runs() -> list[dict[str, Any]]:
     """One row per run folder: experiment, hash, seed, status, test accuracy, wall time, MLflow run id,
     config hash and registered model version (all from status.json)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not runs_root().exists():
         return rows
     for folder in sorted(

@@ -165,6 +165,7 @@ class Ladder:
         CI, training minutes per run; a step without runs says so."""
         pairs, rows = self.step_pairs(), []
         summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
+        minutes = self.comparison.train_minutes if self.comparison is not None else {}
         for i, step in enumerate(self.steps):
             if step not in summary.index:
                 rows.append(
@@ -198,7 +199,7 @@ class Ladder:
                     "seeds": int(s["n"]),
                     "Δ vs previous step": diff,
                     "Δ 95% CI": diff_ci,
-                    "train min/run": f"{self.comparison.train_minutes[step]:.1f}",
+                    "train min/run": f"{minutes[step]:.1f}",
                 }
             )
         return pd.DataFrame(rows).set_index("step")
@@ -236,6 +237,7 @@ class Ladder:
         (``estimate [low, high]``), and the seeds and minutes per run."""
         pairs, rows = self.step_pairs(), []
         summary = self.comparison.summary if self.comparison is not None else pd.DataFrame()
+        minutes = self.comparison.train_minutes if self.comparison is not None else {}
         for i, step in enumerate(self.steps):
             if step not in summary.index:
                 rows.append(
@@ -275,7 +277,7 @@ class Ladder:
                     "test accuracy, % [95% CI]": accuracy,
                     "seeds": int(s["n"]),
                     "Δ vs previous step, points [95% CI]": diff,
-                    "train min/run": f"{self.comparison.train_minutes[step]:.1f}",
+                    "train min/run": f"{minutes[step]:.1f}",
                 }
             )
         return pd.DataFrame(rows).set_index("step")

@@ -113,8 +113,9 @@ def _stored_ratios() -> dict[SpeedKey, list[float]]:
         key = speed_key(cfg)
         if key not in probes:
             probes[key] = _kept_probe(cfg)
-        if probes[key] is not None:
-            seconds = 60 * run_minutes(cfg, probes[key])
+        probe = probes[key]
+        if probe is not None:
+            seconds = 60 * run_minutes(cfg, probe)
             ratios.setdefault(key, []).append(float(row["wall_seconds"]) / seconds)
     return ratios
 
@@ -297,14 +298,14 @@ def priced_jobs(plan: Sequence[PlannedRun], speeds: Mapping[SpeedKey, Speed | st
         if e.complete:
             continue
         speed = speeds.get(speed_key(e.config))
-        priced = isinstance(speed, Speed)
+        fixed = speed.startup_seconds / 60 * speed.factor if isinstance(speed, Speed) else None
         out.append(
             Job(
                 e.config,
                 e.seed,
                 e.folder,
                 minutes=estimate_minutes(e, speeds),
-                fixed_minutes=speed.startup_seconds / 60 * speed.factor if priced else None,
+                fixed_minutes=fixed,
                 note=changes(e.config) or "as configured",
             )
         )

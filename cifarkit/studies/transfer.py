@@ -709,11 +709,8 @@ def percent(summary: stats.Summary, points: bool = False) -> str:
     if summary.n == 0:
         return "not run"
     text = f"{summary.mean * 100:+.1f}{unit}" if points else f"{summary.mean * 100:.1f}{unit}"
-    return (
-        f"{text} ± {summary.half_width * 100:.1f}"
-        if summary.has_ci
-        else f"{text} (one seed, no CI)"
-    )
+    half = summary.half_width
+    return f"{text} ± {half * 100:.1f}" if half is not None else f"{text} (one seed, no CI)"
 
 
 def training_images(cfg: ExperimentConfig) -> int:

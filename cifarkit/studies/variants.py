@@ -408,7 +408,7 @@ def compare_runs(
         metric,
         reference,
         dict(configs),
-        runs,
+        {label: dict(by_seed) for label, by_seed in runs.items()},
         per_seed,
         summary,
         paired,

@@ -363,9 +363,9 @@ class StoreAccess:
         elif self.atomic_put:
             self.fs.pipe_file(key, data)
         else:
-            tmp = self._temp_key(key)
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, key)
+            staged = self._temp_key(key)
+            self.fs.pipe_file(staged, data)
+            self.fs.mv(staged, key)
 
     def _temp_key(self, key: str) -> str:
         return f"{self.root}/tmp/{key.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.partial"

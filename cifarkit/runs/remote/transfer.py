@@ -316,8 +316,7 @@ class RemoteStore(StoreAccess):
         started = time.perf_counter()
         self.require_exists()
         listed = self.run_names()
-        explicit = names is not None
-        wanted = [Path(n).name for n in names] if explicit else listed
+        wanted = [Path(n).name for n in names] if names is not None else listed
         root = runs_root()
         _remove_stale_staging(root)
         todo = self._pull_plan(wanted, listed, root, report)
