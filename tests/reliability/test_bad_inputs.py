@@ -719,15 +719,25 @@ def craft_checkpoint(case: Case, world: dict[str, Path]) -> str:
         cfg = load_config(world["tiny_cfg"], None)
         run = locate(cfg, case.seed, data_hash_for(cfg.data))
     classes = CLASSES[:3] if case.craft == "three_classes" else CLASSES
-    model = build_model(
-        ModelConfig(name="resnet20") if case.craft == "resnet20" else cfg.model,
-        num_classes=len(classes),
-    )
-    compile_model(model, cfg.train, steps_per_epoch=7, class_names=classes)
-    model.optimizer.build(model.trainable_variables)  # as after an epoch: momenta exist
-    folder = CheckpointManager(run.path / "checkpoint").save(
-        model, 1, {"history": [{"epoch": 1, "loss": 2.3}], "train_seconds": 1.0}
-    )
+    # In the precision the run resolves to here (bfloat16 on a CPU that has it), so that what is
+    # wrong with the checkpoint is its architecture or shapes, not its precision.
+    import keras
+
+    from cifarkit.training.fit import configure_precision
+
+    configure_precision(cfg)
+    try:
+        model = build_model(
+            ModelConfig(name="resnet20") if case.craft == "resnet20" else cfg.model,
+            num_classes=len(classes),
+        )
+        compile_model(model, cfg.train, steps_per_epoch=7, class_names=classes)
+        model.optimizer.build(model.trainable_variables)  # as after an epoch: momenta exist
+        folder = CheckpointManager(run.path / "checkpoint").save(
+            model, 1, {"history": [{"epoch": 1, "loss": 2.3}], "train_seconds": 1.0}
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     if case.craft == "truncated":
         keras_file = folder / "model.keras"
         keras_file.write_bytes(keras_file.read_bytes()[: keras_file.stat().st_size // 2])
