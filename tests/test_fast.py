@@ -366,7 +366,9 @@ def test_time_to_accuracy_cli_writes_json_and_headline(
     assert (
         data["config_hash"]
         == load_config(
-            str(yaml_path), None, {"train.epochs": 2, "train.batch_size": 16}
+            str(yaml_path),
+            None,
+            {"train.epochs": 2, "train.batch_size": 16, "train.precision": "float32"},
         ).content_hash()
     )
     (seed,) = data["seeds"]
@@ -397,7 +399,7 @@ def test_time_to_accuracy_cli_writes_json_and_headline(
         seeds=1,
         tta_shift=0,
         out=out,
-        overrides={"train.epochs": 2, "train.batch_size": 16},
+        overrides={"train.epochs": 2, "train.batch_size": 16, "train.precision": "float32"},
     )
     assert (
         result.seeds[0].train_seconds == seed["train_seconds"]
