@@ -173,22 +173,24 @@ def test_ten_random_sigkills_then_identical_final_metrics(tmp_path):
                 time.sleep(0.02)
             left = phases.remaining(epochs, _epochs_checkpointed(killed))
             time.sleep(rng.uniform(0.0, reach * left))
-        if proc.poll() is not None:
+        finished = proc.poll() is not None
+        if finished:
             assert proc.returncode == 0
-            if kills >= 10:
-                break
-            # The host ran this attempt faster than the reference (its load changed): kill
-            # sooner from now on and start the run over, so the run that is compared has been
-            # killed ten times or more.
+        else:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            for run_dir in _run_dirs(killed):
+                _assert_consistent(run_dir)
+        if (finished or _is_complete(killed)) and kills < 10:
+            # The run committed before its tenth kill: this host ran the attempt faster than the
+            # reference (its load changed), or a resume from the last checkpoint took less than
+            # the phases predict. Kill sooner from now on and start the run over, so the run
+            # that is compared has been killed ten times or more.
             shutil.rmtree(killed)
             kills, scale = 0, scale / 2
             continue
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += 1
-        for run_dir in _run_dirs(killed):
-            _assert_consistent(run_dir)
-        if _is_complete(killed) or (kills >= 10 and rng.random() < 0.3):
+        if finished or _is_complete(killed) or (kills >= 10 and rng.random() < 0.3):
             break
     assert kills >= 10, f"only {kills} kills in 60 attempts"
     # Whatever state the kills left, the same command finishes the run.
