@@ -332,6 +332,22 @@ def time_to_accuracy(
     views = list(tta_views(np.zeros((1, 32, 32, 3), np.uint8), flip=True, shift=tta_shift))
     environment = environment_record()
     resolved = cfg.model_dump(mode="json")
+
+    def report(environment: dict[str, Any]) -> TimeToAccuracy:
+        """The seeds measured so far, with the machine that measured them."""
+        return TimeToAccuracy(
+            cfg.name,
+            cfg.profile,
+            cfg.content_hash(),
+            target,
+            views,
+            results,
+            environment,
+            tta_shift,
+            len(splits.y_train),
+            resolved,
+        )
+
     for seed in range(seeds):
         if seed in done:
             log.info("[seed %d/%d] kept from %s (--fresh measures it again)", seed + 1, seeds, path)
@@ -351,37 +367,14 @@ def time_to_accuracy(
         result, views = run_seed(cfg, seed, splits, target, tta_shift, scratch)
         results.append(result)
         # Written after every seed: a benchmark stopped midway keeps the seeds it finished.
-        report = TimeToAccuracy(
-            cfg.name,
-            cfg.profile,
-            cfg.content_hash(),
-            target,
-            views,
-            results,
-            environment,
-            tta_shift,
-            len(splits.y_train),
-            resolved,
-        )
-        write_json(path, report.as_dict())
+        write_json(path, report(environment).as_dict())
     if all(
         seed in done for seed in range(seeds)
     ):  # nothing measured now: the file keeps the machine that measured it
         environment = read_result(path).environment
-    report = TimeToAccuracy(
-        cfg.name,
-        cfg.profile,
-        cfg.content_hash(),
-        target,
-        views,
-        results,
-        environment,
-        tta_shift,
-        len(splits.y_train),
-        resolved,
-    )
-    write_json(path, report.as_dict())
-    return report, path
+    final = report(environment)
+    write_json(path, final.as_dict())
+    return final, path
 
 
 def read_result(path: Path) -> TimeToAccuracy:

@@ -12,13 +12,11 @@ import json
 
 import pandas as pd
 
-FAMILIES = {"baseline_cnn": "baseline CNN", "resnet20": "ResNet20", "airbench": "airbench net"}
-
-
 def build_runs(profile: str) -> pd.DataFrame:
     """One row per complete run of ``profile``'s study plan: folder, experiment, model family,
     seed, test accuracy, training minutes, precision, CPU and the date it was recorded."""
     from cifarkit.runs.run import Run, runs_root
+    from cifarkit.studies.ablations import ARCH_LABELS
     from cifarkit.studies.plan import study_plan
 
     rows = []
@@ -35,7 +33,7 @@ def build_runs(profile: str) -> pd.DataFrame:
                 "run": entry.folder,
                 "experiment": entry.config.name,
                 "seed": entry.seed,
-                "family": FAMILIES.get(model, "ResNet20" if model.startswith("resnet") else model),
+                "family": ARCH_LABELS.get(model, model),
                 "chapters": ", ".join(entry.chapters),
                 "test_accuracy": float(record["test_accuracy"]),
                 "train_minutes": float(record.get("train_seconds") or 0.0) / 60,

@@ -36,8 +36,10 @@ from cifarkit.core.errors import CifarkitError
 from cifarkit.studies.variants import Comparison, Variant, compare
 
 GROUPS = ("augmentation", "schedule", "loss", "regularisation")
+#: Each model's name in figures and sentences (the ablations' architectures, the fast recipe's net).
 ARCH_LABELS = {
     "baseline_cnn": "baseline CNN",
+    "airbench": "airbench net",
     "resnet20": "ResNet20",
     "resnet32": "ResNet32",
     "resnet56": "ResNet56",

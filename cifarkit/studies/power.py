@@ -117,9 +117,9 @@ def stored_spread(
     from cifarkit.runs import locate
 
     diffs = []
+    hash_a, hash_b = data_hash_for(reference.data), data_hash_for(variant.data)
     for seed in range(seeds):
-        a = locate(reference, seed, data_hash_for(reference.data))
-        b = locate(variant, seed, data_hash_for(variant.data))
+        a, b = locate(reference, seed, hash_a), locate(variant, seed, hash_b)
         if a.complete and b.complete:
             acc_a, acc_b = (
                 a.status_record().get("test_accuracy"),
