@@ -92,6 +92,13 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
     )  # inherited by the raylets' workers
     monkeypatch.setenv(ENV_DATA, data_source)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # The same plan trained locally, in this process's environment, beside the cluster: its
+    # runs are compared with the cluster's below (deterministic ops: the same bits under load).
+    local = _cli(
+        ["plan", "run", "--profile", "smoke", "--chapter", "baseline"],
+        tmp_path / "local",
+        data_source,
+    )
     node = {"num_cpus": 1, "object_store_memory": 200 * 1024**2}  # a run comes back in a few MB
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
@@ -139,12 +146,7 @@ def test_two_nodes_train_the_smoke_plan_a_killed_worker_is_retried_and_runs_matc
         f"{run} was not retried after its worker {pid} was killed"
     )
 
-    # The same plan trained locally, in this process's environment: same keys, same results.
-    local = _cli(
-        ["plan", "run", "--profile", "smoke", "--chapter", "baseline"],
-        tmp_path / "local",
-        data_source,
-    )
+    # The plan trained locally: same keys, same results.
     local_out, _ = local.communicate(timeout=900)
     assert local.returncode == 0, local_out
     on_ray, here = _runs(tmp_path / "driver"), _runs(tmp_path / "local")
