@@ -12,6 +12,7 @@ import json
 
 import pandas as pd
 
+
 def build_runs(profile: str) -> pd.DataFrame:
     """One row per complete run of ``profile``'s study plan: folder, experiment, model family,
     seed, test accuracy, training minutes, precision, CPU and the date it was recorded."""
