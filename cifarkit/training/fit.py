@@ -111,12 +111,13 @@ class _FinalValidation(keras.callbacks.Callback):
     """The last epoch's validation, computed from the validation logits the run keeps anyway.
 
     Keras' own validation pass after the last epoch and the prediction of the validation set
-    for ``predictions.npz`` were two passes over the same images with the same weights (about
-    2 s of a 20 s baseline-CNN ablation run, 6 s of a ResNet20 one, here). This callback, first
-    in the list, predicts once and writes ``val_loss``, ``val_accuracy`` and the per-class
-    recalls into the epoch's logs, as Keras' pass would (the compiled loss, plus the
-    regularisation losses, over the whole set), so the progress line, the time-to-accuracy
-    clock, the checkpoint's history and MLflow see them as before.
+    for ``predictions.npz`` were two passes over the same images with the same weights. This
+    callback, first in the list, predicts once, with the float32 model the run's stored logits
+    come from (:func:`~cifarkit.models.float32_model`; the same model for a float32 run), and
+    writes ``val_loss``, ``val_accuracy`` and the per-class recalls into the epoch's logs, as
+    Keras' pass would (the compiled loss, plus the regularisation losses, over the whole set),
+    so the progress line, the time-to-accuracy clock, the checkpoint's history and MLflow see
+    them as before. The float32 model is kept for the test set's prediction.
     """
 
     def __init__(
@@ -131,11 +132,13 @@ class _FinalValidation(keras.callbacks.Callback):
         self.x_val, self.y_val, self.num_classes = x_val, y_val, num_classes
         self.class_names, self.last_epoch = class_names, last_epoch
         self.logits: np.ndarray | None = None
+        self.inference: keras.Model | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch + 1 != self.last_epoch or logs is None:
             return
-        self.logits = predict_logits(self.model, self.x_val)
+        self.inference = float32_model(self.model)
+        self.logits = predict_logits(self.inference, self.x_val)
         logs.update(
             validation_logs(self.model, self.logits, self.y_val, self.num_classes, self.class_names)
         )
@@ -308,13 +311,17 @@ def _train_run(
     # The stored logits come from float32 arithmetic whatever the run trained in: that is how
     # its model computes wherever it is loaded again (predict, export, the demo, the chapters;
     # cifarkit.models.float32_model), and an export is checked against these logits.
-    inference = float32_model(model)
-    logits = predict_logits(inference, splits.x_test)
-    # For calibration fitted on validation only; predicted already (in float32) unless this
-    # process resumed a run whose last epoch was done.
-    val_logits = final_validation.logits if inference is model else None
-    if val_logits is None:
+    # The validation logits (for calibration fitted on validation only) were predicted with
+    # the float32 model after the last epoch, unless this process resumed a run whose last
+    # epoch was done, or Keras' optimizer EMA replaced the weights by their average after it.
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # loss scaling wraps
+    ema_overwrote = bool(getattr(optimizer, "use_ema", False))
+    if final_validation.inference is not None and not ema_overwrote:
+        inference, val_logits = final_validation.inference, final_validation.logits
+    else:
+        inference = float32_model(model)
         val_logits = predict_logits(inference, splits.x_val)
+    logits = predict_logits(inference, splits.x_test)
     final_state = manager.latest() or state
     metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
     return TrainOutcome(
