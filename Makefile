@@ -31,8 +31,11 @@ $(STAMP): $(LOCKS) pyproject.toml
 
 venv: $(STAMP)  ## create .venv from requirements.lock (done automatically by every target); GPU=1 adds the CUDA libraries
 
-test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA)
-	$(PY) -m pytest
+# The suite runs on two pytest-xdist workers: most tests wait on one core (process start-up,
+# tracing, file writes), so two overlap; each file stays on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+test: $(STAMP)  ## the whole test suite (data tests need CIFARKIT_DATA); TEST_WORKERS=1 runs it in one process
+	$(PY) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 test-fast: $(STAMP)  ## unit tests only: no slow, data or browser tests
 	$(PY) -m pytest -m "not slow and not data and not browser"

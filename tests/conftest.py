@@ -25,6 +25,8 @@ def pytest_sessionstart() -> None:
     import subprocess
     import sys
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # under pytest-xdist: the controller starts them
+        return
     count = int(os.environ.get("CIFARKIT_CPU_HOG", "0") or 0)
     _HOGS.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count))
 
@@ -33,6 +35,16 @@ def pytest_sessionfinish() -> None:
     for hog in _HOGS:
         hog.kill()
         hog.wait()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``make test``'s two pytest-xdist workers (``--dist loadgroup``): each file's
+    tests run on one worker, so its module fixtures (trained runs, decoded data) are built once;
+    the tests that start a Ray cluster on this machine share one worker, so no two clusters
+    start at once."""
+    for item in items:
+        group = "ray-cluster" if item.get_closest_marker("cluster") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
