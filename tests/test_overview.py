@@ -49,6 +49,26 @@ def test_how_well_names_the_best_run_and_the_most_accurate_per_minute():
     assert overview.how_well(_runs().iloc[:0]) == "No run of this build is stored yet."
 
 
+def test_how_well_leaves_out_runs_on_fewer_classes_and_the_figure_draws_them_hollow():
+    runs = _runs().assign(classes=10)
+    subtask = runs.iloc[[0]].assign(run="c", test_accuracy=0.77, train_minutes=0.1, classes=5)
+    both = pd.concat([runs, subtask], ignore_index=True)
+    text = overview.how_well(both)
+    assert text.startswith("The best test accuracy this build measured is 70.0% (ResNet20")
+    assert (
+        "1 run on tasks of fewer classes, from the transfer chapter, is left out" in text
+        and "77.0%" not in text
+    )
+    assert "Every one of the build's 3 runs is in the figure" in text
+    ax = accuracy_vs_minutes(both).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "ResNet20, 5-class task (1)" in labels and len(labels) == 3
+    hollow = [
+        c for c in ax.collections if len(c.get_facecolors()) == 0 or c.get_facecolors()[0][3] == 0
+    ]
+    assert len(hollow) == 1
+
+
 def test_how_reliably_gives_the_seed_range_and_spread():
     text = overview.how_reliably(pd.Series([0.69, 0.70, 0.71]), "ResNet20")
     assert text == (

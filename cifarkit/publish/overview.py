@@ -35,6 +35,7 @@ def build_runs(profile: str) -> pd.DataFrame:
                 "experiment": entry.config.name,
                 "seed": entry.seed,
                 "family": ARCH_LABELS.get(model, model),
+                "classes": len(entry.config.data.classes or ()) or 10,
                 "chapters": ", ".join(entry.chapters),
                 "test_accuracy": float(record["test_accuracy"]),
                 "train_minutes": float(record.get("train_seconds") or 0.0) / 60,
@@ -53,6 +54,7 @@ def build_runs(profile: str) -> pd.DataFrame:
             "experiment",
             "seed",
             "family",
+            "classes",
             "chapters",
             "test_accuracy",
             "train_minutes",
@@ -68,9 +70,25 @@ def build_runs(profile: str) -> pd.DataFrame:
 
 def how_well(runs: pd.DataFrame) -> str:
     """The best test accuracy of the build and what it cost, and the best accuracy reached per
-    training minute spent on one run (the study's most efficient run), in one sentence."""
+    training minute spent on one run (the study's most efficient run), in one sentence.
+
+    Only runs on all ten classes compete: an accuracy over fewer classes (the transfer
+    chapter's five-class tasks) answers another question, and the sentence says they are left out.
+    """
     if runs.empty:
         return "No run of this build is stored yet."
+    full = runs[runs["classes"] == 10] if "classes" in runs else runs
+    others = len(runs) - len(full)
+    left_out = (
+        f" ({others} run{'s' if others != 1 else ''} on tasks of fewer classes, from the transfer "
+        f"chapter, {'are' if others != 1 else 'is'} left out of this comparison: an accuracy over "
+        "fewer classes answers another question)"
+        if others
+        else ""
+    )
+    if full.empty:
+        return f"No run of this build is on all ten classes{left_out}."
+    runs, total = full, len(runs)
     best = runs.loc[runs["test_accuracy"].idxmax()]
     timed = runs[runs["train_minutes"] > 0]
     text = (
@@ -85,7 +103,10 @@ def how_well(runs: pd.DataFrame) -> str:
                 f"; the most accuracy per minute came from a {fast['family']} run: "
                 f"{fast['test_accuracy'] * 100:.1f}% in {fast['train_minutes']:.1f} minutes"
             )
-    return text + f". Every one of the build's {len(runs)} runs is in the figure, by model family."
+    return (
+        text
+        + f"{left_out}. Every one of the build's {total} runs is in the figure, by model family."
+    )
 
 
 def how_reliably(per_seed: pd.Series, name: str) -> str:
