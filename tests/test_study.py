@@ -402,7 +402,9 @@ def test_ladder_shows_the_steps_that_have_runs_and_names_the_command_for_the_res
         f"`cifarkit bench ladder --profile {tiny_profile} --set data.train_per_class=1000`" in note
     )
     assert note.count("\n- ") == len(result.missing) and result.missing[steps[2]] in note
-    assert ladder.Ladder(steps, None, {}).missing_note(tiny_profile) is None
+    assert ladder.Ladder(steps, None, {}).missing_note(tiny_profile) == (
+        "Every step of the ladder has runs at this budget."
+    )
     assert len(result.figure().axes) == 2 and len(ladder.Ladder(steps, None, {}).figure().axes) == 2
     # the command: exit 1 while steps are missing, the table printed, each missing command listed
     assert main(["bench", "ladder", "--profile", tiny_profile, "--seeds", "2", "--dry-run"]) == 1

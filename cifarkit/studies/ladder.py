@@ -330,13 +330,15 @@ class Ladder:
             else "No ladder step has runs yet."
         )
 
-    def missing_note(self, profile: str, common: Mapping[str, Any] | None = None) -> str | None:
-        """Markdown listing each step without runs and the command that makes it, or None."""
+    def missing_note(self, profile: str, common: Mapping[str, Any] | None = None) -> str:
+        """Markdown listing each step without runs and the command that makes it (or saying
+        every step has runs)."""
         if not self.missing:
-            return None
+            return "Every step of the ladder has runs at this budget."
         sets = "".join(f" --set {key}={value}" for key, value in (common or {}).items())
         return (
-            "**Steps without runs**, and the command that makes each (or "
+            f"{len(self.missing)} of {len(self.steps)} steps have no runs at this budget. The "
+            "command that makes each is below (or "
             f"`cifarkit bench ladder --profile {profile}{sets}` for all of them; add "
             f"`--step 1 --step {len(self.steps)}` to make the two ends first):\n\n"
             + "\n".join(f"- {step}: `{command}`" for step, command in self.missing.items())
