@@ -201,3 +201,26 @@ def test_recomputation_from_a_real_saved_model_matches_its_stored_logits(experim
         kept["logits"], kept["labels"], splits.class_names, val=(val, splits.y_val)
     )
     assert result.evaluation.calibration.temperature == pytest.approx(refit.calibration.temperature)
+
+
+def test_the_readme_costs_call_a_build_cold_only_when_it_trained_the_plan(monkeypatch, tmp_path):
+    from cifarkit.core.atomic import write_json
+    from cifarkit.publish import readme
+
+    def build(seconds, executed, cached, trained_minutes, day):
+        return {
+            "finished_at": f"2026-12-0{day}T10:00:00+00:00",
+            "chapter": None,
+            "seconds": seconds,
+            "executed": executed,
+            "cached": cached,
+            "plan_minutes": {"actual": trained_minutes, "estimated": trained_minutes},
+            "machine": {"cpu": "AMD EPYC", "cpu_isa": "avx512f", "cpu_count": 2},
+        }
+
+    monkeypatch.setenv("CIFARKIT_ARTIFACTS", str(tmp_path))
+    history = [build(3600, 8, 0, 55.0, 1), build(12, 0, 8, 0, 2), build(230, 8, 0, 0, 3)]
+    write_json(readme.builds_file("cpu"), history)
+    block = readme.costs_block()
+    assert "| cold (nothing cached) | 60.0 min |" in block  # not the later re-execution's 3.8 min
+    assert "| warm (everything cached) | 0.2 min |" in block and "3.8 min" not in block

@@ -37,7 +37,9 @@ def _machine(record: Mapping) -> str:
 
 
 def costs_block() -> str:
-    """Per profile: the last cold build (every chapter executed) and the last warm one (all cached)."""
+    """Per profile: the last cold build (every chapter executed and the plan's runs trained) and
+    the last warm one (all cached). A build that executed every chapter from runs already
+    stored (after a change of the package's source) is neither."""
     rows = []
     for profile in BOOK_PROFILES:
         try:
@@ -45,7 +47,11 @@ def costs_block() -> str:
         except (OSError, ValueError):
             continue
         whole = [b for b in history if b.get("chapter") is None]
-        cold = [b for b in whole if b["executed"] and not b["cached"]]
+        cold = [
+            b
+            for b in whole
+            if b["executed"] and not b["cached"] and (b.get("plan_minutes") or {}).get("actual")
+        ]
         warm = [b for b in whole if not b["executed"]]
         for kind, builds in (("cold (nothing cached)", cold), ("warm (everything cached)", warm)):
             if builds:
