@@ -56,6 +56,22 @@ def write_nb(path: Path, *cells, parameters: str | None = 'profile = "cpu"') -> 
     return path
 
 
+def book_build_command(root: Path, *options: str) -> list[str]:
+    """``cifarkit book build --profile smoke --root ROOT [options]``, as a subprocess command."""
+    return [
+        sys.executable,
+        "-m",
+        "cifarkit.cli",
+        "book",
+        "build",
+        "--profile",
+        "smoke",
+        "--root",
+        str(root),
+        *options,
+    ]
+
+
 def make_book(root: Path, chapters: dict[str, list], toc_extra: str = "") -> Path:
     """A tiny book: intro.md plus one notebook per chapter under book/."""
     (root / "book").mkdir(parents=True, exist_ok=True)
@@ -581,19 +597,7 @@ def test_cli_user_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, args
 def test_cli_subprocess_no_traceback_unless_debug(tmp_path):
     make_book(tmp_path, {"one": ["x = 1"]})
     env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "art")}
-    base = [
-        sys.executable,
-        "-m",
-        "cifarkit.cli",
-        "book",
-        "build",
-        "--profile",
-        "smoke",
-        "--root",
-        str(tmp_path),
-        "--chapter",
-        "nope",
-    ]
+    base = book_build_command(tmp_path, "--chapter", "nope")
     result = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "cifarkit: error: unknown chapter 'nope'; chapters are: one"
@@ -841,19 +845,7 @@ def test_real_book_build_smoke(tmp_path):
     env = {**os.environ, "CIFARKIT_DATA": data, "CIFARKIT_ARTIFACTS": str(art)}
     if real_cache.is_dir() and "CIFARKIT_CACHE" not in os.environ:
         env["CIFARKIT_CACHE"] = str(real_cache)  # reuse the decoded-data cache (read-mostly)
-    command = [
-        sys.executable,
-        "-m",
-        "cifarkit.cli",
-        "book",
-        "build",
-        "--profile",
-        "smoke",
-        "--root",
-        str(root),
-        "--output",
-        str(root),
-    ]
+    command = book_build_command(root, "--output", str(root))
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     html = tmp_path / "out" / "_build" / "html"

@@ -669,24 +669,22 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(
     from cifarkit.cli import main
 
     yaml_path = _tiny_yaml(tmp_path, tiny_tree)
-    assert (
-        main(
-            [
-                "bench",
-                "throughput",
-                str(yaml_path),
-                "--profile",
-                "none",
-                "--steps",
-                "2",
-                "--batch-size",
-                "8",
-                "--precision",
-                "float32",
-            ]
-        )
-        == 0
-    )
+
+    def bench(options: list[str]) -> list[str]:
+        return [
+            "bench",
+            "throughput",
+            str(yaml_path),
+            "--profile",
+            "none",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            *options,
+        ]
+
+    assert main(bench(["--precision", "float32"])) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(
         "airbench batch 8 float32, median of 3 interleaved runs (range): (a) model alone "
@@ -712,24 +710,7 @@ def test_throughput_cli_keeps_its_figures_named_by_experiment(
 
     import keras
 
-    assert (
-        main(
-            [
-                "bench",
-                "throughput",
-                str(yaml_path),
-                "--profile",
-                "none",
-                "--steps",
-                "2",
-                "--batch-size",
-                "8",
-                "--precision",
-                "bfloat16",
-            ]
-        )
-        == 0
-    )
+    assert main(bench(["--precision", "bfloat16"])) == 0
     assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
     table = load_throughputs(kept.parent)
     assert sorted(table["precision"]) == ["bfloat16", "float32"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_book_build import make_book, needs_kernel, write_nb
+from test_book_build import book_build_command, make_book, needs_kernel, write_nb
 from train_fixtures import tiny_experiment, tiny_image_tree
 
 pytestmark = pytest.mark.slow
@@ -110,20 +110,7 @@ def test_kill_mid_chapter_never_publishes_half_executed_notebook(tmp_path):
         tmp_path / "src", {"quick": ["x = 1"], "slow": ["import time\ntime.sleep(60)"]}
     )
     env = _env(tmp_path, data)
-    cmd = [
-        sys.executable,
-        "-m",
-        "cifarkit.cli",
-        "book",
-        "build",
-        "--profile",
-        "smoke",
-        "--root",
-        str(root),
-        "--output",
-        str(tmp_path / "out"),
-        "--no-strict",
-    ]
+    cmd = book_build_command(root, "--output", str(tmp_path / "out"), "--no-strict")
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -154,20 +141,7 @@ def test_two_book_builds_at_once_take_turns_on_the_cache(tmp_path):
         tmp_path / "src", {"one": ["import time\ntime.sleep(3)\nx = 1"], "two": ["y = 2"]}
     )
     env = _env(tmp_path, data)
-    cmd = [
-        sys.executable,
-        "-m",
-        "cifarkit.cli",
-        "book",
-        "build",
-        "--profile",
-        "smoke",
-        "--root",
-        str(root),
-        "--output",
-        str(tmp_path / "out"),
-        "--no-strict",
-    ]
+    cmd = book_build_command(root, "--output", str(tmp_path / "out"), "--no-strict")
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)
