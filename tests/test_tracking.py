@@ -100,3 +100,44 @@ def test_a_registered_version_carries_tags_signature_and_an_alias(configs):
     assert row["version"] == version and row["seed"] == "2" and row["test accuracy (%)"] == 25.0
     assert "headline" in row["aliases"] and row["config hash"] == cfg.content_hash()[:12]
     assert registered_models("other").empty
+
+
+_OPEN_STORE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import mlflow.store.tracking.sqlalchemy_store  # the slow imports happen before the start
+from cifarkit.runs import tracking
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+tracking.prepare_store()
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    """Several processes creating a new SQLite store together (the first runs of a parallel
+    build) all succeed: the tables are made once, under a lock."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CIFARKIT_ARTIFACTS": str(tmp_path / "artifacts")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_STORE_AT_ONCE, str(tmp_path / f"ready{i}"), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # every process has imported MLflow and waits for the start
+    go.touch()
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, "\n".join(errors)[-3000:]

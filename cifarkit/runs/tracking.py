@@ -35,19 +35,33 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{artifacts_dir() / 'mlflow.db'}"
 
 
+_PREPARED: set[str] = set()  # tracking URIs whose store this process has opened once
+
+
 def _client():
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    uri = tracking_uri()
     artifacts_dir().mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri())
+    mlflow.set_tracking_uri(uri)
+    if uri in _PREPARED or not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    # Two processes opening a new SQLite store at once both run MLflow's schema creation and
+    # one fails ("table ... already exists", "duplicate column"); a file lock beside the
+    # store makes the second wait and then find the tables made. A server makes its own.
+    from filelock import FileLock
+
+    with FileLock(uri.removeprefix("sqlite:///") + ".lock"):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    _PREPARED.add(uri)
+    return client
 
 
 def prepare_store() -> None:
-    """Create the tracking store (its tables) now, before several processes use it at once:
-    two processes creating a new SQLite store together collide on its first table."""
-    _client().search_experiments(max_results=1)
+    """Create the tracking store (its tables) now, before several processes use it at once."""
+    _client()
 
 
 def _device() -> str:
