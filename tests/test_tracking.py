@@ -117,7 +117,7 @@ tracking.prepare_store()
 
 def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
     """Several processes creating a new SQLite store together (the first runs of a parallel
-    build) all succeed: the tables are made once, under a lock."""
+    build) all succeed: the tables are made once, under a lock that leaves no file behind."""
     import os
     import subprocess
     import sys
@@ -141,3 +141,6 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
     go.touch()
     errors = [proc.communicate(timeout=120)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4, "\n".join(errors)[-3000:]
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [
+        "mlflow.db"
+    ]  # no lock file left

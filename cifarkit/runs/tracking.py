@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cifarkit.core.atomic import write_json
@@ -52,9 +53,13 @@ def _client():
     # store makes the second wait and then find the tables made. A server makes its own.
     from filelock import FileLock
 
-    with FileLock(uri.removeprefix("sqlite:///") + ".lock"):
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with FileLock(lock):
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)
+        # The tables exist now, so whoever locks later has nothing to create: the file goes
+        # (while held, so a waiter still gets this lock) and the artifacts keep the store only.
+        lock.unlink(missing_ok=True)
     _PREPARED.add(uri)
     return client
 
@@ -171,18 +176,23 @@ class RunTracker:
         import keras
         import mlflow
         import numpy as np
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
 
-        from cifarkit.models import load_model, predict_logits
+        from cifarkit.models import load_model
 
         # The model in memory already has its forward pass traced: loading the file again and
         # tracing it again would cost every run seconds, for the same weights.
         model = model if model is not None else load_model(run.model_path)
         cfg = run.config()
         name, differs = registry_name(cfg)
-        # Two images are enough to fix dtypes and shapes; the batch dimension is left free (-1).
-        example = np.zeros((2, *model.input.shape[1:]), np.float32)
-        signature = infer_signature(example, predict_logits(model, example))
+        # float32 images in, float32 logits out, the batch dimension free (-1): written from the
+        # model's shapes, as MLflow's infer_signature finds them by running the model (which
+        # can mean tracing a forward pass for it: 0.5 s for ResNet20).
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input.shape[1:]))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output.shape[-1]))]),
+        )
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.keras.log_model(
                 model,
