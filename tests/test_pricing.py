@@ -24,9 +24,10 @@ def test_estimates_come_from_measured_speed_and_say_when_there_is_none():
     assert pricing.estimate_minutes(resnet, {}) is None
     cfg = resnet.config
     images, epochs = resnet.training_images, cfg.train.epochs
-    # training steps at 100 img/s; a validation pass per epoch, the final test and validation
-    # predictions at 400 img/s; 5 s of start-up; then the stored runs' correction (x 1.5)
-    evaluated = 10 * cfg.data.val_per_class * (epochs + 1) + cfg.data.test_limit
+    # training steps at 100 img/s; a validation pass per epoch (the last one's logits are the
+    # stored ones) and the test set's prediction at 400 img/s; 5 s of start-up; then the stored
+    # runs' correction (x 1.5)
+    evaluated = 10 * cfg.data.val_per_class * epochs + cfg.data.test_limit
     speed = pricing.Speed(100.0, 400.0, 5.0, factor=1.5)
     assert pricing.estimate_minutes(resnet, {key: speed}) == pytest.approx(
         1.5 * (images * epochs / 100.0 + evaluated / 400.0 + 5.0) / 60

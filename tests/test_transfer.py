@@ -51,9 +51,7 @@ def _compiled_resnet8(
         "resnet20", "smoke", {"train.schedule.warmup_epochs": 0, **(cfg_overrides or {})}
     )
     model = cifar_resnet(8, num_classes=3, l2=1e-4)
-    compile_model(
-        model, cfg.train, steps_per_epoch=2, class_names=("a", "b", "c"), lr_factors=lr_factors
-    )
+    compile_model(model, cfg.train, steps_per_epoch=2, lr_factors=lr_factors)
     return model, cfg
 
 

@@ -269,7 +269,6 @@ def _throughput(
             model,
             cfg.train,
             steps_per_epoch=100,
-            class_names=names,
             steps_per_execution=steps_per_execution,
             jit_compile=jit_compile,
         )
@@ -313,7 +312,7 @@ def _throughput(
     # The plan's costs (input rate, a run's finish, evaluation speed) are skipped by a lean
     # measurement, which times the training step only (the engine benchmark's arms).
     input_only = None if lean else _input_rate(real, batch, steps, warmup)
-    finish = None if lean else _finish_seconds(model_b, splits.x_val, splits.y_val, len(names))
+    finish = None if lean else _finish_seconds(model_b, splits.x_val)
     predict_rate = None if lean else _predict_rate(model_b, splits.x_val)
     environment = environment_record()
     return Throughput(
@@ -340,19 +339,22 @@ def _throughput(
     )
 
 
-def _finish_seconds(model, images: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    """Seconds a run spends beyond its steps and its evaluated images: the first validation
-    pass's and the first prediction's tracing, and saving the model twice (``model.keras``, then
-    the copy MLflow registers), each timed on a few images so that tracing is what is measured."""
+def _finish_seconds(model, images: np.ndarray) -> float:
+    """Seconds a run spends beyond its steps and its evaluated images: tracing the forward
+    passes its validation and test predictions use (the model's own, and the float32 copy the
+    last validation and the test set are predicted with, when the model is not float32), and
+    saving the model twice (``model.keras``, then the copy MLflow registers), each timed on a
+    few images so that tracing is what is measured."""
     import tempfile
 
-    from cifarkit.data.pipeline import eval_dataset
-    from cifarkit.models import predict_logits
+    from cifarkit.models import float32_model, predict_logits
 
-    few = slice(0, 64)
+    few = images[:64]
     started = time.perf_counter()
-    model.evaluate(eval_dataset(images[few], labels[few], num_classes=num_classes), verbose=0)
-    predict_logits(model, images[few])
+    predict_logits(model, few)
+    inference = float32_model(model)
+    if inference is not model:
+        predict_logits(inference, few)
     traced = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()

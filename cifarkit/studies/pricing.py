@@ -179,9 +179,9 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
     """Wall minutes of one run of ``cfg`` at ``speed``, before the stored runs' correction.
 
     Training steps at the training speed; a validation pass every ``train.validate_every``
-    epochs and the final test and validation predictions at the evaluation speed; and the
-    fixed cost (which the probe measures as building, compiling and tracing, plus tracing the
-    evaluation and prediction passes and saving the model).
+    epochs (the last one's logits are the stored validation predictions) and the test set's
+    prediction at the evaluation speed; and the fixed cost (which the probe measures as
+    building, compiling and tracing, plus tracing the prediction passes and saving the model).
     """
     from cifarkit.studies.transfer import training_images
 
@@ -190,7 +190,7 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
     val_images = cfg.data.val_per_class * n_classes
     test_images = cfg.data.test_limit or 1_000 * n_classes  # CIFAR-10's test set: 1,000 per class
     passes = cfg.train.epochs // cfg.train.validate_every
-    evaluation = (val_images * (passes + 1) + test_images) / speed.predict_img_s
+    evaluation = (val_images * passes + test_images) / speed.predict_img_s
     return (train + evaluation + speed.startup_seconds) / 60
 
 

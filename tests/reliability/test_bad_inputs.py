@@ -731,7 +731,7 @@ def craft_checkpoint(case: Case, world: dict[str, Path]) -> str:
             ModelConfig(name="resnet20") if case.craft == "resnet20" else cfg.model,
             num_classes=len(classes),
         )
-        compile_model(model, cfg.train, steps_per_epoch=7, class_names=classes)
+        compile_model(model, cfg.train, steps_per_epoch=7)
         model.optimizer.build(model.trainable_variables)  # as after an epoch: momenta exist
         folder = CheckpointManager(run.path / "checkpoint").save(
             model, 1, {"history": [{"epoch": 1, "loss": 2.3}], "train_seconds": 1.0}
