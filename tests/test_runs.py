@@ -62,6 +62,14 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     history = run.history()
     assert [row["epoch"] for row in history] == [1, 2]
     assert "val_acc_cat" in history[0] and "val_accuracy" in history[0]
+    assert "acc_cat" not in history[0]  # per-class figures are the validation's only
+    # Where the run's time went: each epoch's steps and validation, the first step's tracing.
+    assert all(row["step_seconds"] > 0 and row["val_seconds"] > 0 for row in history)
+    assert history[0]["trace_seconds"] > 0 and history[1]["trace_seconds"] == 0
+    seconds = run.status_record()["seconds"]
+    assert set(seconds) == {"steps", "tracing", "validation", "test"}
+    assert seconds["steps"] == pytest.approx(sum(row["step_seconds"] for row in history), abs=0.01)
+    assert 0 < sum(seconds.values()) < run.status_record()["wall_seconds"]
     assert sorted(run.snapshots()) == [1, 2]
     model = run.load_model(snapshot_epoch=1)
     assert model.output_shape == (None, 10)

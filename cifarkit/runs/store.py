@@ -275,7 +275,8 @@ def _train_into(
             model_version=version,
             registered_model=tracker.registered_name,
             resumed_from_epoch=outcome.resumed_from_epoch,
-            wall_seconds=round(time.perf_counter() - started, 2),
+            wall_seconds=(wall := round(time.perf_counter() - started, 2)),
+            seconds=outcome.seconds,
         )
     except BaseException as exc:
         try:
@@ -297,12 +298,19 @@ def _train_into(
             ) from exc
         raise
     _remove_checkpoints(run)
+    split = outcome.seconds
     log.info(
-        "%sdone: %s  test accuracy %.4f  (%.0f s training)",
+        "%sdone: %s  test accuracy %.4f  (%.0f s: training steps %.0f, tracing %.1f, "
+        "validation %.1f, test %.1f, the rest %.1f)",
         label,
         run.path.name,
         outcome.metrics["test_accuracy"],
-        outcome.metrics["train_seconds"],
+        wall,
+        split["steps"],
+        split["tracing"],
+        split["validation"],
+        split["test"],
+        wall - sum(split.values()),
     )
 
 

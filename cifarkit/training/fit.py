@@ -43,8 +43,14 @@ from cifarkit.training.recipe import (
 
 log = logging.getLogger(__name__)
 
-#: Seconds an epoch's validation pass took, in its logs and history row (0 when not validated).
+#: Seconds an epoch's validation pass took, in its logs and history row (absent when not validated).
 VALIDATION_SECONDS = "val_seconds"
+#: Seconds of an epoch's training steps, tracing left out, in its logs and history row.
+STEP_SECONDS = "step_seconds"
+#: Seconds the first step of this process spent tracing the training function (in that epoch's row).
+TRACE_SECONDS = "trace_seconds"
+#: The history's timings: they differ between two runs that computed the same thing.
+TIMING_KEYS = frozenset({"epoch_seconds", VALIDATION_SECONDS, STEP_SECONDS, TRACE_SECONDS})
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -59,6 +65,7 @@ class TrainOutcome:
     val_labels: np.ndarray
     metrics: dict[str, Any]
     resumed_from_epoch: int
+    seconds: dict[str, float]  # time_split: steps, tracing, validation, test
 
 
 def configure_precision(cfg: ExperimentConfig) -> str:
@@ -107,6 +114,41 @@ def feed_from_device(model: keras.Model, feed: DeviceFeed) -> None:
         return step((feed.batch(ids), *targets))
 
     model.train_step = train_step
+
+
+class _StepClock(keras.callbacks.Callback):
+    """The epoch's training-step seconds (``step_seconds``) and, in the first epoch this process
+    trains, what its first step spent tracing the training function (``trace_seconds``: that
+    step's time less the epoch's median step), written into the epoch's logs.
+
+    First in the callback list, so a step's clock stops before the other callbacks' work at
+    its end; the batches are fetched inside the step, so the input pipeline's waits count.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traced = False
+        self.times: list[float] = []
+        self.step_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.times = []
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.step_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.times.append(time.perf_counter() - self.step_started)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or not self.times:
+            return
+        tracing = 0.0
+        if not self.traced:
+            tracing = max(0.0, self.times[0] - float(np.median(self.times)))
+            self.traced = True
+        logs[STEP_SECONDS] = sum(self.times) - tracing
+        logs[TRACE_SECONDS] = tracing
 
 
 class _Validation(keras.callbacks.Callback):
@@ -257,7 +299,7 @@ def _train_run(
     model = build_model(cfg.model, num_classes=num_classes, l2=coupled_l2(train_cfg))
     # Transfer: source weights into all but the head; per-group LR factors (cifarkit.training.finetune).
     tuning = finetune.prepare(cfg.transfer, model, source_model)
-    compile_model(model, train_cfg, steps, lr_factors=tuning and tuning.lr_factors)
+    compile_model(model, train_cfg, steps, lr_factors=tuning.lr_factors if tuning else None)
 
     manager = CheckpointManager(run_dir / "checkpoint")
     state = manager.restore(model)
@@ -288,7 +330,8 @@ def _train_run(
     validation = _Validation(splits.x_val, splits.y_val, num_classes, splits.class_names, train_cfg)
     if start_epoch < train_cfg.epochs:
         fit_callbacks = [
-            validation,  # first: the callbacks after it read the epoch's val_* logs
+            _StepClock(),  # first: its clock stops right after each step
+            validation,  # before the callbacks that read the epoch's val_* logs
             EpochReseed(seed),
             *transfer_callbacks,
             EpochProgress(total_epochs=train_cfg.epochs, steps_per_epoch=steps),
@@ -326,12 +369,38 @@ def _train_run(
     else:
         inference = float32_model(model)
         val_logits = predict_logits(inference, splits.x_val)
+    test_started = time.perf_counter()
     logits = predict_logits(inference, splits.x_test)
+    seconds = time_split(history, time.perf_counter() - test_started)
     final_state = manager.latest() or state
     metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
     return TrainOutcome(
-        model, history, logits, splits.y_test, val_logits, splits.y_val, metrics, start_epoch
+        model,
+        history,
+        logits,
+        splits.y_test,
+        val_logits,
+        splits.y_val,
+        metrics,
+        start_epoch,
+        seconds,
     )
+
+
+def time_split(history: list[dict[str, float]], test_seconds: float) -> dict[str, float]:
+    """Where a run's seconds went, from its history's timings (every process that trained it):
+    training steps, tracing the training function, validation passes, and the test set's
+    prediction (``test_seconds``, this process's)."""
+
+    def total(key: str) -> float:
+        return round(sum(float(row.get(key, 0.0)) for row in history), 2)
+
+    return {
+        "steps": total(STEP_SECONDS),
+        "tracing": total(TRACE_SECONDS),
+        "validation": total(VALIDATION_SECONDS),
+        "test": round(test_seconds, 2),
+    }
 
 
 def validation_epochs(cfg: TrainConfig) -> list[int]:

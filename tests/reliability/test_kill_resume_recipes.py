@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from train_fixtures import tiny_experiment, tiny_image_tree
 
-from cifarkit.training.fit import VALIDATION_SECONDS
+from cifarkit.training.fit import TIMING_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def _compare_killed_with_straight(config: Path, name: str, straight: Path, kille
             np.testing.assert_array_equal(
                 x[key], y[key]
             )  # bitwise: same ops, same order, same seeds
-    timing = {"train_seconds", "timed_train_seconds", "epoch_seconds", VALIDATION_SECONDS}
+    timing = {"train_seconds", "timed_train_seconds", *TIMING_KEYS}
     strip = [
         [
             {k: v for k, v in row.items() if k not in timing}
