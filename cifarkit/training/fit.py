@@ -157,8 +157,8 @@ class _Validation(keras.callbacks.Callback):
     Keras' own validation pass traces a second function (the compiled loss and every metric,
     per batch) and needs the per-class metrics compiled into the training step too, where
     they cost every step and a second of tracing (ResNet20: the training step's tracing 4.4
-    → 3.9 s, the evaluation's 0.6-1.2 s gone, AVX-512 host). This callback, first in the
-    list, predicts the validation images with the model's forward pass (traced once per
+    → 3.9 s, the evaluation's 0.6-1.2 s gone, AVX-512 host). This callback, ahead of those
+    that read the logs, predicts the validation images with the model's forward pass (traced once per
     model) and writes ``val_loss``, ``val_accuracy`` and the per-class recalls into the
     epoch's logs as Keras' pass would (the compiled loss, plus the regularisation losses,
     over the whole set), with the seconds it took (``val_seconds``), so the progress line,
