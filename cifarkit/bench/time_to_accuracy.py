@@ -3,9 +3,9 @@
 Each seed trains fresh (never from the run store: a cached run would time nothing) into a
 folder of its own that is deleted once the seed is measured, through the same
 :func:`cifarkit.training.fit.train_run` every run uses; a seed cut short (the process killed or ended)
-keeps its checkpoint there and the next call resumes it. A Keras callback clocks each epoch less its validation pass, so the validation
-evaluation and the checkpoint write at the end of each epoch are excluded from the timed
-training; the total wall time (everything, data
+keeps its checkpoint there and the next call resumes it. Each epoch's timed training is its steps and tracing as the run's step clock measures
+them, so the validation evaluation and the checkpoint write at the end of each epoch are
+excluded; the total wall time (everything, data
 loading and evaluation included) is reported beside it. The target is checked against
 *plain validation accuracy* (no TTA) after each epoch, so it is a different figure from a
 test accuracy with TTA, even when the two share a number; the test split is used once at
@@ -40,26 +40,17 @@ TIMED_KEY = "timed_train_seconds"  # the epoch's training seconds, stored in the
 
 
 class TrainClock(keras.callbacks.Callback):
-    """Each epoch's training seconds, from its first batch to the end of its last, written
-    into the epoch's logs (``timed_train_seconds``): the epoch's seconds less its validation
-    pass's (``val_seconds``, which the run's validation callback, first in the list, wrote
-    into the same logs). The checkpoint callback, which runs after this one on the same dict,
-    keeps it in the run's history, so a resumed seed adds up the epochs of earlier,
-    interrupted calls from there."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
+    """Each epoch's training seconds written into its logs (``timed_train_seconds``): the
+    epoch's training steps and its tracing, as the run's step clock (first in the list,
+    :mod:`cifarkit.training.fit`) measured them, so validation and checkpoint writes are left
+    out. The checkpoint callback, which runs after this one on the same dict, keeps it in
+    the run's history, so a resumed seed adds up the epochs of earlier, interrupted calls."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from cifarkit.training.fit import VALIDATION_SECONDS
+        from cifarkit.training.fit import STEP_SECONDS, TRACE_SECONDS
 
         if logs is not None:
-            seconds = time.perf_counter() - self._started
-            logs[TIMED_KEY] = seconds - logs.get(VALIDATION_SECONDS, 0.0)
+            logs[TIMED_KEY] = logs.get(STEP_SECONDS, 0.0) + logs.get(TRACE_SECONDS, 0.0)
 
 
 @dataclass
