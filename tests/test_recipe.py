@@ -122,3 +122,17 @@ def test_per_class_recall_is_per_class_accuracy():
     assert results["acc_a"] == pytest.approx(0.5)
     assert results["acc_b"] == pytest.approx(1.0)
     assert results["acc_c"] == pytest.approx(2 / 3)
+
+
+def test_a_compiled_model_traces_its_training_step_once():
+    # Optimizer slots made inside the first step's trace make TensorFlow trace it again.
+    from cifarkit.training.recipe import compile_model
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    compile_model(model, TrainConfig(epochs=1, optimizer={"momentum": 0.9}), steps_per_epoch=2)
+    traced = []
+    step = model.train_step
+    model.train_step = lambda data: traced.append(1) or step(data)
+    x, y = np.zeros((8, 4), "float32"), keras.utils.to_categorical(np.arange(8) % 3, 3)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert len(traced) == 1

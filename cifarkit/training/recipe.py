@@ -167,3 +167,9 @@ def compile_model(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
+    # The optimizer's slots (momenta) are made now rather than in the first training step: a
+    # tf.function that creates variables while tracing is traced a second time, and Keras only
+    # builds the optimizer ahead under a distribution strategy. Same slots, same zeros, one
+    # trace fewer (ResNet20's first fit call 3.3 -> 1.8 s, AVX-512 host). A transfer run builds
+    # it here too, before any layer is frozen, over every variable that may ever train.
+    model.optimizer.build(model.trainable_variables)
