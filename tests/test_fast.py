@@ -308,6 +308,9 @@ def test_airbench_trains_and_resumes_exactly(tmp_path: Path, tiny_tree: Path, ra
     straight = train_run(cfg, 0, tmp_path / "straight", splits)
     assert np.isfinite(straight.test_logits).all() and len(straight.history) == 2
     assert float(np.abs(straight.model.get_layer("whiten").kernel.numpy()).sum()) > 0
+    # The run's model file is a copy of the last checkpoint's only when that holds the final
+    # weights: not after Keras' EMA replaced them at the end.
+    assert (straight.model_file is None) == (ramp == "none")
     # Both kept sets of logits are the final model's in float32: after Keras' EMA (ramp none)
     # has replaced the weights by their average at the end of fit, too.
     final = float32_model(straight.model)

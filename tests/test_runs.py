@@ -73,6 +73,17 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     assert sorted(run.snapshots()) == [1, 2]
     model = run.load_model(snapshot_epoch=1)
     assert model.output_shape == (None, 10)
+    # The snapshots and the model file are copies of the checkpoint their epoch wrote: the last
+    # epoch's snapshot and model.keras both give the stored test logits, epoch 1's does not.
+    from cifarkit.data import splits_from_config
+    from cifarkit.models import float32_model, predict_logits
+
+    x_test = splits_from_config(cfg.data).x_test
+    for final in (run.load_model(), run.load_model(snapshot_epoch=2)):
+        np.testing.assert_allclose(
+            predict_logits(float32_model(final), x_test), logits, rtol=0, atol=1e-5
+        )
+    assert not np.allclose(predict_logits(float32_model(model), x_test), logits, atol=1e-3)
     env = json.loads((run.path / "env.json").read_text())
     assert env["packages"]["tensorflow"] and "python" in env
 

@@ -263,7 +263,10 @@ def _train_into(
                 val_labels=outcome.val_labels.astype(np.int64),
             )
         with atomic_path(run.model_path, suffix=".keras") as tmp:
-            outcome.model.save(tmp)
+            if outcome.model_file is not None:  # the same model, already serialised
+                shutil.copyfile(outcome.model_file, tmp)
+            else:
+                outcome.model.save(tmp)
         write_json(run.metrics_path, outcome.metrics)
         version = tracker.finish(run, outcome.metrics, register=register, model=outcome.model)
         _set_status(

@@ -18,7 +18,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from cifarkit.core.atomic import atomic_path
 from cifarkit.core.config import ExperimentConfig, TrainConfig
 from cifarkit.core.progress import EpochProgress
 from cifarkit.core.repro import set_seeds
@@ -66,6 +65,9 @@ class TrainOutcome:
     metrics: dict[str, Any]
     resumed_from_epoch: int
     seconds: dict[str, float]  # time_split: steps, tracing, validation, test
+    #: The last checkpoint's model file when it holds exactly ``model`` (not after Keras' EMA
+    #: replaced the weights at the end): the run's model file can be a copy of it.
+    model_file: Path | None = None
 
 
 def configure_precision(cfg: ExperimentConfig) -> str:
@@ -245,13 +247,18 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
         row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["epoch_seconds"] = time.perf_counter() - self.epoch_started
         self.history.append(row)
-        if finished in self.snapshot_epochs:
-            with atomic_path(
-                self.snapshot_dir / f"epoch-{finished:03d}.keras", suffix=".keras"
-            ) as tmp:
-                self.model.save(tmp)
+        snapshots = (
+            (self.snapshot_dir / f"epoch-{finished:03d}.keras",)
+            if finished in self.snapshot_epochs
+            else ()
+        )
         elapsed = self.elapsed_before + time.perf_counter() - self.started
-        self.manager.save(self.model, finished, {"history": self.history, "train_seconds": elapsed})
+        self.manager.save(
+            self.model,
+            finished,
+            {"history": self.history, "train_seconds": elapsed},
+            copies=snapshots,
+        )
         for hook in self.hooks:
             hook(finished, row)
 
@@ -373,6 +380,7 @@ def _train_run(
     logits = predict_logits(inference, splits.x_test)
     seconds = time_split(history, time.perf_counter() - test_started)
     final_state = manager.latest() or state
+    model_file = final_state.get("_model_path")
     metrics = run_metrics(history, logits, splits, final_state.get("train_seconds", 0.0))
     return TrainOutcome(
         model,
@@ -384,6 +392,7 @@ def _train_run(
         metrics,
         start_epoch,
         seconds,
+        Path(model_file) if model_file and not ema_overwrote else None,
     )
 
 

@@ -195,8 +195,8 @@ def disk_fills_after_first_checkpoint(
         with real_atomic_path(path, suffix=suffix) as tmp:
             yield tmp
 
-    def save(self, model, epoch, info):
-        target = real_save(self, model, epoch, info)
+    def save(self, model, epoch, info, copies=()):
+        target = real_save(self, model, epoch, info, copies)
         if epoch == 1:
             state["full"] = True
             state["intact"] = _hashes(self.folder)
