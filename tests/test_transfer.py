@@ -195,6 +195,14 @@ def test_source_weights_initialise_all_but_the_head(tmp_path: Path) -> None:
     assert target.get_layer("logits").kernel.shape == (64, 3)
     with pytest.raises(CifarkitError, match="same architecture"):
         finetune.init_from_source(cifar_resnet(14, num_classes=3), path)
+    # The source's weights are read once per version of its file: a new file is read anew.
+    other = cifar_resnet(8, num_classes=5)
+    other.save(path)
+    finetune.init_from_source(target, path)
+    np.testing.assert_array_equal(
+        target.get_layer("stage2_block1_conv1").kernel,
+        other.get_layer("stage2_block1_conv1").kernel,
+    )
 
 
 # --------------------------------------------------------------------------- ImageNet path
