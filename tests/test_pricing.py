@@ -55,6 +55,19 @@ def test_validating_less_often_is_priced_and_must_end_on_the_last_epoch():
         load_config("baseline_cnn", "smoke", {"train.epochs": 4, "train.validate_every": 3})
 
 
+def test_each_epoch_pays_for_its_checkpoint():
+    from cifarkit.core.config import load_config
+
+    cfg = load_config("baseline_cnn", "smoke", {"train.epochs": 4})
+    free, saving = (
+        pricing.Speed(100.0, 500.0, 2.0),
+        pricing.Speed(100.0, 500.0, 2.0, save_seconds=0.5),
+    )
+    assert pricing.run_minutes(cfg, saving) - pricing.run_minutes(cfg, free) == pytest.approx(
+        4 * 0.5 / 60
+    )
+
+
 def test_a_float16_plan_on_a_machine_without_a_gpu_is_refused_before_anything_trains():
     from cifarkit.core.precision import Machine, use_machine
 

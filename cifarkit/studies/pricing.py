@@ -12,6 +12,7 @@ probe's estimate by the median ratio of their actual to their estimated wall tim
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,9 +42,9 @@ class Speed:
 
     ``train_img_s`` and ``predict_img_s`` price the training steps and the evaluation passes;
     ``startup_seconds`` is a run's fixed cost (building, compiling and tracing the model,
-    tracing its evaluation and prediction, saving and registering it); ``factor`` is the
-    median of actual over estimated wall time of the complete runs of this key already in the
-    run store (1.0 when there are none).
+    tracing its evaluation and prediction, saving and registering it); ``save_seconds`` one
+    checkpoint, written each epoch; ``factor`` is the median of actual over estimated wall
+    time of the complete runs of this key already in the run store (1.0 when there are none).
     """
 
     train_img_s: float
@@ -51,6 +52,7 @@ class Speed:
     startup_seconds: float
     factor: float = 1.0
     runs: int = 0  # stored runs the factor was measured on
+    save_seconds: float = 0.0
 
 
 def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[SpeedKey, Speed | str]:
@@ -82,12 +84,8 @@ def measured_speeds(plan: Sequence[PlannedRun], probe: bool = True) -> dict[Spee
     for key, speed in list(out.items()):
         ratios = stored.get(key, [])
         if isinstance(speed, Speed) and ratios:
-            out[key] = Speed(
-                speed.train_img_s,
-                speed.predict_img_s,
-                speed.startup_seconds,
-                float(pd.Series(ratios).median()),
-                len(ratios),
+            out[key] = dataclasses.replace(
+                speed, factor=float(pd.Series(ratios).median()), runs=len(ratios)
             )
     return out
 
@@ -134,11 +132,13 @@ def _kept_probe(cfg: ExperimentConfig) -> Speed | None:
             record["cpu"],
             record["cpu_isa"],
         )
-        if same_cpu and kept.get("finish_seconds") is not None and kept.get("predict_img_s"):
+        measured = ("finish_seconds", "save_seconds", "predict_img_s")
+        if same_cpu and all(kept.get(name) is not None for name in measured):
             return Speed(
                 float(kept["pipeline_img_s"]),
                 float(kept["predict_img_s"]),
                 float(kept["startup_seconds"]) + float(kept["finish_seconds"]),
+                save_seconds=float(kept["save_seconds"]),
             )
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -172,6 +172,7 @@ def _probe(cfg: ExperimentConfig) -> Speed:
         result.pipeline_img_s,
         result.predict_img_s or 3 * result.pipeline_img_s,
         (result.startup_seconds or 0.0) + (result.finish_seconds or 0.0),
+        save_seconds=result.save_seconds or 0.0,
     )
 
 
@@ -180,8 +181,9 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
 
     Training steps at the training speed; a validation pass every ``train.validate_every``
     epochs (the last one's logits are the stored validation predictions) and the test set's
-    prediction at the evaluation speed; and the fixed cost (which the probe measures as
-    building, compiling and tracing, plus tracing the prediction passes and saving the model).
+    prediction at the evaluation speed; a checkpoint each epoch; and the fixed cost (which the
+    probe measures as building, compiling and tracing, plus tracing the prediction passes and
+    the save MLflow's registration makes).
     """
     from cifarkit.studies.transfer import training_images
 
@@ -191,7 +193,8 @@ def run_minutes(cfg: ExperimentConfig, speed: Speed) -> float:
     test_images = cfg.data.test_limit or 1_000 * n_classes  # CIFAR-10's test set: 1,000 per class
     passes = cfg.train.epochs // cfg.train.validate_every
     evaluation = (val_images * passes + test_images) / speed.predict_img_s
-    return (train + evaluation + speed.startup_seconds) / 60
+    checkpoints = cfg.train.epochs * speed.save_seconds
+    return (train + evaluation + checkpoints + speed.startup_seconds) / 60
 
 
 def estimate_minutes(entry: PlannedRun, speeds: Mapping[SpeedKey, Speed | str]) -> float | None:
