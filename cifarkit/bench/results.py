@@ -55,6 +55,20 @@ def results_tables(profile: str | None = None, markdown: bool = True) -> str | N
                 show(engine_table(engine).set_index("arm")),
                 "",
             ]
+        from cifarkit.bench import precision
+
+        compared = precision.latest_result()
+        if compared is not None:
+            parts += [
+                "## bfloat16 against float32 (test accuracy, the same seeds in each precision)",
+                "",
+                precision.machine_text(compared) + ".",
+                "",
+                show(precision.precision_table(compared).set_index("experiment")),
+                "",
+                *(f"- {row['experiment']}: {row['sentence']}" for row in compared["experiments"]),
+                "",
+            ]
         throughputs = load_throughputs()
         if not throughputs.empty:
             parts += [

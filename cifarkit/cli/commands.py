@@ -172,6 +172,22 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_precision(args: argparse.Namespace) -> int:
+    from cifarkit.bench import precision
+    from cifarkit.core.atomic import write_json
+
+    result = precision.compare(args.experiments, args.profile, args.seeds)
+    path = precision.result_path(args.profile)
+    write_json(path, result)
+    with pd_display():
+        print(precision.precision_table(result).to_string(index=False))
+    for row in result["experiments"]:
+        print(f"{row['experiment']}: {row['sentence']}")
+    print(precision.machine_text(result))
+    print(f"kept in {path}")
+    return 0
+
+
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     import json
 

@@ -274,6 +274,27 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
     p = _add(
         bench,
+        "precision",
+        c.cmd_bench_precision,
+        "test accuracy in bfloat16 against float32, seed by seed, on a CPU with native bfloat16: "
+        "trains (or finds) each experiment's seeds in both precisions through the run store",
+    )
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        default=["resnet20", "baseline_cnn"],
+        help="experiments to compare (default: the headline pair, resnet20 baseline_cnn)",
+    )
+    _profile_arg(p)
+    p.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=5,
+        help="seeds 0..N-1 in each precision (default 5, what the verdict rule needs to call a difference)",
+    )
+
+    p = _add(
+        bench,
         "time-to-accuracy",
         c.cmd_bench_time_to_accuracy,
         "train fresh runs (no cache) and time training until validation accuracy reaches a target; "
