@@ -70,6 +70,10 @@ def test_the_newest_kept_comparison_is_shown_in_the_benchmark_results(
     (tmp_path / "bench" / "precision-smoke.json").write_text(json.dumps(old))
     (tmp_path / "bench" / "precision-cpu.json").write_text(json.dumps(new))
     assert precision.latest_result() == new
+    table, note = precision.chapter_view()
+    assert table is not None and list(table["experiment"]) == ["resnet20"]
+    assert note.startswith("resnet20: a sentence Measured on Some CPU")
+    assert precision.chapter_view(tmp_path / "elsewhere")[0] is None
     text = results_tables()
     assert text is not None and "## bfloat16 against float32" in text and "[-4.85, +7.85]" in text
 

@@ -22,6 +22,8 @@ from cifarkit.core.errors import CifarkitError
 
 #: The two precisions compared, the reference first (the difference is the second's minus it).
 COMPARED = ("float32", "bfloat16")
+#: The kept comparisons under ``artifacts/bench``, one per profile (:func:`result_path`).
+PRECISION_GLOB = "precision-*.json"
 
 
 def compare(experiments: Sequence[str], profile: str = "cpu", seeds: int = 5) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def latest_result(folder: Path | None = None) -> dict[str, Any] | None:
     from cifarkit.core.paths import artifacts_dir
 
     folder = folder or artifacts_dir() / "bench"
-    results = [json.loads(p.read_text()) for p in folder.glob("precision-*.json")]
+    results = [json.loads(p.read_text()) for p in folder.glob(PRECISION_GLOB)]
     return max(results, key=lambda r: r["recorded_at"]) if results else None
 
 
@@ -153,3 +155,16 @@ def machine_text(result: dict[str, Any]) -> str:
         f"profile {result['profile']}, seeds 0-{result['seeds'] - 1} in each precision, recorded "
         f"{result['recorded_at']}"
     )
+
+
+def chapter_view(folder: Path | None = None) -> tuple[pd.DataFrame | None, str]:
+    """What the fast-training chapter shows: the newest comparison's table and the verdict
+    sentences with the machine they were measured on, or no table and the command that makes one."""
+    result = latest_result(folder)
+    if result is None:
+        return None, (
+            "No precision comparison has been kept on this machine yet. Make one on a CPU with "
+            "native bfloat16 with `cifarkit bench precision` (the headline pair, five seeds each)."
+        )
+    sentences = " ".join(f"{row['experiment']}: {row['sentence']}" for row in result["experiments"])
+    return precision_table(result), f"{sentences} Measured on {machine_text(result)}."

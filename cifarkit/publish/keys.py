@@ -137,12 +137,16 @@ def reads_benchmarks(path: Path) -> bool:
 
 
 def benchmarks_hash() -> str:
-    """SHA-256 over the names and contents of the time-to-accuracy and throughput results."""
+    """SHA-256 over the names and contents of the kept benchmark results: time to accuracy,
+    throughput, the engine comparison and the precision comparison."""
+    from cifarkit.bench.engine import ENGINE_GLOB
+    from cifarkit.bench.precision import PRECISION_GLOB
     from cifarkit.bench.throughput import THROUGHPUT_GLOB
     from cifarkit.bench.time_to_accuracy import RESULT_GLOB
 
     bench_dir, entries = artifacts_dir() / "bench", []
-    for path in sorted([*bench_dir.glob(RESULT_GLOB), *bench_dir.glob(THROUGHPUT_GLOB)]):
+    globs = (RESULT_GLOB, THROUGHPUT_GLOB, ENGINE_GLOB, PRECISION_GLOB)
+    for path in sorted(path for glob in globs for path in bench_dir.glob(glob)):
         try:
             entries.append([path.name, _sha256(path.read_bytes())])
         except OSError:
