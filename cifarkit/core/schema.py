@@ -52,6 +52,10 @@ def model_class(annotation: Any) -> Any:
     return next(arg for arg in typing.get_args(annotation) if hasattr(arg, "model_fields"))
 
 
+#: The two switches train.precision replaced (stored configs spell out both).
+_LEGACY_PRECISION_SWITCHES = ("bfloat16", "mixed_precision")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -293,24 +297,18 @@ class TrainConfig(_Strict):
     @classmethod
     def _resolve_precision(cls, data: Any) -> Any:
         # 'auto' never reaches the hash: the run key names the precision that will be computed.
-        # Configs stored before the precision setting had two switches; they read as the same choice.
         from cifarkit.core import precision
 
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        legacy = [key for key in ("bfloat16", "mixed_precision") if key in data]
-        if len(legacy) == 1:
-            raise ValueError(
-                f"train.{legacy[0]} was replaced by train.precision; set train.precision to "
-                "one of auto, float32, bfloat16, float16"
-            )
-        if legacy:  # a stored config, which spells out both switches
-            bf16, fp16 = data.pop("bfloat16"), data.pop("mixed_precision")
-            data.setdefault("precision", "bfloat16" if bf16 else "float16" if fp16 else "float32")
-        requested = data.get("precision", "auto")
-        if requested == "auto":
-            data["precision"] = precision.resolve("auto")
+        for old in _LEGACY_PRECISION_SWITCHES:  # a stored config's pair is read by ExperimentConfig
+            if old in data:
+                raise ValueError(
+                    f"train.{old} was replaced by train.precision; set train.precision to "
+                    "one of auto, float32, bfloat16, float16"
+                )
+        if data.get("precision", "auto") == "auto":
+            data = {**data, "precision": precision.resolve("auto")}
         return data
 
     @model_validator(mode="after")
@@ -382,18 +380,20 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _stored_before_fused_batch_norm(cls, data: Any) -> Any:
-        # A config stored before the fused batch norm spells out train.bfloat16 and
-        # train.mixed_precision: its run used Keras' batch norm, and reads back as such.
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("train"), dict)
-            and isinstance(data.get("model"), dict)
-        ):
-            if {"bfloat16", "mixed_precision"} <= data["train"].keys() and "batch_norm" not in data[
-                "model"
-            ]:
-                data = {**data, "model": {**data["model"], "batch_norm": "keras"}}
+    def _stored_before_precision(cls, data: Any) -> Any:
+        # A config stored before train.precision and the fused batch norm spells out both old
+        # switches: they read back as the one precision they chose, and its run used Keras'
+        # batch norm. (One of them alone was written by hand: TrainConfig refuses it.)
+        if not (isinstance(data, dict) and isinstance(data.get("train"), dict)):
+            return data
+        train = dict(data["train"])
+        if not set(_LEGACY_PRECISION_SWITCHES) <= train.keys():
+            return data
+        bf16, fp16 = (train.pop(key) for key in _LEGACY_PRECISION_SWITCHES)
+        train.setdefault("precision", "bfloat16" if bf16 else "float16" if fp16 else "float32")
+        data = {**data, "train": train}
+        if isinstance(data.get("model"), dict) and "batch_norm" not in data["model"]:
+            data["model"] = {**data["model"], "batch_norm": "keras"}
         return data
 
     @model_validator(mode="after")
