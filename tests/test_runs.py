@@ -67,7 +67,8 @@ def test_train_completes_writes_contract_and_caches(store, monkeypatch):
     assert all(row["step_seconds"] > 0 and row["val_seconds"] > 0 for row in history)
     assert history[0]["trace_seconds"] > 0 and history[1]["trace_seconds"] == 0
     seconds = run.status_record()["seconds"]
-    assert set(seconds) == {"steps", "tracing", "validation", "test"}
+    assert set(seconds) == {"steps", "tracing", "validation", "test", "checkpoints", "mlflow"}
+    assert seconds["checkpoints"] > 0 and seconds["mlflow"] > 0
     assert seconds["steps"] == pytest.approx(sum(row["step_seconds"] for row in history), abs=0.01)
     assert 0 < sum(seconds.values()) < run.status_record()["wall_seconds"]
     assert sorted(run.snapshots()) == [1, 2]

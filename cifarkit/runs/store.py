@@ -223,7 +223,9 @@ def _train_into(
             **precision.environment(),
         },
     )
+    tracked = time.perf_counter()
     tracker = tracking.RunTracker.start_or_resume(run, cfg, seed)
+    mlflow_seconds = time.perf_counter() - tracked
     _set_status(
         run,
         RUNNING,
@@ -268,7 +270,12 @@ def _train_into(
             else:
                 outcome.model.save(tmp)
         write_json(run.metrics_path, outcome.metrics)
+        tracked = time.perf_counter()
         version = tracker.finish(run, outcome.metrics, register=register, model=outcome.model)
+        seconds = {
+            **outcome.seconds,
+            "mlflow": round(mlflow_seconds + time.perf_counter() - tracked, 2),
+        }
         _set_status(
             run,
             COMPLETE,
@@ -279,7 +286,7 @@ def _train_into(
             registered_model=tracker.registered_name,
             resumed_from_epoch=outcome.resumed_from_epoch,
             wall_seconds=(wall := round(time.perf_counter() - started, 2)),
-            seconds=outcome.seconds,
+            seconds=seconds,
         )
     except BaseException as exc:
         try:
@@ -301,19 +308,20 @@ def _train_into(
             ) from exc
         raise
     _remove_checkpoints(run)
-    split = outcome.seconds
     log.info(
         "%sdone: %s  test accuracy %.4f  (%.0f s: training steps %.0f, tracing %.1f, "
-        "validation %.1f, test %.1f, the rest %.1f)",
+        "validation %.1f, test %.1f, checkpoints %.1f, MLflow %.1f, the rest %.1f)",
         label,
         run.path.name,
         outcome.metrics["test_accuracy"],
         wall,
-        split["steps"],
-        split["tracing"],
-        split["validation"],
-        split["test"],
-        wall - sum(split.values()),
+        seconds["steps"],
+        seconds["tracing"],
+        seconds["validation"],
+        seconds["test"],
+        seconds["checkpoints"],
+        seconds["mlflow"],
+        wall - sum(seconds.values()),
     )
 
 

@@ -48,8 +48,13 @@ VALIDATION_SECONDS = "val_seconds"
 STEP_SECONDS = "step_seconds"
 #: Seconds the first step of this process spent tracing the training function (in that epoch's row).
 TRACE_SECONDS = "trace_seconds"
+#: Seconds writing the epoch's checkpoint took (in the history the run ends with, not in the
+#: checkpoint's own copy of it, which is written before the time is known).
+CHECKPOINT_SECONDS = "checkpoint_seconds"
 #: The history's timings: they differ between two runs that computed the same thing.
-TIMING_KEYS = frozenset({"epoch_seconds", VALIDATION_SECONDS, STEP_SECONDS, TRACE_SECONDS})
+TIMING_KEYS = frozenset(
+    {"epoch_seconds", VALIDATION_SECONDS, STEP_SECONDS, TRACE_SECONDS, CHECKPOINT_SECONDS}
+)
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -64,7 +69,7 @@ class TrainOutcome:
     val_labels: np.ndarray
     metrics: dict[str, Any]
     resumed_from_epoch: int
-    seconds: dict[str, float]  # time_split: steps, tracing, validation, test
+    seconds: dict[str, float]  # time_split: steps, tracing, validation, test, checkpoints
     #: The last checkpoint's model file when it holds exactly ``model`` (not after Keras' EMA
     #: replaced the weights at the end): the run's model file can be a copy of it.
     model_file: Path | None = None
@@ -252,13 +257,15 @@ class _CheckpointEachEpoch(keras.callbacks.Callback):
             if finished in self.snapshot_epochs
             else ()
         )
-        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        saving = time.perf_counter()
+        elapsed = self.elapsed_before + saving - self.started
         self.manager.save(
             self.model,
             finished,
             {"history": self.history, "train_seconds": elapsed},
             copies=snapshots,
         )
+        row[CHECKPOINT_SECONDS] = time.perf_counter() - saving
         for hook in self.hooks:
             hook(finished, row)
 
@@ -398,8 +405,8 @@ def _train_run(
 
 def time_split(history: list[dict[str, float]], test_seconds: float) -> dict[str, float]:
     """Where a run's seconds went, from its history's timings (every process that trained it):
-    training steps, tracing the training function, validation passes, and the test set's
-    prediction (``test_seconds``, this process's)."""
+    training steps, tracing the training function, validation passes, writing checkpoints,
+    and the test set's prediction (``test_seconds``, this process's)."""
 
     def total(key: str) -> float:
         return round(sum(float(row.get(key, 0.0)) for row in history), 2)
@@ -409,6 +416,7 @@ def time_split(history: list[dict[str, float]], test_seconds: float) -> dict[str
         "tracing": total(TRACE_SECONDS),
         "validation": total(VALIDATION_SECONDS),
         "test": round(test_seconds, 2),
+        "checkpoints": total(CHECKPOINT_SECONDS),
     }
 
 
