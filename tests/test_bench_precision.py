@@ -27,7 +27,7 @@ def _record(float32: list[float], bfloat16: list[float]) -> dict:
             {
                 "experiment": "resnet20",
                 "config_hash": {"float32": "a" * 64, "bfloat16": "b" * 64},
-                "test_accuracy": {"float32": float32, "bfloat16": bfloat16},
+                "test_accuracy": {"bfloat16": bfloat16, "float32": float32},  # sorted, as kept
                 "comparison": comparison.as_dict(),
                 "sentence": "a sentence",
             }
@@ -50,7 +50,9 @@ def test_without_native_bfloat16_the_comparison_is_refused_before_anything_train
 
 def test_table_gives_each_precisions_mean_and_the_paired_difference_with_its_interval() -> None:
     record = _record([0.60, 0.62, 0.61], [0.61, 0.64, 0.61])
-    row = precision.precision_table(record).iloc[0]
+    table = precision.precision_table(record)
+    assert list(table.columns[2:4]) == ["float32 test accuracy (%)", "bfloat16 test accuracy (%)"]
+    row = table.iloc[0]
     assert row["float32 test accuracy (%)"] == pytest.approx(61.0)
     assert row["bfloat16 test accuracy (%)"] == pytest.approx(62.0)
     assert row["bfloat16 − float32 (points)"] == pytest.approx(1.0)

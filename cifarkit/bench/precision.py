@@ -138,8 +138,10 @@ def precision_table(result: dict[str, Any]) -> pd.DataFrame:
                 "experiment": row["experiment"],
                 "seeds": c["n"],
                 **{
-                    f"{p} test accuracy (%)": round(100 * sum(v) / len(v), 2)
-                    for p, v in row["test_accuracy"].items()
+                    f"{p} test accuracy (%)": round(
+                        100 * sum(row["test_accuracy"][p]) / len(row["test_accuracy"][p]), 2
+                    )
+                    for p in COMPARED
                 },
                 "bfloat16 − float32 (points)": round(100 * c["mean_diff"], 2),
                 "95% interval": interval_text(c["low"], c["high"], signed=True),
