@@ -182,13 +182,7 @@ def compare(
                     figures[arm]["pipeline"].append(float(data["pipeline_img_s"]))
     env = environment_record()
     return {
-        "machine": {
-            "cpu": env["cpu"],
-            "cpu_isa": env["cpu_isa"],
-            "cpu_bfloat16": cpu_has_bfloat16(),
-            "cpu_count": env["cpu_count"],
-            "packages": env["packages"],
-        },
+        "machine": machine_record(env),
         "recorded_at": env["recorded_at"],
         "repeats": repeats,
         "steps": steps,
@@ -243,16 +237,41 @@ def engine_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def machine_record(env: dict[str, Any]) -> dict[str, Any]:
+    """The machine a kept benchmark ran on, from :func:`~cifarkit.core.repro.environment_record`:
+    CPU, cores, widest vector unit, native bfloat16 and the package versions."""
+    from cifarkit.core.repro import cpu_has_bfloat16
+
+    return {
+        "cpu": env["cpu"],
+        "cpu_isa": env["cpu_isa"],
+        "cpu_bfloat16": cpu_has_bfloat16(),
+        "cpu_count": env["cpu_count"],
+        "packages": env["packages"],
+    }
+
+
+def cpu_text(machine: dict[str, Any]) -> str:
+    """``AMD EPYC, 2 cores, widest vector unit avx512f, native bfloat16 (...)``: a
+    :func:`machine_record` in words."""
+    bf16 = (
+        "native bfloat16 (avx512_bf16/amx_bf16)"
+        if machine["cpu_bfloat16"]
+        else "no native bfloat16"
+    )
+    return (
+        f"{machine['cpu']}, {machine['cpu_count']} cores, widest vector unit "
+        f"{machine['cpu_isa']}, {bf16}"
+    )
+
+
 def machine_text(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    bf16 = "native bfloat16 (avx512_bf16/amx_bf16)" if m["cpu_bfloat16"] else "no native bfloat16"
     repeats = sorted({a.get("repeats", result["repeats"]) for a in result["arms"]}) or [
         result["repeats"]
     ]
     shown = " or ".join(str(r) for r in repeats)
     return (
-        f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, {bf16}; "
-        f"{shown} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
+        f"{cpu_text(result['machine'])}; {shown} interleaved repeats of {result['steps']} steps at batch {result['batch_size']}, "
         f"each arm in a fresh process, recorded {result['recorded_at']}"
     )
 

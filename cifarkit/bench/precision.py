@@ -50,6 +50,7 @@ def compare(experiments: Sequence[str], profile: str = "cpu", seeds: int = 5) ->
         On a CPU without native bfloat16 (it would be emulated, many times slower), or with
         fewer than 2 seeds (no interval).
     """
+    from cifarkit.bench.engine import machine_record
     from cifarkit.core import precision
     from cifarkit.core.config import load_config
     from cifarkit.core.repro import environment_record
@@ -98,12 +99,7 @@ def compare(experiments: Sequence[str], profile: str = "cpu", seeds: int = 5) ->
         "profile": profile,
         "seeds": seeds,
         "recorded_at": environment["recorded_at"],
-        "machine": {
-            "cpu": environment["cpu"],
-            "cpu_isa": environment["cpu_isa"],
-            "cpu_count": environment["cpu_count"],
-            "cpu_bfloat16": True,
-        },
+        "machine": machine_record(environment),
         "experiments": rows,
     }
 
@@ -151,11 +147,11 @@ def precision_table(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def machine_text(result: dict[str, Any]) -> str:
-    m = result["machine"]
+    from cifarkit.bench.engine import cpu_text
+
     return (
-        f"{m['cpu']}, {m['cpu_count']} cores, widest vector unit {m['cpu_isa']}, native bfloat16; "
-        f"profile {result['profile']}, seeds 0-{result['seeds'] - 1} in each precision, recorded "
-        f"{result['recorded_at']}"
+        f"{cpu_text(result['machine'])}; profile {result['profile']}, "
+        f"seeds 0-{result['seeds'] - 1} in each precision, recorded {result['recorded_at']}"
     )
 
 

@@ -226,12 +226,11 @@ class FineTuning:
     def start(self, model: keras.Model, start_epoch: int) -> ProgressiveUnfreeze:
         """Freeze for ``start_epoch`` (after any checkpoint restore); the callback does the rest.
 
-        The optimizer is built over every variable that may ever train *before* anything is
-        frozen, so its slots (and the checkpoint's optimizer variables) are the same in
-        every epoch, whatever is frozen at the time.
+        ``model`` was compiled by :func:`~cifarkit.training.recipe.compile_model`, which built
+        the optimizer over every variable that may ever train, before anything is frozen, so
+        its slots (and the checkpoint's optimizer variables) are the same in every epoch,
+        whatever is frozen at the time.
         """
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         frozen = frozen_groups(self.transfer, start_epoch, len(self.groups))
         set_frozen(model, self.groups, frozen)
         return ProgressiveUnfreeze(self.transfer, self.groups, frozen)
